@@ -1,0 +1,36 @@
+# Everything a fresh machine needs: `make demo` and `make test` install first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RESULTS ?= results
+
+.PHONY: install test test-fast demo bench lint clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes (the package itself is installed editable).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: install
+	$(BIN)/hidden sweep run sweeps/quickstart.yaml --results $(RESULTS)
+	$(BIN)/hidden analyze scaling quickstart --x width --by method --results $(RESULTS) --out $(RESULTS)/quickstart/report
+
+bench: install
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
+lint: install
+	$(BIN)/ruff check hidden_core tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

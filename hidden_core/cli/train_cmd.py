@@ -1,0 +1,158 @@
+"""`hidden train`, `hidden inspect` and `hidden data download`.
+
+Flags are generated from the TrialConfig and RunOptions fields, so every config field has a
+flag and a new field gets one for free. Values go through the same pydantic validation as
+a YAML file: one error path for every way in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from hidden_core.config import (
+    DATASETS,
+    ConfigError,
+    RunOptions,
+    TrialConfig,
+    make_config,
+    make_run_options,
+)
+
+MODEL_FIELDS = ("dataset", "model", "method", "width", "depth", "mlp_units", "norm", "keep_fraction", "weight_dist", "scale_fan", "seed", "train_output_layer", "supermask_init_keep")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one network", description="Train one network with any method on any supported data set.")
+    p.add_argument("--config", metavar="FILE.yaml", help="trial config file (TrialConfig and RunOptions keys); flags override it")
+    _add_field_flags(p, TrialConfig)
+    _add_field_flags(p, RunOptions)
+    p.add_argument("--json", action="store_true", help="print the final result as one JSON object on the last line of stdout")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("inspect", help="parameter counts of a model, as JSON (loads no data)")
+    p.add_argument("--config", metavar="FILE.yaml")
+    _add_field_flags(p, TrialConfig, only=MODEL_FIELDS)
+    p.set_defaults(func=run_inspect)
+
+    p = sub.add_parser("data", help="data set utilities")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    d = data_sub.add_parser("download", help="download a torchvision data set into --data-root")
+    d.add_argument("dataset", help=f"one of {', '.join(n for n in DATASETS)}")
+    d.add_argument("--data-root", help="target folder (default $HIDDEN_DATA_ROOT or ~/.cache/hidden/data)")
+    d.set_defaults(func=run_download)
+
+
+def _add_field_flags(parser: argparse.ArgumentParser, model: type[BaseModel], only: tuple[str, ...] | None = None) -> None:
+    group = parser.add_argument_group(f"{model.__name__} fields")
+    for name, info in model.model_fields.items():
+        if only is not None and name not in only:
+            continue
+        flag = "--" + name.replace("_", "-")
+        choices = _literal_values(info.annotation)
+        help_text = info.description or ""
+        if choices:
+            help_text = f"{help_text} one of: {', '.join(choices)}".strip()
+        default = info.default if info.default is not None else "model/data set default"
+        help_text = f"{help_text} (default: {default})".strip()
+        if _is_bool(info.annotation):
+            group.add_argument(flag, dest=name, nargs="?", const="true", default=argparse.SUPPRESS, metavar="BOOL", help=help_text)
+        else:
+            group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar=name.upper(), help=help_text)
+
+
+def _literal_values(annotation: Any) -> list[str]:
+    values: list[str] = []
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is typing.Literal:
+            values += [str(v) for v in typing.get_args(arg)]
+    return values
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool or bool in typing.get_args(annotation)
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[TrialConfig, RunOptions]:
+    file_values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError([f"config: {path} does not exist"])
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"config: {path} must hold a mapping of config fields"])
+        file_values = loaded
+    given = {**file_values, **{k: v for k, v in vars(args).items() if k in TrialConfig.model_fields or k in RunOptions.model_fields}}
+    run_values = {k: given.pop(k) for k in list(given) if k in RunOptions.model_fields}
+    problems: list[str] = []
+    config = run = None
+    try:
+        config = make_config(given)
+    except ConfigError as err:
+        problems += err.problems
+    try:
+        run = make_run_options(run_values)
+    except ConfigError as err:
+        problems += err.problems
+    if problems:
+        raise ConfigError(problems)
+    return config, run
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config, run = configs_from_args(args)
+    # Imported here: `hidden --help` and the results commands stay fast and torch-free.
+    from hidden_core.data import check_data_available
+    from hidden_core.training import train
+
+    check_data_available(config, run)
+
+    def progress(record) -> None:
+        print(
+            f"epoch {record.epoch:>3}/{config.epochs}  loss {record.train_loss:.4f}  train {record.train_acc:.3f}  "
+            f"val {record.val_acc:.3f}  test {record.test_acc:.3f}  lr {record.lr:.3g}  {record.seconds:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    print(f"trial {config.trial_id}: {config.method} {config.model} depth {config.depth} width {config.width:g} on {config.dataset}", file=sys.stderr)
+    result = train(config, run, on_epoch=None if args.quiet else progress)
+    summary = {"trial_id": config.trial_id, **result.to_dict()}
+    if args.json:
+        print(json.dumps(summary, default=_json_default))
+    else:
+        print(f"{result.status}: test {result.test_acc:.4f}  val {result.val_acc:.4f}  best val {result.best_val_acc:.4f} (epoch {result.best_epoch})  "
+              f"{result.params_learned:,} learned of {result.params_total:,}  changed {result.changed_fraction:.3f}  {result.train_seconds:.1f}s")
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    return None if value != value else value  # NaN -> null
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    config, _ = configs_from_args(args)
+    from hidden_core.methods import build_model
+
+    model = build_model(config)
+    print(json.dumps({"trial_id": config.trial_id, "model": config.model, "depth": config.depth, "width": config.width, **model.statistics()}))
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    if args.dataset not in DATASETS:
+        raise ConfigError([f"dataset: {args.dataset!r} is not allowed; expected one of {', '.join(DATASETS)}"])
+    from hidden_core.data import data_root, download
+
+    root = download(args.dataset, data_root(make_run_options(data_root=args.data_root)))
+    print(f"{args.dataset} is in {root}")
+    return 0

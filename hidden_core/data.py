@@ -1,0 +1,233 @@
+"""Data sets as whole tensors, and batching/augmentation done on the training device.
+
+`load_data` returns CPU tensors (picklable: a sweep puts each distinct split once into Ray's
+object store). `DeviceData` moves them to the training device once; shuffling, batching,
+uint8 -> normalized float, random crop and flip then run there in whole batches, with no
+per-sample DataLoader in the hot loop (the airbench approach).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from hidden_core.config import DATASET_INFO, ConfigError, RunOptions, TrialConfig
+
+# Standard per-channel statistics of the training sets (pixels in [0, 1]).
+PIXEL_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+}
+TORCHVISION_CLASS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+CROP_PADDING = 4
+
+
+@dataclass
+class DataSplits:
+    """Train/validation/test tensors on the CPU. Images stored as uint8 carry pixel_mean and
+    pixel_std and are normalized on the device, batch by batch (4x less memory to move)."""
+
+    key: tuple
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    pixel_mean: tuple[float, ...] | None = None
+    pixel_std: tuple[float, ...] | None = None
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("HIDDEN_DATA_ROOT", Path.home() / ".cache" / "hidden" / "data"))
+
+
+def data_root(run: RunOptions) -> Path:
+    return Path(run.data_root).expanduser() if run.data_root else default_data_root()
+
+
+def check_data_available(config: TrialConfig, run: RunOptions) -> None:
+    """Fail before any work when a torchvision data set cannot be found or fetched."""
+    if not DATASET_INFO[config.dataset].torchvision:
+        return
+    root = data_root(run)
+    if run.data_root and not root.is_dir():
+        raise ConfigError([f"data_root: {root} does not exist; create it, or leave --data-root out to use {default_data_root()}"])
+    if not run.download and not _torchvision_files_present(config.dataset, root):
+        raise ConfigError([f"data_root: {config.dataset} is not in {root} and download is off; {download_hint(config.dataset, root)}"])
+
+
+def download_hint(dataset: str, root: Path) -> str:
+    return f"fetch it with `hidden data download {dataset} --data-root {root}` on a machine with internet access and copy {root} here"
+
+
+def load_data(config: TrialConfig, run: RunOptions | None = None) -> DataSplits:
+    run = run or RunOptions()
+    check_data_available(config, run)
+    root = str(data_root(run)) if DATASET_INFO[config.dataset].torchvision else ""
+    return _load_cached(config.dataset, config.val_fraction, config.split_seed, root, run.download)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(dataset: str, val_fraction: float, split_seed: int, root: str, download: bool) -> DataSplits:
+    x_train, y_train, x_test, y_test = _LOADERS[dataset](root, download) if root else _LOADERS[dataset]()
+    generator = torch.Generator().manual_seed(split_seed)
+    order = torch.randperm(len(y_train), generator=generator)
+    n_val = round(len(y_train) * val_fraction)
+    val, train = order[:n_val], order[n_val:]
+    stats = PIXEL_STATS.get(dataset, (None, None))
+    return DataSplits(
+        key=(dataset, val_fraction, split_seed),
+        x_train=x_train[train].contiguous(),
+        y_train=y_train[train].contiguous(),
+        x_val=x_train[val].contiguous(),
+        y_val=y_train[val].contiguous(),
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=DATASET_INFO[dataset].num_classes,
+        pixel_mean=stats[0],
+        pixel_std=stats[1],
+    )
+
+
+def _mnist1d() -> tuple[torch.Tensor, ...]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    # make_dataset reseeds numpy's global RNG; keep the caller's state intact.
+    state = np.random.get_state()
+    try:
+        data = make_dataset(get_dataset_args())  # the published data set, generated offline
+    finally:
+        np.random.set_state(state)
+    as_x = lambda a: torch.tensor(a, dtype=torch.float32).unsqueeze(1)  # noqa: E731
+    as_y = lambda a: torch.tensor(a, dtype=torch.int64)  # noqa: E731
+    return as_x(data["x"]), as_y(data["y"]), as_x(data["x_test"]), as_y(data["y_test"])
+
+
+def _digits() -> tuple[torch.Tensor, ...]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(digits.target, dtype=torch.int64)
+    # scikit-learn's digits has no test split: a fixed 20% (seed 0) is held out as test.
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n_test = round(0.2 * len(y))
+    test, train = order[:n_test], order[n_test:]
+    mean, std = x[train].mean(), x[train].std()
+    x = (x - mean) / std
+    return x[train], y[train], x[test], y[test]
+
+
+def _torchvision_files_present(dataset: str, root: Path) -> bool:
+    folder = {
+        "cifar10": root / "cifar-10-batches-py",
+        "cifar100": root / "cifar-100-python",
+        "mnist": root / "MNIST" / "raw",
+        "fashion_mnist": root / "FashionMNIST" / "raw",
+    }[dataset]
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _torchvision(dataset: str, root: str, download: bool) -> tuple[torch.Tensor, ...]:
+    import torchvision
+    from filelock import FileLock
+
+    cls = getattr(torchvision.datasets, TORCHVISION_CLASS[dataset])
+    Path(root).mkdir(parents=True, exist_ok=True)
+    # One download per node even when several trials start at once on it.
+    with FileLock(str(Path(root) / f".{dataset}.lock")):
+        try:
+            parts = [cls(root, train=train, download=download) for train in (True, False)]
+        except Exception as err:  # noqa: BLE001 - torchvision raises RuntimeError/URLError/OSError
+            raise ConfigError([f"data_root: cannot load {dataset} from {root} ({err}); {download_hint(dataset, Path(root))}"]) from None
+    out = []
+    for part in parts:
+        x = torch.as_tensor(np.asarray(part.data))
+        x = x.permute(0, 3, 1, 2) if x.dim() == 4 else x.unsqueeze(1)  # NHWC (CIFAR) / NHW (MNIST) -> NCHW
+        out += [x.contiguous(), torch.as_tensor(np.asarray(part.targets), dtype=torch.int64)]
+    return out[0], out[1], out[2], out[3]
+
+
+_LOADERS = {
+    "mnist1d": _mnist1d,
+    "digits": _digits,
+    **{name: functools.partial(_torchvision, name) for name in TORCHVISION_CLASS},
+}
+
+
+def download(dataset: str, root: Path) -> Path:
+    """Fetch a torchvision data set into root (the `hidden data download` command)."""
+    if not DATASET_INFO[dataset].torchvision:
+        raise ConfigError([f"dataset: {dataset} is generated offline and needs no download"])
+    _torchvision(dataset, str(root), True)
+    return root
+
+
+class DeviceData:
+    """The splits on the training device, with batching and augmentation done there."""
+
+    def __init__(self, splits: DataSplits, device: torch.device, augment: bool):
+        self.device = device
+        self.augment = augment
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        self.x_train, self.y_train = move(splits.x_train), move(splits.y_train)
+        self.x_val, self.y_val = move(splits.x_val), move(splits.y_val)
+        self.x_test, self.y_test = move(splits.x_test), move(splits.y_test)
+        self.mean = self.std = None
+        if splits.pixel_mean is not None:
+            shape = (1, -1) + (1,) * (splits.x_train.dim() - 2)
+            self.mean = torch.tensor(splits.pixel_mean, device=device).view(shape) * 255
+            self.std = torch.tensor(splits.pixel_std, device=device).view(shape) * 255
+
+    @property
+    def n_train(self) -> int:
+        return len(self.y_train)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+    def train_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of shuffled batches (the last one may be smaller); uses the global RNG
+        of the device so a restored RNG state replays the same epoch."""
+        order = torch.randperm(self.n_train, device=self.device)
+        for start in range(0, self.n_train, batch_size):
+            idx = order[start : start + batch_size]
+            x = self.x_train[idx]
+            if self.augment:
+                x = random_crop_flip(x, CROP_PADDING)
+            yield self._prepare(x), self.y_train[idx]
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        x_all, y_all = (self.x_val, self.y_val) if split == "val" else (self.x_test, self.y_test)
+        for start in range(0, len(y_all), batch_size):
+            yield self._prepare(x_all[start : start + batch_size]), y_all[start : start + batch_size]
+
+
+def random_crop_flip(x: torch.Tensor, padding: int) -> torch.Tensor:
+    """Per-image random crop from a zero-padded copy plus random horizontal flip, for a whole
+    NCHW batch at once (torchvision's RandomCrop(padding) + RandomHorizontalFlip, batched)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = dx[:, None] + torch.arange(w, device=x.device)
+    flip = torch.rand(n, device=x.device) < 0.5
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, channels, rows, cols]

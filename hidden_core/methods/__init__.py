@@ -1,0 +1,84 @@
+"""Methods: one file each, one registry. A method never touches a model's code: it
+re-parametrizes the weights of a built network (torch.nn.utils.parametrize)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hidden_core.config import METHODS, TrialConfig
+from hidden_core.distributions import init_weights, norm_layers, weight_layers
+from hidden_core.methods.base import Method, original_weight, weight_state, weights_in_use
+from hidden_core.methods.bn_only import BNOnly
+from hidden_core.methods.dense import Dense
+from hidden_core.methods.edge_popup import EdgePopup
+from hidden_core.methods.free_prune import FreePrune
+from hidden_core.methods.learn_fraction import LearnFraction
+from hidden_core.methods.random_features import RandomFeatures
+from hidden_core.methods.sign_flip import SignFlip
+from hidden_core.methods.supermask import Supermask
+from hidden_core.models import build_architecture
+
+METHOD_REGISTRY: dict[str, type[Method]] = {
+    cls.name: cls for cls in (Dense, EdgePopup, Supermask, FreePrune, SignFlip, BNOnly, LearnFraction, RandomFeatures)
+}
+assert set(METHOD_REGISTRY) == set(METHODS), "config.METHODS and the registry disagree"
+
+
+class HiddenNetwork(nn.Module):
+    """A built architecture plus the method that decides what of it is learned."""
+
+    def __init__(self, net: nn.Module, method: Method):
+        super().__init__()
+        self.net = net
+        self.method = method
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.net.classifier
+
+    def forward(self, x):
+        return self.net(x)
+
+    def penalty(self) -> torch.Tensor | None:
+        return self.method.penalty(self.net)
+
+    @torch.no_grad()
+    def weight_states(self) -> list[torch.Tensor]:
+        """Per weight layer, the state that changed_fraction compares with the start."""
+        return [weight_state(layer).clone() for layer in weight_layers(self.net)]
+
+    @torch.no_grad()
+    def statistics(self, initial_states: list[torch.Tensor] | None = None) -> dict[str, float | int]:
+        """params_total/active/learned, density (weights in use / weights) and
+        changed_fraction (weights whose state differs from `initial_states`)."""
+        layers = weight_layers(self.net)
+        weights = sum(original_weight(layer).numel() for layer in layers)
+        norm_params = sum(p.numel() for bn in norm_layers(self.net) for p in (bn.weight, bn.bias) if p is not None)
+        in_use = torch.stack([weights_in_use(layer).to("cpu") for layer in layers]).sum().item()
+        stats: dict[str, float | int] = {
+            "params_total": int(weights + norm_params),
+            "params_active": int(in_use + norm_params),
+            "params_learned": int(self.method.params_learned(self.net)),
+            "density": in_use / weights,
+        }
+        if initial_states is not None:
+            changed = sum((weight_state(layer) != start).sum().to("cpu") for layer, start in zip(layers, initial_states, strict=True))
+            stats["changed_fraction"] = float(changed) / weights
+        return stats
+
+
+def build_model(config: TrialConfig, device: torch.device | str = "cpu") -> HiddenNetwork:
+    """The trial's network at its initialization: architecture, weights drawn from
+    config.weight_dist with seed config.seed, re-parametrized by config.method. The same
+    config always gives the same network, on any device."""
+    method = METHOD_REGISTRY[config.method](config)
+    net = build_architecture(config)
+    generator = torch.Generator().manual_seed(config.seed)
+    init_weights(net, config, method.fan_scale(), generator)
+    net.to(device)
+    method.apply(net, generator)
+    return HiddenNetwork(net, method)
+
+
+__all__ = ["METHOD_REGISTRY", "HiddenNetwork", "Method", "build_model"]

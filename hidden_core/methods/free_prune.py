@@ -1,0 +1,56 @@
+"""free_prune (Ivan & Florian 2020): one score per weight, mask = (score > 0), straight-through
+gradient. Scores start positive, so every connection is kept at first and the sparsity
+emerges from training alone (no k, no cutoff). Optional penalty alpha * mean(mask) per layer;
+alpha = -1 is MinPruning (change as few connections as possible)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hidden_core.methods.base import (
+    Method,
+    WeightParametrization,
+    attach,
+    freeze,
+    kaiming_uniform_scores,
+    masked_weight,
+    parametrization_of,
+    weight_layers,
+)
+
+
+class PositiveScoreMask(WeightParametrization):
+    def __init__(self, scores: torch.Tensor):
+        super().__init__()
+        self.scores = nn.Parameter(scores)
+
+    def mask(self) -> torch.Tensor:
+        return self.scores.detach() > 0
+
+    def forward(self, weight):
+        return masked_weight(weight, self.scores, self.mask())
+
+    def state(self, original):
+        return self.mask()
+
+    def in_use(self, original):
+        return self.mask().sum()
+
+    def kept_fraction_st(self) -> torch.Tensor:
+        """mean(mask) whose gradient flows straight through to the scores."""
+        return (self.mask().float() + self.scores - self.scores.detach()).mean()
+
+
+class FreePrune(Method):
+    name = "free_prune"
+
+    def apply(self, model, generator):
+        freeze(model)
+        for layer in weight_layers(model):
+            attach(layer, PositiveScoreMask(kaiming_uniform_scores(layer.weight, generator).abs()))
+
+    def penalty(self, model):
+        if self.config.penalty == 0:
+            return None
+        return self.config.penalty * sum(parametrization_of(layer).kept_fraction_st() for layer in weight_layers(model))

@@ -1,0 +1,71 @@
+"""sign_flip (Ivan & Florian 2020): weight magnitudes frozen, one score per weight,
+effective weight = |w| * sign(score); scores start with the weight's sign, so training
+starts from the initial network. Optional "min flipping" penalty alpha * mean(kept sign)
+per layer (alpha = -1 changes as few signs as possible)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hidden_core.methods.base import (
+    Method,
+    WeightParametrization,
+    attach,
+    freeze,
+    kaiming_uniform_scores,
+    parametrization_of,
+    weight_layers,
+)
+
+
+def _signs(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t >= 0, 1.0, -1.0).to(t.dtype)
+
+
+class _SignedMagnitude(torch.autograd.Function):
+    """|w| * sign(s) forward; straight-through gradient dL/ds = dL/dw_eff * |w|."""
+
+    @staticmethod
+    def forward(ctx, magnitude, scores):
+        ctx.save_for_backward(magnitude)
+        return magnitude * _signs(scores)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (magnitude,) = ctx.saved_tensors
+        return None, grad * magnitude
+
+
+class LearnedSign(WeightParametrization):
+    def __init__(self, scores: torch.Tensor):
+        super().__init__()
+        self.scores = nn.Parameter(scores)
+
+    def forward(self, weight):
+        return _SignedMagnitude.apply(weight.abs(), self.scores)
+
+    def state(self, original):
+        return _signs(self.scores.detach())
+
+    def kept_sign_fraction_st(self, original: torch.Tensor) -> torch.Tensor:
+        start = _signs(original)
+        kept = (_signs(self.scores.detach()) == start).float()
+        return (kept + (self.scores - self.scores.detach()) * start).mean()
+
+
+class SignFlip(Method):
+    name = "sign_flip"
+
+    def apply(self, model, generator):
+        freeze(model)
+        for layer in weight_layers(model):
+            magnitudes = kaiming_uniform_scores(layer.weight, generator).abs()
+            attach(layer, LearnedSign(magnitudes * _signs(layer.weight.detach())))
+
+    def penalty(self, model):
+        if self.config.penalty == 0:
+            return None
+        return self.config.penalty * sum(
+            parametrization_of(layer).kept_sign_fraction_st(layer.parametrizations.weight.original) for layer in weight_layers(model)
+        )

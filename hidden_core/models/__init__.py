@@ -1,0 +1,27 @@
+"""Architectures. They build plain torch layers and know nothing of methods: a method
+re-parametrizes the built model's weights afterwards (hidden_core.methods)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from hidden_core.config import TrialConfig
+from hidden_core.models.convnet import ConvNet
+from hidden_core.models.mlp import MLP
+from hidden_core.models.resnet import CifarResNet
+from hidden_core.models.scaling import scaled
+
+
+def build_architecture(config: TrialConfig) -> nn.Module:
+    info = config.dataset_info
+    batchnorm = config.norm == "batchnorm"
+    if config.model == "mlp":
+        return MLP(info.input_shape, info.num_classes, config.depth, scaled(config.mlp_units, config.width), batchnorm)
+    if config.model == "convnet":
+        return ConvNet(info.input_shape, info.num_classes, config.depth, config.width, batchnorm)
+    if config.model == "resnet":
+        return CifarResNet(info.input_shape, info.num_classes, config.depth, config.width)
+    raise ValueError(f"model: {config.model!r} is not a known model")
+
+
+__all__ = ["MLP", "ConvNet", "CifarResNet", "build_architecture", "scaled"]

@@ -1,0 +1,258 @@
+"""The training loop of one trial: pure PyTorch, no Ray.
+
+`train(config, run, data=..., on_epoch=...)` builds the network, trains it, evaluates it on
+the validation and test splits after every epoch, and returns a TrialResult. With
+run.checkpoint_dir set it saves a checkpoint there after every epoch and, if one is already
+there, resumes from it to the same result an uninterrupted run gives (model, optimizer,
+schedule and RNG states are all restored).
+
+The hot loop has no host synchronisation: losses and correct counts accumulate on the
+device and are read once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from hidden_core.config import RunOptions, TrialConfig
+from hidden_core.data import DataSplits, DeviceData, load_data
+from hidden_core.methods import HiddenNetwork, build_model
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float
+    val_acc: float
+    test_acc: float
+    lr: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrialResult:
+    status: str  # completed | diverged
+    epochs_run: int
+    train_loss: float
+    train_acc: float
+    val_acc: float
+    test_acc: float
+    best_val_acc: float
+    best_epoch: int
+    test_acc_at_best_val: float
+    diverged_epoch: int | None
+    params_total: int
+    params_active: int
+    params_learned: int
+    changed_fraction: float
+    density: float
+    train_seconds: float
+    samples_per_second: float
+    device: str
+    history: list[EpochRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("history")
+        return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def make_optimizer(config: TrialConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_schedule(config: TrialConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per epoch."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(config.step_milestones), gamma=config.step_gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+def train(
+    config: TrialConfig,
+    run: RunOptions | None = None,
+    *,
+    data: DataSplits | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrialResult:
+    run = run or RunOptions()
+    device = resolve_device(run.device)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    splits = data if data is not None else load_data(config, run)
+    loader = DeviceData(splits, device, augment=bool(config.augment))
+
+    model = build_model(config, device)
+    initial_states = model.weight_states()
+    channels_last = run.channels_last and device.type == "cuda" and config.model != "mlp" and len(config.dataset_info.input_shape) == 3
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    learned = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(config, learned)
+    schedule = make_schedule(config, optimizer)
+    forward = torch.compile(model) if run.compile else model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if run.amp and device.type == "cuda" else nullcontext()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    history: list[EpochRecord] = []
+    torch.manual_seed(config.seed)
+    checkpoint = _checkpoint_path(run)
+    if checkpoint is not None and checkpoint.exists():
+        history = _restore(checkpoint, model, optimizer, schedule, device)
+
+    status, diverged_epoch = "completed", None
+    train_seconds = sum(r.seconds for r in history)
+    samples = 0
+    sample_seconds = 0.0
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        lr = optimizer.param_groups[0]["lr"]
+        for x, y in loader.train_batches(config.batch_size):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                logits = forward(x)
+                loss = loss_fn(logits, y)
+                penalty = model.penalty()
+                if penalty is not None:
+                    loss = loss + penalty
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+        schedule.step()
+        train_loss = (loss_sum / loader.n_train).item()  # the epoch's one host sync
+        train_acc = correct.item() / loader.n_train
+        sample_seconds += time.perf_counter() - started
+        samples += loader.n_train
+        if not math.isfinite(train_loss):
+            status, diverged_epoch = "diverged", epoch
+            train_seconds += time.perf_counter() - started
+            history.append(EpochRecord(epoch, train_loss, train_acc, float("nan"), float("nan"), lr, time.perf_counter() - started))
+            break
+        val_acc = evaluate(forward, loader, "val", run.eval_batch_size, channels_last, autocast) if len(loader.y_val) else float("nan")
+        test_acc = evaluate(forward, loader, "test", run.eval_batch_size, channels_last, autocast)
+        seconds = time.perf_counter() - started
+        train_seconds += seconds
+        record = EpochRecord(epoch, train_loss, train_acc, val_acc, test_acc, lr, seconds)
+        history.append(record)
+        if checkpoint is not None:
+            _save(checkpoint, model, optimizer, schedule, history, device)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    return _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DeviceData, split: str, batch_size: int, channels_last: bool = False, autocast=None) -> float:
+    """Accuracy on a split, eval mode. Masks are computed once and reused for every batch."""
+    model.eval()
+    correct = torch.zeros((), device=loader.device, dtype=torch.int64)
+    total = 0
+    with parametrize.cached(), autocast or nullcontext():
+        for x, y in loader.eval_batches(split, batch_size):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            correct += (model(x).argmax(1) == y).sum()
+            total += len(y)
+    return correct.item() / total if total else float("nan")
+
+
+def _result(status, diverged_epoch, history, model: HiddenNetwork, initial_states, train_seconds, samples_per_second, device) -> TrialResult:
+    stats = model.statistics(initial_states)
+    scored = [r for r in history if math.isfinite(r.val_acc)]
+    best = max(scored, key=lambda r: r.val_acc) if scored else None
+    last = history[-1] if history else None
+    nan = float("nan")
+    return TrialResult(
+        status=status,
+        epochs_run=len(history),
+        train_loss=last.train_loss if last else nan,
+        train_acc=last.train_acc if last else nan,
+        val_acc=last.val_acc if last else nan,
+        test_acc=last.test_acc if last else nan,
+        best_val_acc=best.val_acc if best else nan,
+        best_epoch=best.epoch if best else 0,
+        test_acc_at_best_val=best.test_acc if best else nan,
+        diverged_epoch=diverged_epoch,
+        params_total=stats["params_total"],
+        params_active=stats["params_active"],
+        params_learned=stats["params_learned"],
+        changed_fraction=stats["changed_fraction"],
+        density=stats["density"],
+        train_seconds=train_seconds,
+        samples_per_second=samples_per_second,
+        device=str(device),
+        history=history,
+    )
+
+
+def _checkpoint_path(run: RunOptions) -> Path | None:
+    if not run.checkpoint_dir:
+        return None
+    folder = Path(run.checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / CHECKPOINT_FILE
+
+
+def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], device: torch.device) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "history": [r.to_dict() for r in history],
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+    # Atomic: a reader (or a crash) never sees half a checkpoint.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint-", suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _restore(path: Path, model, optimizer, schedule, device: torch.device) -> list[EpochRecord]:
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    if state["rng_cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+    return [EpochRecord(**r) for r in state["history"]]
