@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from hidden_core.config import ConfigError, TrialConfig, make_config
 
@@ -69,7 +70,7 @@ def test_every_problem_is_reported_at_once():
 
 def test_config_is_frozen():
     config = TrialConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         config.width = 2.0
 
 

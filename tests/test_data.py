@@ -1,7 +1,6 @@
 """Data sets: offline ones for real, torchvision ones from small files written here in each
 data set's own on-disk format; device-side batching and augmentation."""
 
-import gzip
 import pickle
 import struct
 

@@ -143,17 +143,17 @@ def test_learn_fraction_changes_only_its_subset():
         start = original_weight(layer)
         assert torch.equal(effective[~subset], start[~subset])
         assert not torch.equal(effective[subset], start[subset])
-    assert model.statistics()["params_learned"] == sum(round(0.2 * original_weight(l).numel()) for l in weight_layers(model.net))
+    assert model.statistics()["params_learned"] == sum(round(0.2 * original_weight(layer).numel()) for layer in weight_layers(model.net))
 
 
 def test_sign_flip_keeps_every_magnitude_and_starts_from_the_initial_signs():
     model = build("sign_flip")
     start = [layer.weight.detach().clone() for layer in weight_layers(model.net)]
-    for layer, w0 in zip(weight_layers(model.net), start):
+    for layer, w0 in zip(weight_layers(model.net), start, strict=True):
         assert torch.equal(layer.weight.detach(), w0)  # scores start with the weight's sign
     fit(model, steps=20, lr=5.0)
     flipped = 0
-    for layer, w0 in zip(weight_layers(model.net), start):
+    for layer, w0 in zip(weight_layers(model.net), start, strict=True):
         w = layer.weight.detach()
         assert torch.equal(w.abs(), w0.abs())
         flipped += (torch.sign(w) != torch.sign(w0)).sum().item()
@@ -201,12 +201,12 @@ def test_statistics(method):
     model = build(method, keep_fraction=0.25)
     start = model.weight_states()
     stats = model.statistics(start)
-    weights = sum(original_weight(l).numel() for l in weight_layers(model.net))
+    weights = sum(original_weight(layer).numel() for layer in weight_layers(model.net))
     bn = sum(p.numel() for b in norm_layers(model.net) for p in (b.weight, b.bias))
     assert stats["params_total"] == weights + bn
     assert stats["changed_fraction"] == 0
     if method == "edge_popup":
-        assert stats["params_active"] == bn + sum(round(0.25 * original_weight(l).numel()) for l in weight_layers(model.net))
+        assert stats["params_active"] == bn + sum(round(0.25 * original_weight(layer).numel()) for layer in weight_layers(model.net))
         assert stats["params_learned"] == weights
     fit(model, steps=10, lr=2.0)
     after = model.statistics(start)

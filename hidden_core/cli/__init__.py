@@ -10,7 +10,7 @@ import sys
 from hidden_core.config import ConfigError
 
 # module name -> registers its sub-commands; each sets `func(args) -> int` on its parsers
-COMMAND_MODULES = ("train_cmd",)
+COMMAND_MODULES = ("train_cmd", "results_cmd", "analyze_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in err.problems:
             print(f"error: {line}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `hidden results show X | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""Summaries of trial tables and their text rendering (terminal and Markdown)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from hidden_core.config import ConfigError
+
+SUMMARY_METRICS = ("val_acc", "test_acc")
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ConfigError([f"{what}: unknown column {', '.join(map(repr, missing))}; available columns: {', '.join(map(str, frame.columns))}"])
+
+
+def summarize(trials: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Mean, standard deviation and count over the rows (seeds) of each group."""
+    by, metrics = list(by), [m for m in metrics if m not in by]
+    require_columns(trials, [*by, *metrics], "group-by")
+    non_numeric = [m for m in metrics if not pd.api.types.is_numeric_dtype(trials[m]) or pd.api.types.is_bool_dtype(trials[m])]
+    if non_numeric:
+        raise ConfigError([f"columns: {', '.join(map(repr, non_numeric))} not numeric; with --group-by, --columns names the metrics to average (e.g. val_acc, test_acc, train_seconds)"])
+    grouped = trials.groupby(by, dropna=False, sort=True)
+    out = grouped.size().rename("n").to_frame()
+    for m in metrics:
+        stats = grouped[m].agg(["mean", "std", "count"])
+        out[f"{m}_mean"], out[f"{m}_std"] = stats["mean"], stats["std"]
+        if (stats["count"] != out["n"]).any():  # only worth a column when some values are missing
+            out[f"{m}_count"] = stats["count"]
+    return out.reset_index()
+
+
+def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = "val_acc", report: Sequence[str] = ("test_acc",)) -> pd.DataFrame:
+    """The trial with the highest `select_by` in each group, with the mean of `report` over
+    its grid cell's seeds next to it, so one lucky seed is visible as such."""
+    by = list(by)
+    require_columns(trials, [*by, select_by, *report], "best")
+    rows = trials[trials[select_by].notna()]
+    best = rows.sort_values(select_by, ascending=False, kind="stable").drop_duplicates(by)
+    columns = [*by, "trial_id", "seed", select_by, *report]
+    out = best[[c for c in dict.fromkeys(columns) if c in best.columns]].copy()
+    out.insert(len(by), "n_in_group", best[by].merge(rows.groupby(by, dropna=False).size().rename("n").reset_index(), on=by, how="left")["n"].to_numpy())
+    if "cell_id" in rows.columns and rows["cell_id"].notna().all():
+        per_cell = rows.groupby("cell_id")
+        for m in report:
+            out[f"cell_{m}_mean"] = best["cell_id"].map(per_cell[m].mean()).to_numpy()
+        out["cell_n"] = best["cell_id"].map(per_cell.size()).to_numpy()
+    return out.sort_values(by).reset_index(drop=True)
+
+
+def format_value(value: object) -> str:
+    if value is None or value is pd.NaT:
+        return ""
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return ""
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+            return f"{value:.3e}"
+        return f"{value:.4g}" if abs(value) < 1 else f"{value:.5g}"
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, list | tuple | np.ndarray):
+        return ",".join(format_value(v) for v in value)
+    return str(value)
+
+
+def format_table(frame: pd.DataFrame, *, markdown: bool = False) -> str:
+    """Columns as wide as their longest cell; numbers right-aligned."""
+    if frame.empty:
+        return "(no rows)"
+    headers = [str(c) for c in frame.columns]
+    cells = [[format_value(v) for v in frame[c].tolist()] for c in frame.columns]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns]
+    widths = [max(len(h), *(len(v) for v in col)) for h, col in zip(headers, cells, strict=True)]
+
+    def line(values: Sequence[str]) -> str:
+        padded = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return ("| " + " | ".join(padded) + " |") if markdown else "  ".join(padded).rstrip()
+
+    rule = ["-" * w if not num else "-" * (w - 1) + ":" for w, num in zip(widths, numeric, strict=True)]
+    head = [line(headers), line(rule) if markdown else "  ".join("-" * w for w in widths)]
+    return "\n".join(head + [line(row) for row in zip(*cells, strict=True)])

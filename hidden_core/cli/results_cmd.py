@@ -1,0 +1,167 @@
+"""`hidden results list | show | best | compact`: read the Parquet store from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import pandas as pd
+
+from hidden_core.config import ConfigError
+from hidden_core.store import (
+    CONFIG_COLUMNS,
+    TRIAL_SCHEMA,
+    ResultStore,
+    default_results_root,
+    unknown_column_error,
+)
+
+FORMATS = ("table", "csv", "json", "parquet")
+SHOWN_METRICS = ["val_acc", "test_acc", "epochs_run", "train_seconds"]
+
+
+def add_results_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", metavar="DIR", default=None, help="results store: folder or URL (s3://, gs://, ...); default $HIDDEN_RESULTS or results/")
+
+
+def open_store(args: argparse.Namespace) -> ResultStore:
+    return ResultStore(args.results or default_results_root(), compact_every=None)
+
+
+def split_names(values: Sequence[str] | None) -> list[str] | None:
+    """`--columns a,b c` and `--columns a --columns b` all mean [a, b, c]."""
+    if not values:
+        return None
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def check_columns(kind: str, names: Sequence[str] | None) -> None:
+    unknown = [n for n in names or () if n not in TRIAL_SCHEMA.names]
+    if unknown:
+        raise unknown_column_error(kind, unknown, TRIAL_SCHEMA)
+
+
+def load_selection(store: ResultStore, sweep: str, where: str | None, *, completed_only: bool) -> tuple[pd.DataFrame, str]:
+    """The trials `where` selects (only completed ones when asked and `where` does not talk
+    about status); raises when nothing is left. Returns the rows and a note on the filter."""
+    trials = store.load_trials(sweep, where=where)
+    note = ""
+    if completed_only and not (where and "status" in where):
+        trials = trials[trials["status"] == "completed"]
+        note = "completed trials only (mention status in --where to include others)"
+    if trials.empty:
+        statuses = store.load_trials(sweep, columns=["status"])["status"].value_counts().to_dict()
+        selected = f"--where {where!r}" + (" and status == 'completed'" if note else "") if where else "status == 'completed'"
+        raise ConfigError([f"selection: no trials match {selected} (sweep {sweep!r} has {sum(statuses.values())} trials: {statuses or 'none'})"])
+    return trials, note
+
+
+def varying_config_columns(trials: pd.DataFrame) -> list[str]:
+    return [c for c in CONFIG_COLUMNS if c != "seed" and trials[c].astype(str).nunique() > 1]
+
+
+def emit(frame: pd.DataFrame, fmt: str, output: str | None) -> None:
+    if fmt == "parquet":
+        if output is None and sys.stdout.isatty():
+            raise ConfigError(["format: parquet is binary; give --output FILE or redirect stdout"])
+        frame.to_parquet(output or sys.stdout.buffer, index=False)
+        return
+    if fmt == "csv":
+        text = frame.to_csv(index=False)
+    elif fmt == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
+    else:
+        from hidden_core.analysis.tables import format_table
+
+        text = format_table(frame) + "\n"
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    sweeps = store.list_sweeps()
+    if sweeps.empty:
+        print(f"no sweeps in {store.uri}")
+        return 0
+    emit(sweeps, args.format, None)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from hidden_core.analysis.tables import summarize
+
+    store = open_store(args)
+    columns, group_by = split_names(args.columns), split_names(args.group_by)
+    check_columns("columns", columns)
+    check_columns("group-by", group_by)
+    trials, note = load_selection(store, args.sweep, args.where, completed_only=bool(group_by))
+    if group_by:
+        frame = summarize(trials, group_by, columns or ["val_acc", "test_acc"])
+    else:
+        varying = varying_config_columns(trials)
+        columns = columns or ["trial_id", "status", *varying, "seed", *SHOWN_METRICS]
+        frame = trials.sort_values([c for c in [*varying, "seed"] if c in trials.columns], kind="stable")[columns]
+    emit(frame.reset_index(drop=True), args.format, args.output)
+    if note and args.format == "table":
+        print(f"({len(trials)} {note})", file=sys.stderr)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from hidden_core.analysis.tables import best_per_group
+
+    store = open_store(args)
+    by = split_names(args.by)
+    check_columns("by", [*by, args.metric, *args.report])
+    trials, note = load_selection(store, args.sweep, args.where, completed_only=True)
+    emit(best_per_group(trials, by, args.metric, args.report), args.format, args.output)
+    if note and args.format == "table":
+        print(f"(best of {len(trials)} {note}; chosen by {args.metric})", file=sys.stderr)
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    stats = open_store(args).compact(args.sweep)
+    print(f"compacted {args.sweep}: {stats['files_merged']} files merged, {stats['rows_dropped']} superseded rows dropped")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("results", help="list, show and compare stored results", description="Read the Parquet results store.")
+    actions = parser.add_subparsers(dest="results_action", required=True, metavar="ACTION")
+
+    p = actions.add_parser("list", help="sweeps with trial counts by status and last update")
+    add_results_option(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_list)
+
+    p = actions.add_parser("show", help="trials of a sweep, or mean/std/count per group with --group-by")
+    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("--where", metavar="EXPR", help="filter, e.g. \"method == 'edge_popup' and width >= 1\"")
+    p.add_argument("--columns", nargs="+", metavar="COL", help="columns to show (with --group-by: the metrics to average)")
+    p.add_argument("--group-by", nargs="+", metavar="COL", help="mean, std and count over the completed trials (seeds) of each group")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    add_results_option(p)
+    p.set_defaults(func=cmd_show)
+
+    p = actions.add_parser("best", help="best completed trial per group by validation accuracy, with its test accuracy")
+    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("--by", nargs="+", required=True, metavar="COL", help="group columns, e.g. method width")
+    p.add_argument("--metric", default="val_acc", help="chosen by (default val_acc: never select on test)")
+    p.add_argument("--report", nargs="+", default=["test_acc"], metavar="COL", help="reported for the chosen trial (default test_acc)")
+    p.add_argument("--where", metavar="EXPR")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--output", metavar="FILE")
+    add_results_option(p)
+    p.set_defaults(func=cmd_best)
+
+    p = actions.add_parser("compact", help="merge a sweep's part files into one (reads get faster)")
+    p.add_argument("sweep", metavar="SWEEP")
+    add_results_option(p)
+    p.set_defaults(func=cmd_compact)

@@ -1,0 +1,149 @@
+"""`hidden sweep run SPEC` and `hidden sweep status SPEC`.
+
+    hidden sweep run sweeps/quickstart.yaml                  # embedded local Ray, ./results
+    hidden sweep run quickstart --dry-run                    # what would run, per axis
+    hidden sweep run X.yaml --address auto --results s3://bucket/results
+    hidden sweep status quickstart                           # from the store alone
+
+SPEC is a file, or the name of one in the repository's sweeps/ folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from hidden_core.config import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a sweep spec on Ray, or show its status", description="Run a sweep spec (sweeps/*.yaml) on Ray Tune into the results store.")
+    actions = p.add_subparsers(dest="sweep_command", required=True, metavar="ACTION")
+
+    r = actions.add_parser("run", help="run every trial of SPEC the store does not hold yet", description=(
+        "Expand SPEC into trials, skip those already final in the store (completed, pruned, diverged), and run the rest "
+        "on Ray Tune. An interrupted run (killed driver) is resumed from its last checkpoints by running the same command again."))
+    r.add_argument("spec", metavar="SPEC", help="spec file, or a name in sweeps/ (e.g. quickstart)")
+    r.add_argument("--address", help="Ray cluster to use ('auto', 'host:6379', 'ray://host:10001'); default: start an embedded local Ray")
+    r.add_argument("--results", help="results store: a folder or an object-store URL (default $HIDDEN_RESULTS or ./results)")
+    r.add_argument("--dry-run", action="store_true", help="print the trial count per axis and the trials that would run; start nothing")
+    r.add_argument("--study-storage", metavar="URL", help="Optuna storage URL for the per-cell studies (default: SQLite next to the store)")
+    r.add_argument("--max-concurrent", type=int, metavar="N", help="at most N trials at once (overrides the spec)")
+    r.add_argument("--num-cpus", type=int, metavar="N", help="embedded Ray only: use N CPUs (default: all)")
+    r.add_argument("--skip-resource-check", action="store_true", help="start even if no node can hold one trial yet (autoscaling clusters)")
+    r.add_argument("--quiet", action="store_true", help="no progress line")
+    r.add_argument("--json", action="store_true", help="print the run's report as one JSON object on the last line")
+    r.set_defaults(func=run_sweep_cmd)
+
+    s = actions.add_parser("status", help="trials of SPEC done, failed and missing, from the store alone", description=(
+        "Read the store (no Ray): trials by status, what is still missing, and per method the best validation and test "
+        "accuracy; per method and width, mean test accuracy at the best validation epoch."))
+    s.add_argument("spec", metavar="SPEC", help="spec file, or a name in sweeps/")
+    s.add_argument("--results", help="results store (default $HIDDEN_RESULTS or ./results)")
+    s.set_defaults(func=status_cmd)
+
+
+def _store(results: str | None) -> Any:
+    from hidden_core.store import ResultStore, default_results_root
+
+    return ResultStore(results or default_results_root())
+
+
+def run_sweep_cmd(args: argparse.Namespace) -> int:
+    from hidden_core.tune.runner import describe_todo, plan_todo, require_spec, run_sweep
+
+    spec = require_spec(args.spec)
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ConfigError([f"--max-concurrent: {args.max_concurrent} must be >= 1"])
+    store = _store(args.results)
+    if args.dry_run:
+        for line in describe_todo(spec, plan_todo(spec, store)):
+            print(line)
+        return 0
+    report = run_sweep(
+        spec,
+        store.uri,
+        address=args.address,
+        study_storage=args.study_storage,
+        progress=not args.quiet,
+        skip_resource_check=args.skip_resource_check,
+        max_concurrent=args.max_concurrent,
+        num_cpus=args.num_cpus,
+    )
+    counts = report.counts
+    if report.to_run == 0 and report.restored == 0:
+        print(f"sweep {spec.name}: nothing to run ({report.skipped} of {report.planned} trials already in {store.uri})")
+    else:
+        print(
+            f"sweep {spec.name}: ran {len(report.trials)} trials in {report.wall_seconds:.0f}s "
+            f"(completed {counts['completed']}, pruned {counts['pruned']}, diverged {counts['diverged']}, failed {counts['failed']}); "
+            f"{report.skipped} were already done; results in {store.uri}/{spec.name}"
+        )
+        if report.unfinished:
+            print(f"{report.unfinished} trials did not finish; run the same command again to resume them")
+        _print_tables(store, spec.name)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    return 1 if report.unfinished else 0
+
+
+def status_cmd(args: argparse.Namespace) -> int:
+    from hidden_core.tune.runner import plan_todo, require_spec
+
+    spec = require_spec(args.spec)
+    store = _store(args.results)
+    todo = plan_todo(spec, store)
+    plan = spec.plan()
+    if spec.name not in store.sweeps():
+        print(f"sweep {spec.name}: no results in {store.uri} yet; {plan.total} trials planned")
+        return 0
+    frame = store.load_trials(spec.name)
+    counts = frame["status"].value_counts().to_dict()
+    print(
+        f"sweep {spec.name}: {plan.total} trials planned; {todo.skipped} final "
+        f"(completed {counts.get('completed', 0)}, pruned {counts.get('pruned', 0)}, diverged {counts.get('diverged', 0)}), "
+        f"failed {counts.get('failed', 0)}, still to run {todo.count}"
+    )
+    outside = set(frame["trial_id"]) - set(plan.by_id) if not plan.points else set()
+    if outside:
+        print(f"  ({len(outside)} trials in the store are not in the spec any more)")
+    _print_tables(store, spec.name)
+    return 0
+
+
+def _print_tables(store: Any, sweep: str) -> None:
+    from hidden_core.tune.progress import format_frame, method_summary, width_table
+
+    if sweep not in store.sweeps():
+        return
+    frame = store.load_trials(sweep)
+    print("\nper method (completed trials: mean best val acc, mean test acc at the best val epoch):")
+    print(format_frame(method_summary(frame)))
+    table = width_table(frame)
+    if not table.empty:
+        print("\nmean test acc at the best val epoch by method and width (std, seeds):")
+        print(table.to_string())
+    failed = frame[frame["status"] == "failed"]
+    for _, row in failed.head(5).iterrows():
+        first = str(row["error"] or "").strip().splitlines()[:1]
+        print(f"failed {row['trial_id']} ({row['method']}, width {row['width']:g}): {first[0] if first else '(no error text)'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hidden_core.cli.sweep_cmd run SPEC ...` (the same as `hidden sweep ...`)."""
+    parser = argparse.ArgumentParser(prog="hidden")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(["sweep", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        for line in err.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

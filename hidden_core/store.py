@@ -1,0 +1,715 @@
+"""The Parquet results store: one folder per sweep, append-only part files, deduped reads.
+
+Layout (documented for outside readers in results/README.md)::
+
+    <root>/<sweep>/trials/part-<write_id>.parquet       one write_trial() call
+    <root>/<sweep>/trials/compacted-<write_id>.parquet  many parts merged (flush, compact)
+    <root>/<sweep>/epochs/...                            the same, one row per trial epoch
+
+Why this shape:
+- A file is never modified after it appears, so a reader never sees half a write, and a
+  crash can only leave a stray temporary file (names start with '.', which every reader
+  skips). Local writes go to a temporary file and are renamed; on object stores one PUT is
+  already atomic.
+- A re-run trial gets a new part file instead of editing the old one. Readers keep, per
+  trial_id, the row with the newest finished_at (then the newest write_id), and epochs only
+  from that row's write, so re-runs replace without any in-place update.
+- Many one-row files make reads slow (1-2 ms per file), so every `compact_every` writes
+  the writer merges the parts it wrote from the rows it still holds in memory (flush),
+  and merges everything once merged files pile up (compact). A merged file is complete
+  before its inputs are deleted, so a kill leaves duplicates (reads drop them) but never
+  loses a row.
+
+Imports neither torch nor Ray: a laptop with pandas and pyarrow reads a cluster's results.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import re
+import threading
+import time
+import tokenize
+import types
+import typing
+import uuid
+import warnings
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from hidden_core.config import ConfigError, TrialConfig
+
+STATUSES: tuple[str, ...] = ("completed", "pruned", "failed", "diverged")
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "pruned", "diverged"})
+RESULTS_ENV = "HIDDEN_RESULTS"
+TABLES = ("trials", "epochs")
+
+_SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
+_UTC_US = pa.timestamp("us", tz="UTC")
+# An epochs file whose trial row never appeared is a killed write once it is this old; a
+# younger one may be a write in flight in another process, so compaction keeps it.
+_ORPHAN_AGE_S = 24 * 3600
+_STALE_TMP_AGE_S = 3600
+_MAX_MERGED_FILES = 16  # beyond this many merged files, merge them all (reads open every file)
+
+
+def default_results_root() -> str:
+    return os.environ.get(RESULTS_ENV) or "results"
+
+
+# ---- schema ----------------------------------------------------------------------------------
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """Parquet type of a TrialConfig field, from its annotation (None-able means nullable)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        kinds = {type(a) for a in args}
+        if kinds <= {str}:
+            return pa.string()
+        if kinds <= {int}:
+            return pa.int64()
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _arrow_type(inner[0])
+    if origin in (tuple, list) and args:
+        return pa.list_(_arrow_type(args[0]))
+    # bool before int: bool is a subclass of int
+    for python_type, arrow_type in ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64()), (str, pa.string())):
+        if annotation is python_type:
+            return arrow_type
+    raise TypeError(f"no Parquet column type for TrialConfig annotation {annotation!r}; extend store._arrow_type")
+
+
+def _fields(spec: str, arrow_type: pa.DataType) -> list[pa.Field]:
+    return [pa.field(name, arrow_type) for name in spec.split()]
+
+
+def _trial_schema() -> pa.Schema:
+    config = [pa.field(name, _arrow_type(f.annotation)) for name, f in TrialConfig.model_fields.items()]
+    return pa.schema(
+        _fields("sweep trial_id cell_id status", pa.string())
+        + config
+        + _fields("val_acc test_acc best_val_acc", pa.float64())
+        + _fields("best_epoch", pa.int64())
+        + _fields("test_acc_at_best_val train_loss train_acc", pa.float64())
+        + _fields("epochs_run diverged_epoch params_total params_active params_learned", pa.int64())
+        + _fields("changed_fraction density train_seconds samples_per_second", pa.float64())
+        + _fields("device node", pa.string())
+        + _fields("started_at finished_at", _UTC_US)
+        + _fields("hidden_version git_commit torch_version ray_version error write_id", pa.string())
+    )
+
+
+TRIAL_SCHEMA: pa.Schema = _trial_schema()
+EPOCH_SCHEMA: pa.Schema = pa.schema(
+    _fields("sweep trial_id", pa.string())
+    + _fields("epoch", pa.int64())
+    + _fields("train_loss train_acc val_acc test_acc lr seconds", pa.float64())
+    + _fields("write_id", pa.string())
+)
+SCHEMAS = {"trials": TRIAL_SCHEMA, "epochs": EPOCH_SCHEMA}
+CONFIG_COLUMNS: tuple[str, ...] = tuple(TrialConfig.model_fields)
+METRIC_COLUMNS: tuple[str, ...] = (
+    "val_acc", "test_acc", "best_val_acc", "test_acc_at_best_val", "train_acc", "train_loss",
+    "epochs_run", "best_epoch", "changed_fraction", "density", "train_seconds",
+)
+_KEY_COLUMNS = ["trial_id", "finished_at", "write_id"]
+_SET_BY_STORE = frozenset({"sweep", "write_id"})
+
+
+def _new_write_id() -> str:
+    # time first, so write_ids sort in write order: the tie-break after finished_at
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+# ---- where expressions ----------------------------------------------------------------------
+_COMPARISONS: dict[type, Any] = {
+    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
+}
+_ARITHMETIC: dict[type, Any] = {
+    ast.Add: pc.add, ast.Sub: pc.subtract, ast.Mult: pc.multiply, ast.Div: pc.divide, ast.Pow: pc.power,
+}
+WHERE_HELP = (
+    "comparisons (== != < <= > >=, chained), and/or/not (or & | ~), `col in [...]`, "
+    "arithmetic + - * / **, col.isna(), col.notna(), col.isin([...]), col.between(lo, hi)"
+)
+
+
+def _pandas_boolean_ops(text: str) -> str:
+    """pandas.query gives & | ~ the precedence of and/or/not; Python binds & tighter than ==."""
+    out = []
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.OP and tok.string in ("&", "|", "~"):
+            tok = tok._replace(type=tokenize.NAME, string={"&": "and", "|": "or", "~": "not"}[tok.string])
+        out.append((tok.type, tok.string))
+    return tokenize.untokenize(out)
+
+
+def unknown_column_error(kind: str, names: Iterable[str], schema: pa.Schema) -> ConfigError:
+    wrong = ", ".join(repr(n) for n in names)
+    return ConfigError([f"{kind}: unknown column {wrong}; available columns: {', '.join(schema.names)}"])
+
+
+class _WhereTranslator:
+    """A pandas-query-like expression string -> pyarrow compute expression (for pushdown)."""
+
+    def __init__(self, text: str, schema: pa.Schema):
+        self.text, self.schema = text, schema
+        self.unknown: list[str] = []
+
+    def translate(self) -> pc.Expression:
+        try:
+            tree = ast.parse(_pandas_boolean_ops(self.text).strip(), mode="eval")
+        except (SyntaxError, tokenize.TokenError) as err:
+            raise ConfigError([f"where: cannot parse {self.text!r} ({getattr(err, 'msg', err)}); use {WHERE_HELP}"]) from None
+        expr = self.visit(tree.body)
+        if self.unknown:
+            raise unknown_column_error("where", dict.fromkeys(self.unknown), self.schema)
+        if not isinstance(expr, pc.Expression):
+            raise self.unsupported("a constant")
+        return expr
+
+    def unsupported(self, what: str) -> ConfigError:
+        return ConfigError([f"where: {what} is not supported in {self.text!r}; use {WHERE_HELP}"])
+
+    def visit(self, node: ast.AST) -> Any:
+        method = getattr(self, f"visit_{type(node).__name__}", None)
+        if method is None:
+            raise self.unsupported(f"'{ast.unparse(node)}'")
+        return method(node)
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        if node.id not in self.schema.names:
+            self.unknown.append(node.id)
+        return pc.field(node.id)
+
+    def visit_Constant(self, node: ast.Constant) -> Any:
+        return node.value
+
+    def visit_List(self, node: ast.List | ast.Tuple | ast.Set) -> list[Any]:
+        values = [self.visit(e) for e in node.elts]
+        if any(isinstance(v, pc.Expression) for v in values):
+            raise self.unsupported("a list of columns")
+        return values
+
+    visit_Tuple = visit_Set = visit_List
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> pc.Expression:
+        values = [self.visit(v) for v in node.values]
+        out = values[0]
+        for v in values[1:]:
+            out = (out & v) if isinstance(node.op, ast.And) else (out | v)
+        return out
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        operand = self.visit(node.operand)
+        if isinstance(node.op, ast.Not):
+            return ~operand
+        if isinstance(node.op, ast.USub):
+            return pc.negate(operand) if isinstance(operand, pc.Expression) else -operand
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        raise self.unsupported(f"'{ast.unparse(node)}'")
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        func = _ARITHMETIC.get(type(node.op))
+        if func is None:
+            raise self.unsupported(f"'{ast.unparse(node)}'")
+        return func(self.visit(node.left), self.visit(node.right))
+
+    def visit_Compare(self, node: ast.Compare) -> pc.Expression:
+        parts, left = [], self.visit(node.left)
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            right = self.visit(right_node)
+            parts.append(self.compare(op, left, right))
+            left = right
+        out = parts[0]
+        for p in parts[1:]:
+            out = out & p
+        return out
+
+    def compare(self, op: ast.cmpop, left: Any, right: Any) -> pc.Expression:
+        if isinstance(op, ast.In | ast.NotIn):
+            if not isinstance(left, pc.Expression) or not isinstance(right, list):
+                raise self.unsupported("'in' other than `column in [values]`")
+            test = left.isin(self.literals(left, right))
+            return ~test if isinstance(op, ast.NotIn) else test
+        if right is None or left is None:
+            column = left if right is None else right
+            if isinstance(op, ast.Eq | ast.NotEq) and isinstance(column, pc.Expression):
+                return column.is_null() if isinstance(op, ast.Eq) else column.is_valid()
+            raise self.unsupported("ordering against None")
+        if not (isinstance(left, pc.Expression) or isinstance(right, pc.Expression)):
+            raise self.unsupported("comparing two constants")
+        compare = _COMPARISONS.get(type(op))
+        if compare is None:
+            raise self.unsupported(f"operator {type(op).__name__}")
+        if isinstance(left, pc.Expression):
+            right = self.literal_for(left, right)
+        else:
+            left = self.literal_for(right, left)
+        return compare(left, right)
+
+    def literal_for(self, column: pc.Expression, value: Any) -> Any:
+        """Timestamp columns accept ISO strings, as pandas.query does."""
+        name = _field_name(column)
+        if name in self.schema.names and pa.types.is_timestamp(self.schema.field(name).type) and isinstance(value, str):
+            return pa.scalar(_utc(value), type=_UTC_US)
+        return value
+
+    def literals(self, column: pc.Expression, values: list[Any]) -> list[Any]:
+        return [self.literal_for(column, v) for v in values]
+
+    def visit_Call(self, node: ast.Call) -> pc.Expression:
+        if not isinstance(node.func, ast.Attribute) or node.keywords:
+            raise self.unsupported(f"'{ast.unparse(node)}'")
+        column = self.visit(node.func.value)
+        args = [self.visit(a) for a in node.args]
+        name = node.func.attr
+        if not isinstance(column, pc.Expression):
+            raise self.unsupported(f"'{ast.unparse(node)}'")
+        if name in ("isna", "isnull") and not args:
+            return column.is_null()
+        if name in ("notna", "notnull") and not args:
+            return column.is_valid()
+        if name == "isin" and len(args) == 1 and isinstance(args[0], list):
+            return column.isin(self.literals(column, args[0]))
+        if name == "between" and len(args) == 2:
+            low, high = self.literals(column, args)
+            return (column >= low) & (column <= high)
+        raise self.unsupported(f"'{ast.unparse(node)}'")
+
+
+def _field_name(expr: pc.Expression) -> str | None:
+    match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)", str(expr))
+    return match.group(1) if match else None
+
+
+def where_expression(where: str | pc.Expression | None, schema: pa.Schema = TRIAL_SCHEMA) -> pc.Expression | None:
+    """Parse and type-check a filter against `schema` (ConfigError naming the problem)."""
+    if where is None or (isinstance(where, str) and not where.strip()):
+        return None
+    expr = _WhereTranslator(where, schema).translate() if isinstance(where, str) else where
+    if not isinstance(expr, pc.Expression):
+        raise ConfigError([f"where: expected a string or a pyarrow compute expression, got {type(where).__name__}"])
+    try:
+        schema.empty_table().filter(expr)
+    except pa.ArrowInvalid as err:
+        missing = re.findall(r"FieldRef\.Name\((\w+)\)", str(err))
+        if missing:
+            raise unknown_column_error("where", missing, schema) from None
+        raise ConfigError([f"where: cannot evaluate {where!s}: {str(err).splitlines()[0]}"]) from None
+    except pa.ArrowException as err:
+        raise ConfigError([f"where: cannot evaluate {where!s}: {str(err).splitlines()[0]}"]) from None
+    return expr
+
+
+# ---- the store -------------------------------------------------------------------------------
+def _open_filesystem(root: str) -> tuple[pafs.FileSystem, str]:
+    if "://" not in root and not root.startswith("mock:"):
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(root))
+    try:
+        return pafs.FileSystem.from_uri(root)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as arrow_err:
+        try:  # any fsspec backend (memory://, az://, ...) through pyarrow's adapter
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(root)
+        except (ImportError, ValueError) as err:
+            raise ConfigError([f"results: cannot open {root!r}: {arrow_err}; {err}"]) from None
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path.rstrip("/")
+
+
+class ResultStore:
+    """Results of many sweeps under one root: a local folder or an object-store URL."""
+
+    def __init__(self, root: str | os.PathLike[str], *, filesystem: pafs.FileSystem | None = None, compact_every: int | None = 100):
+        root = os.fspath(root)
+        if filesystem is None:
+            self.fs, self.root = _open_filesystem(root)
+        else:
+            self.fs, self.root = filesystem, root.rstrip("/")
+        self.uri = root
+        self.compact_every = compact_every
+        self._local = isinstance(self.fs, pafs.LocalFileSystem)
+        self._buffers: dict[str, dict[str, list[tuple[str, pa.Table]]]] = {}
+        self._made_dirs: set[str] = set()
+        self._lock = threading.RLock()  # callbacks of a sweep driver may write from several threads
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy sent to another process starts with nothing to merge: its parts are on disk
+        return {**self.__dict__, "_buffers": {}, "_made_dirs": set(), "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"ResultStore({self.uri!r})"
+
+    # -- paths and listing --
+    def _dir(self, sweep: str, table: str) -> str:
+        return f"{self.root}/{sweep}/{table}"
+
+    def _list(self, sweep: str, table: str) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self._dir(sweep, table), allow_not_found=True)
+        infos = [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        return sorted((i for i in infos if i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))), key=lambda i: i.base_name)
+
+    def sweeps(self) -> list[str]:
+        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        dirs = [i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.Directory]
+        return sorted(d for d in dirs if self.fs.get_file_info(self._dir(d, "trials")).type == pafs.FileType.Directory)
+
+    def _require_sweep(self, sweep: str) -> None:
+        _check_sweep_name(sweep)
+        if self.fs.get_file_info(self._dir(sweep, "trials")).type != pafs.FileType.Directory:
+            available = ", ".join(self.sweeps()) or "(none)"
+            raise ConfigError([f"sweep: no sweep named {sweep!r} in {self.uri}; available sweeps: {available}"])
+
+    # -- writing --
+    def write_trial(self, sweep: str, trial_row: dict[str, Any], epoch_rows: Sequence[dict[str, Any]] = ()) -> str:
+        """Store one finished trial (replacing any earlier row of its trial_id); returns its write_id."""
+        epochs = [{"trial_id": trial_row.get("trial_id"), **e} for e in epoch_rows]
+        return self.write_trials(sweep, [trial_row], epochs)[0]
+
+    def write_trials(self, sweep: str, trial_rows: Sequence[dict[str, Any]] | pd.DataFrame, epoch_rows: Sequence[dict[str, Any]] | pd.DataFrame = ()) -> list[str]:
+        """Store many trials in one part file (bulk imports, tests); returns their write_ids."""
+        _check_sweep_name(sweep)
+        trials = trial_rows if isinstance(trial_rows, pd.DataFrame) else [dict(r) for r in trial_rows]
+        if len(trials) == 0:
+            return []
+        base = _new_write_id()
+        write_ids = [f"{base}-{i:06d}" for i in range(len(trials))]
+        written = {"trials": _trial_table(sweep, trials, write_ids)}
+        epochs = _records(epoch_rows)
+        if epochs:
+            written["epochs"] = _epoch_table(sweep, epochs, dict(zip(written["trials"]["trial_id"].to_pylist(), write_ids, strict=True)))
+        with self._lock:
+            buffer = self._buffer_for(sweep)
+            # epochs first: a trial row never points at epochs that are not there yet
+            for table in ("epochs", "trials"):
+                if table in written:
+                    path = self._put(sweep, table, f"part-{base}.parquet", written[table], small=len(trials) == 1)
+                    buffer[table].append((path, written[table]))
+            if self.compact_every and len(buffer["trials"]) >= self.compact_every:
+                self.flush(sweep)
+        return write_ids
+
+    def _buffer_for(self, sweep: str) -> dict[str, list[tuple[str, pa.Table]]]:
+        if sweep not in self._buffers:
+            leftover = sum(i.base_name.startswith("part-") for i in self._list(sweep, "trials"))
+            if self.compact_every and leftover >= self.compact_every:  # parts of a killed earlier run
+                self.compact(sweep, parts_only=True)
+            self._buffers[sweep] = {t: [] for t in TABLES}
+        return self._buffers[sweep]
+
+    def flush(self, sweep: str | None = None) -> None:
+        """Merge the part files this store wrote since the last flush into one file per table.
+
+        The rows are still in memory, so nothing is read back: reading a thousand one-row
+        files costs ~1-2 ms each, writing them again as one file costs almost nothing. The
+        merged file is complete before the parts are deleted (a kill leaves duplicates,
+        which reads drop). Called every `compact_every` writes; call it when a sweep ends.
+        """
+        with self._lock:
+            for name in [sweep] if sweep else list(self._buffers):
+                self._flush_one(name)
+
+    def _flush_one(self, name: str) -> None:
+        buffer = self._buffers.get(name)
+        if not buffer or not buffer["trials"]:
+            return
+        for table in ("epochs", "trials"):
+            if len(buffer[table]) > 1:
+                merged = pa.concat_tables([t for _, t in buffer[table]])
+                self._put(name, table, f"compacted-{_new_write_id()}.parquet", _sorted(merged, table), small=False)
+                for path, _ in buffer[table]:
+                    _delete_quietly(self.fs, path)
+            buffer[table].clear()
+        merged_files = sum(i.base_name.startswith("compacted-") for i in self._list(name, "trials"))
+        if merged_files > _MAX_MERGED_FILES:
+            self.compact(name)
+
+    def _put(self, sweep: str, table: str, name: str, data: pa.Table, *, small: bool) -> str:
+        folder = self._dir(sweep, table)
+        path = f"{folder}/{name}"
+        # one-row files are all overhead: no compression, dictionaries or embedded Arrow
+        # schema (the Parquet types alone read back identically)
+        options = {"compression": "none", "use_dictionary": False, "store_schema": False} if small else {"compression": "zstd", "row_group_size": 65536}
+        if folder not in self._made_dirs:  # object stores need no folders, but mock:// and HDFS do
+            self.fs.create_dir(folder, recursive=True)
+            self._made_dirs.add(folder)
+        if self._local:
+            tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+            pq.write_table(data, tmp, filesystem=self.fs, **options)
+            self.fs.move(tmp, path)
+        else:
+            pq.write_table(data, path, filesystem=self.fs, **options)
+        return path
+
+    # -- reading --
+    def _scan(self, files: list[pafs.FileInfo], table: str, columns: list[str], filter: pc.Expression | None, bad: set[str]) -> pa.Table:
+        """Read `columns` of `files`; a file that cannot be read is skipped with a warning."""
+        schema = SCHEMAS[table]
+        paths = [f.path for f in files if f.path not in bad]
+        if not paths:
+            return schema.empty_table().select(columns)
+        try:
+            return ds.dataset(paths, schema=schema, format="parquet", filesystem=self.fs).to_table(columns=columns, filter=filter)
+        except (pa.ArrowException, OSError):
+            pass
+        pieces = []
+        for path in paths:  # slow path: find the broken file(s), keep the rest
+            try:
+                pieces.append(ds.dataset([path], schema=schema, format="parquet", filesystem=self.fs).to_table(columns=columns, filter=filter))
+            except (pa.ArrowException, OSError) as err:
+                bad.add(path)
+                reason = str(err).splitlines()[0].replace(f" '{path}'", "")
+                warnings.warn(f"skipping unreadable part file {path}: {reason}", stacklevel=3)
+        return pa.concat_tables(pieces) if pieces else schema.empty_table().select(columns)
+
+    def _superseded(self, keys: pa.Table) -> set[str]:
+        """write_ids of rows that a newer row of the same trial replaces."""
+        n = keys.num_rows
+        if n == 0 or pc.count_distinct(keys["trial_id"]).as_py() == n:
+            return set()
+        order = pc.sort_indices(keys, sort_keys=[("trial_id", "ascending"), ("finished_at", "descending"), ("write_id", "descending")])
+        ranked = keys.take(order)
+        trial_ids = ranked["trial_id"].to_numpy(zero_copy_only=False)
+        write_ids = ranked["write_id"].to_numpy(zero_copy_only=False)
+        first = np.ones(n, dtype=bool)
+        first[1:] = trial_ids[1:] != trial_ids[:-1]
+        return set(write_ids[~first]) - set(write_ids[first])
+
+    def _read_trials(self, sweep: str, columns: list[str], filter: pc.Expression | None, bad: set[str]) -> pa.Table:
+        files = self._list(sweep, "trials")
+        losers = self._superseded(self._scan(files, "trials", _KEY_COLUMNS, None, bad))
+        wanted = list(dict.fromkeys([*columns, "trial_id"]))
+        if losers:
+            drop = ~pc.field("write_id").isin(pa.array(sorted(losers), pa.string()))
+            filter = drop if filter is None else filter & drop
+        table = self._scan(files, "trials", wanted, filter, bad)
+        if pc.count_distinct(table["trial_id"]).as_py() != table.num_rows:
+            # identical copies: a compaction killed between writing its file and deleting inputs
+            keep = pd.Index(table["trial_id"].to_numpy(zero_copy_only=False)).duplicated()
+            table = table.filter(pa.array(~keep))
+        return table.select(columns)
+
+    def load_trials(self, sweep: str, where: str | pc.Expression | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per trial (newest write wins), `where` pushed down to the Parquet scan."""
+        self._require_sweep(sweep)
+        columns = _check_columns("columns", columns, TRIAL_SCHEMA)
+        return self._read_trials(sweep, columns, where_expression(where, TRIAL_SCHEMA), set()).to_pandas()
+
+    def load_epochs(self, sweep: str, trial_ids: Iterable[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per-epoch rows of each trial's current write (epochs of replaced runs are hidden)."""
+        self._require_sweep(sweep)
+        columns = _check_columns("columns", columns, EPOCH_SCHEMA)
+        bad: set[str] = set()
+        keys = self._read_trials(sweep, ["trial_id", "write_id"], None, bad)
+        if trial_ids is not None:
+            keys = keys.filter(pc.field("trial_id").isin(pa.array(list(trial_ids), pa.string())))
+        current = pc.field("write_id").isin(keys["write_id"].combine_chunks())
+        wanted = list(dict.fromkeys([*columns, "trial_id", "epoch"]))
+        table = self._scan(self._list(sweep, "epochs"), "epochs", wanted, current, bad)
+        frame = table.to_pandas().drop_duplicates(["trial_id", "epoch"])
+        return frame.sort_values(["trial_id", "epoch"], kind="stable")[columns].reset_index(drop=True)
+
+    def final_trial_ids(self, sweep: str) -> set[str]:
+        """trial_ids a re-run skips (completed, pruned, diverged); empty for a new sweep."""
+        _check_sweep_name(sweep)
+        table = self._read_trials(sweep, ["trial_id", "status"], None, set())
+        final = table.filter(pc.field("status").isin(sorted(FINAL_STATUSES)))
+        return set(final["trial_id"].to_pylist())
+
+    def list_sweeps(self) -> pd.DataFrame:
+        """Every sweep with its trial counts by status and the time of its last finished trial."""
+        rows = []
+        for sweep in self.sweeps():
+            table = self._read_trials(sweep, ["status", "finished_at"], None, set())
+            counts = pd.Series(table["status"].to_numpy(zero_copy_only=False)).value_counts()
+            last = pc.max(table["finished_at"]).as_py() if table.num_rows else None
+            rows.append({"sweep": sweep, "trials": table.num_rows, **{s: int(counts.get(s, 0)) for s in STATUSES}, "last_update": last})
+        frame = pd.DataFrame(rows, columns=["sweep", "trials", *STATUSES, "last_update"])
+        frame["last_update"] = pd.to_datetime(frame["last_update"], utc=True)
+        return frame
+
+    def columns(self, table: str = "trials") -> list[str]:
+        return list(SCHEMAS[table].names)
+
+    # -- compaction --
+    def compact(self, sweep: str, *, parts_only: bool = False) -> dict[str, int]:
+        """Merge part files (all files unless parts_only) into one deduped file per table.
+        Safe to kill at any point: the merged file is complete before any input is deleted,
+        and reads drop the duplicates a kill leaves behind."""
+        self._require_sweep(sweep)
+        with self._lock:
+            self._buffers.pop(sweep, None)  # its parts are merged here
+            return self._compact(sweep, parts_only)
+
+    def _compact(self, sweep: str, parts_only: bool) -> dict[str, int]:
+        bad: set[str] = set()
+        stats = {"files_merged": 0, "rows_dropped": 0}
+        inputs: dict[str, tuple[list[pafs.FileInfo], pa.Table]] = {}
+        trial_files = self._list(sweep, "trials")
+        chosen = [f for f in trial_files if not parts_only or f.base_name.startswith("part-")]
+        inputs["trials"] = (chosen, self._scan(chosen, "trials", TRIAL_SCHEMA.names, None, bad))
+        chosen_paths = {f.path for f in chosen}
+        others = self._scan([f for f in trial_files if f.path not in chosen_paths], "trials", _KEY_COLUMNS, None, bad)
+        keys = pa.concat_tables([inputs["trials"][1].select(_KEY_COLUMNS), others])
+        losers = self._superseded(keys)
+        known = set(keys["write_id"].to_pylist())
+        epoch_files = [f for f in self._list(sweep, "epochs") if not parts_only or f.base_name.startswith("part-")]
+        inputs["epochs"] = (epoch_files, self._scan(epoch_files, "epochs", EPOCH_SCHEMA.names, None, bad))
+        for table, (files, merged) in inputs.items():
+            files = [f for f in files if f.path not in bad]  # never delete what could not be read
+            keep = _rows_to_keep(merged, table, losers, known)
+            if len(files) < 2 and keep.all():
+                continue
+            stats["rows_dropped"] += merged.num_rows - int(keep.sum())
+            self._put(sweep, table, f"compacted-{_new_write_id()}.parquet", _sorted(merged.filter(pa.array(keep)), table), small=False)
+            for f in files:
+                _delete_quietly(self.fs, f.path)
+            stats["files_merged"] += len(files)
+        self._remove_stale_temporaries(sweep)
+        return stats
+
+    def _remove_stale_temporaries(self, sweep: str) -> None:
+        for table in TABLES:
+            selector = pafs.FileSelector(self._dir(sweep, table), allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                old = info.mtime is not None and time.time() - info.mtime.timestamp() > _STALE_TMP_AGE_S
+                if info.base_name.startswith(".") and info.base_name.endswith(".tmp") and old:
+                    _delete_quietly(self.fs, info.path)
+
+
+def _sorted(table: pa.Table, name: str) -> pa.Table:
+    # clustered by the usual filter columns, so row-group statistics let scans skip groups
+    keys = ["method", "model", "dataset", "width", "depth", "trial_id"] if name == "trials" else ["trial_id", "epoch"]
+    return table.sort_by([(k, "ascending") for k in keys])
+
+
+def _rows_to_keep(merged: pa.Table, table: str, losers: set[str], known: set[str]) -> np.ndarray:
+    """Drop superseded rows, identical copies, and epochs of writes that never got a trial
+    row (a killed write) once they are old enough not to be a write in flight."""
+    write_ids = merged["write_id"]
+    keep = np.ones(merged.num_rows, dtype=bool)
+    if losers:
+        keep &= ~pc.is_in(write_ids, value_set=pa.array(sorted(losers), pa.string())).to_numpy(zero_copy_only=False)
+    key = ["trial_id", "write_id"] if table == "trials" else ["trial_id", "epoch", "write_id"]
+    keep &= ~pd.DataFrame({k: merged[k].to_numpy(zero_copy_only=False) for k in key}).duplicated().to_numpy()
+    if table == "epochs" and merged.num_rows:
+        orphan = ~pc.is_in(write_ids, value_set=pa.array(sorted(known), pa.string())).to_numpy(zero_copy_only=False)
+        born = pc.cast(pc.utf8_slice_codeunits(write_ids, 0, 20), pa.int64()).to_numpy(zero_copy_only=False) / 1e9
+        keep &= ~(orphan & (time.time() - born > _ORPHAN_AGE_S))
+    return keep
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except (FileNotFoundError, OSError):
+        pass  # a concurrent compaction took it first; its rows are in that one's output
+
+
+def _check_sweep_name(sweep: str) -> None:
+    if not isinstance(sweep, str) or not _SWEEP_NAME.match(sweep):
+        raise ConfigError([f"sweep: {sweep!r} is not a valid sweep name (letters, digits, '_', '-', '.', '='; not starting with '.' or '_')"])
+
+
+def _check_columns(kind: str, columns: Sequence[str] | None, schema: pa.Schema) -> list[str]:
+    if columns is None:
+        return list(schema.names)
+    if isinstance(columns, str):
+        columns = [columns]
+    unknown = [c for c in columns if c not in schema.names]
+    if unknown:
+        raise unknown_column_error(kind, unknown, schema)
+    return list(dict.fromkeys(columns))
+
+
+def _records(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
+    if isinstance(rows, pd.DataFrame):
+        return rows.to_dict("records")
+    return [dict(r) for r in rows]
+
+
+def _trial_problems(sweep: str, columns: Iterable[str], sweeps: Iterable[Any], trial_ids: Iterable[Any], statuses: Iterable[Any]) -> list[str]:
+    allowed = [n for n in TRIAL_SCHEMA.names if n not in _SET_BY_STORE]
+    unknown = sorted(set(columns) - set(allowed) - {"sweep"})
+    problems = [f"trial_row: unknown column {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}"] if unknown else []
+    for i, (row_sweep, trial_id, status) in enumerate(zip(sweeps, trial_ids, statuses, strict=True)):
+        if row_sweep is not None and row_sweep == row_sweep and row_sweep != sweep:
+            problems.append(f"trial_row[{i}].sweep: {row_sweep!r} differs from the sweep written to, {sweep!r}")
+        if not isinstance(trial_id, str) or not trial_id:
+            problems.append(f"trial_row[{i}].trial_id: missing")
+        if status not in STATUSES:
+            problems.append(f"trial_row[{i}].status: {status!r} is not one of {', '.join(STATUSES)}")
+        if len(problems) >= 10:
+            break
+    return problems
+
+
+def _trial_table(sweep: str, rows: list[dict[str, Any]] | pd.DataFrame, write_ids: list[str]) -> pa.Table:
+    now = datetime.now(timezone.utc)
+    if isinstance(rows, pd.DataFrame):  # bulk path: columnar all the way
+        n = len(rows)
+        problems = _trial_problems(sweep, rows.columns, rows.get("sweep", [None] * n), rows.get("trial_id", [None] * n), rows.get("status", [None] * n))
+        if problems:
+            raise ConfigError(problems)
+        frame = rows.assign(sweep=sweep, write_id=write_ids)
+        for name in ("started_at", "finished_at"):
+            frame[name] = pd.to_datetime(frame[name], utc=True) if name in frame else pd.NaT
+        frame["finished_at"] = frame["finished_at"].fillna(pd.Timestamp(now))
+        missing = {n: pa.nulls(len(frame), TRIAL_SCHEMA.field(n).type) for n in TRIAL_SCHEMA.names if n not in frame}
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for name, column in missing.items():
+            table = table.append_column(name, column)
+        return table.select(TRIAL_SCHEMA.names).cast(TRIAL_SCHEMA)
+    problems = _trial_problems(sweep, {k for r in rows for k in r}, (r.get("sweep") for r in rows), (r.get("trial_id") for r in rows), (r.get("status") for r in rows))
+    if problems:
+        raise ConfigError(problems)
+    for row, write_id in zip(rows, write_ids, strict=True):
+        row["sweep"], row["write_id"] = sweep, write_id
+        row["started_at"] = _utc(row.get("started_at"))
+        row["finished_at"] = _utc(row.get("finished_at")) or now
+    return pa.Table.from_pylist(rows, schema=TRIAL_SCHEMA)
+
+
+def _epoch_table(sweep: str, rows: list[dict[str, Any]], write_ids: dict[str, str]) -> pa.Table:
+    allowed = set(EPOCH_SCHEMA.names) - _SET_BY_STORE
+    unknown = sorted({k for r in rows for k in r} - allowed - {"sweep"})
+    problems = [f"epoch_row: unknown column {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}"] if unknown else []
+    for i, row in enumerate(rows):
+        if row.get("trial_id") not in write_ids:
+            problems.append(f"epoch_row[{i}].trial_id: {row.get('trial_id')!r} is not a trial of this write")
+            continue
+        row["sweep"], row["write_id"] = sweep, write_ids[row["trial_id"]]
+    if problems:
+        raise ConfigError(problems)
+    return pa.Table.from_pylist(rows, schema=EPOCH_SCHEMA)

@@ -1,0 +1,134 @@
+"""`hidden results ...` and `hidden analyze scaling`: output, formats, and bad input (exit 2)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pandas as pd
+import pytest
+from synthetic_store import grid, write_synthetic_sweep
+
+import hidden_core.cli as cli
+from hidden_core.store import ResultStore
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    store = ResultStore(root)
+    write_synthetic_sweep(store, "demo", grid(methods=("dense", "edge_popup", "sign_flip"), widths=(0.5, 1, 2, 4), seeds=(0, 1)))
+    write_synthetic_sweep(store, "tiny", grid(methods=("dense",), widths=(1,), seeds=(0,)))
+    return root
+
+
+@pytest.fixture
+def hidden(results_dir, monkeypatch, capsys):
+    """Runs `hidden ARGS` against the fixture store; returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("results_cmd", "analyze_cmd"))
+    monkeypatch.setenv("HIDDEN_RESULTS", str(results_dir))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def _columns_line_up(text: str) -> None:
+    lines = text.rstrip("\n").splitlines()
+    header, rule = lines[0], lines[1]
+    assert set(rule) <= {"-", " "}
+    starts = [i for i, c in enumerate(rule) if c == "-" and (i == 0 or rule[i - 1] == " ")]
+    for name, start in zip(header.split(), starts, strict=True):
+        assert header[start:].startswith(name)
+
+
+def test_list_shows_counts_per_sweep(hidden):
+    code, out, _ = hidden("results", "list")
+    assert code == 0
+    _columns_line_up(out)
+    assert out.splitlines()[0].split() == ["sweep", "trials", "completed", "pruned", "failed", "diverged", "last_update"]
+    assert out.splitlines()[2].split()[:3] == ["demo", "24", "24"]
+
+
+def test_results_option_overrides_the_environment(hidden, tmp_path):
+    code, out, _ = hidden("results", "list", "--results", str(tmp_path / "empty"))
+    assert code == 0 and "no sweeps in" in out
+
+
+def test_show_lists_trials_with_the_columns_that_vary(hidden):
+    code, out, _ = hidden("results", "show", "demo", "--where", "width >= 2 and method != 'dense'")
+    assert code == 0
+    _columns_line_up(out)
+    header = out.splitlines()[0].split()
+    assert header == ["trial_id", "status", "method", "width", "seed", "val_acc", "test_acc", "epochs_run", "train_seconds"]
+    assert len(out.splitlines()) == 2 + 2 * 2 * 2
+
+
+def test_show_group_by_gives_mean_std_count_over_seeds(hidden, results_dir):
+    code, out, _ = hidden("results", "show", "demo", "--group-by", "method,width", "--columns", "test_acc", "--format", "csv")
+    assert code == 0
+    got = pd.read_csv(io.StringIO(out))
+    trials = ResultStore(results_dir).load_trials("demo")
+    expected = trials.groupby(["method", "width"])["test_acc"].agg(["mean", "std"]).reset_index()
+    assert list(got.columns) == ["method", "width", "n", "test_acc_mean", "test_acc_std"]
+    assert (got["n"] == 2).all()
+    pd.testing.assert_series_equal(got["test_acc_mean"], expected["mean"], check_names=False)
+    pd.testing.assert_series_equal(got["test_acc_std"], expected["std"], check_names=False)
+
+
+def test_show_formats(hidden, tmp_path):
+    code, out, _ = hidden("results", "show", "demo", "--columns", "trial_id", "test_acc", "--format", "json")
+    assert code == 0 and len(json.loads(out)) == 24 and set(json.loads(out)[0]) == {"trial_id", "test_acc"}
+    target = tmp_path / "out.parquet"
+    code, _, _ = hidden("results", "show", "demo", "--format", "parquet", "--output", str(target), "--where", "method == 'dense'")
+    assert code == 0 and len(pd.read_parquet(target)) == 8
+
+
+def test_best_picks_by_validation_and_reports_test(hidden, results_dir):
+    code, out, _ = hidden("results", "best", "demo", "--by", "method", "--format", "csv")
+    assert code == 0
+    best = pd.read_csv(io.StringIO(out)).set_index("method")
+    trials = ResultStore(results_dir).load_trials("demo")
+    for method, rows in trials.groupby("method"):
+        top = rows.loc[rows["val_acc"].idxmax()]
+        assert best.loc[method, "trial_id"] == top["trial_id"]
+        assert best.loc[method, "test_acc"] == pytest.approx(top["test_acc"])
+    assert {"n_in_group", "cell_test_acc_mean", "cell_n"} <= set(best.columns)
+
+
+def test_analyze_scaling_writes_the_report(hidden, results_dir, tmp_path):
+    out_dir = tmp_path / "analysis"
+    code, out, _ = hidden("analyze", "scaling", "demo", "--x", "width", "--by", "method", "--bootstrap", "50", "--out", str(out_dir))
+    assert code == 0
+    assert f"report: {out_dir / 'report.md'}" in out
+    assert "edge_popup" in out and "sign_flip" in out
+    assert {"report.md", "fits.csv", "gaps.csv", "accuracy_vs_width.png", "accuracy_vs_width.svg", "gap_vs_width.png"} <= {p.name for p in out_dir.iterdir()}
+    code, out, _ = hidden("analyze", "scaling", "demo", "--bootstrap", "20")
+    assert code == 0 and (results_dir / "demo" / "analysis" / "width" / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("results", "show", "nosuch"), "no sweep named 'nosuch'.*available sweeps: demo, tiny"),
+        (("results", "show", "demo", "--where", "colour == 'red'"), "where: unknown column 'colour'; available columns: sweep, trial_id"),
+        (("results", "show", "demo", "--columns", "acc"), "columns: unknown column 'acc'; available columns"),
+        (("results", "show", "demo", "--group-by", "colour"), "group-by: unknown column 'colour'; available columns"),
+        (("results", "show", "demo", "--where", "width > 100"), "selection: no trials match --where 'width > 100'.*24 trials"),
+        (("results", "best", "demo", "--by", "colour"), "by: unknown column 'colour'"),
+        (("analyze", "scaling", "nosuch"), "no sweep named 'nosuch'.*available sweeps: demo, tiny"),
+        (("analyze", "scaling", "demo", "--by", "colour"), "by: unknown column 'colour'; available columns"),
+        (("analyze", "scaling", "demo", "--where", "method == 'none'"), "selection: no trials match"),
+        (("analyze", "scaling", "tiny"), "nothing to scale over"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(hidden, args, message):
+    code, out, err = hidden(*args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert re.search(message, lines[0]), lines[0]
