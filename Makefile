@@ -24,7 +24,7 @@ test-fast: install
 
 demo: install
 	$(BIN)/hidden sweep run sweeps/quickstart.yaml --results $(RESULTS)
-	$(BIN)/hidden analyze scaling quickstart --x width --by method --results $(RESULTS) --out $(RESULTS)/quickstart/report
+	$(BIN)/hidden analyze scaling quickstart --x width --by method --results $(RESULTS)
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)

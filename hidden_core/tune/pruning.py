@@ -1,0 +1,333 @@
+"""Optuna pruning (and the studies search samples from), one study per grid cell.
+
+Ray's OptunaSearch cannot use Optuna's pruners (it hard-codes a no-op pruner) and refuses
+grid_search, so the sweep drives Optuna itself:
+
+- ``CellStudies`` keeps one Optuna study per cell (``<sweep>/<cell_id>``) in a persistent
+  storage (SQLite next to the store by default, any Optuna storage URL on a cluster), so a
+  restored sweep keeps its pruning and sampling history.
+- ``PruningScheduler`` is a Ray Tune ``TrialScheduler``: every epoch's ``val_acc`` goes to
+  the trial's study as an intermediate value (step = epoch - 1, Optuna's convention) and,
+  at each report, the trial stops when the study's pruner says prune. A pruned trial is
+  told to Optuna as PRUNED, a finished one as COMPLETE (value: best val_acc), a failed one
+  as FAIL. Because each cell has its own study, a trial is only ever compared with trials
+  of its own cell.
+
+The scheduler holds no live state of its own: Tune pickles it into the experiment folder,
+and a restored experiment's copy finds the driver's live ``SweepRuntime`` by its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from hidden_core.spec import PrunerSpec, SearchPoint, SweepSpec
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hidden_core.tune.runner import SweepRuntime
+
+log = logging.getLogger(__name__)
+
+TRIAL_ID_ATTR = "trial_id"  # Optuna user attribute: the sweep's trial_id (config hash)
+
+
+def build_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
+    import optuna
+
+    args = dict(spec.args)
+    if spec.type == "median":
+        return optuna.pruners.MedianPruner(**args)
+    if spec.type == "percentile":
+        percentile = args.pop("percentile")
+        return optuna.pruners.PercentilePruner(percentile, **args)
+    if spec.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**args)
+    if spec.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(**args)
+    return optuna.pruners.NopPruner()
+
+
+def build_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def default_study_storage(results_root: str, sweep: str) -> str:
+    """SQLite next to the store (a local results folder), else a local cache file."""
+    import os
+    from pathlib import Path
+
+    if "://" in results_root and not results_root.startswith("file://"):
+        folder = Path.home() / ".cache" / "hidden" / "studies"
+        log.warning("results are remote (%s); keeping Optuna studies in %s (set study_storage to share them)", results_root, folder)
+    else:
+        folder = Path(results_root.removeprefix("file://")) / sweep
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{os.path.abspath(folder / '_studies.db')}"
+
+
+class CellStudies:
+    """One Optuna study per cell (created on first use), all in one storage."""
+
+    def __init__(self, spec: SweepSpec, storage_url: str):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.spec = spec
+        self.storage_url = storage_url
+        self._storage: Any = None
+        self._studies: dict[str, optuna.Study] = {}
+        self._trials: dict[tuple[str, int], optuna.Trial] = {}
+        self._steps: dict[tuple[str, int], set[int]] = {}  # steps already reported, per trial
+        self._lock = threading.Lock()
+        self._distributions = {name: param.distribution() for name, param in spec.search.items()}
+
+    # -- studies --
+    @property
+    def storage(self) -> Any:
+        if self._storage is None:
+            import optuna
+
+            if self.storage_url.startswith("sqlite:"):
+                # SQLite under concurrent readers: wait instead of failing on a lock
+                self._storage = optuna.storages.RDBStorage(self.storage_url, engine_kwargs={"connect_args": {"timeout": 60}})
+            else:
+                self._storage = self.storage_url
+        return self._storage
+
+    def study_name(self, cell_id: str) -> str:
+        return f"{self.spec.name}/{cell_id}"
+
+    def study(self, cell_id: str) -> optuna.Study:
+        study = self._studies.get(cell_id)
+        if study is None:
+            import optuna
+
+            seed = (self.spec.seed * 1_000_003 + int(hashlib.sha256(cell_id.encode()).hexdigest()[:8], 16)) % 2**31
+            study = optuna.create_study(
+                storage=self.storage,
+                study_name=self.study_name(cell_id),
+                direction="maximize",
+                sampler=build_sampler(self.spec.sampler, seed),
+                pruner=build_pruner(self.spec.pruner),
+                load_if_exists=True,
+            )
+            self._studies[cell_id] = study
+        return study
+
+    # -- trials --
+    def ask(self, point: SearchPoint) -> tuple[int, dict[str, Any]]:
+        """Sample the point's searched parameters: (Optuna trial number, params)."""
+        with self._lock:
+            study = self.study(point.cell_id)
+            trial = study.ask({name: self._distributions[name] for name in point.space})
+            trial.set_user_attr("seed", point.seed)
+            self._trials[(point.cell_id, trial.number)] = trial
+            self._steps[(point.cell_id, trial.number)] = set()
+            return trial.number, dict(trial.params)
+
+    def register(self, cell_id: str, trial_id: str) -> int:
+        """The Optuna trial of a grid trial (or of a restored one): found by trial_id among
+        the study's running trials, else created."""
+        import optuna
+
+        with self._lock:
+            study = self.study(cell_id)
+            for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                if frozen.user_attrs.get(TRIAL_ID_ATTR) == trial_id:
+                    return frozen.number
+            trial = study.ask()
+            trial.set_user_attr(TRIAL_ID_ATTR, trial_id)
+            self._trials[(cell_id, trial.number)] = trial
+            self._steps[(cell_id, trial.number)] = set()
+            return trial.number
+
+    def name_trial(self, cell_id: str, number: int, trial_id: str) -> None:
+        with self._lock:
+            trial = self._trial(cell_id, number)
+            trial.set_user_attr(TRIAL_ID_ATTR, trial_id)
+
+    def _trial(self, cell_id: str, number: int) -> optuna.Trial:
+        trial = self._trials.get((cell_id, number))
+        if trial is None:  # a trial asked by an earlier driver (restored sweep)
+            import optuna
+
+            study = self.study(cell_id)
+            frozen = study.get_trials(deepcopy=False)[number]
+            trial = optuna.Trial(study, frozen._trial_id)
+            self._trials[(cell_id, number)] = trial
+            self._steps[(cell_id, number)] = set(frozen.intermediate_values)
+        return trial
+
+    def report(self, cell_id: str, number: int, values: list[tuple[int, float]], decide: bool = True) -> bool:
+        """Record val_acc after each (epoch, value) (step epoch-1, Optuna's convention);
+        True when `decide` and the pruner says prune at the latest step."""
+        with self._lock:
+            trial = self._trial(cell_id, number)
+            known = self._steps.setdefault((cell_id, number), set())
+            for epoch, value in values:
+                if epoch - 1 not in known and math.isfinite(value):
+                    trial.report(value, epoch - 1)
+                    known.add(epoch - 1)
+            if not decide or not self.spec.pruner.enabled or not values:
+                return False
+            return bool(trial.should_prune())
+
+    def finish(self, cell_id: str, number: int, state: str, value: float | None = None) -> None:
+        """Tell Optuna how the trial ended: 'complete' (with value), 'pruned' or 'fail'."""
+        import optuna
+
+        states = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED, "fail": optuna.trial.TrialState.FAIL}
+        with self._lock:
+            study = self.study(cell_id)
+            target = states[state]
+            if target == optuna.trial.TrialState.COMPLETE and (value is None or not math.isfinite(value)):
+                target, value = optuna.trial.TrialState.FAIL, None
+            try:
+                study.tell(number, value if target == optuna.trial.TrialState.COMPLETE else None, state=target, skip_if_finished=True)
+            except (ValueError, RuntimeError) as err:  # never let bookkeeping stop a sweep
+                log.warning("could not tell Optuna trial %s of cell %s: %s", number, cell_id, err)
+            self._trials.pop((cell_id, number), None)
+            self._steps.pop((cell_id, number), None)
+
+    def fail_stale(self, cell_ids: set[str]) -> int:
+        """Mark trials left RUNNING by a killed driver as FAIL (a fresh run re-asks)."""
+        import optuna
+
+        count = 0
+        existing = set(optuna.get_all_study_names(self.storage)) if cell_ids else set()
+        for cell in cell_ids:
+            if self.study_name(cell) not in existing:
+                continue
+            study = self.study(cell)
+            for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                study.tell(frozen.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                count += 1
+        return count
+
+    def trials(self, cell_id: str) -> list[Any]:
+        return self.study(cell_id).get_trials(deepcopy=False)
+
+
+class PruningScheduler(TrialScheduler):
+    """FIFO scheduling plus per-cell Optuna pruning on val_acc.
+
+    Also drops restored trials that are no longer wanted (already final in the store, or
+    no longer in the spec) instead of running them again."""
+
+    def __init__(self, runtime_key: str):
+        super().__init__()
+        self.runtime_key = runtime_key
+        self._metric = "val_acc"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"runtime_key": self.runtime_key, "_metric": self._metric}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    @property
+    def runtime(self) -> SweepRuntime:
+        from hidden_core.tune.runner import get_runtime
+
+        return get_runtime(self.runtime_key)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True
+
+    # -- trial lifecycle --
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        pass
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        kind = result.get("kind")
+        if kind not in ("epoch", "final"):
+            return TrialScheduler.CONTINUE
+        runtime = self.runtime
+        studies = runtime.studies
+        if studies is None:
+            return TrialScheduler.CONTINUE
+        field = "epochs" if kind == "epoch" else "history"
+        values = [(int(row["epoch"]), float(row["val_acc"])) for row in json.loads(result.get(field) or "[]") if row.get("val_acc") is not None]
+        cell, number = self._optuna_trial(runtime, trial)
+        # a finished trial's epochs go in too (the pruner compares trials step by step)
+        last_epoch = int(result.get("epoch") or 0)
+        decide = kind == "epoch" and last_epoch < int(trial.config["trial"]["epochs"])
+        if studies.report(cell, number, values, decide=decide):
+            studies.finish(cell, number, "pruned")
+            runtime.mark_pruned(trial.trial_id)
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        runtime = self.runtime
+        if runtime.studies is None or trial.trial_id in runtime.pruned:
+            return
+        final = runtime.final_result(trial.trial_id)
+        if final is None:
+            return  # stopped without an ending (experiment stopped): resumes later
+        cell, number = self._optuna_trial(runtime, trial)
+        if final.get("kind") == "failed":
+            runtime.studies.finish(cell, number, "fail")
+        else:
+            runtime.studies.finish(cell, number, "complete", final.get("best_val_acc"))
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        runtime = self.runtime
+        if runtime.studies is None:
+            return
+        cell, number = self._optuna_trial(runtime, trial)
+        runtime.studies.finish(cell, number, "fail")
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        pass
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        runtime = self.runtime
+        for status in (Trial.PENDING, Trial.PAUSED):
+            for trial in tune_controller.get_trials():
+                if trial.status != status:
+                    continue
+                if not runtime.wants(trial):
+                    tune_controller.stop_trial(trial)
+                    continue
+                return trial
+        return None
+
+    def debug_string(self) -> str:
+        return "Per-cell Optuna pruning on val_acc."
+
+    def save(self, checkpoint_path: str) -> None:
+        pass  # the studies persist themselves
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+    # -- helpers --
+    def _optuna_trial(self, runtime: SweepRuntime, trial: Trial) -> tuple[str, int]:
+        """(cell_id, Optuna trial number) of a Tune trial, registering grid trials."""
+        cell = trial.config["cell_id"]
+        number = runtime.optuna_numbers.get(trial.trial_id)
+        if number is None:
+            number = trial.config.get("optuna_number")
+            if number is None:
+                number = runtime.studies.register(cell, trial.config["trial_id"])
+            runtime.optuna_numbers[trial.trial_id] = number
+        return cell, number

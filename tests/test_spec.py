@@ -1,0 +1,269 @@
+"""Sweep specs: validation (every problem by its path, nothing started), expansion,
+normalization/dedupe, trial and cell identity, skipping what the store holds, dry run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hidden_core.cli import sweep_cmd
+from hidden_core.config import ConfigError, TrialConfig, make_config
+from hidden_core.spec import cell_id, check_resources, load_spec, parse_spec
+from hidden_core.store import ResultStore
+from hidden_core.tune.runner import describe_todo, plan_todo
+
+ROOT = Path(__file__).resolve().parents[1]
+BAD = sorted((Path(__file__).parent / "data" / "bad_specs").glob("*.yaml"))
+SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
+
+
+def _expected(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name}: first line must be '# expect: <error substring>'"
+    return first[len("# expect: "):]
+
+
+# ---- malformed specs ------------------------------------------------------------------------
+def test_there_are_at_least_20_bad_specs():
+    assert len(BAD) >= 20
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_spec_gives_its_error(path: Path):
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    expected = _expected(path)
+    assert any(expected in line for line in err.value.problems), f"expected {expected!r} in {err.value.problems}"
+
+
+@pytest.mark.parametrize("path", BAD[:6], ids=[p.stem for p in BAD[:6]])
+def test_bad_spec_cli_exits_2_and_writes_nothing(path: Path, tmp_path: Path, capsys):
+    results = tmp_path / "results"
+    assert sweep_cmd.main(["run", str(path), "--results", str(results)]) == 2
+    assert _expected(path) in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        parse_spec({
+            "name": "many", "bogus": 1,
+            "base": {"lr": -1, "foo": 2},
+            "grid": {"keep_fraction": [0.5, 2.0], "width": [], "method": ["dense", "nope"]},
+            "search": {"weight_decay": {"type": "float", "low": 1.0, "high": 0.1}},
+            "pruner": {"type": "median", "n_startup_trials": -1},
+            "resources": {"gpu": -1},
+        })
+    text = "\n".join(err.value.problems)
+    for part in ("bogus: unknown key", "base.lr: -1.0 must be > 0", "base.foo: unknown key", "grid.keep_fraction[1]: 2.0 is not in (0, 1]",
+                 "grid.width: empty list", "grid.method[1]: 'nope' is not allowed", "search.weight_decay: low 1.0 > high 0.1",
+                 "pruner.n_startup_trials", "resources.gpu: -1.0 must be >= 0"):
+        assert part in text, f"{part!r} missing from:\n{text}"
+
+
+def test_combination_errors_name_the_grid_value():
+    with pytest.raises(ConfigError) as err:
+        parse_spec({"name": "x", "grid": {"model": ["mlp", "convnet"], "depth": [2, 3]}})
+    assert err.value.problems == ["grid.depth[1]: 3: convnet takes an even number of conv layers >= 2 (2, 4, 6, 8, ...)"]
+
+
+def test_resources_the_cluster_cannot_hold():
+    spec = parse_spec({"name": "x", "grid": {"width": [1]}, "resources": {"cpu": 4, "gpu": 1}})
+    with pytest.raises(ConfigError) as err:
+        check_resources(spec, [{"CPU": 2.0}, {"CPU": 2.0, "GPU": 0.0}])
+    assert err.value.problems == [
+        "resources.cpu: 4 CPUs per trial, but the largest node has 2; no trial could ever start (lower it, or add a node that has them)",
+        "resources.gpu: 1 GPU per trial, but the largest node has 0; no trial could ever start (lower it, or add a node that has them)",
+    ]
+    check_resources(spec, [{"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}])  # one node fits: fine
+    fractional = parse_spec({"name": "x", "grid": {"width": [1]}, "resources": {"cpu": 0.5, "gpu": 0.25}})
+    check_resources(fractional, [{"CPU": 1.0, "GPU": 1.0}])
+
+
+def test_run_sweep_refuses_impossible_resources_before_starting(tmp_path: Path):
+    import ray
+
+    from hidden_core.tune.runner import run_sweep
+
+    ray_was_up = ray.is_initialized()
+    spec = parse_spec({"name": "huge", "grid": {"width": [1]}, "resources": {"cpu": 4096}})
+    with pytest.raises(ConfigError, match=r"resources\.cpu: 4096 CPUs per trial"):
+        run_sweep(spec, tmp_path / "results", progress=False)
+    assert not (tmp_path / "results").exists()
+    assert ray.is_initialized() == ray_was_up  # no Ray started
+
+
+# ---- every spec of the repository ------------------------------------------------------------
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_repository_specs_validate(path: Path):
+    spec = load_spec(path)
+    plan = spec.plan()
+    assert plan.total > 0
+    assert spec.name == path.stem
+    for trial in plan.trials:
+        assert trial.config == trial.config.normalized()
+
+
+def test_repository_has_the_issue_specs():
+    names = {p.stem for p in SWEEPS}
+    assert {"quickstart", "edge_popup_conv", "edge_popup_width", "bn_only_resnet", "connectivity"} <= names
+
+
+def test_quickstart_covers_the_methods_widths_and_seeds():
+    spec = load_spec(ROOT / "sweeps" / "quickstart.yaml")
+    trials = spec.plan().trials
+    assert {t.config.dataset for t in trials} == {"mnist1d"}
+    assert {t.config.model for t in trials} == {"mlp"}
+    assert {"dense", "edge_popup", "sign_flip", "free_prune", "learn_fraction", "random_features", "bn_only"} <= {t.config.method for t in trials}
+    widths = {t.config.width for t in trials}
+    assert min(widths) <= 0.25 and max(widths) >= 8
+    assert len({t.config.seed for t in trials}) >= 2
+    assert all(t.config.norm == "batchnorm" for t in trials if t.config.method == "bn_only")
+
+
+# ---- expansion and identity ------------------------------------------------------------------
+def test_grid_is_crossed_and_method_fields_collapse():
+    spec = parse_spec({"name": "x", "base": {"epochs": 3}, "grid": {"method": ["dense", "edge_popup"], "keep_fraction": [0.3, 0.5], "seed": [0, 1]}})
+    plan = spec.plan()
+    assert plan.combinations == 8
+    assert len(plan.trials) == 6  # dense ignores k: 2 seeds, not 4
+    assert plan.duplicates == 2
+    dense = [t for t in plan.trials if t.config.method == "dense"]
+    assert len(dense) == 2 and {t.config.keep_fraction for t in dense} == {TrialConfig().keep_fraction}
+    for t in plan.trials:
+        assert t.trial_id == t.config.trial_id == make_config(t.config.model_dump()).trial_id
+
+
+def test_trial_ids_are_stable_across_spellings():
+    a = parse_spec({"name": "x", "grid": {"width": [0.5], "lr": [0.1]}}).plan().trials[0]
+    b = parse_spec(yaml.safe_load("name: y\nbase: {lr: '1e-1'}\ngrid: {width: ['0.50']}")).plan().trials[0]
+    assert a.trial_id == b.trial_id
+
+
+def test_cell_id_ignores_seed_and_searched_fields():
+    spec = parse_spec({"name": "x", "grid": {"width": [1, 2], "seed": [0, 1]}})
+    trials = spec.plan().trials
+    cells = {}
+    for t in trials:
+        cells.setdefault(t.config.width, set()).add(t.cell_id)
+    assert all(len(ids) == 1 for ids in cells.values())  # seeds share a cell
+    assert cells[1.0] != cells[2.0]
+    config = make_config(width=1, lr=0.3, seed=4)
+    assert cell_id(config, ["lr"]) == cell_id(make_config(width=1, lr=0.01), ["lr"])
+    assert cell_id(config) != cell_id(make_config(width=1, lr=0.01))
+
+
+def test_mapping_values_set_companion_fields():
+    spec = parse_spec({"name": "x", "grid": {"method": ["dense", {"method": "edge_popup", "optimizer": "adam", "lr": 0.003}], "width": [1, 2]}})
+    by_method = {}
+    for t in spec.plan().trials:
+        by_method.setdefault(t.config.method, set()).add((t.config.optimizer, t.config.lr))
+    assert by_method == {"dense": {("sgd", 0.1)}, "edge_popup": {("adam", 0.003)}}
+    assert dict(spec.plan().trials[0].point)["method"] == "dense"
+
+
+def test_seeds_of_a_cell_are_adjacent():
+    spec = parse_spec({"name": "x", "grid": {"seed": [0, 1, 2], "width": [1, 2]}})
+    widths = [t.config.width for t in spec.plan().trials]
+    assert widths == [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_bn_only_gets_batchnorm_automatically():
+    spec = parse_spec({"name": "x", "grid": {"method": ["dense", "bn_only"]}})
+    norms = {t.config.method: t.config.norm for t in spec.plan().trials}
+    assert norms == {"dense": "none", "bn_only": "batchnorm"}
+
+
+def test_search_points_and_unused_search_fields():
+    spec = parse_spec({
+        "name": "x", "grid": {"method": ["dense", "edge_popup"], "seed": [0, 1]},
+        "search": {"keep_fraction": {"type": "float", "low": 0.1, "high": 0.9}}, "samples_per_cell": 3,
+    })
+    plan = spec.plan()
+    # dense does not read keep_fraction: plain trials, one per seed; edge_popup: 3 samples per seed
+    assert [t.config.method for t in plan.trials] == ["dense", "dense"]
+    assert len(plan.points) == 2 and all(p.space == ("keep_fraction",) and p.samples == 3 for p in plan.points)
+    assert plan.total == 2 + 6
+    assert len({p.cell_id for p in plan.points}) == 1  # the two seeds share a cell (and its study)
+    config = plan.points[0].config_for({"keep_fraction": 0.25})
+    assert config.keep_fraction == 0.25 and config.method == "edge_popup"
+    assert spec.search["keep_fraction"].distribution().low == 0.1
+
+
+def test_run_options_follow_resources():
+    spec = parse_spec({"name": "x", "grid": {"width": [1]}, "resources": {"cpu": 2, "gpu": 0.5}, "run": {"amp": False}})
+    run = spec.run_options()
+    assert (run.device, run.threads, run.amp) == ("cuda", 2, False)
+    assert parse_spec({"name": "x", "grid": {"width": [1]}, "resources": {"cpu": 0.5}}).run_options().threads == 1
+
+
+# ---- skipping what the store holds -----------------------------------------------------------
+def _row(trial, status: str) -> dict:
+    return {"trial_id": trial.trial_id, "cell_id": trial.cell_id, "status": status, **trial.config.model_dump(), "step_milestones": []}
+
+
+def test_final_trials_are_skipped_and_failed_ones_rerun(tmp_path: Path):
+    store = ResultStore(tmp_path)
+    spec = parse_spec({"name": "skip", "grid": {"width": [1, 2], "seed": [0, 1]}})
+    trials = spec.plan().trials
+    for trial, status in zip(trials, ["completed", "pruned", "diverged", "failed"], strict=True):
+        store.write_trial("skip", _row(trial, status))
+    todo = plan_todo(spec, store)
+    assert [t.trial_id for t in todo.trials] == [trials[3].trial_id]
+    assert todo.skipped == 3
+    # a new grid value: only its trials are added
+    grown = parse_spec({"name": "skip", "grid": {"width": [1, 2, 4], "seed": [0, 1]}})
+    todo = plan_todo(grown, store)
+    assert {t.config.width for t in todo.trials} == {2.0, 4.0} and len(todo.trials) == 3
+
+
+def test_search_points_count_their_finished_samples(tmp_path: Path):
+    store = ResultStore(tmp_path)
+    spec = parse_spec({"name": "srch", "grid": {"width": [1, 2]}, "search": {"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}}, "samples_per_cell": 3})
+    point = spec.plan().points[0]
+    for lr, status in ((0.01, "completed"), (0.02, "pruned"), (0.03, "failed")):
+        config = point.config_for({"lr": lr})
+        store.write_trial("srch", {"trial_id": config.trial_id, "cell_id": point.cell_id, "status": status, **config.model_dump(), "step_milestones": []})
+    todo = plan_todo(spec, store)
+    remaining = {p.template.width: n for p, n in todo.points}
+    assert remaining == {1.0: 1, 2.0: 3}
+    assert todo.skipped == 2
+
+
+def test_dry_run_prints_axes_and_trials(tmp_path: Path, capsys):
+    path = tmp_path / "dry.yaml"
+    path.write_text("name: dry\ngrid:\n  method: [dense, edge_popup]\n  keep_fraction: [0.3, 0.5]\n  width: [1, 2]\n")
+    results = tmp_path / "results"
+    assert sweep_cmd.main(["run", str(path), "--dry-run", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "sweep dry: 6 trials planned (8 grid combinations, 2 collapsed by normalization)" in out
+    assert re.search(r"method\s+2 values: dense, edge_popup", out)
+    assert re.search(r"keep_fraction\s+2 values: 0.3, 0.5", out)
+    assert "skipped (already final in the store): 0" in out and "would run: 6" in out
+    assert len(re.findall(r"^\s+[0-9a-f]{16}\s+method=", out, flags=re.M)) == 6
+    assert not results.exists()
+    # with some results in the store, the dry run counts them as skipped
+    spec = load_spec(path)
+    store = ResultStore(results)
+    store.write_trial("dry", _row(spec.plan().trials[0], "completed"))
+    lines = describe_todo(spec, plan_todo(spec, store))
+    assert "  skipped (already final in the store): 1" in lines and "  would run: 5" in lines
+
+
+def test_status_reads_the_store_alone(tmp_path: Path, capsys):
+    path = tmp_path / "st.yaml"
+    path.write_text("name: st\ngrid:\n  method: [dense, edge_popup]\n  width: [1, 2]\n")
+    spec = load_spec(path)
+    store = ResultStore(tmp_path / "results")
+    for i, trial in enumerate(spec.plan().trials[:3]):
+        row = _row(trial, "completed" if i < 2 else "failed")
+        row.update(best_val_acc=0.5 + i / 10, test_acc_at_best_val=0.4 + i / 10, train_seconds=1.0, error="ValueError: boom" if i == 2 else None)
+        store.write_trial("st", row)
+    assert sweep_cmd.main(["status", str(path), "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "sweep st: 4 trials planned; 2 final (completed 2, pruned 0, diverged 0), failed 1, still to run 2" in out
+    assert "failed " in out and "ValueError: boom" in out
+    assert "w=1" in out
