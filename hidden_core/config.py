@@ -359,18 +359,17 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]
     return lines
 
 
-def make_config(data: dict[str, Any] | None = None, **overrides: Any) -> TrialConfig:
-    """Build a TrialConfig, raising ConfigError with every problem listed by field."""
-    merged = {**(data or {}), **overrides}
+def _validated(model: type[BaseModel], data: dict[str, Any] | None, overrides: dict[str, Any]) -> Any:
     try:
-        return TrialConfig.model_validate(merged)
+        return model.model_validate({**(data or {}), **overrides})
     except ValidationError as err:
         raise ConfigError(format_validation_error(err)) from None
+
+
+def make_config(data: dict[str, Any] | None = None, **overrides: Any) -> TrialConfig:
+    """Build a TrialConfig, raising ConfigError with every problem listed by field."""
+    return _validated(TrialConfig, data, overrides)
 
 
 def make_run_options(data: dict[str, Any] | None = None, **overrides: Any) -> RunOptions:
-    merged = {**(data or {}), **overrides}
-    try:
-        return RunOptions.model_validate(merged)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err)) from None
+    return _validated(RunOptions, data, overrides)

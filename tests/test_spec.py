@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hidden_core.cli import sweep_cmd
+from hidden_core.cli import main as cli_main
 from hidden_core.config import ConfigError, TrialConfig, make_config
 from hidden_core.spec import cell_id, check_resources, load_spec, parse_spec
 from hidden_core.store import ResultStore
@@ -42,7 +42,7 @@ def test_bad_spec_gives_its_error(path: Path):
 @pytest.mark.parametrize("path", BAD[:6], ids=[p.stem for p in BAD[:6]])
 def test_bad_spec_cli_exits_2_and_writes_nothing(path: Path, tmp_path: Path, capsys):
     results = tmp_path / "results"
-    assert sweep_cmd.main(["run", str(path), "--results", str(results)]) == 2
+    assert cli_main(["sweep", "run", str(path), "--results", str(results)]) == 2
     assert _expected(path) in capsys.readouterr().err
     assert not results.exists()
 
@@ -237,7 +237,7 @@ def test_dry_run_prints_axes_and_trials(tmp_path: Path, capsys):
     path = tmp_path / "dry.yaml"
     path.write_text("name: dry\ngrid:\n  method: [dense, edge_popup]\n  keep_fraction: [0.3, 0.5]\n  width: [1, 2]\n")
     results = tmp_path / "results"
-    assert sweep_cmd.main(["run", str(path), "--dry-run", "--results", str(results)]) == 0
+    assert cli_main(["sweep", "run", str(path), "--dry-run", "--results", str(results)]) == 0
     out = capsys.readouterr().out
     assert "sweep dry: 6 trials planned (8 grid combinations, 2 collapsed by normalization)" in out
     assert re.search(r"method\s+2 values: dense, edge_popup", out)
@@ -262,7 +262,7 @@ def test_status_reads_the_store_alone(tmp_path: Path, capsys):
         row = _row(trial, "completed" if i < 2 else "failed")
         row.update(best_val_acc=0.5 + i / 10, test_acc_at_best_val=0.4 + i / 10, train_seconds=1.0, error="ValueError: boom" if i == 2 else None)
         store.write_trial("st", row)
-    assert sweep_cmd.main(["status", str(path), "--results", str(tmp_path / "results")]) == 0
+    assert cli_main(["sweep", "status", str(path), "--results", str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
     assert "sweep st: 4 trials planned; 2 final (completed 2, pruned 0, diverged 0), failed 1, still to run 2" in out
     assert "failed " in out and "ValueError: boom" in out

@@ -137,7 +137,7 @@ def test_killed_driver_restores_and_every_trial_ends_once(tmp_path: Path, local_
     temp_root = tempfile.mkdtemp(prefix="hr-", dir="/tmp")  # short: Ray's socket paths live here
     env = {**os.environ, "RAY_TMPDIR": temp_root, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     driver = subprocess.Popen(
-        [sys.executable, "-m", "hidden_core.cli.sweep_cmd", "run", str(spec_path), "--results", str(results), "--quiet", "--num-cpus", "2"],
+        [sys.executable, "-m", "hidden_core.cli", "sweep", "run", str(spec_path), "--results", str(results), "--quiet", "--num-cpus", "2"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
     store = ResultStore(results)

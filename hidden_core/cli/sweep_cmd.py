@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from hidden_core.config import ConfigError
@@ -129,21 +128,3 @@ def _print_tables(store: Any, sweep: str) -> None:
     for _, row in failed.head(5).iterrows():
         first = str(row["error"] or "").strip().splitlines()[:1]
         print(f"failed {row['trial_id']} ({row['method']}, width {row['width']:g}): {first[0] if first else '(no error text)'}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m hidden_core.cli.sweep_cmd run SPEC ...` (the same as `hidden sweep ...`)."""
-    parser = argparse.ArgumentParser(prog="hidden")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(["sweep", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as err:
-        for line in err.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
