@@ -209,6 +209,10 @@ class LocalRayCluster:
 
     head_cpus: float = 1
     worker_cpus: float = 1
+    # GPUs a node advertises; Ray only counts them (no device needed), so placement of
+    # (fractional) GPU trials can be tested on a CPU-only machine
+    head_gpus: float = 0
+    worker_gpus: float = 0
     workers_count: int = 1
     object_store_mb: int = 150
     head_resources: Mapping[str, float] | None = None
@@ -400,7 +404,7 @@ class LocalRayCluster:
             "--dashboard-host=127.0.0.1",
             f"--temp-dir={temp_dir}",
             f"--num-cpus={self.head_cpus if is_head else self.worker_cpus:g}",
-            "--num-gpus=0",
+            f"--num-gpus={self.head_gpus if is_head else self.worker_gpus:g}",
             f"--object-store-memory={self.object_store_mb * 1024 * 1024}",
         ]
         resources = self.head_resources if is_head else self.worker_resources

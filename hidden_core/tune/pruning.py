@@ -301,6 +301,11 @@ class PruningScheduler(TrialScheduler):
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         runtime = self.runtime
+        # A restored experiment may hold trials the store has as final by now. Stop every one
+        # of them, not only those before the trial chosen: Tune itself starts the other
+        # pending trials right after asking (a restored final trial would then run again).
+        sweep = runtime.phase == "restore"
+        chosen = None
         for status in (Trial.PENDING, Trial.PAUSED):
             for trial in tune_controller.get_trials():
                 if trial.status != status:
@@ -308,8 +313,11 @@ class PruningScheduler(TrialScheduler):
                 if not runtime.wants(trial):
                     tune_controller.stop_trial(trial)
                     continue
-                return trial
-        return None
+                if chosen is None:
+                    chosen = trial
+                if not sweep:
+                    return chosen
+        return chosen
 
     def debug_string(self) -> str:
         return "Per-cell Optuna pruning on val_acc."

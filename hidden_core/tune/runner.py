@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import pickletools
 import shutil
 import subprocess
 import sys
@@ -365,6 +366,9 @@ class SweepRuntime:
         rec = self.records.get(trial.trial_id)
         if rec is None or rec.written:
             return
+        if self._final_elsewhere(rec):
+            _drop_checkpoints(trial)
+            return
         if rec.final is not None and rec.final.get("kind") == "failed":
             self.write(rec, "failed", error=rec.final.get("error"))
         elif trial.trial_id in self.pruned:
@@ -378,6 +382,8 @@ class SweepRuntime:
     def on_error(self, trial: Any) -> None:
         rec = self.record(trial)
         if rec.written:
+            return
+        if self._final_elsewhere(rec):
             return
         error = None
         with contextlib.suppress(Exception):
@@ -393,6 +399,16 @@ class SweepRuntime:
         self.write(rec, "failed", error=str(error))
         if rec.written:
             _drop_checkpoints(trial)
+
+    def _final_elsewhere(self, rec: TrialRecord) -> bool:
+        """Whether the store already holds this trial as final although this Tune trial did
+        not write it: a restored experiment's saved state lags behind the store, and Tune
+        starts pending trials without asking the scheduler. Such a trial is never written
+        again (a 'failed' row would replace its result) and does not count as unfinished."""
+        if rec.trial_id not in self.final_ids:
+            return False
+        rec.written = True
+        return True
 
     def write(self, rec: TrialRecord, status: str, error: str | None = None) -> None:
         epochs = [rec.epochs[e] for e in sorted(rec.epochs)]
@@ -541,8 +557,21 @@ def _cluster_nodes() -> list[dict[str, float]]:
     return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
-def _start_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Start embedded Ray or connect to a cluster; True when this call started it."""
+def _check_address(address: str) -> str:
+    """Token auth on for this driver (or RAY_AUTH_MODE=disabled said explicitly) and the
+    cluster at `address` asked whether it lets us in: one clear ClusterError at once (no
+    token, token refused, nothing there) instead of ray.init's retries. Returns the address
+    to give ray.init."""
+    from hidden_core.cluster import apply_auth_env, auth_env, check_cluster
+
+    apply_auth_env(auth_env())
+    info = check_cluster(address)
+    return info.address if info is not None else address
+
+
+def _start_ray(address: str | None, num_cpus: int | None = None, *, checked: bool = False) -> bool:
+    """Start embedded Ray or connect to a cluster (`checked`: `address` already went through
+    _check_address); True when this call started it."""
     import ray
 
     if ray.is_initialized():
@@ -550,11 +579,7 @@ def _start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address:
         kwargs["runtime_env"] = {"env_vars": dict(WORKER_ENV)}
-        from hidden_core.cluster import apply_auth_env, auth_env, check_cluster
-
-        apply_auth_env(auth_env())  # token auth on (or RAY_AUTH_MODE=disabled said explicitly)
-        info = check_cluster(address)  # one clear error instead of ray.init's retries
-        ray.init(address=info.address if info is not None else address, **kwargs)
+        ray.init(address=address if checked else _check_address(address), **kwargs)
     else:
         # local workers inherit the driver's environment; no runtime_env, so the workers
         # Ray starts with the cluster can host the trials
@@ -621,6 +646,64 @@ def _restorable(path: str) -> bool:
         return bool(tune.Tuner.can_restore(path))
     except Exception:
         return False
+
+
+def _ray_initialized() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+# Tune's state files in an experiment folder; see repair_experiment_state
+STATE_FILE_PREFIXES = ("experiment_state-", "search_gen_state-", "searcher-state-", "callback-states-", "basic-variant-state-", "tuner.pkl")
+
+
+def _state_readable(name: str, data: bytes) -> bool:
+    """Whether a Tune state file is whole: experiment_state-*.json is JSON, the rest are
+    pickles (some named .json), checked opcode by opcode up to their STOP without loading them."""
+    try:
+        if name.startswith("experiment_state-"):
+            json.loads(data)
+        else:
+            for _ in pickletools.genops(data):
+                pass
+    except Exception:
+        return False
+    return True
+
+
+def repair_experiment_state(path: str) -> bool:
+    """Before restoring an interrupted experiment: remove the state files a killed driver
+    left half-written; False when what is left cannot be restored.
+
+    Tune writes its state (experiment_state-*.json, its searcher's and callbacks' pickles)
+    into a staging folder and copies it to the experiment folder without an atomic rename,
+    often (after every few trial checkpoints). A driver killed during a copy leaves a
+    truncated file, and Tune then fails the whole restore ("Failed to restore the run
+    state") and starts the experiment over: the trials in flight lose their checkpoints.
+    The sweep's searcher and callback keep nothing in those pickles (the runtime and the
+    store hold the state), so a broken one is removed and the restore goes on without it;
+    with no readable experiment_state or tuner.pkl there is nothing to restore."""
+    import pyarrow.fs as pafs
+
+    if "://" in path:
+        fs, root = pafs.FileSystem.from_uri(path)
+    else:
+        fs, root = pafs.LocalFileSystem(), path
+    kept: list[str] = []
+    broken: list[str] = []
+    for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+        if info.type != pafs.FileType.File or not info.base_name.startswith(STATE_FILE_PREFIXES):
+            continue
+        with fs.open_input_stream(info.path) as f:
+            data = f.readall()
+        if _state_readable(info.base_name, data):
+            kept.append(info.base_name)
+        else:
+            fs.delete_file(info.path)
+            broken.append(info.base_name)
+    if broken:
+        log.warning("removed %d half-written Tune state file(s) of the interrupted run in %s: %s", len(broken), path, ", ".join(sorted(broken)))
+    return "tuner.pkl" in kept and any(n.startswith("experiment_state-") for n in kept)
 
 
 PLACEHOLDER = ".hidden_placeholder"
@@ -710,6 +793,10 @@ def run_sweep(
     report = SweepReport(sweep=spec.name, planned=plan.total, skipped=todo.skipped, to_run=todo.count)
     exp_path = experiment_path(results_root, spec.name)
     restorable = _restorable(exp_path)
+    if restorable and not repair_experiment_state(exp_path):
+        log.warning("the interrupted run of %s left no readable Tune state in %s; its unfinished trials start over", spec.name, exp_path)
+        _remove_experiment(exp_path)
+        restorable = False
     if todo.count == 0 and not restorable:
         report.wall_seconds = time.perf_counter() - started
         return report
@@ -734,11 +821,15 @@ def run_sweep(
         except BaseException as err:  # re-raised in the main thread
             data_box["error"] = err
 
+    # a cluster that will not let this driver in fails here, before any data is built
+    checked = False
+    if address and not _ray_initialized():
+        address, checked = _check_address(address), True
     loader = threading.Thread(target=load, name="hidden-data", daemon=True)
     loader.start()
     started_ray = False
     try:
-        started_ray = _start_ray(address, num_cpus)
+        started_ray = _start_ray(address, num_cpus, checked=checked)
         import ray
         from ray import tune
 
@@ -845,7 +936,15 @@ def run_sweep(
 
 
 def _unfinished(runtime: SweepRuntime) -> int:
-    return sum(1 for ray_id in runtime.started if not runtime.records.get(ray_id, TrialRecord("", "", "", {})).written)
+    """Trials this run started that did not reach the store: the next run resumes them. One
+    the store holds as final does not count (a restored experiment may start a trial its
+    lagging state still had running, and then stop it unwritten)."""
+    count = 0
+    for ray_id in runtime.started:
+        rec = runtime.records.get(ray_id)
+        if rec is None or (not rec.written and rec.trial_id not in runtime.final_ids):
+            count += 1
+    return count
 
 
 def _searcher(key: str) -> Any:
