@@ -110,16 +110,19 @@ def test_sweep_rows_rerun_growth_and_failure(tmp_path: Path, local_ray):
 
 
 def _ray_pids(temp_root: str) -> list[int]:
-    """Processes of the Ray that a driver started under `temp_root` (by their arguments)."""
+    """Processes of the Ray that a driver started under `temp_root`: by their arguments, or
+    by the RAY_TMPDIR they inherited (Ray's agents rename their command lines)."""
     pids = []
+    marker = f"RAY_TMPDIR={temp_root}".encode()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if temp_root in cmdline:
+        if temp_root in cmdline or marker in environ.split(b"\0"):
             pids.append(int(entry.name))
     return pids
 
