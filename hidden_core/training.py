@@ -165,8 +165,7 @@ def train(
             train_seconds += time.perf_counter() - started
             history.append(EpochRecord(epoch, train_loss, train_acc, float("nan"), float("nan"), lr, time.perf_counter() - started))
             break
-        val_acc = evaluate(forward, loader, "val", run.eval_batch_size, channels_last, autocast) if len(loader.y_val) else float("nan")
-        test_acc = evaluate(forward, loader, "test", run.eval_batch_size, channels_last, autocast)
+        val_acc, test_acc = evaluate(forward, loader, ("val", "test"), run.eval_batch_size, channels_last, autocast)
         seconds = time.perf_counter() - started
         train_seconds += seconds
         record = EpochRecord(epoch, train_loss, train_acc, val_acc, test_acc, lr, seconds)
@@ -180,18 +179,22 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceData, split: str, batch_size: int, channels_last: bool = False, autocast=None) -> float:
-    """Accuracy on a split, eval mode. Masks are computed once and reused for every batch."""
+def evaluate(model: nn.Module, loader: DeviceData, splits: tuple[str, ...], batch_size: int, channels_last: bool = False, autocast=None) -> list[float]:
+    """Accuracy on each split (NaN for an empty one), eval mode. The masks are computed once
+    for all splits and batches."""
     model.eval()
-    correct = torch.zeros((), device=loader.device, dtype=torch.int64)
-    total = 0
+    accuracies = []
     with parametrize.cached(), autocast or nullcontext():
-        for x, y in loader.eval_batches(split, batch_size):
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            correct += (model(x).argmax(1) == y).sum()
-            total += len(y)
-    return correct.item() / total if total else float("nan")
+        for split in splits:
+            correct = torch.zeros((), device=loader.device, dtype=torch.int64)
+            total = 0
+            for x, y in loader.eval_batches(split, batch_size):
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                correct += (model(x).argmax(1) == y).sum()
+                total += len(y)
+            accuracies.append(correct.item() / total if total else float("nan"))
+    return accuracies
 
 
 def _result(status, diverged_epoch, history, model: HiddenNetwork, initial_states, train_seconds, samples_per_second, device) -> TrialResult:

@@ -111,15 +111,6 @@ def masked_weight(weight: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor
     return _MaskedWeight.apply(weight, scores, mask)
 
 
-def set_norm_affine(model: nn.Module, learned: bool) -> None:
-    """Learned: BN gamma/beta train. Not learned: gamma=1, beta=0 frozen, which is exactly a
-    non-affine BatchNorm (running statistics still update in training mode)."""
-    for bn in norm_layers(model):
-        if bn.affine:
-            bn.weight.requires_grad_(learned)
-            bn.bias.requires_grad_(learned)
-
-
 __all__ = [
     "Method",
     "WeightParametrization",
@@ -130,7 +121,6 @@ __all__ = [
     "norm_layers",
     "original_weight",
     "parametrization_of",
-    "set_norm_affine",
     "weight_layers",
     "weight_state",
     "weights_in_use",

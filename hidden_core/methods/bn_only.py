@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from hidden_core.methods.base import Method, freeze, norm_layers, set_norm_affine
+from hidden_core.methods.base import Method, freeze, norm_layers
 
 
 class BNOnly(Method):
@@ -18,6 +18,7 @@ class BNOnly(Method):
             for bn in norm_layers(model):
                 bn.weight.copy_(torch.rand(bn.weight.shape, generator=generator))
                 bn.bias.zero_()
-        set_norm_affine(model, learned=True)
+                bn.weight.requires_grad_(True)
+                bn.bias.requires_grad_(True)
         if self.config.train_output_layer:
             model.classifier.weight.requires_grad_(True)

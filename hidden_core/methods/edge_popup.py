@@ -107,8 +107,8 @@ class TopKMask(WeightParametrization):
         self.scores = nn.Parameter(scores)
         self.kept = max(1, round(keep_fraction * scores.numel()))
 
-    def mask(self, magnitudes: torch.Tensor | None = None) -> torch.Tensor:
-        magnitudes = self.scores.detach().abs() if magnitudes is None else magnitudes.detach()
+    def mask(self) -> torch.Tensor:
+        magnitudes = self.scores.detach().abs()
         # reshape, not view: scores of a channels_last model are not contiguous
         return magnitudes >= top_k_threshold(magnitudes.reshape(-1), self.kept)
 
