@@ -4,7 +4,8 @@
 the validation and test splits after every epoch, and returns a TrialResult. With
 run.checkpoint_dir set it saves a checkpoint there after every epoch and, if one is already
 there, resumes from it to the same result an uninterrupted run gives (model, optimizer,
-schedule and RNG states are all restored).
+schedule and RNG states are all restored). A checkpoint names its trial_id: resuming from
+another config's checkpoint is a CheckpointMismatch, never a silent mix.
 
 The hot loop has no host synchronisation: losses and correct counts accumulate on the
 device and are read once per epoch.
@@ -30,6 +31,15 @@ from hidden_core.data import DataSplits, DeviceData, load_data
 from hidden_core.methods import HiddenNetwork, build_model
 
 CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint folder holds another trial's checkpoint."""
+
+    def __init__(self, path: Path, found: str, wanted: str):
+        self.path, self.found, self.wanted = path, found, wanted
+        super().__init__(f"{path} is the checkpoint of trial {found}, not of trial {wanted} (another config); "
+                         "use a separate checkpoint folder per trial")
 
 
 @dataclass
@@ -129,7 +139,7 @@ def train(
     torch.manual_seed(config.seed)
     checkpoint = _checkpoint_path(run)
     if checkpoint is not None and checkpoint.exists():
-        history = _restore(checkpoint, model, optimizer, schedule, device)
+        history = _restore(checkpoint, model, optimizer, schedule, device, config.trial_id)
 
     status, diverged_epoch = "completed", None
     train_seconds = sum(r.seconds for r in history)
@@ -171,7 +181,7 @@ def train(
         record = EpochRecord(epoch, train_loss, train_acc, val_acc, test_acc, lr, seconds)
         history.append(record)
         if checkpoint is not None:
-            _save(checkpoint, model, optimizer, schedule, history, device)
+            _save(checkpoint, model, optimizer, schedule, history, device, config.trial_id)
         if on_epoch is not None:
             on_epoch(record)
 
@@ -234,8 +244,9 @@ def _checkpoint_path(run: RunOptions) -> Path | None:
     return folder / CHECKPOINT_FILE
 
 
-def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], device: torch.device) -> None:
+def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], device: torch.device, trial_id: str) -> None:
     state = {
+        "trial_id": trial_id,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
@@ -250,8 +261,10 @@ def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], de
     os.replace(tmp, path)
 
 
-def _restore(path: Path, model, optimizer, schedule, device: torch.device) -> list[EpochRecord]:
+def _restore(path: Path, model, optimizer, schedule, device: torch.device, trial_id: str) -> list[EpochRecord]:
     state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("trial_id") != trial_id:
+        raise CheckpointMismatch(path, state.get("trial_id") or "(unnamed: written before checkpoints named their trial)", trial_id)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
@@ -259,3 +272,12 @@ def _restore(path: Path, model, optimizer, schedule, device: torch.device) -> li
     if state["rng_cuda"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
     return [EpochRecord(**r) for r in state["history"]]
+
+
+def checkpoint_history(folder: str | os.PathLike[str]) -> list[dict] | None:
+    """The epoch records in a checkpoint folder (None without a checkpoint): what a resumed
+    trial will not recompute."""
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    return list(torch.load(path, map_location="cpu", weights_only=False)["history"])
