@@ -29,6 +29,7 @@ from torch.nn.utils import parametrize
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import DataSplits, DeviceData, load_data
 from hidden_core.methods import HiddenNetwork, build_model
+from hidden_core.records import COMPLETED, DIVERGED
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -141,7 +142,7 @@ def train(
     if checkpoint is not None and checkpoint.exists():
         history = _restore(checkpoint, model, optimizer, schedule, device, config.trial_id)
 
-    status, diverged_epoch = "completed", None
+    status, diverged_epoch = COMPLETED, None
     train_seconds = sum(r.seconds for r in history)
     samples = 0
     sample_seconds = 0.0
@@ -171,7 +172,7 @@ def train(
         sample_seconds += time.perf_counter() - started
         samples += loader.n_train
         if not math.isfinite(train_loss):
-            status, diverged_epoch = "diverged", epoch
+            status, diverged_epoch = DIVERGED, epoch
             train_seconds += time.perf_counter() - started
             history.append(EpochRecord(epoch, train_loss, train_acc, float("nan"), float("nan"), lr, time.perf_counter() - started))
             break

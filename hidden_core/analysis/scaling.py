@@ -16,8 +16,8 @@ import pandas as pd
 from hidden_core.analysis.fits import PARAMS, PowerLawFit, error_crossing, fit_power_law
 from hidden_core.analysis.tables import require_columns
 from hidden_core.config import METHOD_FIELDS, ConfigError, TrialConfig
+from hidden_core.records import ANALYZED_STATUSES  # pruned and failed runs have no final accuracy
 
-ANALYZED_STATUSES = ("completed", "diverged")  # pruned and failed runs have no final accuracy
 DENSE = "dense"
 BARE_LABELS = frozenset({"method", "model_name"})  # values that name themselves: "dense", not "method=dense"
 
