@@ -22,7 +22,7 @@ def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, by: Sequence[str
     by = list(by)
     require_columns(trials, [*by, "trial_id", "seed"], "curves")
     require_columns(epochs, ["trial_id", "epoch", metric], "curves")
-    split = _auto_split(trials, "epoch", by)
+    split = _auto_split(trials, "seed", by)  # epoch is no config field: split on every varying one
     trials = trials.assign(label=_labels(trials, by, split).to_numpy() if len(trials) else [])
     merged = epochs[["trial_id", "epoch", metric]].merge(trials[["trial_id", "label"]], on="trial_id")
     stats = merged.groupby(["label", "epoch"])[metric].agg(["mean", "std", "count"]).reset_index()

@@ -201,6 +201,15 @@ def parameter_covariance(x: np.ndarray, params: np.ndarray, sigma2: np.ndarray |
     return np.linalg.pinv(info) * np.asarray(sigma2)[..., None, None]
 
 
+def t_intervals(x: np.ndarray, params: np.ndarray, sse: np.ndarray, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Student-t intervals of fits (R, 3) of data sets at the same x (n > 3) with residual
+    sums of squares sse (R,): returns lower (R, 3), upper (R, 3), covariances (R, 3, 3)."""
+    df = len(x) - N_PARAMS
+    covariance = parameter_covariance(np.asarray(x, float), params, np.asarray(sse) / df)
+    half = student_t.ppf(0.5 + ci / 2, df) * np.sqrt(np.abs(np.diagonal(covariance, axis1=-2, axis2=-1)))
+    return np.maximum(params - half, LOWER), np.minimum(params + half, UPPER), covariance
+
+
 def fit_power_law(x: np.ndarray, y: np.ndarray, *, x_name: str = "x", ci: float = 0.95) -> PowerLawFit:
     """Fit err(x) to every (x, y) point (one per seed), with Student-t intervals (module
     docstring; their measured coverage is in tests/test_analysis_coverage.py)."""
@@ -225,9 +234,8 @@ def fit_power_law(x: np.ndarray, y: np.ndarray, *, x_name: str = "x", ci: float 
     covariance = np.full((N_PARAMS, N_PARAMS), np.nan)
     if df > 0:
         sigma = math.sqrt(float(sse[0]) / df)
-        covariance = parameter_covariance(x, popt, sigma**2)
-        half = student_t.ppf(0.5 + ci / 2, df) * np.sqrt(np.abs(np.diag(covariance)))
-        lo, hi = np.maximum(popt - half, LOWER), np.minimum(popt + half, UPPER)
+        lows, highs, covariances = t_intervals(x, params, sse, ci)
+        lo, hi, covariance = lows[0], highs[0], covariances[0]
         method = CI_METHOD
     return PowerLawFit(
         params=dict(zip(PARAMS, map(float, popt), strict=True)),

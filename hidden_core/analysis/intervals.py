@@ -53,6 +53,26 @@ def pooled_variance(values: np.ndarray, groups: np.ndarray) -> tuple[float, int]
     return (sum_squares / df if df else math.nan), df
 
 
+def crossing_intervals(params: np.ndarray, covariance: np.ndarray, df_fit: int, target_error: np.ndarray, target_variance: np.ndarray, target_df: np.ndarray, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorized crossing_interval: params (R, 3), covariance (R, 3, 3), targets (R,).
+    NaN where the crossing is not a finite positive size."""
+    e_inf, a, b = np.asarray(params, float).T
+    target_error, target_variance = np.asarray(target_error, float), np.asarray(target_variance, float)
+    target_df = np.broadcast_to(np.asarray(target_df, float), target_error.shape)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        gap = target_error - e_inf
+        log_x = (np.log(a) - np.log(gap)) / b
+        gradient = np.stack([1 / (b * gap), 1 / (a * b), -log_x / b], axis=-1)
+        v_fit = np.einsum("ri,rij,rj->r", gradient, covariance, gradient)
+        v_target = np.where(target_variance > 0, (1 / (b * gap)) ** 2 * target_variance, 0.0)
+        total = v_fit + v_target
+        parts = v_fit**2 / df_fit + np.where((v_target > 0) & (target_df > 0), v_target**2 / np.where(target_df > 0, target_df, 1.0), 0.0)
+        df = np.where(parts > 0, total**2 / parts, df_fit)
+        half = student_t.ppf(0.5 + ci / 2, df) * np.sqrt(total)
+        valid = (gap > 0) & (a > 0) & np.isfinite(log_x) & np.isfinite(half)
+    return np.where(valid, np.exp(log_x - half), np.nan), np.where(valid, np.exp(log_x + half), np.nan)
+
+
 def crossing_interval(fit: PowerLawFit, target_error: float, target_variance: float, target_df: float, ci: float = 0.95) -> tuple[float, float]:
     """Interval for the x at which the fitted law reaches target_error, when the target is
     itself a mean with variance target_variance (df target_df; 0 variance = known).
@@ -61,17 +81,6 @@ def crossing_interval(fit: PowerLawFit, target_error: float, target_variance: fl
     plus the target's variance; Welch-Satterthwaite df for the sum."""
     if not fit.ok or not np.all(np.isfinite(fit.covariance)):
         return NAN_PAIR
-    e_inf, a, b = (fit.params[p] for p in PARAMS)
-    crossing = fit.crossing(target_error)
-    if not (0 < crossing < math.inf):
-        return NAN_PAIR
-    log_x = math.log(crossing)
-    gradient = np.array([1 / (b * (target_error - e_inf)), 1 / (a * b), -log_x / b])
-    v_fit = float(gradient @ fit.covariance @ gradient)
-    v_target = (1 / (b * (target_error - e_inf))) ** 2 * target_variance if target_variance > 0 else 0.0
-    total = v_fit + v_target
-    df_fit = fit.n_points - len(PARAMS)
-    parts = v_fit**2 / df_fit + (v_target**2 / target_df if v_target > 0 and target_df > 0 else 0.0)
-    df = total**2 / parts if parts > 0 else df_fit
-    half = student_t.ppf(0.5 + ci / 2, df) * math.sqrt(total)
-    return math.exp(log_x - half), math.exp(log_x + half)
+    params = np.array([[fit.params[p] for p in PARAMS]])
+    lo, hi = crossing_intervals(params, fit.covariance[None], fit.n_points - len(PARAMS), np.array([target_error]), np.array([target_variance]), np.array([target_df]), ci)
+    return float(lo[0]), float(hi[0])

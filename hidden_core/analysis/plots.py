@@ -15,7 +15,13 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from hidden_core.analysis.metrics import TEST_METRIC, metric_label
-from hidden_core.analysis.scaling import DENSE, ScalingAnalysis, natural_key, select_points, usable_rows
+from hidden_core.analysis.scaling import (
+    DENSE,
+    ScalingAnalysis,
+    natural_key,
+    select_points,
+    usable_rows,
+)
 from hidden_core.config import METHOD_FIELDS, METHODS
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency

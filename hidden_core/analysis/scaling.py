@@ -16,10 +16,21 @@ import numpy as np
 import pandas as pd
 
 from hidden_core.analysis.fits import PARAMS, PowerLawFit, fit_power_law
-from hidden_core.analysis.intervals import crossing_interval, paired_interval, pooled_variance, welch_interval
+from hidden_core.analysis.intervals import (
+    crossing_interval,
+    paired_interval,
+    pooled_variance,
+    welch_interval,
+)
 from hidden_core.analysis.metrics import CHANCE_FACTOR, TEST_METRIC, metric_label, selection_column
 from hidden_core.analysis.tables import require_columns
-from hidden_core.config import DATASET_INFO, METHOD_FIELDS, METHOD_SPECIFIC_FIELDS, ConfigError, TrialConfig
+from hidden_core.config import (
+    DATASET_INFO,
+    METHOD_FIELDS,
+    METHOD_SPECIFIC_FIELDS,
+    ConfigError,
+    TrialConfig,
+)
 
 ANALYZED_STATUSES = ("completed",)  # pruned and failed runs have no final accuracy; diverged ones are counted, not fitted
 DENSE = "dense"

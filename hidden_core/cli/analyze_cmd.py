@@ -7,8 +7,10 @@ import argparse
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
+from hidden_core.analysis.metrics import FINAL_TEST_METRIC, TEST_METRIC, metric_label
 from hidden_core.cli.results_cmd import (
     add_results_option,
     check_columns,
@@ -16,9 +18,6 @@ from hidden_core.cli.results_cmd import (
     open_store,
     split_names,
 )
-import pyarrow as pa
-
-from hidden_core.analysis.metrics import FINAL_TEST_METRIC, TEST_METRIC, metric_label
 from hidden_core.config import ConfigError
 from hidden_core.store import TRIAL_SCHEMA, ResultStore
 
