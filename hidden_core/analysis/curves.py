@@ -8,12 +8,13 @@ from collections.abc import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hidden_core.analysis.metrics import metric_label
 from hidden_core.analysis.plots import MARKERS, OKABE_ITO, _legend
 from hidden_core.analysis.scaling import _auto_split, _labels, natural_key
 from hidden_core.analysis.tables import require_columns
 
 EPOCH_METRICS = ("test_acc", "val_acc", "train_acc", "train_loss", "lr")
+# in the epochs table every column is read at that epoch (not the trial table's meaning)
+CURVE_LABELS = {"test_acc": "test accuracy", "val_acc": "validation accuracy", "train_acc": "training accuracy", "train_loss": "training loss", "lr": "learning rate"}
 
 
 def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, by: Sequence[str], metric: str = "test_acc") -> pd.DataFrame:
@@ -42,8 +43,8 @@ def plot_learning_curves(curves: pd.DataFrame, metric: str) -> Figure:
         ax.fill_between(group["epoch"], scale * (group["mean"] - std), scale * (group["mean"] + std), color=color, alpha=0.15, linewidth=0)
         ax.plot(group["epoch"], scale * group["mean"], color=color, marker=MARKERS[(i // len(OKABE_ITO)) % len(MARKERS)], markersize=3, linewidth=1.5, label=f"{label} (n={n})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(metric_label(metric) + (" (%)" if percent else ""))
-    ax.set_title(fontsize=10, label=f"{metric_label(metric)} per epoch: mean over seeds (band: +-1 std, n: seeds)")
+    ax.set_ylabel(CURVE_LABELS.get(metric, metric) + (" (%)" if percent else ""))
+    ax.set_title(fontsize=10, label=f"{CURVE_LABELS.get(metric, metric)} per epoch\nmean over seeds (band: +-1 std, n: seeds)")
     _legend(ax)
     ax.grid(True, alpha=0.25)
     return fig

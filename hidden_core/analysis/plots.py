@@ -118,7 +118,8 @@ def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
         xs = stats.index.to_numpy(float)
         ax.scatter(group[x], 100 * group[metric], s=12, alpha=0.35, color=style["color"], marker=style["marker"], linewidths=0, label=f"_seeds {label}", zorder=2)
         ax.fill_between(xs, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]), color=style["color"], alpha=0.12, linewidth=0, label=f"_spread {label}", zorder=1)
-        ax.plot(xs, 100 * stats["mean"], color=style["color"], linestyle=style["linestyle"], marker=style["marker"], markersize=4, linewidth=1.0, alpha=0.8, label=f"{label} ({sizes[label]})", zorder=3)
+        # means solid (groups of one method differ by marker), so only fits are dashed
+        ax.plot(xs, 100 * stats["mean"], color=style["color"], linestyle="-", marker=style["marker"], markersize=4, linewidth=1.0, alpha=0.8, label=f"{label} ({sizes[label]})", zorder=3)
         fit = analysis.fit_results[label]
         if fit.ok:
             any_fit = True
@@ -133,7 +134,7 @@ def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
     ax.set_xlabel(_axis_label(x) + (", log scale" if log_x else ""))
     ax.set_ylabel(_metric_label(metric))
     what = "dashed: fitted err = e_inf + a * x^-b" if any_fit else "no law fitted"
-    ax.set_title(fontsize=10, label=f"{metric_label(metric)} vs {x}: mean over seeds (band: +-1 std, n: seeds per point); {what}")
+    ax.set_title(fontsize=10, label=f"{metric_label(metric)} vs {x}\nmean over seeds (band: +-1 std, n: seeds per point); {what}")
     handles, labels = ax.get_legend_handles_labels()
     if any_fit:
         handles.append(Line2D([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.6))
@@ -170,7 +171,7 @@ def plot_gap_vs_x(analysis: ScalingAnalysis) -> Figure:
     _ticks_at(ax, gaps[x].to_numpy(float))
     ax.set_xlabel(_axis_label(x) + (", log scale" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel(f"gap to dense ({_metric_label(analysis.metric)[:-4]}, percentage points)")
-    ax.set_title(fontsize=10, label=f"gap to dense-trained at the same {x} (error bars: {int(100 * analysis.ci)}% Welch t interval over seeds)")
+    ax.set_title(fontsize=10, label=f"gap to dense-trained at the same {x}\n(error bars: {int(100 * analysis.ci)}% Welch t interval over seeds)")
     _legend(ax)
     ax.grid(True, which="both", alpha=0.25)
     return fig
@@ -215,7 +216,7 @@ def plot_accuracy_vs_keep_fraction(trials: pd.DataFrame, *, metric: str = TEST_M
             ax.axhline(100 * own_dense.mean(), color=color, linestyle="--", linewidth=1.0, label=f"{model} dense (n={len(own_dense)})")
     ax.set_xlabel(_axis_label("keep_fraction"))
     ax.set_ylabel(_metric_label(metric))
-    ax.set_title(fontsize=10, label=f"{metric_label(metric)} vs keep fraction at width {width:g} (bars: +-1 std over seeds; dashed: dense)")
+    ax.set_title(fontsize=10, label=f"{metric_label(metric)} vs keep fraction at width {width:g}\nbars: +-1 std over seeds; dashed: dense-trained")
     _legend(ax)
     ax.grid(True, alpha=0.25)
     return fig

@@ -21,9 +21,14 @@ from hidden_core.analysis.plots import (
     plot_gap_vs_x,
     save_figure,
 )
-from hidden_core.analysis.scaling import DENSE, ScalingAnalysis, extrapolation_check
+from hidden_core.analysis.scaling import (
+    DENSE,
+    ScalingAnalysis,
+    analyze_scaling,
+    extrapolation_check,
+)
 from hidden_core.analysis.tables import format_table
-from hidden_core.config import TrialConfig
+from hidden_core.config import ConfigError, TrialConfig
 
 # fields a reader needs even when they do not vary (they define the experiment)
 ALWAYS_SHOWN = ("dataset", "model", "depth", "width", "method", "epochs", "optimizer", "lr", "batch_size", "weight_dist", "keep_fraction", "val_fraction")
@@ -146,7 +151,9 @@ def write_scaling_report(analysis: ScalingAnalysis, out_dir: str | Path, *, swee
     if not analysis.gaps.empty:
         analysis.gaps.to_csv(out / "gaps.csv", index=False)
         written["gaps.csv"] = out / "gaps.csv"
-    figures = {f"accuracy_vs_{x}": plot_accuracy_vs_x(analysis)}
+    k_figure = plot_accuracy_vs_keep_fraction(trials, metric=analysis.metric) if x == "keep_fraction" and trials is not None else None
+    # on the k axis, edge-popup's figure (with dense of each model as a line) is the main one
+    figures = {f"accuracy_vs_{x}": k_figure or plot_accuracy_vs_x(analysis)}
     if not analysis.gaps.empty:
         figures[f"gap_vs_{x}"] = plot_gap_vs_x(analysis)
     if trials is not None and x != "keep_fraction" and {"keep_fraction", "model", "depth", "width", "method", "seed"} <= set(trials.columns):
@@ -156,10 +163,31 @@ def write_scaling_report(analysis: ScalingAnalysis, out_dir: str | Path, *, swee
     for stem, fig in figures.items():
         for path in save_figure(fig, out, stem):
             written[path.name] = path
+    joint = joint_law(trials, analysis)
+    if joint is not None:
+        joint.fits.to_csv(out / "joint_fits.csv", index=False)
+        written["joint_fits.csv"] = out / "joint_fits.csv"
+        for path in save_figure(plot_accuracy_vs_x(joint), out, "accuracy_vs_params_active"):
+            written[path.name] = path
     report = out / "report.md"
-    report.write_text(_markdown(analysis, sweep, selection, list(figures), trials, store))
+    report.write_text(_markdown(analysis, sweep, selection, list(figures), trials, store, joint))
     written["report.md"] = report
     return written
+
+
+def joint_law(trials: pd.DataFrame | None, analysis: ScalingAnalysis) -> ScalingAnalysis | None:
+    """When both width and depth vary: one law per group across both, in active parameters."""
+    if trials is None or analysis.x not in ("width", "depth") or not {"width", "depth", "params_active"} <= set(trials.columns):
+        return None
+    used = trials[trials["trial_id"].isin(analysis.points["trial_id"])] if "trial_id" in trials.columns else trials
+    if used["width"].nunique() < 2 or used["depth"].nunique() < 2 or used["params_active"].isna().all():
+        return None
+    chosen = analysis.keys[: len(analysis.keys) - len(analysis.auto_split)]  # the user's groups
+    by = [k for k in chosen if k not in ("width", "depth")]
+    try:
+        return analyze_scaling(used, x="params_active", by=by or ["method"], metric=analysis.metric, ci=analysis.ci)
+    except ConfigError:
+        return None
 
 
 def _captions(analysis: ScalingAnalysis) -> dict[str, str]:
@@ -173,7 +201,11 @@ def _captions(analysis: ScalingAnalysis) -> dict[str, str]:
     }
 
 
-def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figures: list[str], trials: pd.DataFrame | None, store: str | None) -> str:
+def joint_captions(joint: ScalingAnalysis) -> str:
+    return _captions(joint)["accuracy_vs_params_active"]
+
+
+def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figures: list[str], trials: pd.DataFrame | None, store: str | None, joint: ScalingAnalysis | None = None) -> str:
     x, metric = analysis.x, analysis.metric
     level = int(round(100 * analysis.ci))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -217,6 +249,19 @@ def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figu
         if not check.empty:
             table = check.assign(predicted_acc=[_percent(v) for v in check["predicted_acc"]], measured_acc=[_percent(v) for v in check["measured_acc"]], error_pp=check["error_pp"].round(2))
             lines += ["## Extrapolation check", "", f"Each law refitted without the largest {x}, then asked to predict it: how far the law can be trusted beyond the measured range.", "", format_table(table, markdown=True), ""]
+    if joint is not None:
+        check = extrapolation_check(joint)
+        lines += [
+            "## Joint law across width and depth", "",
+            "One law per group against active parameters (weights in the forward pass), over every width and depth: "
+            "err = e_inf + a * params_active^(-b). Full numbers: `joint_fits.csv`.", "",
+            "![accuracy vs params active](accuracy_vs_params_active.png)", "",
+            f"*{joint_captions(joint)}*", "",
+            format_table(fits_table(joint), markdown=True), "",
+        ]
+        if not check.empty:
+            table = check.assign(predicted_acc=[_percent(v) for v in check["predicted_acc"]], measured_acc=[_percent(v) for v in check["measured_acc"]], error_pp=check["error_pp"].round(2))
+            lines += ["Extrapolation check: fitted on the smaller networks, predicting the largest:", "", format_table(table, markdown=True), ""]
     matches = match_table(analysis)
     if not matches.empty:
         lines += [

@@ -152,8 +152,11 @@ def _select(trials: pd.DataFrame, x: str, by: Sequence[str], metric: str, select
     if not pd.api.types.is_numeric_dtype(trials[x]) or pd.api.types.is_bool_dtype(trials[x]):
         raise ConfigError([f"x: {x!r} is not a numeric column; numeric columns: {', '.join(c for c in trials.columns if pd.api.types.is_numeric_dtype(trials[c]) and not pd.api.types.is_bool_dtype(trials[c]))}"])
     rows, excluded = usable_rows(trials, x, metric)
+    if x in METHOD_SPECIFIC_FIELDS and "method" in rows.columns:
+        # a method that does not read x (dense for k) sits at its default: not a point on this axis
+        rows = rows[rows["method"].map(lambda m: x in METHOD_FIELDS.get(m, ()))]
     if rows.empty:
-        raise ConfigError([no_rows_reason(trials, metric, excluded)])
+        raise ConfigError([no_rows_reason(trials, metric, excluded) + (f"; no method in it reads {x}" if x in METHOD_SPECIFIC_FIELDS else "")])
     split = _auto_split(rows, x, by)
     keys = [*by, *split]
     select_by = select_by or selection_column(metric)
@@ -192,8 +195,8 @@ def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str]
         raise ConfigError([f"by: {x!r} is the x axis; group by other columns"])
     points, split, excluded = _select(trials, x, by, metric, select_by)
     if points[x].nunique() < 2:
-        others = [c for c in ("width", "depth", "keep_fraction") if c != x and c in trials.columns and trials[c].nunique() > 1]
-        hint = f" (try --x {others[0]})" if others else ""
+        others = [c for c in ("width", "depth", "keep_fraction", "params_active") if c != x and c in trials.columns and trials[c].nunique() > 1]
+        hint = f" (varying: {', '.join(others)}; try --x {others[0]})" if others else ""
         raise ConfigError([f"x: every selected trial has {x} = {points[x].iloc[0]:g}; nothing to scale over{hint}"])
     keys = [*by, *split]
     notes = [f"also split by {', '.join(split)} (they vary across grid cells)"] if split else []

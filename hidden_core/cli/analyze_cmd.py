@@ -52,8 +52,9 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     for note in analysis.notes:
         print(f"note: {note}")
     refused = analysis.fits[analysis.fits["fit"] == "refused"]
-    for _, row in refused.iterrows():
-        print(f"not fitted: {row['label']}: {row['reason']}")
+    if analysis.law_fitted:
+        for _, row in refused.iterrows():
+            print(f"not fitted: {row['label']}: {row['reason']}")
     for _, row in analysis.fits[analysis.fits["flags"] != ""].iterrows():
         print(f"flagged: {row['label']}: {row['flags']}")
     print(f"wrote {', '.join(sorted(written))} to {out}")
