@@ -18,8 +18,10 @@ STATUSES: tuple[str, ...] = (COMPLETED, PRUNED, FAILED, DIVERGED)  # the order o
 # A final trial is never re-run; a failed one is, on the next run. A failed row never
 # supersedes a final row of the same trial (store dedupe).
 FINAL_STATUSES: frozenset[str] = frozenset({COMPLETED, PRUNED, DIVERGED})
-# Statuses with a final accuracy (pruned and failed trials stopped early).
-ANALYZED_STATUSES: tuple[str, ...] = (COMPLETED, DIVERGED)
+# Statuses the analysis fits: pruned and failed trials stopped early, and a diverged trial's
+# accuracy describes a broken run (one diverged point moved a fitted e_inf by orders of
+# magnitude); the analysis counts those rows in its report instead.
+ANALYZED_STATUSES: tuple[str, ...] = (COMPLETED,)
 
 # -- per-epoch fields (training.EpochRecord, the store's epochs table) ----------------------
 EPOCH_FIELDS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds")
@@ -35,6 +37,9 @@ RUN_INFO_FIELDS: tuple[str, ...] = ("node", "started_at", "device", "torch_versi
 
 # -- the metric that selects and prunes -----------------------------------------------------
 SELECTION_METRIC = "val_acc"  # select on validation; report test
+# The one test metric every table, plot and report shows by default: the test accuracy at the
+# epoch of best validation accuracy (the final epoch's `test_acc` only when asked for, labelled).
+TEST_METRIC = "test_acc_at_best_val"
 SELECTION_MODE = "max"
 
 # -- report kinds (trainable -> driver) -----------------------------------------------------
