@@ -175,7 +175,12 @@ def train(
         if on_epoch is not None:
             on_epoch(record)
 
-    return _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
+    result = _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
+    if run.save_subnet:
+        from hidden_core.subnet.state import save_subnet  # the file format's dependencies load only when asked
+
+        save_subnet(run.save_subnet, model, config, result=result, run=run)
+    return result
 
 
 @torch.no_grad()
