@@ -176,8 +176,8 @@ def train(
             on_epoch(record)
 
     result = _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
-    if run.save_subnet:
-        from hidden_core.subnet.state import save_subnet  # the file format's dependencies load only when asked
+    if run.save_subnet:  # what was learned, for `hidden subnet eval` (imported only when asked)
+        from hidden_core.subnet.state import save_subnet
 
         save_subnet(run.save_subnet, model, config, result=result, run=run)
     return result

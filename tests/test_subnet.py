@@ -43,7 +43,7 @@ METHODS = {
 
 
 def small(method: str, **extra):
-    return make_config(method=method, epochs=1, width=0.3, batch_size=256, **{**METHODS[method], **extra})
+    return make_config(**{"method": method, "dataset": "digits", "epochs": 1, "width": 0.3, "batch_size": 256, **METHODS[method], **extra})
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_regeneration_is_bit_identical_on_cpu_in_another_process():
         "h=hashlib.sha256(); [h.update(original_weight(l).numpy().tobytes()) for l in weight_layers(m.net)]; print(h.hexdigest())"
     )
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout.strip() for _ in range(2)}
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout.strip()}
     import hashlib
 
     from hidden_core.distributions import weight_layers
@@ -220,12 +220,13 @@ def test_other_format_version_is_refused(trained, tmp_path):
         read_subnet_file(bad)
 
 
-def test_cli_eval_reproduces_and_bad_file_exits_2(trained, tmp_path):
+def test_cli_eval_reproduces_and_bad_file_exits_2(trained, tmp_path, capsys):
+    from hidden_core.cli import main
+
     _, result, path = trained["free_prune"]
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    out = subprocess.run([*HIDDEN, "subnet", "eval", str(path), "--device", "cpu", "--json"], capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert main(["subnet", "eval", str(path), "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["test_acc"] == result.test_acc and report["val_acc"] == result.val_acc and report["matches_stored"] is True
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(path.read_bytes()[:-7])

@@ -93,6 +93,51 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_controls(args: argparse.Namespace) -> int:
+    from hidden_core.subnet.controls import controlled_kind, controls_path, run_controls
+    from hidden_core.subnet.evaluate import Evaluator
+    from hidden_core.subnet.fileformat import read_subnet_file
+
+    if args.draws < 2:
+        raise ConfigError([f"draws: {args.draws} must be >= 2 (an interval needs two draws)"])
+    f = read_subnet_file(args.file)
+    controlled_kind(f)  # refuse methods without a mask or signs before loading data
+    table = run_controls(f, Evaluator(f, device=args.device, data_root=args.data_root), draws=args.draws)
+    target = args.output or controls_path(args.file)
+    table.to_csv(target, index=False)
+    emit(table, "json" if args.json else "table", None)
+    print(f"(stored in {target}; mean and 95% t-interval of test_acc over {args.draws} draws per control)", file=sys.stderr)
+    return 0
+
+
+def cmd_masks(args: argparse.Namespace) -> int:
+    from hidden_core.subnet.fileformat import SUFFIX, SWEEP_FOLDER
+    from hidden_core.subnet.masks import analyze_files, plot
+
+    if bool(args.sweep) == bool(args.files):
+        raise ConfigError(["sweep: give a SWEEP or --files FILE..., not both and not neither"])
+    if args.sweep:
+        store = open_store(args)
+        store._require_sweep(args.sweep)
+        if not store._local:
+            raise ConfigError([f"results: mask analysis reads files from a local results folder; {store.uri} is not one (copy the sweep down first)"])
+        folder = os.path.join(store.root, args.sweep, SWEEP_FOLDER)
+        paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(SUFFIX)) if os.path.isdir(folder) else []
+    else:
+        paths = args.files
+    _, table = analyze_files(paths)
+    if table.empty:
+        where = f"sweep {args.sweep!r}" if args.sweep else "the files given"
+        raise ConfigError([f"sweep: {where} has no subnetwork files of a method that selects weights (edge_popup, free_prune, supermask, sign_flip)"])
+    if args.output:
+        table.to_csv(args.output, index=False)
+    shown = table.drop(columns=["cell"])
+    emit(shown, args.format, None)
+    figure = plot(table, args.plot or f"{args.sweep or 'subnet'}-masks.png")
+    print(f"(plot: {figure}; jaccard is the mean over seed pairs of a cell, jaccard_chance that of independent masks of the same sizes)", file=sys.stderr)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("subnet", help="export, re-evaluate, control and compare found subnetworks",
                                    description="Found subnetworks: one safetensors file per trial (docs/subnetworks.md).")
@@ -114,6 +159,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (the stored accuracies reproduce exactly on the device that trained it)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=cmd_eval)
+
+    p = actions.add_parser("controls", help="the found subnetwork against random, shuffled and fresh-weight controls")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--draws", type=int, default=5, help="draws per control (default 5)")
+    p.add_argument("--data-root", metavar="DIR")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", metavar="CSV", help="table file (default: FILE's name with .controls.csv, next to it)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(func=cmd_controls)
+
+    p = actions.add_parser("masks", help="per-layer density, seed overlap vs chance and |w| bias of a sweep's found masks")
+    p.add_argument("sweep", metavar="SWEEP", nargs="?")
+    p.add_argument("--files", nargs="+", metavar="FILE", help="analyze these files instead of a sweep's")
+    p.add_argument("--plot", metavar="PNG", help="figure file (default SWEEP-masks.png)")
+    p.add_argument("--output", metavar="CSV", help="also write the table here")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    add_results_option(p)
+    p.set_defaults(func=cmd_masks)
 
 
 __all__ = ["register"]
