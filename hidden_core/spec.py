@@ -69,7 +69,7 @@ from hidden_core.config import (
 
 PRUNERS: tuple[str, ...] = ("none", "median", "percentile", "successive_halving", "hyperband")
 # RunOptions the runner sets per trial; a spec's `run:` section may set the others
-RUNNER_SET_RUN_OPTIONS = frozenset({"device", "checkpoint_dir", "threads"})
+RUNNER_SET_RUN_OPTIONS = frozenset({"device", "checkpoint_dir", "threads", "save_subnet"})
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 MAX_COMBINATION_PROBLEMS = 20
 TRIAL_FIELDS: tuple[str, ...] = tuple(TrialConfig.model_fields)

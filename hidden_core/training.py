@@ -186,7 +186,12 @@ def train(
         if on_epoch is not None:
             on_epoch(record)
 
-    return _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
+    result = _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
+    if run.save_subnet:  # what was learned, for `hidden subnet eval` (imported only when asked)
+        from hidden_core.subnet.state import save_subnet
+
+        save_subnet(run.save_subnet, model, config, result=result, run=run)
+    return result
 
 
 @torch.no_grad()
