@@ -117,6 +117,10 @@ EPOCH_SCHEMA: pa.Schema = pa.schema(
     _fields("sweep trial_id", pa.string())
     + _fields("epoch", pa.int64())
     + _fields("train_loss train_acc val_acc test_acc lr seconds", pa.float64())
+    + _fields("level", pa.int64())  # lottery_ticket only: which training of the trial
+    + _fields("branch", pa.string())
+    + _fields("level_epoch", pa.int64())
+    + _fields("density", pa.float64())
     + _fields("write_id", pa.string())
 )
 SCHEMAS = {"trials": TRIAL_SCHEMA, "epochs": EPOCH_SCHEMA}

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 EXPERIMENT_DIR = "_tune"  # <results>/<sweep>/_tune/<EXPERIMENT_NAME>: Tune's state while a run is unfinished
 EXPERIMENT_NAME = "experiment"
 FINAL_STATUSES = ("completed", "pruned", "diverged")
-EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds")
+EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds", "level", "branch", "level_epoch", "density")
 METRIC_FIELDS = (
     "val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "train_loss", "train_acc",
     "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
