@@ -45,6 +45,7 @@ from hidden_core.methods import HiddenNetwork, build_model
 from hidden_core.methods.base import parametrization_of, weight_layers
 from hidden_core.methods.lottery_ticket import (
     layer_masks,
+    level_count,
     level_keep_counts,
     magnitude_masks,
     shuffled_masks,
@@ -77,6 +78,13 @@ def plan(config: TrialConfig, levels: int) -> list[Segment]:
         segments.append(Segment(level, branch, offset, rows))
         offset += rows
     return segments
+
+
+def planned_epochs(config: TrialConfig) -> int:
+    """Rows a lottery trial writes to the epochs table when it runs to the end (the last
+    step the Optuna pruner will see)."""
+    segments = plan(config, level_count(config.keep_fraction, config.prune_rate))
+    return segments[-1].offset + segments[-1].rows
 
 
 def control_seed(config: TrialConfig, level: int, branch: str) -> int:

@@ -175,6 +175,10 @@ def test_levels_nest_rewind_bit_for_bit_and_reach_k(monkeypatch, rewind_epoch):
     assert result.density == pytest.approx(sum(round(0.3 * n) for n in sizes) / sum(sizes))
     rows = result.history
     assert [r.epoch for r in rows] == list(range(1, len(rows) + 1))
+    assert len(rows) == result.epochs_run == lottery.planned_epochs(config) == 3 + levels * (3 - rewind_epoch + 1)
+    # every level continues level 0's schedule from the rewind epoch
+    lr0 = {r.level_epoch: r.lr for r in rows if r.level == 0}
+    assert all(r.lr == lr0[r.level_epoch] for r in rows if r.level > 0 and r.branch != "supermask")
     ticket_levels = sorted({r.level for r in rows if r.branch == "ticket"})
     assert ticket_levels == list(range(levels + 1))
     last = [r for r in rows if r.branch == "ticket" and r.level == levels]
