@@ -259,3 +259,13 @@ def test_bad_lottery_fields_are_named(fields, field):
 def test_lottery_fields_are_not_part_of_other_methods_identity():
     assert make_config(method="dense", prune_rate=0.5).trial_id == make_config(method="dense").trial_id
     assert _config(prune_rate=0.5).trial_id != _config(prune_rate=0.3).trial_id
+
+
+def test_global_scope_reaches_k_in_total_with_uneven_layers(monkeypatch):
+    calls = _capture(monkeypatch)
+    result = train(_config(prune_scope="global", keep_fraction=0.3), RUN, data=_splits())
+    masks = _masks(calls[-1]["model"])
+    total = sum(m.numel() for m in masks)
+    assert sum(int(m.sum()) for m in masks) == round(0.3 * total)
+    assert len({round(int(m.sum()) / m.numel(), 3) for m in masks}) > 1  # pooled: layers differ
+    assert result.density == pytest.approx(round(0.3 * total) / total)

@@ -162,7 +162,7 @@ def shuffled_masks(masks: list[torch.Tensor], generator: torch.Generator) -> lis
 
 
 def layer_masks(model: nn.Module) -> list[torch.Tensor]:
-    return [parametrization_of(layer).mask.detach().clone() for layer in weight_layers(model)]
+    return [parametrization_of(layer).mask.detach().to("cpu", copy=True) for layer in weight_layers(model)]
 
 
 def trained_weights(model: nn.Module) -> list[torch.Tensor]:
