@@ -269,3 +269,9 @@ def test_global_scope_reaches_k_in_total_with_uneven_layers(monkeypatch):
     assert sum(int(m.sum()) for m in masks) == round(0.3 * total)
     assert len({round(int(m.sum()) / m.numel(), 3) for m in masks}) > 1  # pooled: layers differ
     assert result.density == pytest.approx(round(0.3 * total) / total)
+
+
+def test_k_one_is_the_dense_level_alone():
+    result = train(_config(keep_fraction=1.0), RUN, data=_splits())
+    assert [(r.level, r.branch) for r in result.history] == [(0, "ticket")] * 3
+    assert result.density == 1.0 and result.epochs_run == 3
