@@ -28,6 +28,7 @@ MethodName = Literal[
     "bn_only",
     "learn_fraction",
     "random_features",
+    "lottery_ticket",
 ]
 ModelName = Literal["mlp", "convnet", "resnet"]
 DatasetName = Literal["mnist1d", "digits", "cifar10", "cifar100", "mnist", "fashion_mnist"]
@@ -46,6 +47,7 @@ WeightDist = Literal[
 OptimizerName = Literal["sgd", "adam"]
 ScheduleName = Literal["constant", "cosine", "step"]
 NormName = Literal["none", "batchnorm"]
+PruneScope = Literal["layer", "global"]
 
 METHODS: tuple[str, ...] = get_args(MethodName)
 MODELS: tuple[str, ...] = get_args(ModelName)
@@ -85,6 +87,7 @@ METHOD_FIELDS: dict[str, frozenset[str]] = {
     "bn_only": frozenset({"train_output_layer"}),
     "learn_fraction": frozenset({"keep_fraction"}),
     "random_features": frozenset(),
+    "lottery_ticket": frozenset({"keep_fraction", "prune_rate", "prune_scope", "rewind_epoch", "lottery_controls"}),
 }
 METHOD_SPECIFIC_FIELDS: frozenset[str] = frozenset().union(*METHOD_FIELDS.values())
 DIST_FIELDS: dict[str, frozenset[str]] = {
@@ -107,6 +110,10 @@ class TrialConfig(BaseModel):
     penalty: float = Field(0.0, description="free_prune/sign_flip: alpha * mean(mask or kept sign) per layer; -1 = MinPruning/MinFlipping")
     train_output_layer: bool = Field(False, description="bn_only: also learn the output layer")
     supermask_init_keep: float = Field(0.5, description="supermask: initial keep probability sigmoid(logit)")
+    prune_rate: float = Field(0.2, description="lottery_ticket: fraction of the remaining weights pruned at each level, in (0, 1)")
+    prune_scope: PruneScope = Field("layer", description="lottery_ticket: prune each layer at the rate (layer) or all layers pooled, as open_lth's sparse_global (global)")
+    rewind_epoch: int = Field(0, description="lottery_ticket: rewind survivors to their values after this epoch (0 = initialization), in [0, epochs)")
+    lottery_controls: bool = Field(False, description="lottery_ticket: also train random reinitialization and random pruning at every level")
     # the frozen weights
     weight_dist: WeightDist = "kaiming_normal"
     scale_fan: bool = Field(False, description="masked methods: use fan_in*k (the kept fan) in the distribution's scale")
@@ -168,6 +175,13 @@ class TrialConfig(BaseModel):
             raise ValueError(f"{v} is not in (0, 1]")
         return v
 
+    @field_validator("prune_rate")
+    @classmethod
+    def _open_unit_interval(cls, v: float) -> float:
+        if not (0.0 < v < 1.0):
+            raise ValueError(f"{v} is not in (0, 1)")
+        return v
+
     @field_validator("width", "lr", "dist_scale", "dist_std")
     @classmethod
     def _positive(cls, v: float) -> float:
@@ -196,7 +210,7 @@ class TrialConfig(BaseModel):
             raise ValueError(f"{v} is not in [0, 1]")
         return v
 
-    @field_validator("momentum", "weight_decay", "label_smoothing", "step_gamma")
+    @field_validator("momentum", "weight_decay", "label_smoothing", "step_gamma", "rewind_epoch")
     @classmethod
     def _non_negative(cls, v: float) -> float:
         if not v >= 0:
@@ -214,6 +228,8 @@ class TrialConfig(BaseModel):
             raise ValueError(f"augment: random crop and flip need an image data set; {self.dataset} is not one")
         if self.dist_low >= self.dist_high:
             raise ValueError(f"dist_low: {self.dist_low} must be < dist_high ({self.dist_high})")
+        if self.method == "lottery_ticket" and not 0 <= self.rewind_epoch < self.epochs:
+            raise ValueError(f"rewind_epoch: {self.rewind_epoch} is not in [0, epochs) = [0, {self.epochs})")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing: {self.label_smoothing} is not in [0, 1)")
         return self

@@ -24,7 +24,11 @@ FINAL_STATUSES: frozenset[str] = frozenset({COMPLETED, PRUNED, DIVERGED})
 ANALYZED_STATUSES: tuple[str, ...] = (COMPLETED,)
 
 # -- per-epoch fields (training.EpochRecord, the store's epochs table) ----------------------
-EPOCH_FIELDS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds")
+EPOCH_MEASURES: tuple[str, ...] = ("train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds")
+# lottery_ticket only (None otherwise): which training of the trial an epoch belongs to, the
+# epoch of that training's schedule, and the density of its mask (docs/lottery.md)
+LEVEL_FIELDS: tuple[str, ...] = ("level", "branch", "level_epoch", "density")
+EPOCH_FIELDS: tuple[str, ...] = ("epoch", *EPOCH_MEASURES, *LEVEL_FIELDS)
 
 # -- per-trial metrics (training.TrialResult, the store's trials table) ---------------------
 METRIC_FIELDS: tuple[str, ...] = (

@@ -50,7 +50,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hidden_core.config import ConfigError, TrialConfig
-from hidden_core.records import EPOCH_FIELDS, FINAL_STATUSES, STATUSES
+from hidden_core.records import EPOCH_MEASURES, FINAL_STATUSES, STATUSES
 
 RESULTS_ENV = "HIDDEN_RESULTS"
 TABLES = ("trials", "epochs")
@@ -116,7 +116,11 @@ TRIAL_SCHEMA: pa.Schema = _trial_schema()
 EPOCH_SCHEMA: pa.Schema = pa.schema(
     _fields("sweep trial_id", pa.string())
     + _fields("epoch", pa.int64())
-    + _fields(" ".join(EPOCH_FIELDS[1:]), pa.float64())  # after 'epoch': the measured floats
+    + _fields(" ".join(EPOCH_MEASURES), pa.float64())
+    + _fields("level", pa.int64())  # lottery_ticket only (LEVEL_FIELDS): which training of the trial
+    + _fields("branch", pa.string())
+    + _fields("level_epoch", pa.int64())
+    + _fields("density", pa.float64())
     + _fields("write_id", pa.string())
 )
 SCHEMAS = {"trials": TRIAL_SCHEMA, "epochs": EPOCH_SCHEMA}

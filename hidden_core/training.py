@@ -52,6 +52,12 @@ class EpochRecord:
     test_acc: float
     lr: float
     seconds: float
+    # lottery_ticket only (None otherwise): which training of the trial this epoch belongs
+    # to, the epoch of that training's schedule, and the density of its mask.
+    level: int | None = None
+    branch: str | None = None
+    level_epoch: int | None = None
+    density: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,15 +122,25 @@ def train(
     *,
     data: DataSplits | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    model: HiddenNetwork | None = None,
+    start_epoch: int = 0,
 ) -> TrialResult:
+    """`model`: train this network instead of build_model(config) (the lottery level loop
+    passes pruned, rewound ones); `start_epoch`: begin at this epoch of the schedule (late
+    rewinding trains epochs start_epoch+1..epochs)."""
     run = run or RunOptions()
+    if config.method == "lottery_ticket" and model is None:
+        from hidden_core.lottery import train_lottery  # the level loop calls back into train()
+
+        return train_lottery(config, run, data=data, on_epoch=on_epoch)
     device = resolve_device(run.device)
     if run.threads:
         torch.set_num_threads(run.threads)
     splits = data if data is not None else load_data(config, run)
     loader = DeviceData(splits, device, augment=bool(config.augment))
 
-    model = build_model(config, device)
+    if model is None:
+        model = build_model(config, device)
     initial_states = model.weight_states()
     channels_last = run.channels_last and device.type == "cuda" and config.model != "mlp" and len(config.dataset_info.input_shape) == 3
     if channels_last:
@@ -132,6 +148,7 @@ def train(
     learned = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(config, learned)
     schedule = make_schedule(config, optimizer)
+    _advance(schedule, start_epoch)
     forward = torch.compile(model) if run.compile else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if run.amp and device.type == "cuda" else nullcontext()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -146,7 +163,7 @@ def train(
     train_seconds = sum(r.seconds for r in history)
     samples = 0
     sample_seconds = 0.0
-    for epoch in range(len(history) + 1, config.epochs + 1):
+    for epoch in range(start_epoch + len(history) + 1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -192,6 +209,17 @@ def train(
 
         save_subnet(run.save_subnet, model, config, result=result, run=run)
     return result
+
+
+def _advance(schedule: torch.optim.lr_scheduler.LRScheduler, epochs: int) -> None:
+    """Step the schedule past `epochs` epochs that are not trained (no optimizer step yet,
+    hence the silenced order warning)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(epochs):
+            schedule.step()
 
 
 @torch.no_grad()

@@ -118,8 +118,11 @@ def run_train(args: argparse.Namespace) -> int:
     check_data_available(config, run)
 
     def progress(record) -> None:
+        # lottery_ticket: every row of the trial is numbered; say which training it is
+        where = "" if record.level is None else f"level {record.level:>2} {record.branch:<12} density {record.density:.3f}  "
+        epoch = record.epoch if record.level is None else record.level_epoch
         print(
-            f"epoch {record.epoch:>3}/{config.epochs}  loss {record.train_loss:.4f}  train {record.train_acc:.3f}  "
+            f"{where}epoch {epoch:>3}/{config.epochs}  loss {record.train_loss:.4f}  train {record.train_acc:.3f}  "
             f"val {record.val_acc:.3f}  test {record.test_acc:.3f}  lr {record.lr:.3g}  {record.seconds:.1f}s",
             file=sys.stderr,
             flush=True,

@@ -14,13 +14,14 @@ from hidden_core.methods.dense import Dense
 from hidden_core.methods.edge_popup import EdgePopup
 from hidden_core.methods.free_prune import FreePrune
 from hidden_core.methods.learn_fraction import LearnFraction
+from hidden_core.methods.lottery_ticket import LotteryTicket
 from hidden_core.methods.random_features import RandomFeatures
 from hidden_core.methods.sign_flip import SignFlip
 from hidden_core.methods.supermask import Supermask
 from hidden_core.models import build_architecture
 
 METHOD_REGISTRY: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Dense, EdgePopup, Supermask, FreePrune, SignFlip, BNOnly, LearnFraction, RandomFeatures)
+    cls.name: cls for cls in (Dense, EdgePopup, Supermask, FreePrune, SignFlip, BNOnly, LearnFraction, RandomFeatures, LotteryTicket)
 }
 assert set(METHOD_REGISTRY) == set(METHODS), "config.METHODS and the registry disagree"
 

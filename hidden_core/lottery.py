@@ -1,0 +1,241 @@
+"""The lottery_ticket level loop (open_lth's lottery runner and branches): train, prune,
+rewind, repeat, then the controls of each level. Pure PyTorch, no Ray.
+
+One trial runs a fixed plan of segments, each one training (or one evaluation):
+
+- level 0 `ticket`: the dense network, `epochs` epochs from its initialization;
+- level l >= 1 `ticket`: the survivors of level l's magnitude mask, rewound to their values
+  after `rewind_epoch` (0 = the initialization), trained epochs rewind_epoch+1..epochs with
+  the schedule continued from there and a fresh optimizer (open_lth's start_step);
+- level l >= 1 `supermask` (Zhou et al. 2019): level l's mask on the initial weights,
+  evaluated without training (one row, level_epoch 0);
+- with lottery_controls, level l >= 1 `reinit` (open_lth's randomly_reinitialize: level l's
+  mask on freshly drawn weights) and `random_prune` (randomly_prune, layerwise: each layer's
+  mask permuted, same per-layer density, on the rewound weights), trained like the ticket.
+
+Each segment's epochs are numbered on from the previous segment's, so `epoch` is the row's
+index in the trial (the epochs table's key, and the step the Optuna pruner sees: step s is
+the same level, branch and epoch in every trial of a cell) and `level`, `branch`,
+`level_epoch`, `density` say what it is. The trial's summary is the last ticket level's.
+
+Checkpoints: with run.checkpoint_dir set, each segment trains with its own sub-folder (the
+training checkpoint, so a killed trial resumes inside its level) and the loop keeps its own
+state beside them (masks, the rewind weights, finished segments' rows), saved atomically
+after every segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hidden_core.config import RunOptions, TrialConfig
+from hidden_core.data import DataSplits, DeviceData, load_data
+from hidden_core.methods import HiddenNetwork, build_model
+from hidden_core.methods.base import parametrization_of, weight_layers
+from hidden_core.methods.lottery_ticket import (
+    layer_masks,
+    level_count,
+    level_keep_counts,
+    magnitude_masks,
+    shuffled_masks,
+    trained_weights,
+)
+from hidden_core.training import EpochRecord, TrialResult, evaluate, resolve_device, train
+
+BRANCHES: tuple[str, ...] = ("ticket", "supermask", "reinit", "random_prune")
+STATE_FILE = "lottery.pt"
+_CONTROL_STREAM = {"reinit": 1, "random_prune": 2}
+
+
+@dataclass(frozen=True)
+class Segment:
+    level: int
+    branch: str
+    offset: int  # rows of the segments before it
+    rows: int
+
+
+def plan(config: TrialConfig, levels: int) -> list[Segment]:
+    later = config.epochs - config.rewind_epoch
+    shape = [(0, "ticket", config.epochs)]
+    for level in range(1, levels + 1):
+        shape += [(level, "ticket", later), (level, "supermask", 1)]
+        if config.lottery_controls:
+            shape += [(level, "reinit", later), (level, "random_prune", later)]
+    segments, offset = [], 0
+    for level, branch, rows in shape:
+        segments.append(Segment(level, branch, offset, rows))
+        offset += rows
+    return segments
+
+
+def planned_epochs(config: TrialConfig) -> int:
+    """Rows a lottery trial writes to the epochs table when it runs to the end (the last
+    step the Optuna pruner will see)."""
+    segments = plan(config, level_count(config.keep_fraction, config.prune_rate))
+    return segments[-1].offset + segments[-1].rows
+
+
+def control_seed(config: TrialConfig, level: int, branch: str) -> int:
+    """A seed per (trial seed, level, control), independent of the trial's own draws."""
+    return int(np.random.SeedSequence((config.seed, level, _CONTROL_STREAM[branch])).generate_state(1)[0])
+
+
+def set_masks(model: HiddenNetwork, masks: list[torch.Tensor], weights: list[torch.Tensor] | None = None) -> None:
+    """Put `masks` on the model's weight layers, over `weights` (default: its current ones)."""
+    layers = weight_layers(model.net)
+    for i, (layer, mask) in enumerate(zip(layers, masks, strict=True)):
+        p = parametrization_of(layer)
+        values = p.trained.detach() if weights is None else weights[i]
+        p.reset(values.to(p.trained.device), mask.to(p.mask.device))
+
+
+def rewind(model: HiddenNetwork, snapshot: dict[str, torch.Tensor], masks: list[torch.Tensor]) -> None:
+    """Every tensor of the model back to `snapshot` (a state_dict), then `masks` on top."""
+    model.load_state_dict(snapshot)
+    set_masks(model, masks)
+
+
+def mask_density(masks: list[torch.Tensor]) -> float:
+    return sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+
+
+def train_lottery(
+    config: TrialConfig,
+    run: RunOptions,
+    *,
+    data: DataSplits | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrialResult:
+    device = resolve_device(run.device)
+    splits = data if data is not None else load_data(config, run)
+    folder = Path(run.checkpoint_dir) if run.checkpoint_dir else None
+    state = _load_state(folder) or {"done": 0, "masks": [], "rewind": None, "records": [], "final": None}
+    records = [EpochRecord(**r) for r in state["records"]]
+
+    def fresh(seed_config: TrialConfig = config) -> HiddenNetwork:
+        return build_model(seed_config, device)
+
+    initial = {k: v.detach().clone() for k, v in fresh().state_dict().items()}
+    if not state["masks"]:
+        state["masks"].append(layer_masks(fresh().net))  # level 0: every weight
+    sizes = [m.numel() for m in state["masks"][0]]
+    counts = level_keep_counts(sizes, config.keep_fraction, config.prune_rate, config.prune_scope)
+    segments = plan(config, len(counts) - 1)
+
+    for index in range(state["done"], len(segments)):
+        seg = segments[index]
+        masks = state["masks"][seg.level]
+        density = mask_density(masks)
+        if seg.branch == "supermask":
+            model = fresh()
+            set_masks(model, masks, _originals(model))
+            started = time.perf_counter()
+            val_acc, test_acc = evaluate(model, DeviceData(splits, device, augment=False), ("val", "test"), run.eval_batch_size)
+            nan = float("nan")
+            record = EpochRecord(seg.offset + 1, nan, nan, val_acc, test_acc, nan, time.perf_counter() - started, seg.level, seg.branch, 0, density)
+            if on_epoch is not None:
+                on_epoch(record)
+            rows = [record]
+        else:
+            model, first = _segment_model(config, seg, state, masks, initial, fresh)
+            segment_run = run
+            if folder is not None:
+                sub = folder / f"segment-{index}"
+                if seg.level == 0 and config.rewind_epoch > 0 and state["rewind"] is None and sub.exists():
+                    shutil.rmtree(sub)  # killed past the rewind epoch before it was kept: redo level 0
+                segment_run = run.model_copy(update={"checkpoint_dir": str(sub)})
+
+            def as_row(r: EpochRecord, seg: Segment = seg, first: int = first, density: float = density) -> EpochRecord:
+                return dataclasses.replace(r, epoch=seg.offset + r.epoch - first, level=seg.level, branch=seg.branch, level_epoch=r.epoch, density=density)
+
+            def report(r: EpochRecord, as_row=as_row, seg: Segment = seg, model: HiddenNetwork = model) -> None:
+                if seg.level == 0 and r.epoch == config.rewind_epoch and config.rewind_epoch > 0:
+                    state["rewind"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    _save_state(folder, state)
+                if on_epoch is not None:
+                    on_epoch(as_row(r))
+
+            result = train(config, segment_run, data=splits, on_epoch=report, model=model, start_epoch=first)
+            rows = [as_row(r) for r in result.history]
+            if seg.branch == "ticket":
+                if result.status == "diverged" or seg.level == len(counts) - 1:
+                    state["final"] = _summary(result, rows)
+                if result.status != "diverged" and seg.level < len(counts) - 1:
+                    state["masks"].append(magnitude_masks(trained_weights(model.net), masks, counts[seg.level + 1], config.prune_scope))
+        records += rows
+        state["records"] = [r.to_dict() for r in records]
+        state["done"] = index + 1
+        stop = seg.branch == "ticket" and state["final"] is not None and state["final"]["status"] == "diverged"
+        if stop:
+            state["done"] = len(segments)
+        _save_state(folder, state)
+        if folder is not None:
+            shutil.rmtree(folder / f"segment-{index}", ignore_errors=True)
+        if stop:
+            break
+
+    final = dict(state["final"])
+    final["epochs_run"] = len(records)
+    final["train_seconds"] = sum(r.seconds for r in records if math.isfinite(r.seconds))
+    return TrialResult(**final, history=records)
+
+
+def _originals(model: HiddenNetwork) -> list[torch.Tensor]:
+    return [layer.parametrizations.weight.original.detach() for layer in weight_layers(model.net)]
+
+
+def _segment_model(config, seg: Segment, state, masks, initial, fresh) -> tuple[HiddenNetwork, int]:
+    """The network a training segment starts from, and the epoch it starts after."""
+    if seg.level == 0:
+        return fresh(), 0
+    snapshot = state["rewind"] if config.rewind_epoch > 0 else initial
+    if seg.branch == "ticket":
+        model = fresh()
+        rewind(model, snapshot, masks)
+    elif seg.branch == "reinit":
+        model = fresh(config.model_copy(update={"seed": control_seed(config, seg.level, "reinit")}))
+        set_masks(model, masks)
+    else:  # random_prune
+        generator = torch.Generator().manual_seed(control_seed(config, seg.level, "random_prune"))
+        model = fresh()
+        rewind(model, snapshot, shuffled_masks(masks, generator))
+    return model, config.rewind_epoch
+
+
+def _summary(result: TrialResult, rows: list[EpochRecord]) -> dict:
+    """The trial's summary from its last ticket level; best_epoch as the row's epoch."""
+    summary = result.to_dict()
+    by_local = {r.level_epoch: r.epoch for r in rows}
+    summary["best_epoch"] = by_local.get(result.best_epoch, 0)
+    if summary["diverged_epoch"] is not None:
+        summary["diverged_epoch"] = by_local.get(result.diverged_epoch)
+    return summary
+
+
+def _load_state(folder: Path | None) -> dict | None:
+    if folder is None or not (folder / STATE_FILE).exists():
+        return None
+    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def _save_state(folder: Path | None, state: dict) -> None:
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    # Atomic, as the training checkpoint: a kill never leaves half a state.
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".lottery-", suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, folder / STATE_FILE)
