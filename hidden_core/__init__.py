@@ -17,7 +17,7 @@ _EXPORTS = {
     "ConfigError": "hidden_core.config",
     "make_config": "hidden_core.config",
     "build_model": "hidden_core.methods",
-    "train": "hidden_core.training",
+    "train": "hidden_core.trial",
     "TrialResult": "hidden_core.training",
     "EpochRecord": "hidden_core.training",
     "load_data": "hidden_core.data",
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from hidden_core.data import load_data
     from hidden_core.methods import build_model
     from hidden_core.subnet.state import load_subnetwork
-    from hidden_core.training import EpochRecord, TrialResult, train
+    from hidden_core.training import EpochRecord, TrialResult
+    from hidden_core.trial import train
 
 
 def __getattr__(name: str):

@@ -1,6 +1,6 @@
-"""The training loop of one trial: pure PyTorch, no Ray.
+"""The training loop of one network: pure PyTorch, no Ray.
 
-`train(config, run, data=..., on_epoch=...)` builds the network, trains it, evaluates it on
+`train_network(config, run, data=..., on_epoch=...)` builds the network, trains it, evaluates it on
 the validation and test splits after every epoch, and returns a TrialResult. With
 run.checkpoint_dir set it saves a checkpoint there after every epoch and, if one is already
 there, resumes from it to the same result an uninterrupted run gives (model, optimizer,
@@ -116,7 +116,7 @@ def make_schedule(config: TrialConfig, optimizer: torch.optim.Optimizer) -> torc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-def train(
+def train_network(
     config: TrialConfig,
     run: RunOptions | None = None,
     *,
@@ -129,10 +129,6 @@ def train(
     passes pruned, rewound ones); `start_epoch`: begin at this epoch of the schedule (late
     rewinding trains epochs start_epoch+1..epochs)."""
     run = run or RunOptions()
-    if config.method == "lottery_ticket" and model is None:
-        from hidden_core.lottery import train_lottery  # the level loop calls back into train()
-
-        return train_lottery(config, run, data=data, on_epoch=on_epoch)
     device = resolve_device(run.device)
     if run.threads:
         torch.set_num_threads(run.threads)

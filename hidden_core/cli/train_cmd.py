@@ -113,7 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
     config, run = configs_from_args(args)
     # Imported here: `hidden --help` and the results commands stay fast and torch-free.
     from hidden_core.data import check_data_available
-    from hidden_core.training import CheckpointMismatch, train
+    from hidden_core.training import CheckpointMismatch
+    from hidden_core.trial import train
 
     check_data_available(config, run)
 

@@ -95,10 +95,8 @@ def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[s
 
 
 def _git_commit() -> str | None:
-    try:
-        from hidden_core.tune.runner import git_commit
-    except ImportError:  # a stripped install without the sweep side
-        return None
+    from hidden_core.tune.provenance import git_commit  # imports neither Ray nor the runner
+
     return git_commit()
 
 

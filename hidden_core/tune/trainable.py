@@ -41,7 +41,7 @@ _DATA_CACHE: dict[tuple, Any] = {}
 
 
 def core_train() -> Callable[..., Any]:
-    from hidden_core.training import train
+    from hidden_core.trial import train
 
     return train
 
