@@ -106,6 +106,7 @@ def _trial_schema() -> pa.Schema:
         + _fields("test_acc_at_best_val train_loss train_acc", pa.float64())
         + _fields("epochs_run diverged_epoch params_total params_active params_learned", pa.int64())
         + _fields("changed_fraction density train_seconds samples_per_second", pa.float64())
+        + _fields("disabled_features", pa.float64())  # BN features with |gamma| < 0.01 (docs/methods.md)
         + _fields("device node", pa.string())
         + _fields("started_at finished_at", _UTC_US)
         + _fields("hidden_version git_commit torch_version ray_version error write_id", pa.string())
@@ -123,7 +124,7 @@ SCHEMAS = {"trials": TRIAL_SCHEMA, "epochs": EPOCH_SCHEMA}
 CONFIG_COLUMNS: tuple[str, ...] = tuple(TrialConfig.model_fields)
 METRIC_COLUMNS: tuple[str, ...] = (
     "val_acc", "test_acc", "best_val_acc", "test_acc_at_best_val", "train_acc", "train_loss",
-    "epochs_run", "best_epoch", "changed_fraction", "density", "train_seconds",
+    "epochs_run", "best_epoch", "changed_fraction", "density", "train_seconds", "disabled_features",
 )
 _KEY_COLUMNS = ["trial_id", "finished_at", "write_id"]
 _SET_BY_STORE = frozenset({"sweep", "write_id"})

@@ -52,7 +52,7 @@ EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "val_acc", "test_acc", "lr",
 METRIC_FIELDS = (
     "val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "train_loss", "train_acc",
     "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
-    "density", "train_seconds", "samples_per_second",
+    "density", "train_seconds", "samples_per_second", "disabled_features",
 )
 
 # Driver-side environment for Tune (set before Tune reads it, unless the user set it):
