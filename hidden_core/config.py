@@ -156,6 +156,10 @@ class TrialConfig(BaseModel):
         data = dict(data)
         model = data.get("model", "mlp")
         method = data.get("method", "dense")
+        for name in ("step_milestones", "mlp_layer_units"):  # "300,100" from a command line
+            if isinstance(data.get(name), str):
+                text = data[name].strip()
+                data[name] = tuple(int(v) for v in text.split(",") if v.strip()) if text else ()
         if data.get("depth") is None and model == "mlp" and isinstance(data.get("mlp_layer_units"), list | tuple) and data["mlp_layer_units"]:
             data["depth"] = len(data["mlp_layer_units"])  # per-layer units fix the depth
         if data.get("depth") is None and model in DEFAULT_DEPTH:
@@ -164,9 +168,6 @@ class TrialConfig(BaseModel):
             data["norm"] = "batchnorm" if model == "resnet" or method == "bn_only" else "none"
         if data.get("augment") is None:
             data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100")
-        if isinstance(data.get("step_milestones"), str):
-            text = data["step_milestones"].strip()
-            data["step_milestones"] = tuple(int(v) for v in text.split(",") if v.strip()) if text else ()
         return data
 
     @field_validator("keep_fraction", "supermask_init_keep")
