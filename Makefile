@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install test test-fast demo bench lint clean reproduce
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ test-fast: install
 demo: install
 	$(BIN)/hidden sweep run sweeps/quickstart.yaml --results $(RESULTS)
 	$(BIN)/hidden analyze scaling quickstart --x width --by method --results $(RESULTS)
+
+# Each paper's claim at small scale (sweeps/repro/, MNIST-1D, CPU): runs the sweeps (finished
+# trials are skipped), then writes REPRODUCTIONS.md and docs/reproductions/*.png from the store.
+reproduce: install
+	$(BIN)/python -m hidden_core.reproduce --results $(RESULTS)/repro
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)

@@ -81,7 +81,7 @@ DEFAULT_DEPTH: dict[str, int] = {"mlp": 2, "convnet": 4, "resnet": 20}
 METHOD_FIELDS: dict[str, frozenset[str]] = {
     "dense": frozenset(),
     "edge_popup": frozenset({"keep_fraction", "scale_fan"}),
-    "supermask": frozenset({"scale_fan", "supermask_init_keep"}),
+    "supermask": frozenset({"scale_fan", "supermask_init_keep", "supermask_eval"}),
     "free_prune": frozenset({"penalty"}),
     "sign_flip": frozenset({"penalty"}),
     "bn_only": frozenset({"train_output_layer"}),
@@ -114,6 +114,9 @@ class TrialConfig(BaseModel):
     prune_scope: PruneScope = Field("layer", description="lottery_ticket: prune each layer at the rate (layer) or all layers pooled, as open_lth's sparse_global (global)")
     rewind_epoch: int = Field(0, description="lottery_ticket: rewind survivors to their values after this epoch (0 = initialization), in [0, epochs)")
     lottery_controls: bool = Field(False, description="lottery_ticket: also train random reinitialization and random pruning at every level")
+    supermask_eval: Literal["sampled", "deterministic"] = Field(
+        "sampled", description="supermask evaluation mask: one Bernoulli sample per evaluation (fixed seed), or sigmoid(logit) > 0.5 (docs/methods.md)"
+    )
     # the frozen weights
     weight_dist: WeightDist = "kaiming_normal"
     scale_fan: bool = Field(False, description="masked methods: use fan_in*k (the kept fan) in the distribution's scale")
@@ -128,6 +131,7 @@ class TrialConfig(BaseModel):
     width: float = Field(1.0, description="multiplier on every hidden layer's units/channels, > 0")
     depth: int | None = Field(None, description="hidden layers (mlp), conv layers (convnet, even), 6n+2 (resnet); None = model default")
     mlp_units: int = Field(100, description="mlp: hidden units per layer at width 1")
+    mlp_layer_units: tuple[int, ...] = Field((), description="mlp: each hidden layer's units at width 1, e.g. [300, 100] (LeNet 300-100); sets depth; empty = mlp_units for every layer")
     norm: NormName | None = Field(None, description="None = batchnorm for resnet and bn_only, else none")
     # the data
     dataset: DatasetName = "mnist1d"
@@ -142,7 +146,9 @@ class TrialConfig(BaseModel):
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
+    # 0: none of the reference codes of the score-based methods decays (docs/methods.md,
+    # "Recipes"); a spec that wants decay says so, so no default leaks into a paper recipe
+    weight_decay: float = 0.0
     schedule: ScheduleName = "cosine"
     step_milestones: tuple[int, ...] = Field((), description="step schedule: epochs where lr is multiplied by step_gamma")
     step_gamma: float = 0.1
@@ -157,15 +163,18 @@ class TrialConfig(BaseModel):
         data = dict(data)
         model = data.get("model", "mlp")
         method = data.get("method", "dense")
+        for name in ("step_milestones", "mlp_layer_units"):  # "300,100" from a command line
+            if isinstance(data.get(name), str):
+                text = data[name].strip()
+                data[name] = tuple(int(v) for v in text.split(",") if v.strip()) if text else ()
+        if data.get("depth") is None and model == "mlp" and isinstance(data.get("mlp_layer_units"), list | tuple) and data["mlp_layer_units"]:
+            data["depth"] = len(data["mlp_layer_units"])  # per-layer units fix the depth
         if data.get("depth") is None and model in DEFAULT_DEPTH:
             data["depth"] = DEFAULT_DEPTH[model]
         if data.get("norm") is None:
             data["norm"] = "batchnorm" if model == "resnet" or method == "bn_only" else "none"
         if data.get("augment") is None:
             data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100")
-        if isinstance(data.get("step_milestones"), str):
-            text = data["step_milestones"].strip()
-            data["step_milestones"] = tuple(int(v) for v in text.split(",") if v.strip()) if text else ()
         return data
 
     @field_validator("keep_fraction", "supermask_init_keep")
@@ -196,6 +205,13 @@ class TrialConfig(BaseModel):
             raise ValueError(f"{v} must be >= 1")
         return v
 
+    @field_validator("mlp_layer_units")
+    @classmethod
+    def _layer_units(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(u < 1 for u in v):
+            raise ValueError(f"{list(v)}: every layer needs >= 1 units")
+        return v
+
     @field_validator("val_fraction")
     @classmethod
     def _val_fraction(cls, v: float) -> float:
@@ -222,6 +238,10 @@ class TrialConfig(BaseModel):
         depth_problem = model_depth_problem(self.model, self.depth, self.dataset)
         if depth_problem:
             raise ValueError(f"depth: {depth_problem}")
+        if self.mlp_layer_units and self.model == "mlp" and len(self.mlp_layer_units) != self.depth:
+            raise ValueError(f"depth: {self.depth} hidden layers but mlp_layer_units lists {len(self.mlp_layer_units)} ({list(self.mlp_layer_units)})")
+        if self.mlp_layer_units and self.mlp_units != _field_defaults()["mlp_units"]:
+            raise ValueError(f"mlp_units: {self.mlp_units} set together with mlp_layer_units {list(self.mlp_layer_units)}; give one of them")
         if self.method == "bn_only" and self.norm != "batchnorm":
             raise ValueError("norm: method bn_only learns BatchNorm parameters; it needs norm 'batchnorm', not 'none'")
         if self.augment and not DATASET_INFO[self.dataset].is_image:

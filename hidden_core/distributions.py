@@ -1,4 +1,5 @@
-"""Named distributions for the frozen weights (SCIENCE.md, "Weight distributions").
+"""Named distributions for the frozen weights (docs/methods.md, "Weight distributions"), and
+the initial values of the other parameters (biases, BatchNorm).
 
 Every draw uses an explicit CPU generator so the same seed gives the same network on any
 device, and nothing here touches the global RNG that training uses.
@@ -14,6 +15,8 @@ from torch import nn
 from hidden_core.config import TrialConfig
 
 RELU_GAIN = math.sqrt(2.0)
+# The BN-only paper's baselines, which start the ResNet's BatchNorm as open_lth does
+OPEN_LTH_BN_BASELINES = ("dense", "random_features")
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -59,12 +62,29 @@ def init_weights(model: nn.Module, config: TrialConfig, fan_scale: float, genera
     """Draw every Linear/Conv weight of `model` from config.weight_dist.
 
     fan_scale multiplies the fans (scale_fan: the kept fraction k, so the kept subnetwork has
-    the usual activation scale; SCIENCE.md's convention fan*k, not the reference's fan*(1-k)).
+    the usual activation scale; docs/methods.md's convention fan*k, not the reference's
+    fan*(1-k)).
+
+    Biases (only the ResNet classifier has one) keep torch's Linear default
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn from `generator`: open_lth's initializers
+    (models/initializers.py) set only `.weight`. BatchNorm: gamma ~ U[0, 1), beta = 0 for
+    bn_only on any model and for the BN-only paper's baselines (dense, random_features) on the
+    ResNet, open_lth's model (models/bn_initializers.py `uniform`, the default batchnorm_init
+    of cifar_resnet.py default_hparams); gamma = 1, beta = 0 otherwise, which the masked
+    methods freeze: hidden-networks' NonAffineBatchNorm (utils/bn_type.py).
     """
     for layer in weight_layers(model):
         fan_in, fan_out = fans(layer.weight)
         values = draw(layer.weight.shape, fan_in * fan_scale, fan_out * fan_scale, config, generator)
         layer.weight.copy_(values.to(layer.weight.dtype))
+    for layer in weight_layers(model):
+        if layer.bias is not None:
+            bound = 1.0 / math.sqrt(fans(layer.weight)[0])
+            layer.bias.copy_(((torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound).to(layer.bias.dtype))
+    if config.method == "bn_only" or (config.model == "resnet" and config.method in OPEN_LTH_BN_BASELINES):
+        for bn in norm_layers(model):
+            bn.weight.copy_(torch.rand(bn.weight.shape, generator=generator).to(bn.weight.dtype))
+            bn.bias.zero_()
 
 
 WEIGHT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)

@@ -34,7 +34,7 @@ EPOCH_FIELDS: tuple[str, ...] = ("epoch", *EPOCH_MEASURES, *LEVEL_FIELDS)
 METRIC_FIELDS: tuple[str, ...] = (
     "val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "train_loss", "train_acc",
     "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
-    "density", "train_seconds", "samples_per_second",
+    "density", "train_seconds", "samples_per_second", "disabled_features",
 )
 # Where a trial's run happened (both the result and the reports carry them).
 RUN_INFO_FIELDS: tuple[str, ...] = ("node", "started_at", "device", "torch_version")

@@ -106,6 +106,7 @@ def _trial_schema() -> pa.Schema:
         + _fields("test_acc_at_best_val train_loss train_acc", pa.float64())
         + _fields("epochs_run diverged_epoch params_total params_active params_learned", pa.int64())
         + _fields("changed_fraction density train_seconds samples_per_second", pa.float64())
+        + _fields("disabled_features", pa.float64())  # BN features with |gamma| < 0.01 (docs/methods.md)
         + _fields("device node", pa.string())
         + _fields("started_at finished_at", _UTC_US)
         + _fields("hidden_version git_commit torch_version ray_version error write_id", pa.string())

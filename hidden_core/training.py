@@ -80,6 +80,7 @@ class TrialResult:
     params_learned: int
     changed_fraction: float
     density: float
+    disabled_features: float  # BatchNorm features with |gamma| < 0.01 (docs/methods.md); NaN without BN
     train_seconds: float
     samples_per_second: float
     device: str
@@ -259,6 +260,7 @@ def _result(status, diverged_epoch, history, model: HiddenNetwork, initial_state
         params_learned=stats["params_learned"],
         changed_fraction=stats["changed_fraction"],
         density=stats["density"],
+        disabled_features=stats["disabled_features"],
         train_seconds=train_seconds,
         samples_per_second=samples_per_second,
         device=str(device),

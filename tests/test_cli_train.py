@@ -58,7 +58,7 @@ def test_inspect_prints_counts_without_data(capsys):
     assert main(["inspect", "--model", "convnet", "--depth", "4", "--dataset", "cifar10", "--method", "edge_popup", "--keep-fraction", "0.5"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["params_total"] == 2_425_024
-    # k*n exactly, up to float32 ties in |score| at a 2M-weight layer's threshold (SCIENCE.md: "ties aside")
+    # k*n exactly, up to float32 ties in |score| at a 2M-weight layer's threshold (docs/methods.md: a selection gives the reference mask, ties aside)
     assert abs(out["params_active"] - 1_212_512) <= 3
 
 

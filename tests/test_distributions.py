@@ -1,4 +1,4 @@
-"""Each weight distribution's empirical moments match SCIENCE.md's formula.
+"""Each weight distribution's empirical moments match docs/methods.md's formula.
 
 Tolerance: 200,000 draws per check; means within 0.01 of the scale, std within 2%, sign
 balance within 0.01 (all far beyond 5 standard errors of the estimates)."""

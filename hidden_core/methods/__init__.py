@@ -20,6 +20,11 @@ from hidden_core.methods.sign_flip import SignFlip
 from hidden_core.methods.supermask import Supermask
 from hidden_core.models import build_architecture
 
+# A BatchNorm feature is "disabled" when |gamma| < 0.01: Frankle, Schwab & Morcos 2021
+# (arXiv:2003.00152, ICLR 2021), Section 5, where gamma that close to zero is what lets
+# BN-only training switch random features off (docs/methods.md, "Statistics").
+DISABLED_GAMMA = 0.01
+
 METHOD_REGISTRY: dict[str, type[Method]] = {
     cls.name: cls for cls in (Dense, EdgePopup, Supermask, FreePrune, SignFlip, BNOnly, LearnFraction, RandomFeatures, LotteryTicket)
 }
@@ -51,17 +56,23 @@ class HiddenNetwork(nn.Module):
 
     @torch.no_grad()
     def statistics(self, initial_states: list[torch.Tensor] | None = None) -> dict[str, float | int]:
-        """params_total/active/learned, density (weights in use / weights) and
-        changed_fraction (weights whose state differs from `initial_states`)."""
+        """params_total/active/learned, density (weights in use / weights),
+        changed_fraction (weights whose state differs from `initial_states`) and
+        disabled_features (fraction of BatchNorm features with |gamma| < DISABLED_GAMMA; NaN
+        without BatchNorm). All describe the network evaluation uses (docs/methods.md)."""
         layers = weight_layers(self.net)
         weights = sum(original_weight(layer).numel() for layer in layers)
-        norm_params = sum(p.numel() for bn in norm_layers(self.net) for p in (bn.weight, bn.bias) if p is not None)
+        norms = norm_layers(self.net)
+        norm_params = sum(p.numel() for bn in norms for p in (bn.weight, bn.bias) if p is not None)
+        norm_params += sum(layer.bias.numel() for layer in layers if layer.bias is not None)  # the ResNet classifier's
+        gammas = [bn.weight.detach().abs().flatten().to("cpu") for bn in norms if bn.weight is not None]
         in_use = torch.stack([weights_in_use(layer).to("cpu") for layer in layers]).sum().item()
         stats: dict[str, float | int] = {
             "params_total": int(weights + norm_params),
             "params_active": int(in_use + norm_params),
             "params_learned": int(self.method.params_learned(self.net)),
             "density": in_use / weights,
+            "disabled_features": float((torch.cat(gammas) < DISABLED_GAMMA).double().mean()) if gammas else float("nan"),
         }
         if initial_states is not None:
             changed = sum((weight_state(layer) != start).sum().to("cpu") for layer, start in zip(layers, initial_states, strict=True))
@@ -82,4 +93,4 @@ def build_model(config: TrialConfig, device: torch.device | str = "cpu") -> Hidd
     return HiddenNetwork(net, method)
 
 
-__all__ = ["METHOD_REGISTRY", "HiddenNetwork", "Method", "build_model"]
+__all__ = ["DISABLED_GAMMA", "METHOD_REGISTRY", "HiddenNetwork", "Method", "build_model"]

@@ -91,6 +91,17 @@ def kaiming_uniform_scores(weight: torch.Tensor, generator: torch.Generator) -> 
     return ((torch.rand(weight.shape, generator=generator) * 2 - 1) * bound).to(weight.device)
 
 
+# Ivan & Florian's score init (training-neural-connectivities Layers.py:11-12 and :65,
+# RandomUniform(minval=0.01, maxval=0.1)), for free_prune and sign_flip.
+REFERENCE_SCORE_LOW, REFERENCE_SCORE_HIGH = 0.01, 0.1
+
+
+def reference_uniform_scores(weight: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """U(0.01, 0.1) per weight (positive: every connection starts kept / unflipped)."""
+    u = torch.rand(weight.shape, generator=generator)
+    return (REFERENCE_SCORE_LOW + u * (REFERENCE_SCORE_HIGH - REFERENCE_SCORE_LOW)).to(weight.device)
+
+
 class _MaskedWeight(torch.autograd.Function):
     """weight * mask forward; the gradient passes straight through the mask to the scores:
     dL/ds = dL/dw_eff * w (edge-popup's GetSubnet, and the same estimator for free_prune).
@@ -118,6 +129,7 @@ __all__ = [
     "freeze",
     "kaiming_uniform_scores",
     "masked_weight",
+    "reference_uniform_scores",
     "norm_layers",
     "original_weight",
     "parametrization_of",

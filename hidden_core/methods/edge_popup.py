@@ -101,11 +101,18 @@ class _TopKMaskedWeight(torch.autograd.Function):
         return None, (grad * weight).mul_(scores.sgn()), None
 
 
+def kept_count(n: int, keep_fraction: float) -> int:
+    """How many of a layer's n weights edge-popup keeps: the reference zeroes the
+    int((1 - k) * n) lowest scores (hidden-networks utils/conv_type.py GetSubnet.forward,
+    `j = int((1 - k) * scores.numel())`) and keeps the rest. At least 1 for any k > 0."""
+    return n - int((1 - keep_fraction) * n)
+
+
 class TopKMask(WeightParametrization):
     def __init__(self, scores: torch.Tensor, keep_fraction: float):
         super().__init__()
         self.scores = nn.Parameter(scores)
-        self.kept = max(1, round(keep_fraction * scores.numel()))
+        self.kept = kept_count(scores.numel(), keep_fraction)
 
     def mask(self) -> torch.Tensor:
         magnitudes = self.scores.detach().abs()

@@ -1,5 +1,7 @@
 """free_prune (Ivan & Florian 2020): one score per weight, mask = (score > 0), straight-through
-gradient. Scores start positive, so every connection is kept at first and the sparsity
+gradient (the reference's `mask`, Functions.py: sign(relu(s)) forward, identity backward).
+Scores start at U(0.01, 0.1) as the reference's (Layers.py:11-12, :65), so every connection
+is kept at first and the sparsity
 emerges from training alone (no k, no cutoff). Optional penalty alpha * mean(mask) per layer;
 alpha = -1 is MinPruning (change as few connections as possible)."""
 
@@ -13,9 +15,9 @@ from hidden_core.methods.base import (
     WeightParametrization,
     attach,
     freeze,
-    kaiming_uniform_scores,
     masked_weight,
     parametrization_of,
+    reference_uniform_scores,
     weight_layers,
 )
 
@@ -48,7 +50,7 @@ class FreePrune(Method):
     def apply(self, model, generator):
         freeze(model)
         for layer in weight_layers(model):
-            attach(layer, PositiveScoreMask(kaiming_uniform_scores(layer.weight, generator).abs()))
+            attach(layer, PositiveScoreMask(reference_uniform_scores(layer.weight, generator)))
 
     def penalty(self, model):
         if self.config.penalty == 0:

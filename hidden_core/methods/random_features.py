@@ -9,4 +9,5 @@ class RandomFeatures(Method):
 
     def apply(self, model, generator):
         freeze(model)
-        model.classifier.weight.requires_grad_(True)
+        for p in model.classifier.parameters():  # weight, and the ResNet's bias
+            p.requires_grad_(True)

@@ -1,6 +1,9 @@
 """sign_flip (Ivan & Florian 2020): weight magnitudes frozen, one score per weight,
 effective weight = |w| * sign(score); scores start with the weight's sign, so training
-starts from the initial network. Optional "min flipping" penalty alpha * mean(kept sign)
+starts from the initial network. The reference (training-neural-connectivities Functions.py
+`flip`, Layers.py:65) computes w * sign(s_ref) with s_ref ~ U(0.01, 0.1) and an identity
+backward; ours is s = sign(w) * s_ref, the same forward, and the same update under SGD and
+Adam (both act per element and are odd in the gradient's sign). Optional "min flipping" penalty alpha * mean(kept sign)
 per layer (alpha = -1 changes as few signs as possible)."""
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from hidden_core.methods.base import (
     WeightParametrization,
     attach,
     freeze,
-    kaiming_uniform_scores,
     parametrization_of,
+    reference_uniform_scores,
     weight_layers,
 )
 
@@ -60,7 +63,7 @@ class SignFlip(Method):
     def apply(self, model, generator):
         freeze(model)
         for layer in weight_layers(model):
-            magnitudes = kaiming_uniform_scores(layer.weight, generator).abs()
+            magnitudes = reference_uniform_scores(layer.weight, generator)
             attach(layer, LearnedSign(magnitudes * _signs(layer.weight.detach())))
 
     def penalty(self, model):

@@ -1,9 +1,18 @@
-"""supermask (Zhou et al. 2019): one logit per weight; training samples
-mask ~ Bernoulli(sigmoid(logit)) every forward, with a straight-through gradient.
+"""supermask (Zhou et al. 2019): one logit per weight, frozen weights; training samples
+mask ~ Bernoulli(sigmoid(logit)) every forward with a straight-through gradient to
+sigmoid(logit) (uber-research/deconstructing-lottery-tickets masked_networks.py:182-185,
+`Bernoulli(probs=sigmoid(mask)).sample() + sigmoid(mask) - stop_gradient(sigmoid(mask))`;
+hidden-networks utils/conv_type.py StraightThroughBinomialSample is the same estimator).
 
-Evaluation (eval mode) uses the EXPECTED mask: w * sigmoid(logit), deterministic. The
-weights counted "in use" and the state compared for changed_fraction are those with
-sigmoid(logit) >= 0.5."""
+Evaluation uses a binary mask, so what is evaluated is a subnetwork (docs/methods.md):
+- "sampled" (default): the reference samples at test time too (masked_networks.py:186,
+  "during test ... actually, sample them too"); we draw one sample per evaluation from a
+  fixed per-layer seed, so every evaluation of the same logits is the same network, val and
+  test see the same network, and a weight's kept/dropped state only changes when its
+  probability crosses its fixed uniform draw.
+- "deterministic": the reference's --round_mask at test time, round(sigmoid(logit))
+  (masked_networks.py:177); TF rounds half to even, so the mask is sigmoid(logit) > 0.5.
+density and changed_fraction count this evaluation mask: the network that was evaluated."""
 
 from __future__ import annotations
 
@@ -16,24 +25,34 @@ from hidden_core.methods.base import Method, WeightParametrization, attach, free
 
 
 class BernoulliMask(WeightParametrization):
-    def __init__(self, shape: torch.Size, init_keep: float, device: torch.device):
+    def __init__(self, shape: torch.Size, init_keep: float, device: torch.device, evaluation: str, eval_seed: int):
         super().__init__()
         init_keep = min(init_keep, 1 - 1e-6)
         self.logits = nn.Parameter(torch.full(shape, math.log(init_keep / (1 - init_keep)), device=device))
+        self.evaluation = evaluation
+        self.eval_seed = eval_seed
+
+    def eval_mask(self) -> torch.Tensor:
+        """The binary mask of the evaluated network (bool)."""
+        p = torch.sigmoid(self.logits.detach())
+        if self.evaluation == "deterministic":
+            return p > 0.5
+        generator = torch.Generator(device=p.device).manual_seed(self.eval_seed)
+        return torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p
 
     def forward(self, weight):
-        p = torch.sigmoid(self.logits)
         if not self.training:
-            return weight * p
+            return weight * self.eval_mask()
+        p = torch.sigmoid(self.logits)
         sample = torch.bernoulli(p.detach())
         # forward value: the sample; gradient: straight through to p (hence to the logit)
         return weight * (sample + p - p.detach())
 
     def state(self, original):
-        return self.logits.detach() >= 0
+        return self.eval_mask()
 
     def in_use(self, original):
-        return (self.logits.detach() >= 0).sum()
+        return self.eval_mask().sum()
 
 
 class Supermask(Method):
@@ -45,4 +64,5 @@ class Supermask(Method):
     def apply(self, model, generator):
         freeze(model)
         for layer in weight_layers(model):
-            attach(layer, BernoulliMask(layer.weight.shape, self.config.supermask_init_keep, layer.weight.device))
+            eval_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            attach(layer, BernoulliMask(layer.weight.shape, self.config.supermask_init_keep, layer.weight.device, self.config.supermask_eval, eval_seed))

@@ -12,11 +12,18 @@ from hidden_core.models.resnet import CifarResNet
 from hidden_core.models.scaling import scaled
 
 
+def mlp_layer_units(config: TrialConfig) -> list[int]:
+    """Each hidden layer's units times width: mlp_layer_units if given, else mlp_units for
+    every layer."""
+    units = config.mlp_layer_units or (config.mlp_units,) * config.depth
+    return [scaled(u, config.width) for u in units]
+
+
 def build_architecture(config: TrialConfig) -> nn.Module:
     info = config.dataset_info
     batchnorm = config.norm == "batchnorm"
     if config.model == "mlp":
-        return MLP(info.input_shape, info.num_classes, config.depth, scaled(config.mlp_units, config.width), batchnorm)
+        return MLP(info.input_shape, info.num_classes, mlp_layer_units(config), batchnorm)
     if config.model == "convnet":
         return ConvNet(info.input_shape, info.num_classes, config.depth, config.width, batchnorm)
     if config.model == "resnet":
@@ -24,4 +31,4 @@ def build_architecture(config: TrialConfig) -> nn.Module:
     raise ValueError(f"model: {config.model!r} is not a known model")
 
 
-__all__ = ["MLP", "ConvNet", "CifarResNet", "build_architecture", "scaled"]
+__all__ = ["mlp_layer_units", "MLP", "ConvNet", "CifarResNet", "build_architecture", "scaled"]

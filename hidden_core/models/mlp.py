@@ -1,23 +1,28 @@
-"""Fully connected network: `depth` hidden layers of `units` ReLU units, no biases."""
+"""Fully connected network: one ReLU layer per entry of `units`, no biases.
+
+`units` lists each hidden layer's width, so LeNet 300-100 (the MLP of Zhou et al.,
+masked_networks.py:30-48, and of Ivan & Florian, MaskTrainer.py
+PrepareMaskedMLP) is `mlp_layer_units: [300, 100]`."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from torch import nn
 
 
 class MLP(nn.Module):
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, depth: int, units: int, batchnorm: bool):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, units: Sequence[int], batchnorm: bool):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         fan_in = math.prod(input_shape)
-        for _ in range(depth):
-            layers.append(nn.Linear(fan_in, units, bias=False))
+        for out in units:
+            layers.append(nn.Linear(fan_in, out, bias=False))
             if batchnorm:
-                layers.append(nn.BatchNorm1d(units))
+                layers.append(nn.BatchNorm1d(out))
             layers.append(nn.ReLU(inplace=True))
-            fan_in = units
+            fan_in = out
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(fan_in, num_classes, bias=False)
 

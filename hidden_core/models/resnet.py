@@ -1,6 +1,8 @@
 """CIFAR ResNet (He et al. 2016; open_lth's cifar_resnet_N_W): depth 6n+2, three stages of
 n basic blocks with W, 2W, 4W channels (W = 16 * width), BatchNorm, 1x1 projection shortcuts
-where the shape changes. Works on 1-D signals as well as images."""
+where the shape changes, a classifier with a bias (open_lth models/cifar_resnet.py:65,
+`nn.Linear(plan[-1][0], outputs)`). Works on 1-D signals as well as images. Its BatchNorm
+gamma is drawn by hidden_core.distributions.init_weights."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ class CifarResNet(nn.Module):
                 fan_in = out
         layers += [nn.AdaptiveAvgPool1d(1) if one_d else nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(fan_in, num_classes, bias=False)
+        self.classifier = nn.Linear(fan_in, num_classes)
 
     def forward(self, x):
         return self.classifier(self.features(x))
