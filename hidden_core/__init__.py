@@ -17,17 +17,20 @@ _EXPORTS = {
     "ConfigError": "hidden_core.config",
     "make_config": "hidden_core.config",
     "build_model": "hidden_core.methods",
-    "train": "hidden_core.training",
+    "train": "hidden_core.trial",
     "TrialResult": "hidden_core.training",
     "EpochRecord": "hidden_core.training",
     "load_data": "hidden_core.data",
+    "load_subnetwork": "hidden_core.subnet.state",
 }
 
 if TYPE_CHECKING:
     from hidden_core.config import ConfigError, RunOptions, TrialConfig, make_config
     from hidden_core.data import load_data
     from hidden_core.methods import build_model
-    from hidden_core.training import EpochRecord, TrialResult, train
+    from hidden_core.subnet.state import load_subnetwork
+    from hidden_core.training import EpochRecord, TrialResult
+    from hidden_core.trial import train
 
 
 def __getattr__(name: str):
@@ -36,4 +39,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'hidden_core' has no attribute {name!r}")
 
 
-__all__ = ["ConfigError", "EpochRecord", "RunOptions", "TrialConfig", "TrialResult", "build_model", "load_data", "make_config", "train"]
+__all__ = ["ConfigError", "EpochRecord", "RunOptions", "TrialConfig", "TrialResult", "build_model", "load_data", "load_subnetwork", "make_config", "train"]

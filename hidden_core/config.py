@@ -276,6 +276,7 @@ class RunOptions(BaseModel):
     data_root: str | None = Field(None, description="folder of torchvision data sets (default $HIDDEN_DATA_ROOT or ~/.cache/hidden/data)")
     download: bool = Field(True, description="download torchvision data sets that are missing")
     checkpoint_dir: str | None = Field(None, description="save a checkpoint every epoch here and resume from it")
+    save_subnet: str | None = Field(None, description="at the end, write what the trial learned to this .safetensors file (hidden subnet eval FILE re-evaluates it)")
     amp: bool = Field(True, description="bf16 autocast on CUDA")
     channels_last: bool = Field(True, description="channels_last memory format for 2-D conv models on CUDA")
     compile: bool = Field(False, description="torch.compile the model")

@@ -51,7 +51,7 @@ from hidden_core.methods.lottery_ticket import (
     shuffled_masks,
     trained_weights,
 )
-from hidden_core.training import EpochRecord, TrialResult, evaluate, resolve_device, train
+from hidden_core.training import EpochRecord, TrialResult, evaluate, resolve_device, train_network
 
 BRANCHES: tuple[str, ...] = ("ticket", "supermask", "reinit", "random_prune")
 STATE_FILE = "lottery.pt"
@@ -167,7 +167,7 @@ def train_lottery(
                 if on_epoch is not None:
                     on_epoch(as_row(r))
 
-            result = train(config, segment_run, data=splits, on_epoch=report, model=model, start_epoch=first)
+            result = train_network(config, segment_run, data=splits, on_epoch=report, model=model, start_epoch=first)
             rows = [as_row(r) for r in result.history]
             if seg.branch == "ticket":
                 if result.status == "diverged" or seg.level == len(counts) - 1:

@@ -67,10 +67,9 @@ from hidden_core.config import (
     format_validation_error,
 )
 
-SAMPLERS: tuple[str, ...] = ("tpe", "random", "qmc", "gp")
 PRUNERS: tuple[str, ...] = ("none", "median", "percentile", "successive_halving", "hyperband")
 # RunOptions the runner sets per trial; a spec's `run:` section may set the others
-RUNNER_SET_RUN_OPTIONS = frozenset({"device", "checkpoint_dir", "threads"})
+RUNNER_SET_RUN_OPTIONS = frozenset({"device", "checkpoint_dir", "threads", "save_subnet"})
 SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
 MAX_COMBINATION_PROBLEMS = 20
 TRIAL_FIELDS: tuple[str, ...] = tuple(TrialConfig.model_fields)
@@ -264,9 +263,6 @@ class SweepSpec(_Strict):
             self._plan = plan
         return self._plan
 
-    def cell_id(self, config: TrialConfig) -> str:
-        return cell_id(config, self.search)
-
 
 @dataclass(frozen=True)
 class PlannedTrial:
@@ -319,10 +315,6 @@ class Plan:
     @property
     def total(self) -> int:
         return len(self.trials) + sum(p.samples for p in self.points)
-
-    @property
-    def cells(self) -> set[str]:
-        return {t.cell_id for t in self.trials} | {p.cell_id for p in self.points}
 
 
 # ---- identity ------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ Why this shape:
   skips). Local writes go to a temporary file and are renamed; on object stores one PUT is
   already atomic.
 - A re-run trial gets a new part file instead of editing the old one. Readers keep, per
-  trial_id, the row with the newest finished_at (then the newest write_id), and epochs only
-  from that row's write, so re-runs replace without any in-place update.
+  trial_id, a final row (completed, pruned, diverged) over a failed one, then the row with
+  the newest finished_at (then the newest write_id), and epochs only from that row's
+  write, so re-runs replace without any in-place update.
 - Many one-row files make reads slow (1-2 ms per file), so every `compact_every` writes
   the writer merges the parts it wrote from the rows it still holds in memory (flush),
   and merges everything once merged files pile up (compact). A merged file is complete
@@ -49,9 +50,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hidden_core.config import ConfigError, TrialConfig
+from hidden_core.records import EPOCH_MEASURES, FINAL_STATUSES, STATUSES
 
-STATUSES: tuple[str, ...] = ("completed", "pruned", "failed", "diverged")
-FINAL_STATUSES: frozenset[str] = frozenset({"completed", "pruned", "diverged"})
 RESULTS_ENV = "HIDDEN_RESULTS"
 TABLES = ("trials", "epochs")
 
@@ -116,8 +116,8 @@ TRIAL_SCHEMA: pa.Schema = _trial_schema()
 EPOCH_SCHEMA: pa.Schema = pa.schema(
     _fields("sweep trial_id", pa.string())
     + _fields("epoch", pa.int64())
-    + _fields("train_loss train_acc val_acc test_acc lr seconds", pa.float64())
-    + _fields("level", pa.int64())  # lottery_ticket only: which training of the trial
+    + _fields(" ".join(EPOCH_MEASURES), pa.float64())
+    + _fields("level", pa.int64())  # lottery_ticket only (LEVEL_FIELDS): which training of the trial
     + _fields("branch", pa.string())
     + _fields("level_epoch", pa.int64())
     + _fields("density", pa.float64())
@@ -125,11 +125,7 @@ EPOCH_SCHEMA: pa.Schema = pa.schema(
 )
 SCHEMAS = {"trials": TRIAL_SCHEMA, "epochs": EPOCH_SCHEMA}
 CONFIG_COLUMNS: tuple[str, ...] = tuple(TrialConfig.model_fields)
-METRIC_COLUMNS: tuple[str, ...] = (
-    "val_acc", "test_acc", "best_val_acc", "test_acc_at_best_val", "train_acc", "train_loss",
-    "epochs_run", "best_epoch", "changed_fraction", "density", "train_seconds",
-)
-_KEY_COLUMNS = ["trial_id", "finished_at", "write_id"]
+_KEY_COLUMNS = ["trial_id", "status", "finished_at", "write_id"]
 _SET_BY_STORE = frozenset({"sweep", "write_id"})
 
 
@@ -498,11 +494,16 @@ class ResultStore:
         return pa.concat_tables(pieces) if pieces else schema.empty_table().select(columns)
 
     def _superseded(self, keys: pa.Table) -> set[str]:
-        """write_ids of rows that a newer row of the same trial replaces."""
+        """write_ids of rows that another row of the same trial replaces: a final row beats a
+        failed one whatever their timestamps (a failed re-run, or a second driver's failure
+        written after the first driver's result, must not hide a result), then the newest
+        finished_at, then the newest write_id."""
         n = keys.num_rows
         if n == 0 or pc.count_distinct(keys["trial_id"]).as_py() == n:
             return set()
-        order = pc.sort_indices(keys, sort_keys=[("trial_id", "ascending"), ("finished_at", "descending"), ("write_id", "descending")])
+        final = pc.is_in(keys["status"], value_set=pa.array(sorted(FINAL_STATUSES), pa.string()))
+        keys = keys.append_column("final", pc.fill_null(final, False))
+        order = pc.sort_indices(keys, sort_keys=[("trial_id", "ascending"), ("final", "descending"), ("finished_at", "descending"), ("write_id", "descending")])
         ranked = keys.take(order)
         trial_ids = ranked["trial_id"].to_numpy(zero_copy_only=False)
         write_ids = ranked["write_id"].to_numpy(zero_copy_only=False)
@@ -562,9 +563,6 @@ class ResultStore:
         frame = pd.DataFrame(rows, columns=["sweep", "trials", *STATUSES, "last_update"])
         frame["last_update"] = pd.to_datetime(frame["last_update"], utc=True)
         return frame
-
-    def columns(self, table: str = "trials") -> list[str]:
-        return list(SCHEMAS[table].names)
 
     # -- compaction --
     def compact(self, sweep: str, *, parts_only: bool = False) -> dict[str, int]:

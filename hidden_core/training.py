@@ -1,10 +1,11 @@
-"""The training loop of one trial: pure PyTorch, no Ray.
+"""The training loop of one network: pure PyTorch, no Ray.
 
-`train(config, run, data=..., on_epoch=...)` builds the network, trains it, evaluates it on
+`train_network(config, run, data=..., on_epoch=...)` builds the network, trains it, evaluates it on
 the validation and test splits after every epoch, and returns a TrialResult. With
 run.checkpoint_dir set it saves a checkpoint there after every epoch and, if one is already
 there, resumes from it to the same result an uninterrupted run gives (model, optimizer,
-schedule and RNG states are all restored).
+schedule and RNG states are all restored). A checkpoint names its trial_id: resuming from
+another config's checkpoint is a CheckpointMismatch, never a silent mix.
 
 The hot loop has no host synchronisation: losses and correct counts accumulate on the
 device and are read once per epoch.
@@ -28,8 +29,18 @@ from torch.nn.utils import parametrize
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import DataSplits, DeviceData, load_data
 from hidden_core.methods import HiddenNetwork, build_model
+from hidden_core.records import COMPLETED, DIVERGED
 
 CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint folder holds another trial's checkpoint."""
+
+    def __init__(self, path: Path, found: str, wanted: str):
+        self.path, self.found, self.wanted = path, found, wanted
+        super().__init__(f"{path} is the checkpoint of trial {found}, not of trial {wanted} (another config); "
+                         "use a separate checkpoint folder per trial")
 
 
 @dataclass
@@ -105,7 +116,7 @@ def make_schedule(config: TrialConfig, optimizer: torch.optim.Optimizer) -> torc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-def train(
+def train_network(
     config: TrialConfig,
     run: RunOptions | None = None,
     *,
@@ -118,10 +129,6 @@ def train(
     passes pruned, rewound ones); `start_epoch`: begin at this epoch of the schedule (late
     rewinding trains epochs start_epoch+1..epochs)."""
     run = run or RunOptions()
-    if config.method == "lottery_ticket" and model is None:
-        from hidden_core.lottery import train_lottery  # the level loop calls back into train()
-
-        return train_lottery(config, run, data=data, on_epoch=on_epoch)
     device = resolve_device(run.device)
     if run.threads:
         torch.set_num_threads(run.threads)
@@ -146,9 +153,9 @@ def train(
     torch.manual_seed(config.seed)
     checkpoint = _checkpoint_path(run)
     if checkpoint is not None and checkpoint.exists():
-        history = _restore(checkpoint, model, optimizer, schedule, device)
+        history = _restore(checkpoint, model, optimizer, schedule, device, config.trial_id)
 
-    status, diverged_epoch = "completed", None
+    status, diverged_epoch = COMPLETED, None
     train_seconds = sum(r.seconds for r in history)
     samples = 0
     sample_seconds = 0.0
@@ -178,7 +185,7 @@ def train(
         sample_seconds += time.perf_counter() - started
         samples += loader.n_train
         if not math.isfinite(train_loss):
-            status, diverged_epoch = "diverged", epoch
+            status, diverged_epoch = DIVERGED, epoch
             train_seconds += time.perf_counter() - started
             history.append(EpochRecord(epoch, train_loss, train_acc, float("nan"), float("nan"), lr, time.perf_counter() - started))
             break
@@ -188,11 +195,16 @@ def train(
         record = EpochRecord(epoch, train_loss, train_acc, val_acc, test_acc, lr, seconds)
         history.append(record)
         if checkpoint is not None:
-            _save(checkpoint, model, optimizer, schedule, history, device)
+            _save(checkpoint, model, optimizer, schedule, history, device, config.trial_id)
         if on_epoch is not None:
             on_epoch(record)
 
-    return _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
+    result = _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
+    if run.save_subnet:  # what was learned, for `hidden subnet eval` (imported only when asked)
+        from hidden_core.subnet.state import save_subnet
+
+        save_subnet(run.save_subnet, model, config, result=result, run=run)
+    return result
 
 
 def _advance(schedule: torch.optim.lr_scheduler.LRScheduler, epochs: int) -> None:
@@ -262,8 +274,9 @@ def _checkpoint_path(run: RunOptions) -> Path | None:
     return folder / CHECKPOINT_FILE
 
 
-def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], device: torch.device) -> None:
+def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], device: torch.device, trial_id: str) -> None:
     state = {
+        "trial_id": trial_id,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
@@ -278,8 +291,10 @@ def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], de
     os.replace(tmp, path)
 
 
-def _restore(path: Path, model, optimizer, schedule, device: torch.device) -> list[EpochRecord]:
+def _restore(path: Path, model, optimizer, schedule, device: torch.device, trial_id: str) -> list[EpochRecord]:
     state = torch.load(path, map_location=device, weights_only=False)
+    if state.get("trial_id") != trial_id:
+        raise CheckpointMismatch(path, state.get("trial_id") or "(unnamed: written before checkpoints named their trial)", trial_id)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
@@ -287,3 +302,12 @@ def _restore(path: Path, model, optimizer, schedule, device: torch.device) -> li
     if state["rng_cuda"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
     return [EpochRecord(**r) for r in state["history"]]
+
+
+def checkpoint_history(folder: str | os.PathLike[str]) -> list[dict] | None:
+    """The epoch records in a checkpoint folder (None without a checkpoint): what a resumed
+    trial will not recompute."""
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    return list(torch.load(path, map_location="cpu", weights_only=False)["history"])

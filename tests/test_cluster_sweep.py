@@ -285,7 +285,7 @@ LOGGED_DRIVER = textwrap.dedent(
     def logged_train(config, run, *, data=None, on_epoch=None):
         import json, time
         from hidden_core.cluster import node_name
-        from hidden_core.training import train
+        from hidden_core.trial import train
 
         where = node_name()
 

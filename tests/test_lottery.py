@@ -20,7 +20,8 @@ from hidden_core.methods.lottery_ticket import (
     magnitude_masks,
     shuffled_masks,
 )
-from hidden_core.training import train
+from hidden_core.training import train_network
+from hidden_core.trial import train
 
 RUN = RunOptions(device="cpu", threads=1)
 
@@ -114,7 +115,7 @@ def test_pruned_weights_stay_exactly_zero_through_training(optimizer, lr):
     masks = [torch.rand(parametrization_of(layer).mask.shape, generator=g) < 0.3 for layer in weight_layers(model.net)]
     lottery.set_masks(model, masks)
     before = [parametrization_of(layer).trained.detach().clone() for layer in weight_layers(model.net)]
-    train(config, RUN, data=_splits(), model=model)
+    train_network(config, RUN, data=_splits(), model=model)
     for layer, mask, start in zip(weight_layers(model.net), masks, before, strict=True):
         trained = parametrization_of(layer).trained.detach()
         assert torch.all(trained[~mask] == 0) and torch.all(layer.weight[~mask] == 0)
@@ -125,13 +126,13 @@ def test_pruned_weights_stay_exactly_zero_through_training(optimizer, lr):
 def _capture(monkeypatch):
     """Record, per train() call of the level loop, the model it got and its starting tensors."""
     calls = []
-    real = lottery.train
+    real = lottery.train_network
 
     def spy(config, run, *, data, on_epoch, model, start_epoch):
         calls.append({"model": model, "start": {k: v.detach().clone() for k, v in model.state_dict().items()}, "start_epoch": start_epoch})
         return real(config, run, data=data, on_epoch=on_epoch, model=model, start_epoch=start_epoch)
 
-    monkeypatch.setattr(lottery, "train", spy)
+    monkeypatch.setattr(lottery, "train_network", spy)
     return calls
 
 

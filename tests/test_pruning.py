@@ -16,9 +16,9 @@ import pytest
 
 from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
-from hidden_core.tune import runner as runner_mod
+from hidden_core.tune.driver_state import SweepRuntime
+from hidden_core.tune.planning import plan_todo
 from hidden_core.tune.pruning import CellStudies, PruningScheduler
-from hidden_core.tune.runner import SweepRuntime, plan_todo
 
 EPOCHS = 8
 # seed -> quality; seed 4 is clearly the best of its cell, seeds 2, 3, 5 clearly the worst
@@ -54,9 +54,8 @@ def _spec(tmp_path: Path, **extra):
 def _runtime(spec, tmp_path: Path, storage: str) -> SweepRuntime:
     store = ResultStore(tmp_path / "results")
     studies = CellStudies(spec, storage)
-    runtime = SweepRuntime(spec, store, f"test-{spec.name}", studies=studies, run_values={}, provenance={"hidden_version": "test"})
+    runtime = SweepRuntime(spec, store, str(tmp_path / "results"), studies=studies, run_values={}, provenance={"hidden_version": "test"})
     runtime.load(plan_todo(spec, store))
-    runner_mod._RUNTIMES[runtime.key] = runtime
     return runtime
 
 
@@ -90,19 +89,16 @@ def test_pruning_within_cells(tmp_path: Path):
     spec = _spec(tmp_path)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     runtime = _runtime(spec, tmp_path, storage)
-    scheduler = PruningScheduler(runtime.key)
+    scheduler = PruningScheduler(runtime)
     outcome: dict[tuple[float, int], tuple[str, int]] = {}
-    try:
-        # the cells interleave trial by trial, as a sweep would run them
-        by_cell = {}
-        for t in spec.plan().trials:
-            by_cell.setdefault(t.config.width, []).append(t)
-        for i in range(6):
-            for width in (1.0, 4.0):
-                planned = by_cell[width][i]
-                outcome[(width, planned.config.seed)] = _run_trial(scheduler, runtime, planned, f"ray_{width}_{i}")
-    finally:
-        runner_mod._RUNTIMES.pop(runtime.key, None)
+    # the cells interleave trial by trial, as a sweep would run them
+    by_cell = {}
+    for t in spec.plan().trials:
+        by_cell.setdefault(t.config.width, []).append(t)
+    for i in range(6):
+        for width in (1.0, 4.0):
+            planned = by_cell[width][i]
+            outcome[(width, planned.config.seed)] = _run_trial(scheduler, runtime, planned, f"ray_{width}_{i}")
 
     for width in (1.0, 4.0):
         # the startup trials and the clearly best trial complete; the clearly worst stop early
@@ -137,24 +133,18 @@ def test_pruning_within_cells(tmp_path: Path):
                 assert math.isclose(t.value, max(t.intermediate_values.values()))
 
 
-def test_a_restored_sweep_keeps_its_pruning_history(tmp_path: Path):
+def test_a_rerun_sweep_keeps_its_pruning_history(tmp_path: Path):
     spec = _spec(tmp_path)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     runtime = _runtime(spec, tmp_path, storage)
-    scheduler = PruningScheduler(runtime.key)
+    scheduler = PruningScheduler(runtime)
     narrow = [t for t in spec.plan().trials if t.config.width == 1.0]
-    try:
-        for i in (0, 1):  # two startup trials complete, then the driver "dies"
-            assert _run_trial(scheduler, runtime, narrow[i], f"a{i}")[0] == "completed"
-    finally:
-        runner_mod._RUNTIMES.pop(runtime.key, None)
+    for i in (0, 1):  # two startup trials complete, then the driver "dies"
+        assert _run_trial(scheduler, runtime, narrow[i], f"a{i}")[0] == "completed"
     # a new driver: new runtime and studies objects, the same storage
     runtime = _runtime(spec, tmp_path / "second", storage)
-    scheduler = PruningScheduler(runtime.key)
-    try:
-        status, epochs = _run_trial(scheduler, runtime, narrow[5], "b5", seed_quality=6)
-    finally:
-        runner_mod._RUNTIMES.pop(runtime.key, None)
+    scheduler = PruningScheduler(runtime)
+    status, epochs = _run_trial(scheduler, runtime, narrow[5], "b5", seed_quality=6)
     assert status == "pruned" and epochs == 2  # compared with the first driver's trials at once
 
 
@@ -228,3 +218,5 @@ def test_real_sweep_prunes_hopeless_trials(tmp_path: Path):
     states = [t.state.name for t in optuna.load_study(study_name=name, storage=storage).trials]
     assert states.count("PRUNED") == len(pruned) and states.count("COMPLETE") == 8 - len(pruned)
     assert report.counts["pruned"] == len(pruned)
+    assert not (results / "realprune" / "checkpoints").exists()  # final trials keep no checkpoint
+    assert not (results / "realprune" / "lease.json").exists()

@@ -94,20 +94,20 @@ def test_best_picks_by_validation_and_reports_test(hidden, results_dir):
     best = pd.read_csv(io.StringIO(out)).set_index("method")
     trials = ResultStore(results_dir).load_trials("demo")
     for method, rows in trials.groupby("method"):
-        top = rows.loc[rows["val_acc"].idxmax()]
+        top = rows.loc[rows["best_val_acc"].idxmax()]
         assert best.loc[method, "trial_id"] == top["trial_id"]
-        assert best.loc[method, "test_acc"] == pytest.approx(top["test_acc"])
-    assert {"n_in_group", "cell_test_acc_mean", "cell_n"} <= set(best.columns)
+        assert best.loc[method, "test_acc_at_best_val"] == pytest.approx(top["test_acc_at_best_val"])
+    assert {"n_in_group", "cell_test_acc_at_best_val_mean", "cell_n"} <= set(best.columns)
 
 
 def test_analyze_scaling_writes_the_report(hidden, results_dir, tmp_path):
     out_dir = tmp_path / "analysis"
-    code, out, _ = hidden("analyze", "scaling", "demo", "--x", "width", "--by", "method", "--bootstrap", "50", "--out", str(out_dir))
+    code, out, _ = hidden("analyze", "scaling", "demo", "--x", "width", "--by", "method", "--out", str(out_dir))
     assert code == 0
     assert f"report: {out_dir / 'report.md'}" in out
     assert "edge_popup" in out and "sign_flip" in out
     assert {"report.md", "fits.csv", "gaps.csv", "accuracy_vs_width.png", "accuracy_vs_width.svg", "gap_vs_width.png"} <= {p.name for p in out_dir.iterdir()}
-    code, out, _ = hidden("analyze", "scaling", "demo", "--bootstrap", "20")
+    code, out, _ = hidden("analyze", "scaling", "demo")
     assert code == 0 and (results_dir / "demo" / "analysis" / "width" / "report.md").exists()
 
 

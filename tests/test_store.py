@@ -95,6 +95,32 @@ def test_same_finished_at_the_later_write_wins(tmp_path):
     assert list(store.load_trials("s")["status"]) == ["pruned"]
 
 
+def test_a_failed_row_never_supersedes_a_final_row_whatever_the_timestamps(tmp_path):
+    store = ResultStore(tmp_path, compact_every=None)
+    done, history = _trial(status="completed", finished_offset_s=0, epochs=3)
+    store.write_trial("s", done, history)
+    late_failure, _ = _trial(status="failed", finished_offset_s=3600)  # a second driver's, written later
+    late_failure["error"] = "Unable to set up cluster storage"
+    store.write_trial("s", late_failure, [{"epoch": 1, "train_loss": 9.0}])
+    for status in ("pruned", "diverged"):
+        other, other_history = _trial(width=2.0 if status == "pruned" else 3.0, status=status, finished_offset_s=0)
+        store.write_trial("s", other, other_history)
+        failure, _ = _trial(width=other["width"], status="failed", finished_offset_s=60)
+        store.write_trial("s", failure)
+    trials = store.load_trials("s").set_index("trial_id")
+    assert trials.loc[done["trial_id"], "status"] == "completed" and pd.isna(trials.loc[done["trial_id"], "error"])
+    assert sorted(trials["status"]) == ["completed", "diverged", "pruned"]
+    assert store.load_trials("s", where="status == 'failed'").empty
+    assert list(store.load_epochs("s", [done["trial_id"]])["epoch"]) == [1, 2, 3]
+    assert len(store.final_trial_ids("s")) == 3
+    store.compact("s")  # compaction drops the failed rows, never the final ones
+    assert sorted(store.load_trials("s")["status"]) == ["completed", "diverged", "pruned"]
+    # between two final rows, the newer still wins
+    rerun, rerun_history = _trial(status="pruned", finished_offset_s=7200)
+    store.write_trial("s", rerun, rerun_history)
+    assert store.load_trials("s").set_index("trial_id").loc[done["trial_id"], "status"] == "pruned"
+
+
 def test_writes_leave_no_temporary_files_and_readers_ignore_stray_ones(tmp_path, recwarn):
     store = ResultStore(tmp_path, compact_every=None)
     write_synthetic_sweep(store, "s", grid(widths=(1, 2)), one_by_one=True)

@@ -1,25 +1,18 @@
 """End to end on a local Ray: a small real sweep checked row by row in the store, re-runs
-that run nothing, a grown grid that runs only its new trials, a trial that raises, and a
-driver killed mid-sweep whose re-run restores it (every trial exactly once)."""
+that run nothing, a grown grid that runs only its new trials, and a trial that raises (its
+re-run resumes from its checkpoint). Killed drivers, killed workers and two drivers at once:
+tests/test_sweep_state.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from hidden_core.spec import load_spec, parse_spec
+from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
-from hidden_core.tune.runner import EXPERIMENT_DIR, run_sweep
+from hidden_core.tune.runner import run_sweep
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,14 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def local_ray():
     """One embedded Ray for the module (each run_sweep would otherwise start its own)."""
-    import ray
+    from hidden_core.tune.ray_setup import start_ray, stop_ray
 
-    from hidden_core.tune.runner import _start_ray
-
-    started = _start_ray(None, 2)
+    started = start_ray(None, 2)
     yield
-    if started:
-        ray.shutdown()
+    stop_ray(started)
 
 
 def _spec(widths: list[float]) -> dict:
@@ -80,7 +70,8 @@ def test_sweep_rows_rerun_growth_and_failure(tmp_path: Path, local_ray):
         assert list(rows.epoch) == [1, 2, 3]
         assert rows["val_acc"].between(0, 1).all() and (rows["seconds"] > 0).all()
         assert rows["val_acc"].max() == pytest.approx(row["best_val_acc"])
-    assert not (results / "e2e" / EXPERIMENT_DIR / "experiment").exists()  # cleaned up after a complete run
+    # nothing but the store is left: no checkpoint of a final trial, no lease, no Tune folder
+    assert sorted(p.name for p in (results / "e2e").iterdir()) == ["epochs", "trials"]
     write_ids = dict(zip(frame.trial_id, store.load_trials("e2e", columns=["trial_id", "write_id"]).write_id, strict=True))
 
     # the same spec again: nothing runs, nothing is written
@@ -102,86 +93,15 @@ def test_sweep_rows_rerun_growth_and_failure(tmp_path: Path, local_ray):
     assert failed.epochs_run == 1
     assert list(store.load_epochs("e2e", [failed.trial_id]).epoch) == [1]
     assert (frame[frame.status != "failed"].status == "completed").all()
-    # the failed trial is not final: the next run re-runs it (and only it)
+    # the failed trial is not final: it keeps its checkpoint, and the next run re-runs it
+    # (and only it) from there: epoch 1 is not recomputed
+    assert (results / "e2e" / "checkpoints" / failed.trial_id / "checkpoint.pt").exists()
+    epoch_one = store.load_epochs("e2e", [failed.trial_id]).iloc[0]
     todo_again = run_sweep(grown, results, progress=False)
     assert todo_again.to_run == 1 and todo_again.counts["completed"] == 1
+    assert todo_again.resumed == 1 and todo_again.trials[0].resumed_from_epoch == 1
+    rerun = store.load_epochs("e2e", [failed.trial_id])
+    assert list(rerun.epoch) == [1, 2, 3] and rerun.iloc[0]["seconds"] == epoch_one["seconds"]
+    assert not (results / "e2e" / "checkpoints").exists()
     final = store.load_trials("e2e", columns=["trial_id", "status"])
     assert len(final) == 12 and (final.status == "completed").all()
-
-
-def _ray_pids(temp_root: str) -> list[int]:
-    """Processes of the Ray that a driver started under `temp_root`: by their arguments, or
-    by the RAY_TMPDIR they inherited (Ray's agents rename their command lines)."""
-    pids = []
-    marker = f"RAY_TMPDIR={temp_root}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if temp_root in cmdline or marker in environ.split(b"\0"):
-            pids.append(int(entry.name))
-    return pids
-
-
-def test_killed_driver_restores_and_every_trial_ends_once(tmp_path: Path, local_ray):
-    spec_path = tmp_path / "restore.yaml"
-    spec_path.write_text(yaml.safe_dump({
-        "name": "restore",
-        "base": {"dataset": "mnist1d", "model": "mlp", "width": 4, "epochs": 8, "optimizer": "adam", "lr": 0.003},
-        "grid": {"method": ["dense", "sign_flip"], "seed": [0, 1, 2, 3, 4]},
-        "report_every_s": 0,
-    }))
-    spec = load_spec(spec_path)
-    results = tmp_path / "results"
-    temp_root = tempfile.mkdtemp(prefix="hr-", dir="/tmp")  # short: Ray's socket paths live here
-    env = {**os.environ, "RAY_TMPDIR": temp_root, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "hidden_core.cli", "sweep", "run", str(spec_path), "--results", str(results), "--quiet", "--num-cpus", "2"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    store = ResultStore(results)
-    try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            if driver.poll() is not None:
-                pytest.fail(f"the driver ended before it was killed:\n{driver.stdout.read().decode()[-3000:]}")
-            if "restore" in store.sweeps() and len(store.final_trial_ids("restore")) >= 2:
-                break
-            time.sleep(0.3)
-        else:
-            pytest.fail("no trial finished in time")
-        time.sleep(1.0)  # let the next trials get going: they die in flight
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        driver.stdout.close()
-        for pid in _ray_pids(temp_root):  # the killed driver's Ray: end it by pid
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(temp_root, ignore_errors=True)
-    before = store.final_trial_ids("restore")
-    assert 2 <= len(before) < 10
-    assert (results / "restore" / EXPERIMENT_DIR / "experiment").exists()
-
-    report = run_sweep(spec, results, progress=False)
-    print("re-run after the kill:", report.to_dict())
-    assert report.unfinished == 0
-    frame = store.load_trials("restore", columns=["trial_id", "status", "epochs_run"])
-    planned = {t.trial_id for t in spec.plan().trials}
-    assert sorted(frame.trial_id) == sorted(planned) and frame.trial_id.is_unique
-    assert (frame.status == "completed").all() and (frame.epochs_run == 8).all()
-    # the re-run did not redo what the killed run had finished
-    assert not ({s.trial_id for s in report.trials} & before)
-    assert len(report.trials) == 10 - len(before)
-    epochs = store.load_epochs("restore")
-    for trial_id, rows in epochs.groupby("trial_id"):
-        assert list(rows.epoch) == list(range(1, 9)), trial_id  # no gap, no duplicate
-    assert not (results / "restore" / EXPERIMENT_DIR / "experiment").exists()

@@ -1,4 +1,4 @@
-"""Results analysis: summaries, scaling-law fits with bootstrap intervals, plots, reports.
+"""Results analysis: summaries, scaling-law fits with measured-coverage intervals, plots, reports.
 
 Sub-modules load on first use, so `hidden results list` does not pay for scipy and
 matplotlib. Neither torch nor Ray is ever imported here.
@@ -10,10 +10,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "saturating_power_law": "fits", "fit_power_law": "fits", "PowerLawFit": "fits", "error_crossing": "fits",
+    "saturating_power_law": "fits", "fit_power_law": "fits", "fit_many": "fits", "TEST_METRIC": "metrics", "FINAL_TEST_METRIC": "metrics", "metric_label": "metrics", "PowerLawFit": "fits", "error_crossing": "fits",
     "analyze_scaling": "scaling", "ScalingAnalysis": "scaling", "select_points": "scaling",
     "summarize": "tables", "best_per_group": "tables", "format_table": "tables",
-    "plot_accuracy_vs_x": "plots", "plot_gap_vs_x": "plots", "plot_accuracy_vs_keep_fraction": "plots", "save_figure": "plots",
+    "extrapolation_check": "scaling", "plot_accuracy_vs_x": "plots", "plot_gap_vs_x": "plots", "plot_accuracy_vs_keep_fraction": "plots", "save_figure": "plots",
     "write_scaling_report": "report",
 }
 __all__ = sorted(_EXPORTS)

@@ -4,6 +4,7 @@ Every function returns the Figure; `save_figure` writes PNG and SVG."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from hidden_core.analysis.scaling import DENSE, ScalingAnalysis, select_points
+from hidden_core.analysis.metrics import TEST_METRIC, metric_label
+from hidden_core.analysis.scaling import (
+    DENSE,
+    ScalingAnalysis,
+    natural_key,
+    select_points,
+    usable_rows,
+)
 from hidden_core.config import METHOD_FIELDS, METHODS
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
@@ -23,15 +31,44 @@ METHOD_COLORS: dict[str, str] = {DENSE: "#000000", "random_features": NEUTRAL}
 METHOD_COLORS.update(zip([m for m in METHODS if m not in METHOD_COLORS], OKABE_ITO, strict=False))
 LINESTYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-AXIS_LABELS = {"width": "width multiplier (x base units per hidden layer)", "depth": "depth (hidden / conv layers)", "keep_fraction": "keep fraction k (fraction of weights kept)"}
+AXIS_LABELS = {
+    "width": "width multiplier (x base units per hidden layer)",
+    "depth": "depth (hidden / conv layers)",
+    "keep_fraction": "keep fraction k (fraction of weights kept or learned)",
+    "params_active": "active parameters (weights in the forward pass)",
+    "params_learned": "learned parameters",
+    "params_total": "parameters",
+    "changed_fraction": "fraction of connections changed from initialization",
+}
+LEGEND_BESIDE = 6  # more groups than this: the legend goes beside the axes, in columns if needed
 
 
 def _axis_label(x: str) -> str:
-    return AXIS_LABELS.get(x, x)
+    return AXIS_LABELS.get(x, x.replace("_", " "))
 
 
 def _metric_label(metric: str) -> str:
-    return metric.replace("_acc", " accuracy").replace("_", " ") + " (%)"
+    return metric_label(metric) + " (%)"
+
+
+def _legend(ax, handles=None, labels=None) -> None:
+    """Always off the data: beside the axes (one column per 18 entries)."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    columns = max(1, math.ceil(len(handles) / 18))
+    ax.legend(handles, labels, fontsize=7 if len(handles) > LEGEND_BESIDE else 8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, ncols=columns, frameon=False)
+
+
+def _group_sizes(points: pd.DataFrame, x: str) -> dict[str, str]:
+    """'n=3' or 'n=2-3' seeds per x, per group."""
+    out = {}
+    for label, group in points.groupby("label", sort=False):
+        counts = group.groupby(x)["seed"].nunique()
+        low, high = int(counts.min()), int(counts.max())
+        out[label] = f"n={low}" if low == high else f"n={low}-{high}"
+    return out
 
 
 def _styles(labels: Sequence[str], methods: Sequence[str]) -> dict[str, dict]:
@@ -67,34 +104,42 @@ def _group_methods(analysis: ScalingAnalysis) -> list[str]:
 
 
 def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
-    """Seeds as dots, their mean and +-1 std band, and the fitted law as a dashed curve."""
+    """Seeds as dots, their mean and +-1 std band, and the fitted law drawn on top."""
     x, metric = analysis.x, analysis.metric
-    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    fig = Figure(figsize=(8.5, 5), layout="constrained")
     ax = fig.add_subplot()
     styles = _styles(analysis.labels, _group_methods(analysis))
+    sizes = _group_sizes(analysis.points, x)
     log_x = _log_x(x, analysis.points[x].to_numpy(float))
+    any_fit = False
     for label, group in analysis.points.groupby("label", sort=False):
         style = styles[label]
         stats = group.groupby(x)[metric].agg(["mean", "std"]).fillna({"std": 0.0})
         xs = stats.index.to_numpy(float)
-        ax.scatter(group[x], 100 * group[metric], s=12, alpha=0.35, color=style["color"], marker=style["marker"], linewidths=0, label=f"_seeds {label}")
-        ax.fill_between(xs, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]), color=style["color"], alpha=0.15, linewidth=0, label=f"_spread {label}")
-        ax.plot(xs, 100 * stats["mean"], color=style["color"], linestyle=style["linestyle"], marker=style["marker"], markersize=4, linewidth=1.6, label=label)
+        ax.scatter(group[x], 100 * group[metric], s=12, alpha=0.35, color=style["color"], marker=style["marker"], linewidths=0, label=f"_seeds {label}", zorder=2)
+        ax.fill_between(xs, 100 * (stats["mean"] - stats["std"]), 100 * (stats["mean"] + stats["std"]), color=style["color"], alpha=0.12, linewidth=0, label=f"_spread {label}", zorder=1)
+        # means solid (groups of one method differ by marker), so only fits are dashed
+        ax.plot(xs, 100 * stats["mean"], color=style["color"], linestyle="-", marker=style["marker"], markersize=4, linewidth=1.0, alpha=0.8, label=f"{label} ({sizes[label]})", zorder=3)
         fit = analysis.fit_results[label]
         if fit.ok:
+            any_fit = True
             grid = np.geomspace(fit.x_min, fit.x_max, 100) if log_x else np.linspace(fit.x_min, fit.x_max, 100)
-            ax.plot(grid, 100 * (1 - fit.predict(grid)), color=style["color"], linestyle=(0, (4, 2)), linewidth=1.0, alpha=0.9, label=f"_fit {label}")
+            # on top of the means, in the group's colour with a white edge so it stays visible
+            ax.plot(grid, 100 * (1 - fit.predict(grid)), color="white", linewidth=3.0, alpha=0.8, label=f"_halo {label}", zorder=4)
+            ax.plot(grid, 100 * (1 - fit.predict(grid)), color=style["color"], linestyle=(0, (4, 2)), linewidth=1.6, label=f"_fit {label}", zorder=5)
     _reference_line(ax, analysis)
     if log_x:
         ax.set_xscale("log")
     _ticks_at(ax, analysis.points[x].to_numpy(float))
     ax.set_xlabel(_axis_label(x) + (", log scale" if log_x else ""))
     ax.set_ylabel(_metric_label(metric))
-    ax.set_title(fontsize=10, label=f"{_metric_label(metric)[:-4]} vs {x}: mean over seeds (band: +-1 std), dashed: fitted power law")
+    what = "dashed: fitted err = e_inf + a * x^-b" if any_fit else "no law fitted"
+    ax.set_title(fontsize=10, label=f"{metric_label(metric)} vs {x}\nmean over seeds (band: +-1 std, n: seeds per point); {what}")
     handles, labels = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.0))
-    labels.append("fit: err = e_inf + a * x^-b")
-    ax.legend(handles, labels, fontsize=8, loc="lower right")
+    if any_fit:
+        handles.append(Line2D([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.6))
+        labels.append("fitted law")
+    _legend(ax, handles, labels)
     ax.grid(True, which="both", alpha=0.25)
     return fig
 
@@ -118,23 +163,18 @@ def plot_gap_vs_x(analysis: ScalingAnalysis) -> Figure:
     for label, group in gaps.groupby("label", sort=False):
         style = styles[label]
         yerr = 100 * np.abs(np.vstack([group["gap"] - group["gap_lo"], group["gap_hi"] - group["gap"]]))
-        ax.errorbar(group[x], 100 * group["gap"], yerr=yerr, color=style["color"], linestyle=style["linestyle"], marker=style["marker"], markersize=4, capsize=3, linewidth=1.4, label=label)
+        n = int(group["n"].min())
+        ax.errorbar(group[x], 100 * group["gap"], yerr=yerr, color=style["color"], linestyle=style["linestyle"], marker=style["marker"], markersize=4, capsize=3, linewidth=1.4, label=f"{label} (n={n})")
     ax.axhline(0.0, color="0.2", linewidth=0.8, label="_zero")
     if len(gaps) and _log_x(x, gaps[x].to_numpy(float)):
         ax.set_xscale("log")
     _ticks_at(ax, gaps[x].to_numpy(float))
     ax.set_xlabel(_axis_label(x) + (", log scale" if ax.get_xscale() == "log" else ""))
     ax.set_ylabel(f"gap to dense ({_metric_label(analysis.metric)[:-4]}, percentage points)")
-    ax.set_title(fontsize=10, label=f"gap to dense-trained at the same {x} (error bars: {int(100 * _ci_level(analysis))}% bootstrap CI)")
-    if len(gaps):
-        ax.legend(fontsize=8, loc="best")
+    ax.set_title(fontsize=10, label=f"gap to dense-trained at the same {x}\n(error bars: {int(100 * analysis.ci)}% Welch t interval over seeds)")
+    _legend(ax)
     ax.grid(True, which="both", alpha=0.25)
     return fig
-
-
-def _ci_level(analysis: ScalingAnalysis) -> float:
-    fits = [f for f in analysis.fit_results.values() if f.ok]
-    return fits[0].ci_level if fits else 0.95
 
 
 def model_name(model: str, depth: object) -> str:
@@ -143,33 +183,41 @@ def model_name(model: str, depth: object) -> str:
     return {"convnet": f"Conv{int(depth)}", "resnet": f"ResNet-{int(depth)}", "mlp": f"MLP-{int(depth)}"}.get(model, f"{model}-{depth}")
 
 
-def plot_accuracy_vs_keep_fraction(trials: pd.DataFrame, *, metric: str = "test_acc", width: float | None = None) -> Figure | None:
-    """One line per model (mean +- std over seeds) for the methods that read k, as in the
-    edge-popup paper; dense of the same model as a dashed horizontal line. None when k does
-    not vary. With several widths, one width is shown (1.0 if measured, else the largest)."""
+def plot_accuracy_vs_keep_fraction(trials: pd.DataFrame, *, metric: str = TEST_METRIC, width: float | None = None) -> Figure | None:
+    """Edge-popup's main figure: accuracy vs k, one line per model (depth), weight
+    distribution and method that reads k (mean +- std over seeds); dense of the same model
+    as a dashed horizontal line. None when k does not vary. With several widths, one width
+    is shown (1.0 if measured, else the largest)."""
     k_methods = [m for m, fields in METHOD_FIELDS.items() if "keep_fraction" in fields]
-    rows = trials[trials["status"].isin(("completed", "diverged"))] if "status" in trials.columns else trials
+    rows, _ = usable_rows(trials, "keep_fraction", metric)
     masked = rows[rows["method"].isin(k_methods)]
     if masked.empty or masked["keep_fraction"].nunique() < 2:
         return None
     widths = masked["width"].to_numpy(float)
     width = width if width is not None else (1.0 if np.any(np.isclose(widths, 1.0)) else float(widths.max()))
     at_width = rows[np.isclose(rows["width"].to_numpy(float), width)].assign(model_name=lambda f: [model_name(m, d) for m, d in zip(f["model"], f["depth"], strict=True)])
-    points, split = select_points(at_width[at_width["method"].isin(k_methods)], "keep_fraction", ["model_name"], metric)
-    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    by = ["model_name"] + [c for c in ("weight_dist", "method") if c in at_width.columns and at_width.loc[at_width["method"].isin(k_methods), c].nunique() > 1]
+    points, _ = select_points(at_width[at_width["method"].isin(k_methods)], "keep_fraction", by, metric)
+    fig = Figure(figsize=(8.5, 5), layout="constrained")
     ax = fig.add_subplot()
     dense = at_width[at_width["method"] == DENSE]
+    models = sorted(points["model_name"].unique(), key=natural_key)
+    sizes = _group_sizes(points, "keep_fraction")
     for i, (label, group) in enumerate(points.groupby("label", sort=False)):
-        color = OKABE_ITO[i % len(OKABE_ITO)]
+        model = group["model_name"].iloc[0]
+        color = OKABE_ITO[models.index(model) % len(OKABE_ITO)] if len(models) > 1 else OKABE_ITO[i % len(OKABE_ITO)]
+        style = i if len(models) == 1 else sorted(points.loc[points["model_name"] == model, "label"].unique(), key=natural_key).index(label)
         stats = group.groupby("keep_fraction")[metric].agg(["mean", "std"]).fillna({"std": 0.0})
-        ax.errorbar(stats.index, 100 * stats["mean"], yerr=100 * stats["std"], color=color, marker=MARKERS[i % len(MARKERS)], markersize=4, capsize=3, linewidth=1.6, label=label)
-        own_dense = dense[dense["model_name"] == group["model_name"].iloc[0]][metric]
+        ax.errorbar(stats.index, 100 * stats["mean"], yerr=100 * stats["std"], color=color, linestyle=LINESTYLES[style % len(LINESTYLES)], marker=MARKERS[style % len(MARKERS)], markersize=4, capsize=3, linewidth=1.6, label=f"{label} ({sizes[label]})")
+    for i, model in enumerate(models):
+        own_dense = dense[dense["model_name"] == model][metric]
         if len(own_dense):
-            ax.axhline(100 * own_dense.mean(), color=color, linestyle="--", linewidth=1.0, label=f"{group['model_name'].iloc[0]} dense")
+            color = OKABE_ITO[i % len(OKABE_ITO)] if len(models) > 1 else "#000000"
+            ax.axhline(100 * own_dense.mean(), color=color, linestyle="--", linewidth=1.0, label=f"{model} dense (n={len(own_dense)})")
     ax.set_xlabel(_axis_label("keep_fraction"))
     ax.set_ylabel(_metric_label(metric))
-    ax.set_title(fontsize=10, label=f"{_metric_label(metric)[:-4]} vs keep fraction at width {width:g} (bars: +-1 std over seeds; dashed: dense)")
-    ax.legend(fontsize=8, loc="best")
+    ax.set_title(fontsize=10, label=f"{metric_label(metric)} vs keep fraction at width {width:g}\nbars: +-1 std over seeds; dashed: dense-trained")
+    _legend(ax)
     ax.grid(True, alpha=0.25)
     return fig
 

@@ -1,5 +1,6 @@
 """Scaling analysis of a trials table: one power-law fit per group, the size at which each
-untrained method reaches dense-trained accuracy, and its gap to dense at every measured size.
+untrained method reaches dense-trained accuracy, and its gap to dense at every measured
+size (unpaired, and paired over seeds that share their initial weights).
 
 Works on any DataFrame with the store's columns, so it runs on a laptop with pandas.
 """
@@ -7,19 +8,43 @@ Works on any DataFrame with the store's columns, so it runs on a laptop with pan
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from hidden_core.analysis.fits import PARAMS, PowerLawFit, error_crossing, fit_power_law
+from hidden_core.analysis.fits import PARAMS, PowerLawFit, fit_power_law
+from hidden_core.analysis.intervals import (
+    crossing_interval,
+    paired_interval,
+    pooled_variance,
+    welch_interval,
+)
+from hidden_core.analysis.metrics import CHANCE_FACTOR, TEST_METRIC, metric_label, selection_column
 from hidden_core.analysis.tables import require_columns
-from hidden_core.config import METHOD_FIELDS, ConfigError, TrialConfig
+from hidden_core.config import (
+    DATASET_INFO,
+    METHOD_FIELDS,
+    METHOD_SPECIFIC_FIELDS,
+    ConfigError,
+    TrialConfig,
+)
+from hidden_core.records import ANALYZED_STATUSES  # diverged, pruned and failed rows are counted, not fitted
 
-ANALYZED_STATUSES = ("completed", "diverged")  # pruned and failed runs have no final accuracy
 DENSE = "dense"
 BARE_LABELS = frozenset({"method", "model_name"})  # values that name themselves: "dense", not "method=dense"
+# axes a saturating power law of the error makes sense against: the error falls as they grow
+SIZE_AXES = frozenset({"width", "depth", "mlp_units", "epochs", "params_total", "params_active", "params_learned"})
+# config fields that move a statistic such as params_active: with a statistic on the x axis
+# they are the axis, not a reason to split the groups
+STATISTIC_DRIVERS = ("width", "depth", "mlp_units", "keep_fraction", "penalty", "supermask_init_keep", "train_output_layer")
+
+
+def natural_key(text: str) -> list:
+    """'MLP-10' after 'MLP-2': digits compare as numbers."""
+    return [float(part) if part[:1].isdigit() else part for part in re.split(r"(\d+(?:\.\d+)?)", str(text)) if part]
 
 
 @dataclass
@@ -33,11 +58,17 @@ class ScalingAnalysis:
     gaps: pd.DataFrame  # one row per untrained group and x measured for it and for dense
     fit_results: dict[str, PowerLawFit]
     reference_x: float | None
+    excluded: dict[str, int] = field(default_factory=dict)  # reason -> trials left out
     notes: list[str] = field(default_factory=list)
+    ci: float = 0.95
 
     @property
     def labels(self) -> list[str]:
         return list(self.fits["label"])
+
+    @property
+    def law_fitted(self) -> bool:
+        return self.x in SIZE_AXES
 
 
 def _fmt(value: object) -> str:
@@ -48,7 +79,8 @@ def _auto_split(rows: pd.DataFrame, x: str, by: Sequence[str]) -> list[str]:
     """Config columns that vary across grid cells, so that one fit never mixes, say, two
     keep_fractions. A column that varies inside one cell (cell_id) is a searched
     hyperparameter: the best trial per cell and seed is taken instead of splitting."""
-    candidates = [c for c in TrialConfig.model_fields if c in rows.columns and c not in (*by, x, "seed")]
+    skip = {*by, x, "seed"} | (set(STATISTIC_DRIVERS) if x not in TrialConfig.model_fields else set())
+    candidates = [c for c in TrialConfig.model_fields if c in rows.columns and c not in skip]
     varying = [c for c in candidates if rows[c].astype(str).nunique() > 1]
     if "cell_id" in rows.columns and rows["cell_id"].notna().all():
         per_cell = rows.groupby("cell_id")
@@ -68,35 +100,77 @@ def _labels(points: pd.DataFrame, by: Sequence[str], split: Sequence[str]) -> pd
         parts = [_fmt(row[c]) if c in BARE_LABELS else f"{c}={_fmt(row[c])}" for c in by]
         method = row.get("method")
         for c in shown.get(by_values, []):
-            if c in METHOD_FIELDS.get(method, ()) or not _method_specific(c):
+            if c in METHOD_FIELDS.get(method, ()) or c not in METHOD_SPECIFIC_FIELDS:
                 parts.append(f"{c}={_fmt(row[c])}")
         return ", ".join(parts)
 
     return points.apply(label, axis=1) if len(points) else pd.Series(dtype=str)
 
 
-def _method_specific(column: str) -> bool:
-    return any(column in fields for fields in METHOD_FIELDS.values())
+def chance_level(rows: pd.DataFrame) -> pd.Series:
+    """1 / classes of each row's data set (NaN when unknown)."""
+    if "dataset" not in rows.columns:
+        return pd.Series(math.nan, index=rows.index)
+    return rows["dataset"].map(lambda d: 1.0 / DATASET_INFO[d].num_classes if d in DATASET_INFO else math.nan).astype(float)
 
 
-def select_points(trials: pd.DataFrame, x: str, by: Sequence[str], metric: str, select_by: str = "val_acc") -> tuple[pd.DataFrame, list[str]]:
-    """One point per (group, x, seed): the trial with the best validation accuracy there."""
-    require_columns(trials, [x, *by, metric, "seed"], "analysis")
+def usable_rows(trials: pd.DataFrame, x: str, metric: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The completed trials with a metric and an x value above chance level, and a count of
+    what was left out and why."""
+    excluded: dict[str, int] = {}
     rows = trials
     if "status" in rows.columns:
+        for status, count in rows.loc[~rows["status"].isin(ANALYZED_STATUSES), "status"].value_counts().items():
+            excluded[str(status)] = int(count)
         rows = rows[rows["status"].isin(ANALYZED_STATUSES)]
-    rows = rows[rows[metric].notna() & rows[x].notna()]
+    missing = rows[metric].isna() | rows[x].isna()
+    if missing.any():
+        excluded[f"no {metric} or {x} value"] = int(missing.sum())
+    rows = rows[~missing]
+    chance = chance_level(rows)
+    at_chance = rows[metric] <= CHANCE_FACTOR * chance
+    if at_chance.any():
+        excluded[f"chance level (accuracy <= {CHANCE_FACTOR:g} / classes)"] = int(at_chance.sum())
+    return rows[~at_chance.fillna(False)], excluded
+
+
+def no_rows_reason(trials: pd.DataFrame, metric: str, excluded: dict[str, int]) -> str:
+    reason = f"analysis: no usable trials for {metric} in the selection ({len(trials)} trials; left out: {excluded or 'none'})"
+    if "val_fraction" in trials.columns and (trials["val_fraction"] == 0).all() and metric == TEST_METRIC:
+        reason += f"; the sweep has no validation split (val_fraction 0), so {metric} is undefined: use --metric test_acc (final epoch)"
+    return reason
+
+
+def select_points(trials: pd.DataFrame, x: str, by: Sequence[str], metric: str = TEST_METRIC, select_by: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """One point per (group, x, seed): the trial with the best validation accuracy there."""
+    points, split, _ = _select(trials, x, by, metric, select_by)
+    return points, split
+
+
+def _select(trials: pd.DataFrame, x: str, by: Sequence[str], metric: str, select_by: str | None) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
+    require_columns(trials, [x, *by, metric, "seed"], "analysis")
+    if not pd.api.types.is_numeric_dtype(trials[x]) or pd.api.types.is_bool_dtype(trials[x]):
+        raise ConfigError([f"x: {x!r} is not a numeric column; numeric columns: {', '.join(c for c in trials.columns if pd.api.types.is_numeric_dtype(trials[c]) and not pd.api.types.is_bool_dtype(trials[c]))}"])
+    rows, excluded = usable_rows(trials, x, metric)
+    if x in METHOD_SPECIFIC_FIELDS and "method" in rows.columns:
+        # a method that does not read x (dense for k) sits at its default: not a point on this axis
+        rows = rows[rows["method"].map(lambda m: x in METHOD_FIELDS.get(m, ()))]
     if rows.empty:
-        statuses = trials["status"].value_counts().to_dict() if "status" in trials.columns else {}
-        raise ConfigError([f"analysis: no completed trials with a {metric} value in the selection ({len(trials)} trials; statuses: {statuses or 'none'})"])
+        raise ConfigError([no_rows_reason(trials, metric, excluded) + (f"; no method in it reads {x}" if x in METHOD_SPECIFIC_FIELDS else "")])
     split = _auto_split(rows, x, by)
     keys = [*by, *split]
+    select_by = select_by or selection_column(metric)
     if select_by in rows.columns:
         rows = rows.sort_values(select_by, ascending=False, na_position="last", kind="stable")
     points = rows.drop_duplicates([*keys, x, "seed"]).copy()
     points["label"] = _labels(points, by, split)
-    columns = ["label", *keys, x, "seed", metric] + (["trial_id"] if "trial_id" in points.columns else [])
-    return points[list(dict.fromkeys(columns))].sort_values(["label", x, "seed"]).reset_index(drop=True), split
+    columns = ["label", *keys, x, "seed", metric] + [c for c in ("trial_id", "dataset") if c in points.columns]
+    points = points[list(dict.fromkeys(columns))]
+    order = sorted(points["label"].unique(), key=lambda lab: (not lab.startswith(DENSE), natural_key(lab)))
+    points["label"] = pd.Categorical(points["label"], categories=order, ordered=True)
+    points = points.sort_values(["label", x, "seed"]).reset_index(drop=True)
+    points["label"] = points["label"].astype(str)
+    return points, split, excluded
 
 
 def _default_reference(x: str, dense_x: np.ndarray) -> float:
@@ -108,69 +182,65 @@ def _match_note(fit: PowerLawFit, crossing: float, x: str, dense_acc: float) -> 
         return f"no fit: {fit.refused}"
     if math.isinf(crossing):
         return f"not reached: the fitted asymptote {1 - fit.params['e_inf']:.1%} is below dense's {dense_acc:.1%}"
-    if crossing > fit.x_max:
-        return f"not reached within the fitted range ({x} <= {fit.x_max:g}); the fit extrapolates to {crossing:.3g}"
-    if crossing < fit.x_min:
-        return f"already reached at the smallest measured {x} ({fit.x_min:g})"
+    if crossing > fit.x_max or crossing < fit.x_min:
+        return f"extrapolated to {crossing:.3g}, outside the measured {fit.x_min:g}-{fit.x_max:g}"
     return f"reached at {x} {crossing:.3g}"
 
 
-def _quantiles(values: np.ndarray, ci: float) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
-    if not len(values):
-        return math.nan, math.nan
-    alpha = (1 - ci) / 2
-    # inverted_cdf never interpolates, so an infinite upper tail ("never reached") stays inf
-    lo, hi = np.quantile(values, [alpha, 1 - alpha], method="inverted_cdf")
-    return float(lo), float(hi)
-
-
-def _bootstrap_means(values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of seeds resampled with replacement, spread widened by sqrt(k/(k-1)) so that
-    k = 2-3 seeds give the unbiased variance of a mean (as in fits._bootstrap)."""
-    k = len(values)
-    means = values[rng.integers(0, k, size=(n, k))].mean(axis=1)
-    return values.mean() + math.sqrt(k / (k - 1)) * (means - values.mean()) if k > 1 else means
-
-
-def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str] = ("method",), metric: str = "test_acc", select_by: str = "val_acc", reference_x: float | None = None, n_boot: int = 400, ci: float = 0.95, seed: int = 0) -> ScalingAnalysis:
-    """Fit error = 1 - metric against x for every group, and compare untrained methods to dense."""
+def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str] = ("method",), metric: str = TEST_METRIC, select_by: str | None = None, reference_x: float | None = None, ci: float = 0.95) -> ScalingAnalysis:
+    """Fit error = 1 - metric against x for every group (size axes only), and compare the
+    untrained methods to dense."""
     by = list(dict.fromkeys(by))
     if x in by:
         raise ConfigError([f"by: {x!r} is the x axis; group by other columns"])
-    points, split = select_points(trials, x, by, metric, select_by)
+    points, split, excluded = _select(trials, x, by, metric, select_by)
     if points[x].nunique() < 2:
-        raise ConfigError([f"x: every selected trial has {x} = {points[x].iloc[0]:g}; nothing to scale over (try --x {'depth' if x == 'width' else 'width'})"])
+        others = [c for c in ("width", "depth", "keep_fraction", "params_active") if c != x and c in trials.columns and trials[c].nunique() > 1]
+        hint = f" (varying: {', '.join(others)}; try --x {others[0]})" if others else ""
+        raise ConfigError([f"x: every selected trial has {x} = {points[x].iloc[0]:g}; nothing to scale over{hint}"])
     keys = [*by, *split]
-    rng = np.random.default_rng(seed)
     notes = [f"also split by {', '.join(split)} (they vary across grid cells)"] if split else []
+    if x not in SIZE_AXES:
+        notes.append(f"{x} is not a size axis: means per {x} only, no power law (laws are fitted against {', '.join(sorted(SIZE_AXES))})")
 
     fit_results: dict[str, PowerLawFit] = {}
     rows = []
     for label, group in points.groupby("label", sort=False):
-        fit = fit_power_law(group[x].to_numpy(float), 1 - group[metric].to_numpy(float), x_name=x, n_boot=n_boot, ci=ci, seed=seed)
+        xs, errors = group[x].to_numpy(float), 1 - group[metric].to_numpy(float)
+        if x in SIZE_AXES:
+            fit = fit_power_law(xs, errors, x_name=x, ci=ci)
+        else:
+            fit = PowerLawFit(params=dict.fromkeys(PARAMS, math.nan), ci=dict.fromkeys(PARAMS, (math.nan, math.nan)), r2=math.nan, rmse=math.nan, n_points=len(xs), n_x=len(np.unique(xs)), x_min=float(xs.min()), x_max=float(xs.max()), refused=f"{x} is not a size axis")
         fit_results[label] = fit
-        row = {"label": label, **{k: group[k].iloc[0] for k in keys}, "n_trials": len(group), "n_x": fit.n_x, "n_seeds": group["seed"].nunique(), "x_min": fit.x_min, "x_max": fit.x_max}
+        seeds_per_x = group.groupby(x)["seed"].nunique()
+        row = {"label": label, **{k: group[k].iloc[0] for k in keys}, "n_trials": len(group), "n_x": fit.n_x, "n_seeds": group["seed"].nunique(), "seeds_min": int(seeds_per_x.min()), "seeds_max": int(seeds_per_x.max()), "x_min": fit.x_min, "x_max": fit.x_max}
         for p in PARAMS:
             row[p], (row[f"{p}_lo"], row[f"{p}_hi"]) = fit.params[p], fit.ci[p]
-        row.update({"acc_inf": 1 - fit.params["e_inf"], "r2": fit.r2, "rmse": fit.rmse, "fit": "ok" if fit.ok else "refused", "reason": fit.refused or "", "ci_method": fit.ci_method})
+        row.update({"acc_inf": 1 - fit.params["e_inf"], "r2": fit.r2, "rmse": fit.rmse, "fit": "ok" if fit.ok else "refused", "reason": fit.refused or "", "flags": "; ".join(fit.warnings()), "ci_method": fit.ci_method})
         rows.append(row)
     fits = pd.DataFrame(rows)
 
     reference = None
-    gaps = pd.DataFrame(columns=["label", *keys, x, "gap", "gap_lo", "gap_hi", "acc", "dense_acc", "n", "n_dense"])
-    if "method" in keys and (points["method"] == DENSE).any():
+    gaps = pd.DataFrame(columns=GAP_COLUMNS(keys, x))
+    comparable = x not in METHOD_SPECIFIC_FIELDS and x in TrialConfig.model_fields
+    if "method" in keys and (points["method"] == DENSE).any() and comparable:
         dense = points[points["method"] == DENSE]
         match_on = [k for k in keys if k != "method" and dense[k].astype(str).nunique() > 1]
         reference = float(reference_x) if reference_x is not None else _default_reference(x, dense[x].to_numpy(float))
-        fits, gaps = _compare_to_dense(points, fits, fit_results, dense, match_on, keys, x, metric, reference, n_boot, ci, rng)
-        notes.append(f"dense reference: dense-trained {metric} at {x} = {reference:g}")
+        fits, gaps = _compare_to_dense(points, fits, fit_results, dense, match_on, keys, x, metric, reference, ci)
+        notes.append(f"dense reference: dense-trained {metric_label(metric)} at {x} = {reference:g}")
+    elif not comparable:
+        notes.append(f"no gaps to dense: dense does not vary along {x}")
     else:
         notes.append("no dense trials in the selection: no dense reference and no gaps")
-    return ScalingAnalysis(x=x, metric=metric, keys=keys, auto_split=split, points=points, fits=fits, gaps=gaps, fit_results=fit_results, reference_x=reference, notes=notes)
+    return ScalingAnalysis(x=x, metric=metric, keys=keys, auto_split=split, points=points, fits=fits, gaps=gaps, fit_results=fit_results, reference_x=reference, excluded=excluded, notes=notes, ci=ci)
 
 
-def _compare_to_dense(points: pd.DataFrame, fits: pd.DataFrame, fit_results: dict[str, PowerLawFit], dense: pd.DataFrame, match_on: list[str], keys: list[str], x: str, metric: str, reference: float, n_boot: int, ci: float, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def GAP_COLUMNS(keys: list[str], x: str) -> list[str]:  # noqa: N802 - a column list, read like a constant
+    return ["label", *keys, x, "gap", "gap_lo", "gap_hi", "acc", "dense_acc", "n", "n_dense", "paired_gap", "paired_lo", "paired_hi", "n_pairs"]
+
+
+def _compare_to_dense(points: pd.DataFrame, fits: pd.DataFrame, fit_results: dict[str, PowerLawFit], dense: pd.DataFrame, match_on: list[str], keys: list[str], x: str, metric: str, reference: float, ci: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     match_columns = {c: [] for c in ("reference_x", "dense_acc_at_reference", "match_x", "match_x_lo", "match_x_hi", "match_x_extrapolated", "match_note")}
     gap_rows = []
     for _, row in fits.iterrows():
@@ -178,7 +248,8 @@ def _compare_to_dense(points: pd.DataFrame, fits: pd.DataFrame, fit_results: dic
         twin = dense
         for k in match_on:
             twin = twin[twin[k].astype(str) == str(row[k])]
-        at_reference = twin[np.isclose(twin[x].to_numpy(float), reference)][metric].to_numpy(float)
+        near = np.isclose(twin[x].to_numpy(float), reference)
+        at_reference = twin[near][metric].to_numpy(float)
         values = dict.fromkeys(match_columns, math.nan)
         values["reference_x"], values["match_note"] = reference, ""
         if row["method"] == DENSE:
@@ -195,26 +266,55 @@ def _compare_to_dense(points: pd.DataFrame, fits: pd.DataFrame, fit_results: dic
                 values["match_x_extrapolated"] = crossing
                 if fit.x_min <= crossing <= fit.x_max:
                     values["match_x"] = crossing
-                replicate_targets = 1 - _bootstrap_means(at_reference, len(fit.replicates), rng)
-                crossings = np.array([error_crossing(t, *p) for t, p in zip(replicate_targets, fit.replicates, strict=True)])
-                values["match_x_lo"], values["match_x_hi"] = _quantiles(crossings, ci)
+                # the dense mean's variance: seeds' spread pooled over every x dense was run at
+                variance, df = pooled_variance(twin[metric].to_numpy(float), twin[x].to_numpy(float))
+                variance = variance / len(at_reference) if df else 0.0
+                values["match_x_lo"], values["match_x_hi"] = crossing_interval(fit, 1 - dense_acc, variance, df, ci)
         for c in match_columns:
             match_columns[c].append(values[c])
         if row["method"] != DENSE:
-            gap_rows += _gaps(row, own, twin, keys, x, metric, ci, rng)
+            gap_rows += _gaps(row, own, twin, keys, x, metric, ci)
     fits = fits.assign(**match_columns)
-    gaps = pd.DataFrame(gap_rows, columns=["label", *keys, x, "gap", "gap_lo", "gap_hi", "acc", "dense_acc", "n", "n_dense"])
+    gaps = pd.DataFrame(gap_rows, columns=GAP_COLUMNS(keys, x))
     return fits, gaps
 
 
-def _gaps(row: pd.Series, own: pd.DataFrame, twin: pd.DataFrame, keys: list[str], x: str, metric: str, ci: float, rng: np.random.Generator, n_boot: int = 2000) -> list[dict]:
+def _gaps(row: pd.Series, own: pd.DataFrame, twin: pd.DataFrame, keys: list[str], x: str, metric: str, ci: float) -> list[dict]:
+    """Per x: mean minus dense's mean (Welch interval), and the mean of per-seed differences
+    over the seeds both have (same seed = same initial weights; paired t interval)."""
     out = []
     for value, group in own.groupby(x):
-        dense_values = twin[np.isclose(twin[x].to_numpy(float), float(value))][metric].to_numpy(float)
-        if not len(dense_values):
+        dense_rows = twin[np.isclose(twin[x].to_numpy(float), float(value))]
+        if dense_rows.empty:
             continue
-        values = group[metric].to_numpy(float)
-        diffs = _bootstrap_means(values, n_boot, rng) - _bootstrap_means(dense_values, n_boot, rng)
-        lo, hi = _quantiles(diffs, ci)
-        out.append({"label": row["label"], **{k: row[k] for k in keys}, x: float(value), "gap": values.mean() - dense_values.mean(), "gap_lo": lo, "gap_hi": hi, "acc": values.mean(), "dense_acc": dense_values.mean(), "n": len(values), "n_dense": len(dense_values)})
+        values, dense_values = group[metric].to_numpy(float), dense_rows[metric].to_numpy(float)
+        lo, hi = welch_interval(values, dense_values, ci)
+        paired = group.groupby("seed")[metric].mean().to_frame("own").join(dense_rows.groupby("seed")[metric].mean().rename("dense"), how="inner")
+        differences = (paired["own"] - paired["dense"]).to_numpy(float)
+        p_lo, p_hi = paired_interval(differences, ci)
+        out.append({
+            "label": row["label"], **{k: row[k] for k in keys}, x: float(value),
+            "gap": values.mean() - dense_values.mean(), "gap_lo": lo, "gap_hi": hi,
+            "acc": values.mean(), "dense_acc": dense_values.mean(), "n": len(values), "n_dense": len(dense_values),
+            "paired_gap": differences.mean() if len(differences) else math.nan, "paired_lo": p_lo, "paired_hi": p_hi, "n_pairs": len(differences),
+        })
     return out
+
+
+def extrapolation_check(analysis: ScalingAnalysis) -> pd.DataFrame:
+    """For each fitted group with >= 4 distinct x: fit without the largest x, predict the
+    accuracy there, and compare with the measured mean (the law's out-of-range error)."""
+    rows = []
+    x, metric = analysis.x, analysis.metric
+    for label, group in analysis.points.groupby("label", sort=False):
+        if not analysis.fit_results[label].ok or group[x].nunique() < 4:
+            continue
+        largest = group[x].max()
+        small = group[group[x] < largest]
+        fit = fit_power_law(small[x].to_numpy(float), 1 - small[metric].to_numpy(float), x_name=x, ci=analysis.ci)
+        if not fit.ok:
+            continue
+        predicted = 1 - float(fit.predict(largest))
+        measured = float(group.loc[group[x] == largest, metric].mean())
+        rows.append({"label": label, "fitted_up_to": float(small[x].max()), x: float(largest), "predicted_acc": predicted, "measured_acc": measured, "error_pp": 100 * (predicted - measured)})
+    return pd.DataFrame(rows, columns=["label", "fitted_up_to", x, "predicted_acc", "measured_acc", "error_pp"])

@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from hidden_core.config import ConfigError
+from hidden_core.config import ConfigError, TrialConfig
 
 SUMMARY_METRICS = ("val_acc", "test_acc")
 
@@ -37,19 +37,34 @@ def summarize(trials: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = 
     return out.reset_index()
 
 
-def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = "val_acc", report: Sequence[str] = ("test_acc",)) -> pd.DataFrame:
-    """The trial with the highest `select_by` in each group, with the mean of `report` over
-    its grid cell's seeds next to it, so one lucky seed is visible as such."""
+def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = "best_val_acc", report: Sequence[str] = ("test_acc_at_best_val",)) -> pd.DataFrame:
+    """The trial with the highest `select_by` in each group, with the mean of the reported
+    metrics over its grid cell's seeds next to it, so one lucky seed is visible as such.
+
+    Counts and cell means cover every seed of the group or cell, including those without a
+    `select_by` value (they cannot be chosen, but they were run). Reported columns that are
+    config fields (seed, width, ...) are shown for the chosen trial, never averaged."""
     by = list(by)
     require_columns(trials, [*by, select_by, *report], "best")
     rows = trials[trials[select_by].notna()]
+    if rows.empty:
+        reason = f"best: none of the {len(trials)} selected trials has a {select_by} value, so none can be chosen"
+        if "val_fraction" in trials.columns and (trials["val_fraction"] == 0).all():
+            reason += " (the sweep has no validation split: val_fraction 0; selecting on test would bias the result)"
+        raise ConfigError([reason])
     best = rows.sort_values(select_by, ascending=False, kind="stable").drop_duplicates(by)
     columns = [*by, "trial_id", "seed", select_by, *report]
     out = best[[c for c in dict.fromkeys(columns) if c in best.columns]].copy()
-    out.insert(len(by), "n_in_group", best[by].merge(rows.groupby(by, dropna=False).size().rename("n").reset_index(), on=by, how="left")["n"].to_numpy())
-    if "cell_id" in rows.columns and rows["cell_id"].notna().all():
-        per_cell = rows.groupby("cell_id")
-        for m in report:
+    group_sizes = trials.groupby(by, dropna=False).size().rename("n").reset_index()
+    out.insert(len(by), "n_in_group", best[by].merge(group_sizes, on=by, how="left")["n"].to_numpy())
+    missing = trials[select_by].isna().groupby([trials[c] for c in by], dropna=False).sum().rename("m").reset_index()
+    n_missing = best[by].merge(missing, on=by, how="left")["m"].to_numpy()
+    if n_missing.any():
+        out.insert(len(by) + 1, f"n_without_{select_by}", n_missing)
+    averaged = [m for m in report if m not in TrialConfig.model_fields and m not in by and pd.api.types.is_numeric_dtype(trials[m]) and not pd.api.types.is_bool_dtype(trials[m])]
+    if "cell_id" in trials.columns and trials["cell_id"].notna().all():
+        per_cell = trials.groupby("cell_id")
+        for m in averaged:
             out[f"cell_{m}_mean"] = best["cell_id"].map(per_cell[m].mean()).to_numpy()
         out["cell_n"] = best["cell_id"].map(per_cell.size()).to_numpy()
     return out.sort_values(by).reset_index(drop=True)

@@ -10,7 +10,7 @@ import sys
 from hidden_core.config import ConfigError
 
 # module name -> registers its sub-commands; each sets `func(args) -> int` on its parsers
-COMMAND_MODULES = ("train_cmd", "sweep_cmd", "results_cmd", "analyze_cmd")
+COMMAND_MODULES = ("train_cmd", "sweep_cmd", "results_cmd", "analyze_cmd", "subnet_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

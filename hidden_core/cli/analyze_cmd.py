@@ -1,4 +1,5 @@
-"""`hidden analyze scaling`: fit width/depth scaling laws of a sweep, draw them, write a report."""
+"""`hidden analyze scaling | curves`: fit scaling laws of a sweep against any numeric axis,
+draw them, write a report; draw learning curves from the epochs table."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import argparse
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
+from hidden_core.analysis.metrics import FINAL_TEST_METRIC, TEST_METRIC, metric_label
 from hidden_core.cli.results_cmd import (
     add_results_option,
     check_columns,
@@ -16,7 +19,7 @@ from hidden_core.cli.results_cmd import (
     split_names,
 )
 from hidden_core.config import ConfigError
-from hidden_core.store import ResultStore
+from hidden_core.store import TRIAL_SCHEMA, ResultStore
 
 
 def default_out_dir(store_root: str, local: bool, sweep: str, x: str) -> Path:
@@ -30,26 +33,62 @@ def cmd_scaling(args: argparse.Namespace) -> int:
 
     by = split_names(args.by) or ["method"]
     check_columns("by", [*by, args.metric])
+    check_numeric("x", args.x)
+    check_numeric("metric", args.metric)
     if not 0 < args.ci < 1:
         raise ConfigError([f"ci: {args.ci} is not in (0, 1)"])
-    if args.bootstrap < 0:
-        raise ConfigError([f"bootstrap: {args.bootstrap} must be >= 0"])
     store = open_store(args)
     trials, _ = load_selection(store, args.sweep, args.where, completed_only=False)
-    analysis = analyze_scaling(trials, x=args.x, by=by, metric=args.metric, reference_x=args.reference, n_boot=args.bootstrap, ci=args.ci, seed=args.seed)
+    analysis = analyze_scaling(trials, x=args.x, by=by, metric=args.metric, reference_x=args.reference, ci=args.ci)
     out = Path(args.out) if args.out else default_out_dir(store.root, _is_local(store), args.sweep, args.x)
-    written = write_scaling_report(analysis, out, sweep=args.sweep, trials=trials, selection=args.where)
+    written = write_scaling_report(analysis, out, sweep=args.sweep, trials=trials, selection=args.where, store=store.uri)
     headline = headline_table(analysis)
     if not headline.empty:
         print(format_table(headline))
         print()
+    print(f"metric: {metric_label(analysis.metric)} ({analysis.metric})")
+    if analysis.excluded:
+        print("left out: " + ", ".join(f"{n} {reason}" for reason, n in analysis.excluded.items()))
     for note in analysis.notes:
         print(f"note: {note}")
     refused = analysis.fits[analysis.fits["fit"] == "refused"]
-    for _, row in refused.iterrows():
-        print(f"not fitted: {row['label']}: {row['reason']}")
+    if analysis.law_fitted:
+        for _, row in refused.iterrows():
+            print(f"not fitted: {row['label']}: {row['reason']}")
+    for _, row in analysis.fits[analysis.fits["flags"] != ""].iterrows():
+        print(f"flagged: {row['label']}: {row['flags']}")
     print(f"wrote {', '.join(sorted(written))} to {out}")
     print(f"report: {written['report.md']}")
+    return 0
+
+
+def check_numeric(kind: str, name: str) -> None:
+    """A plot/fit axis must be a numeric trial column (config field or statistic)."""
+    check_columns(kind, [name])
+    kind_of = TRIAL_SCHEMA.field(name).type
+    if not (pa.types.is_integer(kind_of) or pa.types.is_floating(kind_of)):
+        numeric = [f.name for f in TRIAL_SCHEMA if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+        raise ConfigError([f"{kind}: {name!r} is not numeric; numeric columns: {', '.join(numeric)}"])
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    from hidden_core.analysis.curves import EPOCH_METRICS, learning_curves, plot_learning_curves
+    from hidden_core.analysis.plots import save_figure
+
+    by = split_names(args.by) or ["method"]
+    check_columns("by", by)
+    if args.metric not in EPOCH_METRICS:
+        raise ConfigError([f"metric: {args.metric!r} is not an epoch metric; allowed: {', '.join(EPOCH_METRICS)}"])
+    store = open_store(args)
+    trials, note = load_selection(store, args.sweep, args.where, completed_only=True)
+    epochs = store.load_epochs(args.sweep, trial_ids=trials["trial_id"])
+    curves = learning_curves(trials, epochs, by, args.metric)
+    out = Path(args.out) if args.out else default_out_dir(store.root, _is_local(store), args.sweep, "curves")
+    out.mkdir(parents=True, exist_ok=True)
+    curves.to_csv(out / f"curves_{args.metric}.csv", index=False)
+    paths = save_figure(plot_learning_curves(curves, args.metric), out, f"curves_{args.metric}")
+    print(f"{curves['label'].nunique()} groups, {len(trials)} trials ({note or 'as selected'})")
+    print(f"wrote curves_{args.metric}.csv, {', '.join(p.name for p in paths)} to {out}")
     return 0
 
 
@@ -62,20 +101,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="analyze_action", required=True, metavar="ANALYSIS")
     p = actions.add_parser(
         "scaling",
-        help="fit test error = e_inf + a * x^-b per group; plots, fits.csv, report.md",
-        description="Fit test error vs width or depth per group with a saturating power law, bootstrap over seeds, "
-        "compare every untrained method with dense, and write plots, fits.csv, gaps.csv and report.md.",
+        help="accuracy against any numeric axis per group; power-law fits on size axes; plots, fits.csv, report.md",
+        description="Per group: accuracy against X (any numeric config field or statistic); on a size axis (width, depth, "
+        "params_active, ...) fit test error = e_inf + a * x^-b with Student-t intervals, compare every untrained method "
+        "with dense (unpaired and paired over seeds), and write plots, fits.csv, gaps.csv and report.md.",
     )
     p.add_argument("sweep", metavar="SWEEP")
-    p.add_argument("--x", choices=("width", "depth"), default="width", help="the size axis (default width)")
+    p.add_argument("--x", default="width", metavar="COLUMN", help="the x axis: any numeric column, e.g. width, depth, keep_fraction, params_active, params_learned, changed_fraction (default width)")
     p.add_argument("--by", nargs="+", metavar="COL", help="group columns (default method); other grid axes that vary are split automatically")
     p.add_argument("--where", metavar="EXPR", help="filter trials first, e.g. \"dataset == 'mnist1d'\"")
-    p.add_argument("--metric", default="test_acc", help="accuracy column to fit (default test_acc; error = 1 - it)")
+    p.add_argument("--metric", default=TEST_METRIC, help=f"accuracy column (default {TEST_METRIC}: test accuracy at the best-validation epoch; {FINAL_TEST_METRIC} = the final epoch's)")
     p.add_argument("--reference", type=float, metavar="X", help="dense reference size (default: width 1 if measured, else the largest)")
-    p.add_argument("--bootstrap", type=int, default=400, metavar="N", help="bootstrap replicates (default 400)")
     p.add_argument("--ci", type=float, default=0.95, help="confidence level (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<sweep>/analysis/<x>)")
     add_results_option(p)
     p.set_defaults(func=cmd_scaling)
 
+    p = actions.add_parser("curves", help="learning curves from the epochs table: mean +- std over seeds per group", description="Draw a metric against epoch, one line per group (mean over seeds, band +-1 std), from the epochs table.")
+    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("--metric", default="test_acc", help="epoch column: test_acc, val_acc, train_acc, train_loss, lr (default test_acc)")
+    p.add_argument("--by", nargs="+", metavar="COL", help="group columns (default method); other config fields that vary are split automatically")
+    p.add_argument("--where", metavar="EXPR", help="filter trials first")
+    p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<sweep>/analysis/curves)")
+    add_results_option(p)
+    p.set_defaults(func=cmd_curves)

@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = actions.add_parser("run", help="run every trial of SPEC the store does not hold yet", description=(
         "Expand SPEC into trials, skip those already final in the store (completed, pruned, diverged), and run the rest "
-        "on Ray Tune. An interrupted run (killed driver) is resumed from its last checkpoints by running the same command again."))
+        "on Ray Tune. An interrupted run (killed driver) is resumed from its trials' last checkpoints by running the same command again. "
+        "A second driver on the same sweep and store exits 2 naming the first."))
     r.add_argument("spec", metavar="SPEC", help="spec file, or a name in sweeps/ (e.g. quickstart)")
-    r.add_argument("--address", help="Ray cluster to use ('auto', 'host:6379', 'ray://host:10001'); default: start an embedded local Ray")
+    r.add_argument("--address", help="Ray cluster to use ('auto', 'host:6379', 'ray://host:10001'); default: start a new embedded local Ray on 127.0.0.1 (RAY_ADDRESS and Ray's address file are ignored)")
     r.add_argument("--results", help="results store: a folder or an object-store URL (default $HIDDEN_RESULTS or ./results)")
     r.add_argument("--dry-run", action="store_true", help="print the trial count per axis and the trials that would run; start nothing")
     r.add_argument("--study-storage", metavar="URL", help="Optuna storage URL for the per-cell studies (default: SQLite next to the store)")
@@ -51,7 +52,8 @@ def _store(results: str | None) -> Any:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from hidden_core.tune.runner import describe_todo, plan_todo, require_spec, run_sweep
+    from hidden_core.tune.planning import describe_todo, plan_todo, require_spec
+    from hidden_core.tune.runner import run_sweep
 
     spec = require_spec(args.spec)
     if args.max_concurrent is not None and args.max_concurrent < 1:
@@ -72,13 +74,15 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
     )
     counts = report.counts
-    if report.to_run == 0 and report.restored == 0:
+    if report.to_run == 0:
         print(f"sweep {spec.name}: nothing to run ({report.skipped} of {report.planned} trials already in {store.uri})")
     else:
         print(
             f"sweep {spec.name}: ran {len(report.trials)} trials in {report.wall_seconds:.0f}s "
             f"(completed {counts['completed']}, pruned {counts['pruned']}, diverged {counts['diverged']}, failed {counts['failed']}); "
-            f"{report.skipped} were already done; results in {store.uri}/{spec.name}"
+            f"{report.skipped} were already done"
+            + (f", {report.resumed} resumed from their checkpoints" if report.resumed else "")
+            + f"; results in {store.uri}/{spec.name}"
         )
         if report.unfinished:
             print(f"{report.unfinished} trials did not finish; run the same command again to resume them")
@@ -89,7 +93,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
 
 def status_cmd(args: argparse.Namespace) -> int:
-    from hidden_core.tune.runner import plan_todo, require_spec
+    from hidden_core.tune.planning import plan_todo, require_spec
 
     spec = require_spec(args.spec)
     store = _store(args.results)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -112,7 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
     config, run = configs_from_args(args)
     # Imported here: `hidden --help` and the results commands stay fast and torch-free.
     from hidden_core.data import check_data_available
-    from hidden_core.training import train
+    from hidden_core.training import CheckpointMismatch
+    from hidden_core.trial import train
 
     check_data_available(config, run)
 
@@ -128,7 +130,12 @@ def run_train(args: argparse.Namespace) -> int:
         )
 
     print(f"trial {config.trial_id}: {config.method} {config.model} depth {config.depth} width {config.width:g} on {config.dataset}", file=sys.stderr)
-    result = train(config, run, on_epoch=None if args.quiet else progress)
+    if run.checkpoint_dir:
+        run = _trial_checkpoint_dir(run, config.trial_id)
+    try:
+        result = train(config, run, on_epoch=None if args.quiet else progress)
+    except CheckpointMismatch as err:
+        raise ConfigError([f"checkpoint_dir: {err}"]) from err
     summary = {"trial_id": config.trial_id, **result.to_dict()}
     if args.json:
         print(json.dumps(summary, default=_json_default))
@@ -136,6 +143,18 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"{result.status}: test {result.test_acc:.4f}  val {result.val_acc:.4f}  best val {result.best_val_acc:.4f} (epoch {result.best_epoch})  "
               f"{result.params_learned:,} learned of {result.params_total:,}  changed {result.changed_fraction:.3f}  {result.train_seconds:.1f}s")
     return 0
+
+
+def _trial_checkpoint_dir(run: RunOptions, trial_id: str) -> RunOptions:
+    """--checkpoint-dir D keeps each trial in D/<trial_id>/: one folder serves many configs,
+    and a changed config never resumes another's checkpoint (it starts in its own folder)."""
+    from hidden_core.training import checkpoint_history
+
+    folder = os.path.join(run.checkpoint_dir, trial_id)
+    done = checkpoint_history(folder)
+    if done:
+        print(f"resuming trial {trial_id} from its checkpoint in {folder} (epoch {len(done)} done)", file=sys.stderr)
+    return run.model_copy(update={"checkpoint_dir": folder})
 
 
 def _json_default(value: Any) -> Any:

@@ -1,5 +1,15 @@
-"""The Ray side of a sweep: trainable (wraps train), per-cell Optuna search and pruning,
-the runner (spec -> Tuner -> store) and the progress line.
+"""The Ray side of a sweep, one job per module:
+
+- runner: run_sweep, the run itself (spec -> lease -> Ray -> Tuner -> store)
+- planning: what is left to run, from the store alone (no Ray); dry-run lines
+- lease: one live driver per sweep and store
+- ray_setup: the embedded local Ray (loopback, own temp dir) or joining a cluster
+- driver_state: the driver's queue, per-trial records and store writer during a run
+- tune_callbacks: the Tune callback writing trials as they end; trial names
+- search / pruning: the Tune searcher and the per-cell Optuna scheduler
+- trainable / checkpoints: a trial on a worker, and its trial-keyed checkpoint folder
+- sweep_data: the trials' data, checked and loaded once on the driver
+- provenance, report, progress: what code ran, what a run did, the progress line
 
 Import the runner lazily: `from hidden_core.tune.runner import run_sweep`; importing this
 package alone does not import Ray.
@@ -13,8 +23,12 @@ __all__ = ["run_sweep", "SweepReport"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from hidden_core.tune import runner
+    if name == "run_sweep":
+        from hidden_core.tune.runner import run_sweep
 
-        return getattr(runner, name)
+        return run_sweep
+    if name == "SweepReport":
+        from hidden_core.tune.report import SweepReport
+
+        return SweepReport
     raise AttributeError(name)

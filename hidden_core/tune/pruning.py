@@ -5,7 +5,7 @@ grid_search, so the sweep drives Optuna itself:
 
 - ``CellStudies`` keeps one Optuna study per cell (``<sweep>/<cell_id>``) in a persistent
   storage (SQLite next to the store by default, any Optuna storage URL on a cluster), so a
-  restored sweep keeps its pruning and sampling history.
+  re-run sweep keeps its pruning and sampling history.
 - ``PruningScheduler`` is a Ray Tune ``TrialScheduler``: every epoch's ``val_acc`` goes to
   the trial's study as an intermediate value (step = epoch - 1, Optuna's convention) and,
   at each report, the trial stops when the study's pruner says prune. A pruned trial is
@@ -13,8 +13,8 @@ grid_search, so the sweep drives Optuna itself:
   as FAIL. Because each cell has its own study, a trial is only ever compared with trials
   of its own cell.
 
-The scheduler holds no live state of its own: Tune pickles it into the experiment folder,
-and a restored experiment's copy finds the driver's live ``SweepRuntime`` by its key.
+The scheduler works on the driver's live ``SweepRuntime``, which run_sweep hands to it;
+Tune pickles the scheduler into its experiment state (never restored) without it.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
 from hidden_core.spec import PrunerSpec, SearchPoint, SweepSpec
 
 if TYPE_CHECKING:
     import optuna
 
-    from hidden_core.tune.runner import SweepRuntime
+    from hidden_core.tune.driver_state import SweepRuntime
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class CellStudies:
             return trial.number, dict(trial.params)
 
     def register(self, cell_id: str, trial_id: str) -> int:
-        """The Optuna trial of a grid trial (or of a restored one): found by trial_id among
+        """The Optuna trial of a grid trial (or of one an earlier driver started): found by trial_id among
         the study's running trials, else created."""
         import optuna
 
@@ -166,7 +167,7 @@ class CellStudies:
 
     def _trial(self, cell_id: str, number: int) -> optuna.Trial:
         trial = self._trials.get((cell_id, number))
-        if trial is None:  # a trial asked by an earlier driver (restored sweep)
+        if trial is None:  # a trial asked by an earlier driver (a re-run sweep)
             import optuna
 
             study = self.study(cell_id)
@@ -227,27 +228,15 @@ class CellStudies:
 
 
 class PruningScheduler(TrialScheduler):
-    """FIFO scheduling plus per-cell Optuna pruning on val_acc.
+    """FIFO scheduling plus per-cell Optuna pruning on val_acc."""
 
-    Also drops restored trials that are no longer wanted (already final in the store, or
-    no longer in the spec) instead of running them again."""
-
-    def __init__(self, runtime_key: str):
+    def __init__(self, runtime: SweepRuntime):
         super().__init__()
-        self.runtime_key = runtime_key
-        self._metric = "val_acc"
+        self.runtime = runtime
+        self._metric = SELECTION_METRIC
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"runtime_key": self.runtime_key, "_metric": self._metric}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    @property
-    def runtime(self) -> SweepRuntime:
-        from hidden_core.tune.runner import get_runtime
-
-        return get_runtime(self.runtime_key)
+        return {"_metric": self._metric}  # without the live runtime: never restored
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True
@@ -258,18 +247,18 @@ class PruningScheduler(TrialScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         kind = result.get("kind")
-        if kind not in ("epoch", "final"):
+        if kind not in (REPORT_EPOCH, REPORT_FINAL):
             return TrialScheduler.CONTINUE
         runtime = self.runtime
         studies = runtime.studies
         if studies is None:
             return TrialScheduler.CONTINUE
-        field = "epochs" if kind == "epoch" else "history"
-        values = [(int(row["epoch"]), float(row["val_acc"])) for row in json.loads(result.get(field) or "[]") if row.get("val_acc") is not None]
+        field = "epochs" if kind == REPORT_EPOCH else "history"
+        values = [(int(row["epoch"]), float(row[SELECTION_METRIC])) for row in json.loads(result.get(field) or "[]") if row.get(SELECTION_METRIC) is not None]
         cell, number = self._optuna_trial(runtime, trial)
         # a finished trial's epochs go in too (the pruner compares trials step by step)
         last_epoch = int(result.get("epoch") or 0)
-        decide = kind == "epoch" and last_epoch < int(trial.config["trial"]["epochs"])
+        decide = kind == REPORT_EPOCH and last_epoch < int(trial.config["trial"]["epochs"])
         if studies.report(cell, number, values, decide=decide):
             studies.finish(cell, number, "pruned")
             runtime.mark_pruned(trial.trial_id)
@@ -284,7 +273,7 @@ class PruningScheduler(TrialScheduler):
         if final is None:
             return  # stopped without an ending (experiment stopped): resumes later
         cell, number = self._optuna_trial(runtime, trial)
-        if final.get("kind") == "failed":
+        if final.get("kind") == REPORT_FAILED:
             runtime.studies.finish(cell, number, "fail")
         else:
             runtime.studies.finish(cell, number, "complete", final.get("best_val_acc"))
@@ -300,24 +289,11 @@ class PruningScheduler(TrialScheduler):
         pass
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
-        runtime = self.runtime
-        # A restored experiment may hold trials the store has as final by now. Stop every one
-        # of them, not only those before the trial chosen: Tune itself starts the other
-        # pending trials right after asking (a restored final trial would then run again).
-        sweep = runtime.phase == "restore"
-        chosen = None
         for status in (Trial.PENDING, Trial.PAUSED):
             for trial in tune_controller.get_trials():
-                if trial.status != status:
-                    continue
-                if not runtime.wants(trial):
-                    tune_controller.stop_trial(trial)
-                    continue
-                if chosen is None:
-                    chosen = trial
-                if not sweep:
-                    return chosen
-        return chosen
+                if trial.status == status:
+                    return trial
+        return None
 
     def debug_string(self) -> str:
         return "Per-cell Optuna pruning on val_acc."

@@ -5,38 +5,29 @@ Asking lazily, only when Tune has room for another trial, lets a TPE (or GP) sam
 from the cell's finished and pruned trials before it proposes the next. Samples rotate over
 the grid points, so each cell's earlier samples have time to finish.
 
-Like the scheduler, the searcher keeps no live state of its own (Tune pickles it into the
-experiment folder): the queue lives in the driver's ``SweepRuntime``. A restored experiment
-only finishes the trials it already had; anything else still missing is planned afresh.
+The queue lives in the driver's ``SweepRuntime``, which run_sweep hands to the searcher.
+Tune pickles the searcher into its experiment state (never restored), without the runtime.
 """
 
 from __future__ import annotations
 
-import pickle
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.search import Searcher
 
+from hidden_core.records import SELECTION_METRIC, SELECTION_MODE
+
 if TYPE_CHECKING:
-    from hidden_core.tune.runner import SweepRuntime
+    from hidden_core.tune.driver_state import SweepRuntime
 
 
 class SweepSearcher(Searcher):
-    def __init__(self, runtime_key: str):
-        super().__init__(metric="val_acc", mode="max")
-        self.runtime_key = runtime_key
+    def __init__(self, runtime: SweepRuntime):
+        super().__init__(metric=SELECTION_METRIC, mode=SELECTION_MODE)
+        self.runtime = runtime
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"runtime_key": self.runtime_key, "_metric": self._metric, "_mode": self._mode}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    @property
-    def runtime(self) -> SweepRuntime:
-        from hidden_core.tune.runner import get_runtime
-
-        return get_runtime(self.runtime_key)
+        return {"_metric": self._metric, "_mode": self._mode}  # without the live runtime: never restored
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return True
@@ -55,9 +46,7 @@ class SweepSearcher(Searcher):
         pass
 
     def save(self, checkpoint_path: str) -> None:
-        # a (nearly empty) file, so that Tune's restore finds the searcher's checkpoint
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump({"runtime_key": self.runtime_key}, f)
+        pass  # nothing to save: the sweep is never restored from Tune's state
 
     def restore(self, checkpoint_path: str) -> None:
         pass

@@ -1,17 +1,16 @@
 """The core `train` as a Ray Tune function trainable.
 
-One call trains one trial. Every epoch it reports the epoch's metrics and a checkpoint
-(``tune.report(metrics, checkpoint=...)``); `train` has already written its checkpoint
-into the trial's local checkpoint folder before it calls back. A trial restarted by Tune
-(a lost worker, a restored experiment) copies ``tune.get_checkpoint()`` into a fresh folder
-and `train` resumes from it.
+One call trains one trial. `train` checkpoints every epoch into the trial's own folder
+(``<results>/<sweep>/checkpoints/<trial_id>/``, see checkpoints.py) and resumes from what
+is there: a trial started again (Tune's retry after a lost worker, a re-run after a killed
+driver) goes on from its last checkpoint, whoever runs it. Tune's checkpoints are not used.
 
-Reports carry a ``kind``:
+Reports carry a ``kind`` (records.REPORT_KINDS):
 - ``epoch``: the latest epoch's metrics plus ``epochs``, every epoch not reported yet (JSON).
-  Reports (each with a checkpoint) go out at most every ``report_every_s`` seconds (0: every
-  epoch), so short epochs do not pay a driver round trip and a checkpoint copy each; the
-  scheduler and the store writer still see every epoch. The first report after a resume
-  re-sends the epochs before the checkpoint, so a restarted driver writes every epoch row.
+  Reports go out at most every ``report_every_s`` seconds (0: every epoch), so short epochs
+  do not pay a driver round trip each; the scheduler and the store writer still see every
+  epoch. The first report after a resume re-sends the epochs of the checkpoint, so a new
+  driver writes every epoch row; ``resumed_from`` says how many epochs were not recomputed.
 - ``final``: after `train` returns: its TrialResult and the whole history (JSON).
 - ``failed``: `train` raised. The error text is reported and the function returns, so a
   bug fails its trial at once instead of being retried; Tune's `max_failures` retries are
@@ -27,28 +26,22 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-META_FILE = "sweep_meta.json"
-PLACEHOLDER = ".hidden_placeholder"  # an empty stand-in checkpoint (runner.fill_missing_checkpoints)
+from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
+from hidden_core.tune.checkpoints import TrialCheckpoint
+from hidden_core.tune.sweep_data import data_key
+
 MAX_ERROR_CHARS = 8000
 
 _DATA_CACHE: dict[tuple, Any] = {}
 
 
-def data_key(trial: dict[str, Any]) -> tuple:
-    """The DataSplits.key a trial's config needs (dataset, val_fraction, split_seed)."""
-    return (trial["dataset"], float(trial["val_fraction"]), int(trial["split_seed"]))
-
-
 def core_train() -> Callable[..., Any]:
-    from hidden_core.training import train
+    from hidden_core.trial import train
 
     return train
 
@@ -94,13 +87,6 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _write_meta(folder: str, meta: dict[str, Any]) -> None:
-    tmp = os.path.join(folder, f".{META_FILE}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f)
-    os.replace(tmp, os.path.join(folder, META_FILE))
-
-
 def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None = None, train_fn: Callable[..., Any] | None = None) -> None:
     """Tune function trainable. `config`: {'trial': TrialConfig dict, 'run': RunOptions dict,
     'trial_id', 'cell_id', ...} as the sweep's searcher made it."""
@@ -116,24 +102,14 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     threads = int(run_values.get("threads") or 1)
     torch.set_num_threads(threads)
 
-    folder = tempfile.mkdtemp(prefix=f"hidden-{config['trial_id']}-")
-    history: list[dict[str, Any]] = []
-    started_at = time.time()
-    restored = tune.get_checkpoint()
-    if restored is not None:
-        restored.to_directory(folder)
-        placeholder = os.path.join(folder, PLACEHOLDER)
-        if os.path.exists(placeholder):  # see runner.fill_missing_checkpoints: start afresh
-            shutil.rmtree(folder, ignore_errors=True)
-            os.makedirs(folder, exist_ok=True)
-        meta_path = os.path.join(folder, META_FILE)
-        if os.path.exists(meta_path):
-            with open(meta_path) as f:
-                meta = json.load(f)
-            history = list(meta.get("history", []))
-            started_at = float(meta.get("started_at", started_at))
+    checkpoint = TrialCheckpoint(config["checkpoint_dir"], config["trial_id"])
+    folder = checkpoint.open()
+    started_at = checkpoint.started_at()
+    history: list[dict[str, Any]] = list(_checkpoint_history(folder) or [])
+    resumed_from = len(history)
     unreported: list[dict[str, Any]] = list(history)  # a resumed trial re-sends its earlier epochs
     common = {
+        "resumed_from": resumed_from,
         "node": _node(),
         "started_at": started_at,
         "device": run_values.get("device", "cpu"),
@@ -148,13 +124,13 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
         row = record.to_dict()
         history.append(row)
         unreported.append(row)
-        _write_meta(folder, {"history": history, "started_at": started_at})
         now = time.monotonic()
         if now - last_report[0] < report_every_s and record.epoch < trial_config.epochs:
             return  # the next report carries this epoch
-        metrics = {"kind": "epoch", **row, "epochs": json.dumps(unreported), **common}
+        checkpoint.push()  # `train` has written this epoch's checkpoint already
+        metrics = {"kind": REPORT_EPOCH, **row, "epochs": json.dumps(unreported), **common}
         unreported.clear()
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        tune.report(metrics)
         last_report[0] = time.monotonic()
 
     train = train_fn or core_train()
@@ -166,17 +142,22 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
             text = f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}"
             if len(text) > MAX_ERROR_CHARS:
                 text = text[: MAX_ERROR_CHARS // 2] + "\n...\n" + text[-MAX_ERROR_CHARS // 2 :]
-            last_val = history[-1]["val_acc"] if history else float("nan")  # Tune wants the metric in every report
-            final = {"kind": "failed", "error": text, "val_acc": last_val, "history": json.dumps(history), **common}
+            last_val = history[-1][SELECTION_METRIC] if history else float("nan")  # Tune wants the metric in every report
+            final = {"kind": REPORT_FAILED, "error": text, SELECTION_METRIC: last_val, "history": json.dumps(history), **common}
         else:
             summary = result.to_dict()
             records = [r.to_dict() for r in getattr(result, "history", [])] or history
-            final = {"kind": "final", **summary, "history": json.dumps(records), **common, "device": summary.get("device") or common["device"]}
+            final = {"kind": REPORT_FINAL, **summary, "history": json.dumps(records), **common, "device": summary.get("device") or common["device"]}
         # clean up before the last report: the actor takes its next trial right after it
         data = result = None
-        shutil.rmtree(folder, ignore_errors=True)
         _release_memory()
         tune.report(final)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        checkpoint.close()  # the folder itself stays until the driver has the trial's final row
+
+
+def _checkpoint_history(folder: str) -> list[dict[str, Any]] | None:
+    from hidden_core.training import checkpoint_history
+
+    return checkpoint_history(folder)
 

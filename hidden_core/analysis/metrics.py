@@ -1,0 +1,39 @@
+"""The names of the metrics the analysis reads, defined once.
+
+The test metric is the test accuracy at the epoch of best validation accuracy: selected on
+validation, reported on test. The final epoch's test accuracy is an explicit option only,
+always labelled as such. hidden_core/records.py owns the store's column vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hidden_core.records import TEST_METRIC
+
+FINAL_TEST_METRIC = "test_acc"
+# the column a search picks on when several settings were tried for one point: the
+# validation accuracy of the same epoch the test metric was read at
+SELECTED_BY = {TEST_METRIC: "best_val_acc", FINAL_TEST_METRIC: "val_acc"}
+METRIC_LABELS = {
+    TEST_METRIC: "test accuracy at the best-validation epoch",
+    FINAL_TEST_METRIC: "test accuracy at the final epoch",
+    "best_val_acc": "best validation accuracy",
+    "val_acc": "validation accuracy at the final epoch",
+    "train_acc": "training accuracy at the final epoch",
+}
+# A trial whose accuracy is at most this multiple of chance (1 / classes) learned nothing;
+# fits leave it out and the report counts it.
+CHANCE_FACTOR = 1.2
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def selection_column(metric: str) -> str:
+    return SELECTED_BY.get(metric, "best_val_acc")
+
+
+def chance_accuracy(num_classes: float) -> float:
+    return 1.0 / num_classes if num_classes and not math.isnan(num_classes) else math.nan

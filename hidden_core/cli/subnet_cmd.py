@@ -1,0 +1,182 @@
+"""`hidden subnet export | eval | controls | masks`: found subnetworks as results.
+
+export copies a trial's stored file out of a sweep (with the sweep's row in its header);
+eval rebuilds the network from config + seed + file and scores it on val and test; controls
+compares it with random, shuffled and fresh-weight controls; masks compares the masks that
+a sweep's seeds found. The file format is in hidden_core/subnet/fileformat.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+
+from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
+from hidden_core.config import ConfigError
+
+ROW_METRICS = ("val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "epochs_run", "density", "changed_fraction")
+
+
+def _trial_row(store, sweep: str, trial_id: str | None, best: bool, where: str | None, metric: str):
+    if best:
+        from hidden_core.analysis.tables import best_per_group
+
+        trials, _ = load_selection(store, sweep, where, completed_only=True)
+        if metric not in trials.columns:
+            raise ConfigError([f"metric: {metric!r} is not a trials column"])
+        chosen = best_per_group(trials.assign(_all=0), ["_all"], metric, ["test_acc"])
+        trial_id = str(chosen["trial_id"].iloc[0])
+    trials = store.load_trials(sweep, where=f"trial_id == {trial_id!r}")
+    if trials.empty:
+        raise ConfigError([f"trial_id: no trial {trial_id!r} in sweep {sweep!r}"])
+    return trials.iloc[0]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hidden_core.subnet.fileformat import sweep_subnet_path, update_metadata
+
+    if bool(args.trial_id) == bool(args.best):
+        raise ConfigError(["trial_id: give one TRIAL_ID or --best, not both and not neither"])
+    store = open_store(args)
+    store._require_sweep(args.sweep)
+    row = _trial_row(store, args.sweep, args.trial_id, args.best, args.where, args.metric)
+    source = sweep_subnet_path(store.root, args.sweep, row["trial_id"])
+    if store.fs.get_file_info(source).type.name != "File":
+        raise ConfigError([f"trial_id: trial {row['trial_id']} (status {row['status']}) of sweep {args.sweep!r} has no subnetwork file "
+                           f"({source}); files are written for trials that end with a final status by a sweep that saves them"])
+    metrics = {k: _plain(row[k]) for k in ROW_METRICS if k in row.index}
+    with tempfile.TemporaryDirectory() as tmp:
+        local = source
+        if not store._local:  # safetensors reads local files: copy an object-store file down first
+            local = os.path.join(tmp, "subnet.safetensors")
+            with store.fs.open_input_stream(source) as src, open(local, "wb") as dst:
+                dst.write(src.read())
+        target = update_metadata(local, args.output, sweep=args.sweep, status=str(row["status"]), metrics=metrics,
+                                 cell_id=_plain(row.get("cell_id")))
+    print(f"exported trial {row['trial_id']} of {args.sweep} (status {row['status']}, val {metrics.get('val_acc')}, test {metrics.get('test_acc')}) to {target}")
+    return 0
+
+
+def _plain(value):
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hidden_core.subnet.evaluate import Evaluator
+    from hidden_core.subnet.fileformat import read_subnet_file
+    from hidden_core.subnet.state import materialize
+
+    f = read_subnet_file(args.file)
+    evaluator = Evaluator(f, device=args.device, data_root=args.data_root)
+    accuracy = evaluator.accuracy(materialize(f, evaluator.device))
+    stored = f.metrics
+    same = all(stored.get(k) == accuracy[k] for k in ("val_acc", "test_acc")) if stored else None
+    report = {"file": args.file, "trial_id": f.config.trial_id, "method": f.config.method, "device": str(evaluator.device),
+              "stored_device": f.run.get("device"), **accuracy, "stored_val_acc": stored.get("val_acc"),
+              "stored_test_acc": stored.get("test_acc"), "matches_stored": same}
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{f.config.method} trial {f.config.trial_id} on {evaluator.device}: val {accuracy['val_acc']:.4f}  test {accuracy['test_acc']:.4f}")
+    if stored:
+        verdict = "reproduced exactly" if same else "DIFFERENT"
+        print(f"stored (on {f.run.get('device')}): val {stored.get('val_acc')}  test {stored.get('test_acc')}: {verdict}")
+    return 0
+
+
+def cmd_controls(args: argparse.Namespace) -> int:
+    from hidden_core.subnet.controls import controlled_kind, controls_path, run_controls
+    from hidden_core.subnet.evaluate import Evaluator
+    from hidden_core.subnet.fileformat import read_subnet_file
+
+    if args.draws < 2:
+        raise ConfigError([f"draws: {args.draws} must be >= 2 (an interval needs two draws)"])
+    f = read_subnet_file(args.file)
+    controlled_kind(f)  # refuse methods without a mask or signs before loading data
+    table = run_controls(f, Evaluator(f, device=args.device, data_root=args.data_root), draws=args.draws)
+    target = args.output or controls_path(args.file)
+    table.to_csv(target, index=False)
+    emit(table, "json" if args.json else "table", None)
+    print(f"(stored in {target}; mean and 95% t-interval of test_acc over {args.draws} draws per control)", file=sys.stderr)
+    return 0
+
+
+def cmd_masks(args: argparse.Namespace) -> int:
+    from hidden_core.subnet.fileformat import SUFFIX, SWEEP_FOLDER
+    from hidden_core.subnet.masks import analyze_files, plot
+
+    if bool(args.sweep) == bool(args.files):
+        raise ConfigError(["sweep: give a SWEEP or --files FILE..., not both and not neither"])
+    if args.sweep:
+        store = open_store(args)
+        store._require_sweep(args.sweep)
+        if not store._local:
+            raise ConfigError([f"results: mask analysis reads files from a local results folder; {store.uri} is not one (copy the sweep down first)"])
+        folder = os.path.join(store.root, args.sweep, SWEEP_FOLDER)
+        paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(SUFFIX)) if os.path.isdir(folder) else []
+    else:
+        paths = args.files
+    _, table = analyze_files(paths)
+    if table.empty:
+        where = f"sweep {args.sweep!r}" if args.sweep else "the files given"
+        raise ConfigError([f"sweep: {where} has no subnetwork files of a method that selects weights (edge_popup, free_prune, supermask, sign_flip)"])
+    if args.output:
+        table.to_csv(args.output, index=False)
+    shown = table.drop(columns=["cell"])
+    emit(shown, args.format, None)
+    figure = plot(table, args.plot or f"{args.sweep or 'subnet'}-masks.png")
+    print(f"(plot: {figure}; jaccard is the mean over seed pairs of a cell, jaccard_chance that of independent masks of the same sizes)", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("subnet", help="export, re-evaluate, control and compare found subnetworks",
+                                   description="Found subnetworks: one safetensors file per trial (docs/subnetworks.md).")
+    actions = parser.add_subparsers(dest="subnet_action", required=True, metavar="ACTION")
+
+    p = actions.add_parser("export", help="copy a trial's subnetwork file out of a sweep")
+    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("trial_id", metavar="TRIAL_ID", nargs="?")
+    p.add_argument("--best", action="store_true", help="the completed trial with the highest --metric (the rule of `results best`)")
+    p.add_argument("--metric", default="val_acc", help="--best chooses by this (default val_acc: never select on test)")
+    p.add_argument("--where", metavar="EXPR", help="--best among these trials only")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the .safetensors file")
+    add_results_option(p)
+    p.set_defaults(func=cmd_export)
+
+    p = actions.add_parser("eval", help="rebuild a subnetwork from its file and score it on val and test")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--data-root", metavar="DIR", help="folder of torchvision data sets")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (the stored accuracies reproduce exactly on the device that trained it)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_eval)
+
+    p = actions.add_parser("controls", help="the found subnetwork against random, shuffled and fresh-weight controls")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--draws", type=int, default=5, help="draws per control (default 5)")
+    p.add_argument("--data-root", metavar="DIR")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", metavar="CSV", help="table file (default: FILE's name with .controls.csv, next to it)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(func=cmd_controls)
+
+    p = actions.add_parser("masks", help="per-layer density, seed overlap vs chance and |w| bias of a sweep's found masks")
+    p.add_argument("sweep", metavar="SWEEP", nargs="?")
+    p.add_argument("--files", nargs="+", metavar="FILE", help="analyze these files instead of a sweep's")
+    p.add_argument("--plot", metavar="PNG", help="figure file (default SWEEP-masks.png)")
+    p.add_argument("--output", metavar="CSV", help="also write the table here")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    add_results_option(p)
+    p.set_defaults(func=cmd_masks)
+
+
+__all__ = ["register"]

@@ -1,0 +1,62 @@
+"""Where a sweep keeps its things under a results root (a folder or an object-store URL).
+
+    <results>/<sweep>/trials/, epochs/         the store's Parquet parts (store.py)
+    <results>/<sweep>/checkpoints/<trial_id>/  a trial's latest checkpoint while it is not final
+    <results>/<sweep>/lease.json               the live driver of the sweep (lease.py)
+    <results>/<sweep>/_studies.db              Optuna studies (pruning and sampling history)
+    <results>/<sweep>/_tune/                   Tune's bookkeeping of the run in progress (never restored)
+
+Only the store and the checkpoints are durable state; everything else is rebuilt by a run.
+Imports nothing of the project: the store, the Tune side and the CLI all use it.
+"""
+
+from __future__ import annotations
+
+import os
+
+CHECKPOINTS_DIR = "checkpoints"
+LEASE_FILE = "lease.json"
+STUDIES_FILE = "_studies.db"
+TUNE_DIR = "_tune"
+
+
+def is_url(root: str) -> bool:
+    return "://" in root and not root.startswith("file://")
+
+
+def normalize_root(root: str | os.PathLike[str]) -> str:
+    """An absolute local path (file:// dropped), or the URL as given without a trailing '/'."""
+    text = os.fspath(root)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if is_url(text):
+        return text.rstrip("/")
+    return os.path.abspath(text)
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts]) if is_url(root) else os.path.join(root, *parts)
+
+
+def sweep_dir(root: str | os.PathLike[str], sweep: str) -> str:
+    return join(normalize_root(root), sweep)
+
+
+def checkpoints_dir(root: str | os.PathLike[str], sweep: str) -> str:
+    return join(sweep_dir(root, sweep), CHECKPOINTS_DIR)
+
+
+def trial_checkpoint_dir(root: str | os.PathLike[str], sweep: str, trial_id: str) -> str:
+    return join(checkpoints_dir(root, sweep), trial_id)
+
+
+def lease_path(root: str | os.PathLike[str], sweep: str) -> str:
+    return join(sweep_dir(root, sweep), LEASE_FILE)
+
+
+def studies_path(root: str | os.PathLike[str], sweep: str) -> str:
+    return join(sweep_dir(root, sweep), STUDIES_FILE)
+
+
+def tune_dir(root: str | os.PathLike[str], sweep: str) -> str:
+    return join(sweep_dir(root, sweep), TUNE_DIR)

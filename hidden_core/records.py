@@ -1,0 +1,53 @@
+"""The trial-record vocabulary: one place for the words a trial's record is written in.
+
+Training produces epoch records and a result, the Tune side turns them into reports and
+store rows, the store validates and dedupes rows by status, and the analysis reads them.
+All of them import these names instead of spelling the lists out again.
+
+Imports nothing of the project, Ray or torch: every layer can use it.
+"""
+
+from __future__ import annotations
+
+# -- trial statuses ------------------------------------------------------------------------
+COMPLETED = "completed"  # ran every epoch
+PRUNED = "pruned"  # stopped by its cell's pruner
+DIVERGED = "diverged"  # its training loss went non-finite
+FAILED = "failed"  # raised, or its worker was lost more often than max_failures
+STATUSES: tuple[str, ...] = (COMPLETED, PRUNED, FAILED, DIVERGED)  # the order of status columns
+# A final trial is never re-run; a failed one is, on the next run. A failed row never
+# supersedes a final row of the same trial (store dedupe).
+FINAL_STATUSES: frozenset[str] = frozenset({COMPLETED, PRUNED, DIVERGED})
+# Statuses the analysis fits: pruned and failed trials stopped early, and a diverged trial's
+# accuracy describes a broken run (one diverged point moved a fitted e_inf by orders of
+# magnitude); the analysis counts those rows in its report instead.
+ANALYZED_STATUSES: tuple[str, ...] = (COMPLETED,)
+
+# -- per-epoch fields (training.EpochRecord, the store's epochs table) ----------------------
+EPOCH_MEASURES: tuple[str, ...] = ("train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds")
+# lottery_ticket only (None otherwise): which training of the trial an epoch belongs to, the
+# epoch of that training's schedule, and the density of its mask (docs/lottery.md)
+LEVEL_FIELDS: tuple[str, ...] = ("level", "branch", "level_epoch", "density")
+EPOCH_FIELDS: tuple[str, ...] = ("epoch", *EPOCH_MEASURES, *LEVEL_FIELDS)
+
+# -- per-trial metrics (training.TrialResult, the store's trials table) ---------------------
+METRIC_FIELDS: tuple[str, ...] = (
+    "val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "train_loss", "train_acc",
+    "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
+    "density", "train_seconds", "samples_per_second",
+)
+# Where a trial's run happened (both the result and the reports carry them).
+RUN_INFO_FIELDS: tuple[str, ...] = ("node", "started_at", "device", "torch_version")
+
+# -- the metric that selects and prunes -----------------------------------------------------
+SELECTION_METRIC = "val_acc"  # select on validation; report test
+# The one test metric every table, plot and report shows by default: the test accuracy at the
+# epoch of best validation accuracy (the final epoch's `test_acc` only when asked for, labelled).
+TEST_METRIC = "test_acc_at_best_val"
+SELECTION_MODE = "max"
+
+# -- report kinds (trainable -> driver) -----------------------------------------------------
+REPORT_EPOCH = "epoch"  # the latest epoch's metrics, plus every epoch not reported yet
+REPORT_FINAL = "final"  # train returned: its result and whole history
+REPORT_FAILED = "failed"  # train raised: the error text and the history so far
+REPORT_KINDS: tuple[str, ...] = (REPORT_EPOCH, REPORT_FINAL, REPORT_FAILED)

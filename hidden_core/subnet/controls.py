@@ -1,0 +1,123 @@
+"""Is it the mask, or just its density? A found subnetwork against controls that keep one
+property of it and destroy the rest.
+
+For a mask (edge_popup, free_prune; supermask's real-valued expected mask the same way):
+    random     a uniformly random mask with each layer's found density (equivalently, the
+               found mask permuted within its layer: the two are the same distribution)
+    shuffled   the found mask permuted within each output unit (row / filter): keeps every
+               unit's number of kept inputs, hence dead units and the per-unit fan-in profile,
+               which a per-layer shuffle would also destroy
+    fresh      the found mask on weights drawn again from the same distribution (another seed)
+For sign_flip the same three on the flip pattern (which weights flipped against their
+initial sign): random flips at each layer's found flip fraction, the found flips permuted
+within each output unit, and the found signs on freshly drawn magnitudes; plus `initial`,
+the network before any flip.
+
+Every control is drawn `draws` times (seeds 0..draws-1); the table gives the mean and a 95%
+Student-t interval over the draws (exact for normally distributed draw accuracies; with few
+draws read it as indicative). With BatchNorm every row, the found network included, gets its
+running statistics re-estimated on the training split, so no row is handicapped by statistics
+measured on other weights.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hidden_core.config import ConfigError
+from hidden_core.subnet.fileformat import SubnetFile
+
+FRESH_SEED_OFFSET = 10_000  # fresh weights use seed + 10_000 + draw: never the trial's own seed
+CONTROLLED_KINDS = {"mask": ("edge_popup", "free_prune"), "logits": ("supermask",), "sign": ("sign_flip",)}
+SUFFIX = ".controls.csv"
+
+
+def controlled_kind(f: SubnetFile) -> str:
+    for kind, methods in CONTROLLED_KINDS.items():
+        if f.config.method in methods:
+            return kind
+    allowed = ", ".join(m for ms in CONTROLLED_KINDS.values() for m in ms)
+    raise ConfigError([f"method: {f.config.method} learns no mask or signs, so it has no controls; controls exist for {allowed}"])
+
+
+def permute_within_layer(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return rng.permutation(values.reshape(-1)).reshape(values.shape)
+
+
+def permute_within_units(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each output unit's entries (dimension 0: a row of a Linear, a filter of a Conv)
+    permuted independently."""
+    rows = values.reshape(values.shape[0], -1)
+    return rng.permuted(rows, axis=1).reshape(values.shape)
+
+
+def initial_signs(f: SubnetFile) -> dict[str, np.ndarray]:
+    """sign_flip's starting signs (w >= 0 -> +), from the regenerated weights."""
+    from hidden_core.methods import build_model
+    from hidden_core.methods.base import original_weight
+
+    modules = dict(build_model(f.config).net.named_modules())
+    return {name: (original_weight(modules[name]) >= 0).numpy() for name in f.shapes}
+
+
+def control_states(f: SubnetFile, control: str, rng: np.random.Generator, start: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """The `replace` argument of materialize() for one draw of `control` (random/shuffled)."""
+    kind = controlled_kind(f)
+    found = f.layers(kind)
+    permute = permute_within_layer if control == "random" else permute_within_units
+    if kind != "sign":
+        return {kind: {name: permute(value, rng) for name, value in found.items()}}
+    flips = {name: value != start[name] for name, value in found.items()}
+    return {"sign": {name: start[name] ^ permute(flip, rng) for name, flip in flips.items()}}
+
+
+def _summary(name: str, description: str, accuracies: list[dict[str, float]]) -> dict:
+    test = np.array([a["test_acc"] for a in accuracies])
+    val = np.array([a["val_acc"] for a in accuracies])
+    row = {"control": name, "description": description, "draws": len(test), "val_acc": val.mean(), "test_acc": test.mean(),
+           "test_acc_std": test.std(ddof=1) if len(test) > 1 else math.nan, "test_acc_ci_low": math.nan, "test_acc_ci_high": math.nan}
+    if len(test) > 1:
+        from scipy import stats
+
+        half = stats.t.ppf(0.975, len(test) - 1) * row["test_acc_std"] / math.sqrt(len(test))
+        row["test_acc_ci_low"], row["test_acc_ci_high"] = row["test_acc"] - half, row["test_acc"] + half
+    return row
+
+
+def run_controls(f: SubnetFile, evaluator, draws: int = 5, seed: int = 0) -> pd.DataFrame:
+    """found, random, shuffled, fresh (and initial for sign_flip) as a table: one row each."""
+    from hidden_core.subnet.state import materialize
+
+    kind = controlled_kind(f)
+    device = evaluator.device
+    batch = f.config.batch_size
+
+    def score(**kw) -> dict[str, float]:
+        return evaluator.accuracy(evaluator.recalibrate_batchnorm(materialize(f, device, **kw), batch))
+
+    start = initial_signs(f) if kind == "sign" else None
+    rows = [_summary("found", "the stored subnetwork", [score()])]
+    unit = "flips" if kind == "sign" else "mask"
+    for control, description in (("random", f"random {unit} at each layer's found {'flip fraction' if kind == 'sign' else 'density'}"),
+                                  ("shuffled", f"found {unit} permuted within each output unit")):
+        accs = [score(replace=control_states(f, control, np.random.default_rng([seed, draw, 0 if control == "random" else 1]), start)) for draw in range(draws)]
+        rows.append(_summary(control, description, accs))
+    fresh = [score(weights_seed=f.config.seed + FRESH_SEED_OFFSET + draw) for draw in range(draws)]
+    rows.append(_summary("fresh", f"found {'signs on fresh magnitudes' if kind == 'sign' else 'mask on fresh weights'} (same distribution, another seed)", fresh))
+    if kind == "sign":
+        rows.append(_summary("initial", "the initial network, no sign flipped", [score(replace={"sign": start})]))
+    table = pd.DataFrame(rows)
+    table.insert(0, "trial_id", f.config.trial_id)
+    table.insert(1, "method", f.config.method)
+    return table
+
+
+def controls_path(file: str | Path) -> Path:
+    """Where `hidden subnet controls FILE` stores its table: next to FILE."""
+    path = Path(file)
+    name = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
+    return path.with_name(name + SUFFIX)

@@ -1,0 +1,218 @@
+"""What a trial learned, out of a trained HiddenNetwork into a file, and back into a plain
+network: the random weights are never stored, they are regenerated from config + seed
+(build_model draws them on the CPU from an explicit generator, so they are bit-identical).
+
+What each method keeps (one fact, here; docs/subnetworks.md repeats it for readers):
+    edge_popup, free_prune  the binary mask, 1 bit per weight
+    sign_flip               the effective signs, 1 bit per weight
+    supermask               the logits, float32: it evaluates the real-valued expected mask
+                            w * sigmoid(logit), which bits cannot reproduce exactly
+    learn_fraction          the values of the learned subset (the subset comes from the seed)
+    bn_only                 BatchNorm gamma/beta (and the output layer if it was trained)
+    random_features         the output layer
+    dense                   every weight
+and for every method the parameters it trained outside the weight layers and the buffers
+training changed (BatchNorm running statistics), which evaluation needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import hidden_core
+from hidden_core.config import RunOptions, TrialConfig
+from hidden_core.distributions import WEIGHT_LAYER_TYPES
+from hidden_core.methods import HiddenNetwork, build_model
+from hidden_core.methods.base import original_weight, parametrization_of
+from hidden_core.models import build_architecture
+from hidden_core.subnet.fileformat import (
+    SubnetFile,
+    SubnetFormatError,
+    pack_bits,
+    read_subnet_file,
+    write_subnet_file,
+)
+
+# The kind of state each method's weight parametrization leaves (methods without one: None).
+WEIGHT_STATE_KIND: dict[str, str | None] = {
+    "edge_popup": "mask",
+    "free_prune": "mask",
+    "sign_flip": "sign",
+    "supermask": "logits",
+    "learn_fraction": "values",
+    "bn_only": None,
+    "random_features": None,
+    "dense": None,
+}
+_INTERNAL = "parametrizations."  # parameters and buffers that belong to a parametrization
+RUN_FIELDS = ("amp", "channels_last", "eval_batch_size", "compile")
+
+
+def weight_layer_names(net: nn.Module) -> list[str]:
+    return [name for name, m in net.named_modules() if isinstance(m, WEIGHT_LAYER_TYPES)]
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu").contiguous().numpy()
+
+
+@torch.no_grad()
+def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
+    """The file's tensors for a (trained) network, and the shapes of its packed layers."""
+    kind = WEIGHT_STATE_KIND[model.method.name]
+    modules = dict(model.net.named_modules())
+    tensors: dict[str, np.ndarray] = {}
+    shapes: dict[str, list[int]] = {}
+    for name in weight_layer_names(model.net):
+        p = parametrization_of(modules[name])
+        if p is None:
+            continue
+        if kind == "mask":
+            tensors[f"mask/{name}"] = pack_bits(_numpy(p.mask()))
+        elif kind == "sign":
+            tensors[f"sign/{name}"] = pack_bits(_numpy(p.scores >= 0))  # the method's _signs: t >= 0 -> +1
+        elif kind == "logits":
+            tensors[f"logits/{name}"] = _numpy(p.logits.float())
+        elif kind == "values":
+            tensors[f"values/{name}"] = _numpy(p.values[p.subset])
+        else:
+            raise ValueError(f"method {model.method.name} has no state for parametrized layer {name}")
+        shapes[name] = list(original_weight(modules[name]).shape)
+    for name, param in model.net.named_parameters():
+        if param.requires_grad and _INTERNAL not in name:
+            tensors[f"param/{name}"] = _numpy(param)
+    for name, buffer in model.net.named_buffers():
+        if _INTERNAL not in name:
+            tensors[f"buffer/{name}"] = _numpy(buffer)
+    return tensors, shapes
+
+
+def _git_commit() -> str | None:
+    from hidden_core.tune.provenance import git_commit  # imports neither Ray nor the runner
+
+    return git_commit()
+
+
+def save_subnet(
+    path: str | os.PathLike[str],
+    model: HiddenNetwork,
+    config: TrialConfig,
+    *,
+    result: Any = None,
+    run: RunOptions | None = None,
+    **extra: Any,
+) -> Path:
+    """Write `model`'s learned state to `path` (a .safetensors file). `result`: the
+    TrialResult whose status and metrics go into the header; `extra`: more header entries
+    (e.g. sweep=...)."""
+    tensors, shapes = learned_tensors(model)
+    metrics = {}
+    status = ""
+    if result is not None:
+        metrics = {k: v for k, v in result.to_dict().items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        status = result.status
+    run = run or RunOptions()
+    metadata = {
+        "config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
+        "trial_id": config.trial_id,
+        "method": config.method,
+        "shapes": json.dumps(shapes),
+        "status": status,
+        "metrics": json.dumps(metrics),
+        "run": json.dumps({"device": getattr(result, "device", None), **{k: getattr(run, k) for k in RUN_FIELDS}}),
+        "hidden_version": hidden_core.__version__,
+        "git_commit": _git_commit() or "",
+        "torch_version": torch.__version__,
+        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()},
+    }
+    return write_subnet_file(path, tensors, metadata)
+
+
+def _check_matches(f: SubnetFile, expected: dict[str, np.ndarray], expected_shapes: dict[str, list[int]]) -> None:
+    """The file holds exactly the tensors its config's network has, with their shapes."""
+    missing = sorted(set(expected) - set(f.tensors))
+    extra = sorted(set(f.tensors) - set(expected))
+    if missing or extra:
+        raise SubnetFormatError(f.path, f"tensors do not match the {f.config.method} network its config builds: "
+                                        f"missing {missing or 'none'}, unexpected {extra or 'none'}")
+    for layer, shape in expected_shapes.items():
+        if tuple(f.shapes.get(layer, ())) != tuple(shape):
+            raise SubnetFormatError(f.path, f"header shape of layer {layer!r} is {list(f.shapes.get(layer, ()))}, the network's is {shape}")
+    for name, value in expected.items():
+        got = f.tensors[name]
+        if got.shape != value.shape or got.dtype != value.dtype:
+            raise SubnetFormatError(f.path, f"tensor {name!r} is {got.dtype}{list(got.shape)}, the network needs {value.dtype}{list(value.shape)}")
+
+
+def _on(value: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(value, order="C")).to(device)
+
+
+@torch.no_grad()
+def materialize(
+    f: SubnetFile,
+    device: torch.device | str = "cpu",
+    *,
+    weights_seed: int | None = None,
+    replace: dict[str, dict[str, np.ndarray]] | None = None,
+) -> nn.Module:
+    """A plain network (the architecture's own layers, no parametrization) with the file's
+    effective weights. The controls swap parts: `weights_seed` draws the random weights with
+    another seed, `replace` = {kind: {layer: array}} replaces stored states (masks and signs
+    as bool arrays of the layer's shape, logits as float32)."""
+    device = torch.device(device)
+    config = f.config if weights_seed is None else f.config.model_copy(update={"seed": weights_seed})
+    hidden = build_model(config, device)
+    expected, expected_shapes = learned_tensors(hidden)
+    _check_matches(f, expected, expected_shapes)
+    replace = replace or {}
+    masks, signs, logits = ({**f.layers(kind), **replace.get(kind, {})} for kind in ("mask", "sign", "logits"))
+    with torch.random.fork_rng(devices=[]):  # the layers' default init must not move the caller's RNG
+        plain = build_architecture(f.config).to(device)
+    hidden_modules = dict(hidden.net.named_modules())
+    plain_modules = dict(plain.named_modules())
+    done: set[str] = set()
+    for name in weight_layer_names(hidden.net):
+        layer = hidden_modules[name]
+        original = original_weight(layer)
+        if name in masks:
+            weight = original * _on(masks[name], device).to(original.dtype)
+        elif name in signs:
+            weight = original.abs() * torch.where(_on(signs[name], device), 1.0, -1.0).to(original.dtype)
+        elif name in logits:
+            weight = original * torch.sigmoid(_on(logits[name], device))
+        elif f"values/{name}" in f.tensors:
+            subset = parametrization_of(layer).subset
+            values = original.clone()
+            values[subset] = _on(f.tensors[f"values/{name}"], device)
+            weight = torch.where(subset, values, original)
+        elif f"param/{name}.weight" in f.tensors:
+            weight = _on(f.tensors[f"param/{name}.weight"], device)
+        else:
+            weight = original  # frozen and never re-parametrized (random_features' hidden layers)
+        plain_modules[name].weight.copy_(weight)
+        done.add(f"{name}.weight")
+    hidden_params = dict(hidden.net.named_parameters())
+    for name, param in plain.named_parameters():
+        if name in done:
+            continue
+        stored = f.tensors.get(f"param/{name}")
+        param.copy_(_on(stored, device) if stored is not None else hidden_params[name])
+    for name, buffer in plain.named_buffers():
+        buffer.copy_(_on(f.tensors[f"buffer/{name}"], device))
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    return plain.eval()
+
+
+def load_subnetwork(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> nn.Module:
+    """The subnetwork stored in `path` as a plain torch.nn.Module in eval mode, effective
+    weights materialized: no dependency on hidden's parametrizations, usable anywhere."""
+    return materialize(read_subnet_file(path), device)

@@ -1,0 +1,287 @@
+"""The driver's state during one run of a sweep: the queue of trials to hand out, one
+record per Tune trial (its epochs and final report), and the store writer.
+
+The scheduler, searcher and callback (pruning.py, search.py, tune_callbacks.py) hold a
+reference to the one `SweepRuntime` of their run, given to them when run_sweep builds
+them: no registry, no lookup by key. Tune pickles them into its experiment state, which
+is never restored, so their pickled form drops the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from hidden_core import paths
+from hidden_core.config import TrialConfig
+from hidden_core.records import (
+    COMPLETED,
+    EPOCH_FIELDS,
+    FAILED,
+    FINAL_STATUSES,
+    METRIC_FIELDS,
+    PRUNED,
+    REPORT_EPOCH,
+    REPORT_FAILED,
+    REPORT_FINAL,
+    RUN_INFO_FIELDS,
+)
+from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec
+from hidden_core.store import ResultStore
+from hidden_core.tune import checkpoints
+from hidden_core.tune.planning import Todo
+from hidden_core.tune.report import TrialSummary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialRecord:
+    ray_id: str
+    trial_id: str
+    cell_id: str
+    config: dict[str, Any]
+    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # node, started_at, device, torch_version
+    final: dict[str, Any] | None = None  # the 'final' or 'failed' report
+    written: bool = False
+
+
+class SweepRuntime:
+    """Live state of one run_sweep call in the driver: the trial queue, Optuna studies,
+    per-trial records, and the store writer."""
+
+    def __init__(self, spec: SweepSpec, store: ResultStore, results_root: str, *, studies: Any, run_values: dict[str, Any],
+                 provenance: dict[str, Any], progress: Any = None):
+        self.spec = spec
+        self.store = store
+        self.results_root = paths.normalize_root(results_root)
+        self.studies = studies
+        self.run_values = run_values
+        self.provenance = provenance
+        self.progress = progress
+        self.queue: deque[PlannedTrial] = deque()
+        self.points: list[list[Any]] = []  # [SearchPoint, remaining]
+        self._point_cursor = 0
+        self.wanted_cells: set[str] = set()
+        self.final_ids: set[str] = set()
+        self.issued_ids: set[str] = set()
+        self.records: dict[str, TrialRecord] = {}
+        self.pruned: set[str] = set()
+        self.optuna_numbers: dict[str, int] = {}
+        self.summaries: list[TrialSummary] = []
+        self.started: set[str] = set()
+        self.report_every_s = spec.report_every_s
+        self.lock = threading.RLock()
+
+    # -- planning --
+    def load(self, todo: Todo) -> None:
+        self.queue = deque(todo.trials)
+        self.points = [[p, n] for p, n in todo.points]
+        self._point_cursor = 0
+        self.final_ids = set(todo.final_ids)
+        self.wanted_cells = {p.cell_id for p, _ in todo.points}
+
+    def next_suggestion(self) -> dict[str, Any] | None:
+        """The next Tune trial config, or None when this run has nothing more to start."""
+        with self.lock:
+            while self.queue:
+                planned = self.queue.popleft()
+                if planned.trial_id in self.final_ids or planned.trial_id in self.issued_ids:
+                    continue
+                self.issued_ids.add(planned.trial_id)
+                return self._suggestion(planned.config, planned.trial_id, planned.cell_id, None, {})
+            while self.points:
+                self._point_cursor %= len(self.points)
+                entry = self.points[self._point_cursor]
+                point, remaining = entry
+                suggestion = self._sample(point)
+                entry[1] = remaining - 1
+                if entry[1] <= 0:
+                    self.points.pop(self._point_cursor)
+                else:
+                    self._point_cursor += 1
+                if suggestion is not None:
+                    return suggestion
+            return None
+
+    def _sample(self, point: SearchPoint, tries: int = 20) -> dict[str, Any] | None:
+        for _ in range(tries):
+            number, params = self.studies.ask(point)
+            config = point.config_for(params)
+            trial_id = config.trial_id
+            if trial_id in self.issued_ids or trial_id in self.final_ids:
+                # the sampler proposed a trial that exists: tell it what it already knows
+                value = self._known_value(trial_id)
+                self.studies.finish(point.cell_id, number, "complete" if value is not None else "fail", value)
+                continue
+            self.studies.name_trial(point.cell_id, number, trial_id)
+            self.issued_ids.add(trial_id)
+            return self._suggestion(config, trial_id, point.cell_id, number, params)
+        log.warning("sampler kept proposing existing trials for cell %s; skipping a sample", point.cell_id)
+        return None
+
+    def _known_value(self, trial_id: str) -> float | None:
+        for s in self.summaries:
+            if s.trial_id == trial_id and s.best_val_acc is not None and math.isfinite(s.best_val_acc):
+                return s.best_val_acc
+        if trial_id in self.final_ids:
+            with contextlib.suppress(Exception):
+                frame = self.store.load_trials(self.spec.name, where=f"trial_id == '{trial_id}'", columns=["best_val_acc"])
+                if len(frame) and math.isfinite(frame["best_val_acc"].iloc[0]):
+                    return float(frame["best_val_acc"].iloc[0])
+        return None
+
+    def _suggestion(self, config: TrialConfig, trial_id: str, cell: str, number: int | None, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "trial": config.model_dump(mode="json"),
+            "run": self.run_values,
+            "trial_id": trial_id,
+            "cell_id": cell,
+            "optuna_number": number,
+            "searched": params,
+            "report_every_s": self.report_every_s,
+            "checkpoint_dir": paths.trial_checkpoint_dir(self.results_root, self.spec.name, trial_id),
+        }
+
+    def unfinished(self) -> int:
+        """Trials this run started that did not reach the store: the next run resumes them
+        from their checkpoints."""
+        return sum(1 for ray_id in self.started if not self.records.get(ray_id, TrialRecord("", "", "", {})).written)
+
+    # -- results --
+    def record(self, trial: Any) -> TrialRecord:
+        rec = self.records.get(trial.trial_id)
+        if rec is None:
+            config = trial.config
+            rec = TrialRecord(trial.trial_id, config["trial_id"], config["cell_id"], dict(config["trial"]))
+            self.records[trial.trial_id] = rec
+        return rec
+
+    def mark_pruned(self, ray_id: str) -> None:
+        self.pruned.add(ray_id)
+
+    def final_result(self, ray_id: str) -> dict[str, Any] | None:
+        rec = self.records.get(ray_id)
+        return rec.final if rec else None
+
+    def on_start(self, trial: Any) -> None:
+        self.started.add(trial.trial_id)
+        self.record(trial)
+
+    def on_result(self, trial: Any, result: dict[str, Any]) -> None:
+        rec = self.record(trial)
+        kind = result.get("kind")
+        for key in RUN_INFO_FIELDS:
+            if result.get(key) is not None:
+                rec.info[key] = result[key]
+        if result.get("resumed_from"):  # epochs the attempt found in the trial's checkpoint
+            rec.info["resumed_from"] = int(result["resumed_from"])
+        if kind == REPORT_EPOCH:
+            for row in json.loads(result.get("epochs") or "[]"):
+                rec.epochs[int(row["epoch"])] = {k: row.get(k) for k in EPOCH_FIELDS}
+            rec.epochs[int(result["epoch"])] = {k: result.get(k) for k in EPOCH_FIELDS}
+        elif kind in (REPORT_FINAL, REPORT_FAILED):
+            rec.final = dict(result)
+            for row in json.loads(result.get("history") or "[]"):
+                rec.epochs[int(row["epoch"])] = {k: row.get(k) for k in EPOCH_FIELDS}
+        if self.progress is not None and kind == REPORT_EPOCH:
+            self.progress.on_epoch(trial.trial_id, rec, result)
+
+    def on_complete(self, trial: Any) -> None:
+        rec = self.records.get(trial.trial_id)
+        if rec is None or rec.written:
+            return
+        if rec.final is not None and rec.final.get("kind") == REPORT_FAILED:
+            self.write(rec, FAILED, error=rec.final.get("error"))
+        elif trial.trial_id in self.pruned:
+            self.write(rec, PRUNED)
+        elif rec.final is not None:
+            self.write(rec, rec.final.get("status") or COMPLETED)
+        # else: stopped before it ended (the run was interrupted): resumes next time
+
+    def on_error(self, trial: Any) -> None:
+        rec = self.record(trial)
+        if rec.written:
+            return
+        error = None
+        with contextlib.suppress(Exception):
+            error = trial.get_error()
+        if not error:
+            error = getattr(trial, "error_msg", None) or "the trial's worker failed (no error text; see the Ray logs)"
+        self.write(rec, FAILED, error=str(error))
+
+    def write(self, rec: TrialRecord, status: str, error: str | None = None) -> None:
+        epochs = [rec.epochs[e] for e in sorted(rec.epochs)]
+        row = self.trial_row(rec, status, epochs, error)
+        try:
+            self.store.write_trial(self.spec.name, row, epochs)
+        except Exception:
+            log.exception("could not write trial %s to the store; it re-runs next time", rec.trial_id)
+            return
+        rec.written = True
+        if status in FINAL_STATUSES:
+            self.final_ids.add(rec.trial_id)
+            try:
+                checkpoints.trial_final(self.results_root, self.spec.name, rec.trial_id)
+            except Exception as err:  # disk hygiene only: never stop the sweep for it
+                log.warning("could not delete the checkpoint of trial %s: %s", rec.trial_id, err)
+        summary = TrialSummary(
+            trial_id=rec.trial_id, method=rec.config.get("method", "?"), width=float(rec.config.get("width", float("nan"))),
+            status=status, epochs_run=int(row.get("epochs_run") or 0), train_seconds=float(row.get("train_seconds") or 0.0),
+            best_val_acc=row.get("best_val_acc"), test_acc_at_best_val=row.get("test_acc_at_best_val"),
+            node=row.get("node"), started_at=rec.info.get("started_at"), finished_at=time.time(),
+            resumed_from_epoch=int(rec.info.get("resumed_from") or 0),
+        )
+        self.summaries.append(summary)
+        if self.progress is not None:
+            self.progress.on_trial_end(summary)
+
+    def trial_row(self, rec: TrialRecord, status: str, epochs: list[dict[str, Any]], error: str | None) -> dict[str, Any]:
+        row: dict[str, Any] = {"trial_id": rec.trial_id, "cell_id": rec.cell_id, "status": status}
+        config = TrialConfig.model_validate(rec.config)
+        row.update(config.model_dump())
+        row["step_milestones"] = list(config.step_milestones)
+        metrics: dict[str, Any] = {}
+        final = rec.final if rec.final is not None and rec.final.get("kind") == REPORT_FINAL else None
+        if final is not None:
+            metrics = {k: final.get(k) for k in METRIC_FIELDS}
+        else:
+            metrics = _metrics_from_epochs(epochs)
+        row.update(metrics)
+        if row.get("diverged_epoch") is not None and isinstance(row["diverged_epoch"], float):
+            row["diverged_epoch"] = None if math.isnan(row["diverged_epoch"]) else int(row["diverged_epoch"])
+        source = final or rec.final or {}
+        for key in RUN_INFO_FIELDS:
+            row[key] = source.get(key) or rec.info.get(key)
+        row["finished_at"] = datetime.now(timezone.utc)
+        row.update(self.provenance)
+        row["error"] = error if status == FAILED else None
+        return row
+
+
+def _metrics_from_epochs(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics of a trial that did not finish (pruned, failed): from its epoch rows."""
+    out: dict[str, Any] = {"epochs_run": len(epochs)}
+    if not epochs:
+        return out
+    last = epochs[-1]
+    scored = [e for e in epochs if e.get("val_acc") is not None and math.isfinite(e["val_acc"])]
+    best = max(scored, key=lambda e: e["val_acc"]) if scored else None
+    out.update(
+        val_acc=last.get("val_acc"), test_acc=last.get("test_acc"), train_loss=last.get("train_loss"), train_acc=last.get("train_acc"),
+        best_val_acc=best["val_acc"] if best else None, best_epoch=best["epoch"] if best else None,
+        test_acc_at_best_val=best["test_acc"] if best else None,
+        train_seconds=float(sum(e.get("seconds") or 0.0 for e in epochs)),
+    )
+    return out
+
+

@@ -1,0 +1,87 @@
+"""What a run of a sweep has left to do, read from the store alone (no Ray): the grid trials
+not final yet and, for `search`, the samples each grid point still lacks. Plus the dry-run
+description and finding a spec by file or name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hidden_core.config import ConfigError
+from hidden_core.records import FINAL_STATUSES
+from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec, load_spec
+from hidden_core.store import ResultStore
+
+
+@dataclass
+class Todo:
+    trials: list[PlannedTrial]  # grid trials not final in the store
+    points: list[tuple[SearchPoint, int]]  # search points with the samples they still need
+    skipped: int  # planned trials (and samples) already final
+    final_ids: set[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.trials) + sum(n for _, n in self.points)
+
+
+def plan_todo(spec: SweepSpec, store: ResultStore) -> Todo:
+    plan = spec.plan()
+    final = store.final_trial_ids(spec.name)
+    trials = [t for t in plan.trials if t.trial_id not in final]
+    skipped = len(plan.trials) - len(trials)
+    points: list[tuple[SearchPoint, int]] = []
+    if plan.points:
+        done: dict[tuple[str, int], int] = {}
+        if final:
+            frame = store.load_trials(spec.name, columns=["trial_id", "cell_id", "seed", "status"])
+            frame = frame[frame["status"].isin(FINAL_STATUSES)]
+            for (cell, seed), n in frame.groupby(["cell_id", "seed"]).size().items():
+                done[(cell, int(seed))] = int(n)
+        for point in plan.points:
+            have = min(done.get(point.key, 0), point.samples)
+            skipped += have
+            if point.samples - have > 0:
+                points.append((point, point.samples - have))
+    return Todo(trials, points, skipped, final)
+
+
+def describe_todo(spec: SweepSpec, todo: Todo) -> list[str]:
+    """Dry-run lines: the count per axis and the trials that would run."""
+    plan = spec.plan()
+    lines = [f"sweep {spec.name}: {plan.total} trials planned ({plan.combinations} grid combinations"
+             + (f", {plan.duplicates} collapsed by normalization" if plan.duplicates else "") + ")"]
+    for axis, n in plan.axes.items():
+        values = ", ".join(_short(v, axis) for v in spec.grid[axis])
+        lines.append(f"  {axis:<16} {n:>3} values: {values}")
+    if spec.search:
+        lines.append(f"  search: {', '.join(spec.search)} - {spec.samples_per_cell} samples per grid point ({spec.sampler} sampler), {len(plan.points)} points")
+    lines.append(f"  skipped (already final in the store): {todo.skipped}")
+    lines.append(f"  would run: {todo.count}")
+    for t in todo.trials:
+        point = " ".join(f"{a}={_short(v, a)}" for a, v in t.point)  # the axis values only
+        lines.append(f"    {t.trial_id}  {point}")
+    for p, n in todo.points:
+        point = " ".join(f"{a}={_short(v, a)}" for a, v in p.point)
+        lines.append(f"    {n} x sample({', '.join(p.space)})  cell {p.cell_id}  {point}")
+    return lines
+
+
+def _short(value: Any, axis: str) -> str:
+    if isinstance(value, dict):
+        extra = ", ".join(f"{k}={_short(v, k)}" for k, v in value.items() if k != axis)
+        return _short(value.get(axis), axis) + (f" ({extra})" if extra else "")
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def require_spec(path: str) -> SweepSpec:
+    """A spec path, or the name of a file in the repository's sweeps/ folder."""
+    candidate = Path(path)
+    if candidate.exists():
+        return load_spec(candidate)
+    for folder in (Path.cwd() / "sweeps", Path(__file__).resolve().parents[2] / "sweeps"):
+        for name in (path, f"{path}.yaml"):
+            if (folder / name).exists():
+                return load_spec(folder / name)
+    raise ConfigError([f"{path}: no such spec file (nor sweeps/{path}.yaml)"])

@@ -1,0 +1,263 @@
+"""Starting Ray for a sweep: an embedded local Ray that is really embedded, or a cluster.
+
+Embedded (no ``--address``):
+- ``ray.init(address="local")``: always a new local Ray. ``RAY_ADDRESS`` and Ray's address
+  file (``<ray temp>/ray_current_cluster``, left by any ``ray start`` not stopped cleanly)
+  are ignored; ``--address`` stays the one way to join a cluster.
+- Loopback only: ``_node_ip_address="127.0.0.1"`` plus Ray's
+  ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` switch (without it Ray 2.60 on Linux swaps a
+  loopback node IP for the machine's outward IP, and its gRPC servers then listen on every
+  interface). Measured on Linux with Ray 2.60: GCS, raylet (2 ports), driver and workers
+  listen on 127.0.0.1 only, and the runtime-env and dashboard agents do not listen on TCP.
+- Its own temp dir, never the system one: ``<EMBEDDED_ROOT>/<pid>-<random>`` (short: Ray's
+  Unix socket paths live under it), removed after ``ray.shutdown()``. A driver that was
+  SIGKILLed leaves its folder and possibly some Ray agents behind; the next embedded start
+  ends those processes (found by the folder in their command line or their RAY_TMPDIR)
+  and removes the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+LOCAL_ONLY_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps a loopback node IP
+ROOT_VAR = "HIDDEN_RAY_TEMP"  # where embedded Rays keep their temp dirs (default below)
+_MAX_ROOT_CHARS = 48  # Ray's socket paths (<root>/<run>/session_<43 chars>/sockets/plasma_store) stay < 108
+
+# Worker-side environment (trial processes):
+WORKER_ENV = {
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",  # keep the working directory: relative data paths work
+}
+
+
+def embedded_root() -> Path:
+    """Where embedded Rays keep their temp dirs: $HIDDEN_RAY_TEMP, else ~/.cache/hidden/ray,
+    else (a home too deep for Ray's socket paths) a folder of this user's in the system temp
+    dir, which each run removes when it ends."""
+    configured = os.environ.get(ROOT_VAR)
+    if configured:
+        return Path(configured).absolute()
+    home = Path.home() / ".cache" / "hidden" / "ray"
+    if len(str(home)) <= _MAX_ROOT_CHARS:
+        return home
+    return Path(tempfile.gettempdir()) / f"hidden-ray-{os.getuid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def processes_of(folder: str) -> list[int]:
+    """Live processes of the Ray that ran in `folder`: the folder in their command line, or
+    the RAY_TMPDIR they inherited (Ray's agents rename their command lines). Linux /proc;
+    elsewhere none are found."""
+    pids = []
+    marker = f"RAY_TMPDIR={folder}".encode()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return pids
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if folder in cmdline or marker in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def end_processes(pids: Iterable[int], grace_s: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL what is still alive after `grace_s`."""
+    pids = list(pids)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _pid_alive(p)]
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def clean_stale(root: Path) -> int:
+    """End the Ray processes of earlier embedded runs whose driver is gone and remove their
+    temp dirs; returns how many folders were removed."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for folder in root.iterdir():
+        pid_text = folder.name.split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        leftover = processes_of(str(folder))
+        if leftover:
+            log.warning("ending %d Ray process(es) left by an embedded sweep whose driver died (%s)", len(leftover), folder)
+            end_processes(leftover)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+class EmbeddedRay:
+    """One embedded local Ray (see the module docstring); `stop()` ends it and removes its
+    temp dir."""
+
+    def __init__(self, num_cpus: int | None = None, root: Path | None = None):
+        self.num_cpus = num_cpus
+        self.root = root or embedded_root()
+        self.folder: str | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    def start(self) -> None:
+        import ray
+        import ray._private.ray_constants as ray_constants
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        clean_stale(self.root)
+        self.folder = str(self.root / f"{os.getpid()}-{secrets.token_hex(3)}")
+        os.makedirs(self.folder)
+        # the trial workers inherit this environment through the raylet
+        env = {"RAY_TMPDIR": self.folder, LOCAL_ONLY_VAR: "0", "RAY_ADDRESS": None, **WORKER_ENV}
+        for key, value in env.items():
+            self._saved_env[key] = os.environ.get(key)
+            if value is None:
+                os.environ.pop(key, None)
+            elif key in WORKER_ENV:
+                os.environ.setdefault(key, value)
+            else:
+                os.environ[key] = value
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read at import; the driver may have imported Ray already
+        try:
+            ray.init(
+                address="local", num_cpus=self.num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
+                _temp_dir=self.folder, logging_level=logging.WARNING, log_to_driver=True,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        import ray
+        import ray._private.ray_constants as ray_constants
+
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = True
+        if self.folder is not None:
+            leftover = processes_of(self.folder)
+            if leftover:
+                end_processes(leftover)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # only when empty: other drivers may be using it
+
+
+def ray_initialized() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+def check_address(address: str) -> str:
+    """Token auth on for this driver (or RAY_AUTH_MODE=disabled said explicitly) and the
+    cluster at `address` asked whether it lets us in: one clear ClusterError at once (no
+    token, token refused, nothing there) instead of ray.init's retries. Returns the address
+    to give ray.init."""
+    from hidden_core.cluster import apply_auth_env, auth_env, check_cluster
+
+    apply_auth_env(auth_env())
+    info = check_cluster(address)
+    return info.address if info is not None else address
+
+
+def connect(address: str, *, checked: bool = False) -> None:
+    """Join the cluster at `address` (`checked`: it already went through check_address)."""
+    import ray
+
+    ray.init(address=address if checked else check_address(address), logging_level=logging.WARNING,
+             log_to_driver=True, runtime_env={"env_vars": dict(WORKER_ENV)})
+
+
+def start_ray(address: str | None, num_cpus: int | None = None, *, checked: bool = False) -> EmbeddedRay | bool:
+    """Connect to `address`, or start an EmbeddedRay. Returns the EmbeddedRay started (stop
+    it when done), True when this call connected to a cluster, False when Ray was already
+    initialized in this process (nothing to undo)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        connect(address, checked=checked)
+        return True
+    embedded = EmbeddedRay(num_cpus)
+    embedded.start()
+    return embedded
+
+
+def stop_ray(started: EmbeddedRay | bool) -> None:
+    if isinstance(started, EmbeddedRay):
+        started.stop()
+    elif started:
+        import ray
+
+        ray.shutdown()
+
+
+def local_nodes(gpu_wanted: bool) -> list[dict[str, float]]:
+    """This machine as one node (resources), before any Ray is started."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    gpus = 0
+    if gpu_wanted:
+        with contextlib.suppress(Exception):
+            import torch
+
+            gpus = torch.cuda.device_count()
+    return [{"CPU": float(cpus), "GPU": float(gpus)}]
+
+
+def cluster_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
+def capacity(spec: Any, nodes: Iterable[dict[str, float]]) -> int:
+    """How many trials of `spec` fit on the nodes at once."""
+    total = 0
+    for node in nodes:
+        fits = int(node.get("CPU", 0.0) // spec.resources.cpu + 1e-9)
+        if spec.resources.gpu > 0:
+            fits = min(fits, int(node.get("GPU", 0.0) // spec.resources.gpu + 1e-9))
+        total += max(0, fits)
+    return max(1, total)

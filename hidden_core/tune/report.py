@@ -1,0 +1,68 @@
+"""What one run_sweep call did: a summary per trial it ended, counts, timings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hidden_core.records import STATUSES
+
+
+@dataclass
+class TrialSummary:
+    trial_id: str
+    method: str
+    width: float
+    status: str
+    epochs_run: int
+    train_seconds: float
+    best_val_acc: float | None
+    test_acc_at_best_val: float | None
+    node: str | None
+    started_at: float | None
+    finished_at: float
+    resumed_from_epoch: int = 0  # epochs its checkpoint already held when this run started it
+
+
+@dataclass
+class SweepReport:
+    """What one run_sweep call did. `efficiency`: training seconds / (fit wall seconds x
+    concurrent trials), the orchestration overhead figure of benchmarks."""
+
+    sweep: str
+    planned: int = 0  # trials the spec expands to
+    skipped: int = 0  # already final in the store before this run
+    to_run: int = 0  # what this run set out to do
+    resumed: int = 0  # trials that went on from a checkpoint an earlier run (or attempt) left
+    concurrency: int = 1
+    wall_seconds: float = 0.0  # the whole call
+    startup_seconds: float = 0.0  # Ray start/connect + data into the object store
+    fit_seconds: float = 0.0  # inside Tuner.fit
+    trials: list[TrialSummary] = field(default_factory=list)
+    unfinished: int = 0  # started but not ended (interrupted): the next run resumes them
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for t in self.trials:
+            out[t.status] = out.get(t.status, 0) + 1
+        return out
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(t.train_seconds for t in self.trials if t.train_seconds and math.isfinite(t.train_seconds)))
+
+    @property
+    def efficiency(self) -> float:
+        if not self.fit_seconds or not self.concurrency:
+            return float("nan")
+        return self.train_seconds / (self.fit_seconds * self.concurrency)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sweep": self.sweep, "planned": self.planned, "skipped": self.skipped, "to_run": self.to_run,
+            "resumed": self.resumed, "concurrency": self.concurrency, "wall_seconds": self.wall_seconds,
+            "startup_seconds": self.startup_seconds, "fit_seconds": self.fit_seconds, "counts": self.counts,
+            "train_seconds": self.train_seconds, "efficiency": self.efficiency, "unfinished": self.unfinished,
+        }
