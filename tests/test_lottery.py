@@ -276,3 +276,21 @@ def test_k_one_is_the_dense_level_alone():
     result = train(_config(keep_fraction=1.0), RUN, data=_splits())
     assert [(r.level, r.branch) for r in result.history] == [(0, "ticket")] * 3
     assert result.density == 1.0 and result.epochs_run == 3
+
+
+def test_levels_reach_the_store_beside_plain_epochs(tmp_path):
+    from hidden_core.store import ResultStore
+
+    store = ResultStore(tmp_path)
+    for config in (_config(keep_fraction=0.6), make_config(method="dense", epochs=2)):
+        result = train(config, RUN, data=_splits())
+        row = {"trial_id": config.trial_id, "status": result.status, **config.model_dump(), **result.to_dict()}
+        row["step_milestones"] = list(config.step_milestones)
+        store.write_trial("lt", row, [r.to_dict() for r in result.history])
+    epochs = store.load_epochs("lt").set_index("trial_id")
+    ticket = epochs.loc[_config(keep_fraction=0.6).trial_id]
+    assert list(ticket["branch"]) == ["ticket"] * 3 + ["ticket"] * 3 + ["supermask"]
+    assert list(ticket["level"]) == [0, 0, 0, 1, 1, 1, 1] and list(ticket["level_epoch"]) == [1, 2, 3, 1, 2, 3, 0]
+    assert ticket["density"].iloc[-1] == pytest.approx(0.6, abs=0.01)
+    dense = epochs.loc[make_config(method="dense", epochs=2).trial_id]
+    assert dense["level"].isna().all() and dense["branch"].isna().all()
