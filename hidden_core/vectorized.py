@@ -232,16 +232,32 @@ class SeedStack:
     def penalties(self) -> torch.Tensor | None:
         if self.penalty_module is None:
             return None
+        if self.size == 1:
+            return self._penalty_one({f"model.net.{name}": tensor[0] for name, tensor in self.state.items()}).unsqueeze(0)
         state = {f"model.net.{name}": tensor for name, tensor in self.state.items()}
         return vmap(self._penalty_one)(state)
+
+    def logits(self, weights: dict[str, torch.Tensor], x: torch.Tensor, training: bool) -> torch.Tensor:
+        """(seeds, batch, classes). One seed left: the plain network through functional_call
+        (the seed dimension is a view away), no batching machinery."""
+        if self.size == 1:
+            self.skeleton.train(training)
+            return functional_call(self.skeleton, {k: v[0] for k, v in weights.items()}, (x[0],)).unsqueeze(0)
+        return self.forward(weights, x, training)
+
+    def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each seed's loss, by the trial's own loss function."""
+        if self.size == 1:
+            return self.loss_fn(logits[0], y[0]).unsqueeze(0)
+        return vmap(self.loss_fn)(logits, y)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, generators) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step of every seed on its own batch (x: (seeds, batch, ...)).
         Returns each seed's loss and correct count (on the device, no sync)."""
         with self.autocast:
             weights = self.effective(True, generators)
-            logits = self.forward(weights, x, True)
-            losses = vmap(self.loss_fn)(logits, y)  # each seed's loss exactly as `train` computes it
+            logits = self.logits(weights, x, True)
+            losses = self.losses(logits, y)
             penalties = self.penalties()
             if penalties is not None:
                 losses = losses + penalties
@@ -263,7 +279,7 @@ class SeedStack:
                 total = 0
                 for x, y in loader.eval_batches(split, batch_size):
                     # the same inputs for every seed (expand: no copy)
-                    correct += (self.forward(weights, x.expand(self.size, *x.shape), False).argmax(-1) == y).sum(1)
+                    correct += (self.logits(weights, x.expand(self.size, *x.shape), False).argmax(-1) == y).sum(1)
                     total += len(y)
                 counts.append(correct)
                 totals.append(total)
