@@ -193,3 +193,21 @@ def test_bad_seed_lists():
         train_seeds(config, [], RUN)
     with pytest.raises(ValueError, match="repeats"):
         train_seeds(config, [1, 1], RUN)
+
+
+@pytest.mark.parametrize("method,extra", [("sign_flip", {"penalty": 0.1}), ("bn_only", {})])
+def test_a_cell_of_one_seed_equals_unvectorized(method, extra):
+    """One seed (or the last one left after the others stopped) runs the plain network
+    through functional_call, no batching."""
+    config = small(method, **extra)
+    data = load_data(config, RUN)
+    (got,) = train_seeds(config, [7], RUN, data=data)
+    assert_same(got, train(config.model_copy(update={"seed": 7}), RUN, data=data))
+
+
+def test_last_seed_left_continues_alone():
+    config = small("edge_popup")
+    data = load_data(config, RUN)
+    results = train_seeds(config, [0, 1], RUN, data=data, on_epoch=lambda seed, record: seed == 0)
+    assert results[0].status == PRUNED and results[0].epochs_run == 1
+    assert_same(results[1], train(config.model_copy(update={"seed": 1}), RUN, data=data))
