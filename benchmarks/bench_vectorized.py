@@ -15,8 +15,9 @@ the method overhead of the effective-weights-once path.
    forwards: `layers` (one bmm per Linear) and `vmap` (torch.func.vmap(functional_call)).
 2. memory: peak RSS (ru_maxrss) of a fresh process that trains one seed, and of one that
    trains a vectorized cell of 8 seeds, same data (handed over in a file) and epochs. Target:
-   the cell's under 8 x one seed's. Also each minus the RSS before training (imports and
-   data), i.e. what the training itself adds.
+   the cell's under 8 x one seed's. Also what the training itself adds to the RSS it starts
+   from (imports and data): the peak (VmHWM, reset through /proc/self/clear_refs just
+   before training) minus the RSS before.
 3. methods: each method's training step on the effective-weights-once path (a cell of one
    seed: every layer's effective weight computed once per step from the stacked
    tensors, the plain network through torch.func.functional_call, no parametrize getter)
@@ -115,6 +116,32 @@ def cell_steps(*, device: torch.device, methods: tuple[str, ...], seeds: int, ro
     return rows
 
 
+def matmul_floor(*, device: torch.device, seeds: int, rounds: int, inner: int) -> list[dict]:
+    """The MLP's matmuls alone (forward and backward of 40-100-100-10 at batch 128): `seeds`
+    seeds batched in one bmm per layer against one seed's plain matmuls. When this is
+    near `seeds`, the matmuls are compute-bound and batching cannot shrink them: it bounds
+    the vectorized speedup from above."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(100, 40), (100, 100), (10, 100)]
+
+    def make(n):
+        weights = [torch.randn(n, *s, generator=generator).to(device).requires_grad_() for s in shapes]
+        x = torch.randn(n, 128, 40, generator=generator).to(device)
+
+        def run():
+            h = x
+            for i, w in enumerate(weights):
+                h = torch.bmm(h, w.transpose(1, 2)) if n > 1 else h[0].matmul(w[0].t()).unsqueeze(0)
+                if i < len(weights) - 1:
+                    h = torch.relu(h)
+            h.sum().backward()
+
+        return run
+
+    times = interleaved({"one": make(1), "batched": make(seeds)}, warmup=1, rounds=rounds, inner=inner, sync=synchronizer(device), clock=step_clock(device))
+    return [info(f"steps: MLP matmuls alone (fwd + bwd), {seeds} seeds in one bmm / one seed's", round(paired_ratio(times, "batched", "one"), 2), "x")]
+
+
 # ---- 1. a whole cell ------------------------------------------------------------------
 def cell(*, device: torch.device, seeds: int, epochs: int, rounds: int, budget_s: float, method: str = "dense", dataset: str = "mnist1d") -> list[dict]:
     config = make_config(method=method, epochs=epochs, **{**MLP, "dataset": dataset})
@@ -148,13 +175,19 @@ _CHILD = textwrap.dedent(
     data = torch.load(path, weights_only=False)
     config = make_config(epochs=epochs, dataset=dataset, model="mlp")
     run = RunOptions(device=device, threads=1)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS: what training adds shows
+    before = status("VmRSS")
     if seeds == 0:
         train(config, run, data=data)
     else:
         train_seeds(config, list(range(seeds)), run, data=data)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"before_kb": before, "peak_kb": after}))
+    print(json.dumps({"before_kb": before, "training_peak_kb": status("VmHWM"), "process_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
     """
 )
 
@@ -172,15 +205,17 @@ def memory(*, device: torch.device, seeds: int, epochs: int, dataset: str = "mni
         torch.save(data, path)
         one = _child_rss(0, epochs, device, path, dataset)  # 0: train() of one seed
         many = _child_rss(seeds, epochs, device, path, dataset)
-    mb = lambda kb: kb / 1024  # noqa: E731 - ru_maxrss is in KiB on Linux
-    ratio = many["peak_kb"] / (seeds * one["peak_kb"])
-    added_one = one["peak_kb"] - one["before_kb"]
-    added_many = many["peak_kb"] - many["before_kb"]
+    mb = lambda kb: kb / 1024  # noqa: E731 - /proc and ru_maxrss count KiB on Linux
+    added_one = one["training_peak_kb"] - one["before_kb"]
+    added_many = many["training_peak_kb"] - many["before_kb"]
+    ratio = many["process_peak_kb"] / (seeds * one["process_peak_kb"])
+    added_ratio = added_many / (seeds * added_one) if added_one > 0 else float("nan")
     return [
-        info("memory: peak RSS of a one-seed trial (process)", round(mb(one["peak_kb"])), "MB"),
-        info(f"memory: peak RSS of a vectorized cell of {seeds} seeds (process)", round(mb(many["peak_kb"])), "MB"),
-        row(f"memory: cell of {seeds} / ({seeds} x one seed), peak RSS", round(ratio, 3), "x", "< 1x", ratio < 1),
-        info(f"memory: added by training (peak - before), one seed / cell of {seeds}", f"{mb(added_one):.1f} / {mb(added_many):.1f}", "MB"),
+        info("memory: peak RSS of a one-seed trial (process)", round(mb(one["process_peak_kb"])), "MB"),
+        info(f"memory: peak RSS of a vectorized cell of {seeds} seeds (process)", round(mb(many["process_peak_kb"])), "MB"),
+        row(f"memory: cell of {seeds} / ({seeds} x one-seed trial), process peak RSS", round(ratio, 3), "x", "< 1x", ratio < 1),
+        info(f"memory: peak RSS added by training (peak - RSS before), one seed / cell of {seeds}", f"{mb(added_one):.1f} / {mb(added_many):.1f}", "MB"),
+        info(f"memory: added by training, cell of {seeds} / ({seeds} x one seed)", round(added_ratio, 3), "x"),
     ]
 
 
@@ -234,6 +269,7 @@ def run(device: str = "cpu", quick: bool = False, tiny: bool = False, parts: tup
     if tiny:  # smoke test: every code path, meaningless numbers
         rows += cell(device=dev, seeds=2, epochs=1, rounds=1, budget_s=0, dataset="digits")
         rows += cell_steps(device=dev, methods=("edge_popup",), seeds=2, rounds=1, inner=1, budget_s=0)
+        rows += matmul_floor(device=dev, seeds=2, rounds=1, inner=1)
         rows += memory(device=dev, seeds=2, epochs=1, dataset="digits")
         rows += method_overhead(device=dev, rounds=1, inner=1, budget_s=0, seeds=2)
         rows += conv4_edge_popup(device=dev, width=0.125, batch=2, rounds=1, budget_s=0)
@@ -243,6 +279,7 @@ def run(device: str = "cpu", quick: bool = False, tiny: bool = False, parts: tup
     if "steps" in parts:
         methods = ("dense", "edge_popup") if quick else METHODS
         rows += cell_steps(device=dev, methods=methods, seeds=CELL_SEEDS, rounds=3 if quick else 7, inner=5 if quick else 10, budget_s=5 if quick else 15)
+        rows += matmul_floor(device=dev, seeds=CELL_SEEDS, rounds=5 if quick else 11, inner=20)
     if "memory" in parts:
         rows += memory(device=dev, seeds=CELL_SEEDS, epochs=2)
     if "methods" in parts:
