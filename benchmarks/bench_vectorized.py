@@ -67,8 +67,30 @@ from hidden_core.training import train
 from hidden_core.vectorized import SeedStack, train_seeds
 
 NOTES = """\
-See the "Vectorized seeds" section below the tables for what was measured about the
-targets missed.
+- cell (target 4x missed on the CPU): on this CPU the MNIST-1D MLP's step is not mostly
+  dispatch overhead but matmuls: 8 seeds' forward + backward matmuls in one bmm per layer
+  cost 5.4x one seed's ("matmuls alone" row), so batching cannot shrink them; what it does
+  shrink (optimizer, loss, elementwise ops, Python) gives 1.9-2.3x per training step
+  across the methods and 2.0x for the whole cell with its evaluations. One seed per trial
+  is measured here without any of what a Ray trial pays around training (about 0.7-1.9 s
+  a trial in bench_sweep: actor, network build, statistics, report round trips), which a
+  cell pays once for all its seeds: in a sweep the gain is larger than this figure. On a
+  GPU (the 10x target) small matmuls are launch-bound, the case batching is for; not
+  measured: no GPU was available to this work.
+- layers vs vmap: one bmm per Linear beats torch.func.vmap(functional_call) on every
+  method's 8-seed step (1.1-1.4x); the cross-entropy of all seeds as one kernel over
+  (seeds, classes, batch) instead of under vmap saved 4x on that op (1.0 ms -> 0.25 ms).
+- memory: a process's peak RSS (about 1 GB, nearly all of it the torch import) is paid
+  once per cell instead of once per seed; the training itself adds about 180 MB to a
+  one-seed process and about as much to a cell of 8.
+- methods on the effective-weights-once path (target 1.20x missed for 5 methods): no
+  cheaper than today's parametrize getters on the MLP. edge_popup and free_prune cost the
+  same as today, sign_flip, learn_fraction and supermask more (a functional_call per
+  layer costs what the getter saved; supermask draws per seed from its own generator).
+  The overhead is the methods' own work per layer, not the getter: edge_popup's forward +
+  backward of one 100x100 layer is about 250 us either way, 90 us of it numpy's partition.
+  In a vectorized cell that per-layer cost is shared by the seeds: edge_popup 1.5x and
+  free_prune 1.2x a vectorized dense step.
 """
 
 CELL_SEEDS = 8

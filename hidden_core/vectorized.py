@@ -35,7 +35,23 @@ number of seeds still training (its share), so the seeds' train_seconds add up t
 cell's wall time.
 
 Not supported here (train one seed per trial instead): torch.compile and channels_last
-(the vmapped forward runs eager, in the default memory format).
+(the vmapped forward runs eager, in the default memory format), and resuming from a
+checkpoint (a cell interrupted mid-way trains again from its start).
+
+How a sweep runner dispatches a cell (not wired yet; for the runner of hidden_core.tune):
+- Group the planned grid trials (no `search`: sampled parameters differ between seeds) by
+  cell_id; the trials of a cell differ only in `seed`. Leave out seeds whose trial_id is
+  already final in the store; a cell with one seed left runs as today.
+- One Tune trial per cell, with one trial's resources; its trainable calls
+  `train_seeds(cell_config, seeds, run, data=..., on_epoch=...)` with the data already
+  placed on the actor.
+- on_epoch(seed, record): write the epoch row under that seed's own trial_id
+  (`cell_config.model_copy(update={"seed": seed}).trial_id`), ask the cell's pruner about
+  that seed (it compares a trial only with its own cell, i.e. with the other seeds here,
+  which all report epoch e before any reports e+1) and return True to prune it.
+- At the end write one final row per seed from its TrialResult (status completed,
+  diverged or pruned), exactly as for an unvectorized trial; Tune sees the cell as one
+  trial (report, e.g., the cell's best val_acc so its own pruner, if any, stays off).
 """
 
 from __future__ import annotations
