@@ -1,0 +1,467 @@
+"""The seeds of one grid cell trained together, in one process, as one vectorized model.
+
+`train_seeds(config, seeds, run, data=..., on_epoch=...)` trains the trials
+`config.model_copy(update={"seed": s})` for every s in `seeds` (same shapes, same
+hyperparameters, different seeds) and returns one TrialResult per seed, each what
+`hidden_core.training.train` returns for that seed alone, within float tolerance
+(tests/test_vectorized.py states it). Every seed keeps:
+
+- its own initial network: each seed's HiddenNetwork is built by `build_model` exactly as
+  an unvectorized trial builds it (bit-identical), then its tensors are stacked along a
+  new leading seed dimension;
+- its own random streams: one generator per seed, seeded like the global RNG that
+  `train` seeds with `torch.manual_seed(seed)`, drawn in the same order (epoch shuffle,
+  supermask samples, crop/flip), so each seed sees the same data order as alone;
+- its own epoch records, its own stop (pruned by `on_epoch`, diverged, or completed) and
+  its own TrialResult, statistics included (computed on its own HiddenNetwork, into which
+  its slice of the stack is copied back when it stops).
+
+A seed that stops is removed from the stack (parameters, buffers, optimizer state): from
+the next epoch on it costs no compute. Nothing is masked out.
+
+How a step runs (the "effective weights once per step" path): the learned and frozen
+tensors live as stacked tensors (seed, ...); each weight layer's effective weight is
+computed once per step for all seeds together from its method's parametrization
+(elementwise parametrizations are called directly on the stacked tensors, edge-popup's
+top-k is taken per seed, supermask samples per seed with each seed's generator), and the
+plain architecture runs on them with batched kernels (hidden_core.batched_forward: one bmm
+per Linear for the MLP, `torch.func.vmap(functional_call(...))` for any other network), with
+no parametrize getter in the forward. Penalties run the method's own `penalty` under vmap.
+Each seed's loss is the trial's own loss function under vmap; the optimizer steps the sum
+of the seeds' losses, whose gradient is each seed's own (they share no tensor).
+
+Per-seed timing: a seed's epoch seconds are the cell's epoch wall time divided by the
+number of seeds still training (its share), so the seeds' train_seconds add up to the
+cell's wall time.
+
+Not supported here (train one seed per trial instead): torch.compile and channels_last
+(the vmapped forward runs eager, in the default memory format), and resuming from a
+checkpoint (a cell interrupted mid-way trains again from its start).
+
+How a sweep runner dispatches a cell (not wired yet; for the runner of hidden_core.tune):
+- Group the planned grid trials (no `search`: sampled parameters differ between seeds) by
+  cell_id; the trials of a cell differ only in `seed`. Leave out seeds whose trial_id is
+  already final in the store; a cell with one seed left runs as today.
+- One Tune trial per cell, with one trial's resources; its trainable calls
+  `train_seeds(cell_config, seeds, run, data=..., on_epoch=...)` with the data already
+  placed on the actor.
+- on_epoch(seed, record): write the epoch row under that seed's own trial_id
+  (`cell_config.model_copy(update={"seed": seed}).trial_id`), ask the cell's pruner about
+  that seed (it compares a trial only with its own cell, i.e. with the other seeds here,
+  which all report epoch e before any reports e+1) and return True to prune it.
+- At the end write one final row per seed from its TrialResult (status completed,
+  diverged or pruned), exactly as for an unvectorized trial; Tune sees the cell as one
+  trial (report, e.g., the cell's best val_acc so its own pruner, if any, stays off).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn import functional as F
+
+from hidden_core.batched_forward import batched_forward
+from hidden_core.config import RunOptions, TrialConfig
+from hidden_core.data import CROP_PADDING, DataSplits, DeviceData, load_data, random_crop_flip
+from hidden_core.distributions import weight_layers
+from hidden_core.methods import HiddenNetwork, build_model
+from hidden_core.methods.base import parametrization_of
+from hidden_core.methods.edge_popup import TopKMask
+from hidden_core.methods.free_prune import PositiveScoreMask
+from hidden_core.methods.learn_fraction import LearnedSubset
+from hidden_core.methods.sign_flip import LearnedSign
+from hidden_core.methods.supermask import BernoulliMask
+from hidden_core.models import build_architecture
+from hidden_core.training import (
+    EpochRecord,
+    TrialResult,
+    _result,
+    make_optimizer,
+    make_schedule,
+    resolve_device,
+)
+
+PRUNED = "pruned"  # the trial-record status of a seed stopped by its cell's pruner
+
+# Parametrizations whose forward is elementwise in all of its tensors: called once on the
+# stacked (seed, ...) tensors they give every seed's own effective weight. Any other
+# parametrization (besides the two handled below) is called once per seed: always
+# correct, only slower.
+ELEMENTWISE = (LearnedSign, PositiveScoreMask, LearnedSubset)
+
+# on_epoch(seed, record) -> True to stop (prune) that seed after this epoch.
+OnEpoch = Callable[[int, EpochRecord], bool | None]
+
+
+# ---- effective weights of all seeds at once -------------------------------------------
+def batched_top_k_threshold(magnitudes: torch.Tensor, kept: int) -> torch.Tensor:
+    """Per row of (seeds, n) magnitudes, the kept-th largest: edge-popup's per-layer
+    threshold (hidden_core.methods.edge_popup.top_k_threshold) for every seed in one call.
+    On the CPU numpy's partition along the rows (as edge_popup picks on the CPU), elsewhere
+    kthvalue along the rows."""
+    n = magnitudes.shape[1]
+    if magnitudes.device.type == "cpu" and magnitudes.dtype in (torch.float32, torch.float64):
+        values = np.partition(magnitudes.detach().numpy(), n - kept, axis=1)[:, n - kept]
+        return torch.from_numpy(values)
+    return magnitudes.kthvalue(n - kept + 1, dim=1).values
+
+
+class _BatchedTopKMaskedWeight(torch.autograd.Function):
+    """edge_popup's _TopKMaskedWeight with one threshold per seed: forward
+    weight * (|scores| >= threshold of that seed's layer), gradient straight through the
+    mask and the abs to the scores, dL/ds = dL/dw_eff * w * sign(s)."""
+
+    @staticmethod
+    def forward(ctx, weight, scores, kept):
+        ctx.save_for_backward(weight, scores)
+        magnitudes = scores.abs()
+        threshold = batched_top_k_threshold(magnitudes.reshape(len(scores), -1), kept)
+        threshold = threshold.view(-1, *([1] * (scores.dim() - 1)))
+        return weight * magnitudes.ge_(threshold)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, scores = ctx.saved_tensors
+        return None, (grad * weight).mul_(scores.sgn()), None
+
+
+def _bernoulli_masked_weight(weight: torch.Tensor, logits: torch.Tensor, training: bool, generators: list[torch.Generator]) -> torch.Tensor:
+    """supermask's BernoulliMask.forward for stacked seeds, each seed's sample drawn from
+    its own generator (the draw that seed's unvectorized trial makes at this step)."""
+    p = torch.sigmoid(logits)
+    if not training:
+        return weight * p
+    detached = p.detach()
+    sample = torch.stack([torch.bernoulli(detached[i], generator=g) for i, g in enumerate(generators)])
+    return weight * (sample + p - p.detach())
+
+
+@dataclass
+class _WeightLayer:
+    """Where one weight layer's tensors sit in the stacked state."""
+
+    path: str  # module path inside the network, e.g. "features.1"
+    parametrization: nn.Module | None  # seed 0's instance, used for its code, not its tensors
+    own: dict[str, str] = field(default_factory=dict)  # parametrization attribute -> state key
+
+    @property
+    def original(self) -> str:
+        return f"{self.path}.parametrizations.weight.original" if self.parametrization is not None else f"{self.path}.weight"
+
+
+def _weight_layers(net: nn.Module) -> list[_WeightLayer]:
+    paths = {id(m): name for name, m in net.named_modules()}
+    out = []
+    for layer in weight_layers(net):
+        path = paths[id(layer)]
+        p = parametrization_of(layer)
+        own = {}
+        if p is not None:
+            prefix = f"{path}.parametrizations.weight.0."
+            own = {name: prefix + name for name, _ in list(p.named_parameters()) + list(p.named_buffers())}
+        out.append(_WeightLayer(path, p, own))
+    return out
+
+
+class _PenaltyOf(nn.Module):
+    """The method's own penalty as a module, so functional_call can run it on one seed's
+    tensors (under vmap: on every seed's)."""
+
+    def __init__(self, model: HiddenNetwork):
+        super().__init__()
+        self.model = model
+
+    def forward(self):
+        return self.model.penalty()
+
+
+# ---- the stack ------------------------------------------------------------------------
+class SeedStack:
+    """The tensors of several seeds' HiddenNetworks stacked along a leading seed dimension,
+    their optimizer and schedule, and the vectorized step and evaluation."""
+
+    def __init__(self, config: TrialConfig, models: list[HiddenNetwork], device: torch.device, loss_fn: nn.Module, autocast, forward: str = "auto"):
+        self.config = config
+        self.device = device
+        self.loss_fn = loss_fn
+        self.autocast = autocast
+        first = models[0]
+        self.layers = _weight_layers(first.net)
+        states = [m.net.state_dict() for m in models]
+        learned = {name for name, p in first.net.named_parameters() if p.requires_grad}
+        self.state: dict[str, torch.Tensor] = {}
+        for name in states[0]:
+            stacked = torch.stack([s[name].detach() for s in states]).to(device)
+            self.state[name] = nn.Parameter(stacked) if name in learned else stacked
+        self.learned = [name for name in self.state if name in learned]
+        self.skeleton = build_architecture(config).to(device)  # the plain architecture: its code, not its tensors
+        for p in self.skeleton.parameters():
+            p.requires_grad_(False)
+        self.forward_kind, self.forward = batched_forward(self.skeleton, forward)
+        self.penalty_module = _PenaltyOf(first) if first.penalty() is not None else None
+        self.optimizer = make_optimizer(config, [self.state[n] for n in self.learned])
+        self.schedule = make_schedule(config, self.optimizer)
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.state.values())))
+
+    # -- effective weights and forward
+    def effective(self, training: bool, generators: list[torch.Generator]) -> dict[str, torch.Tensor]:
+        """The skeleton's state for this step: every weight layer's effective weight
+        computed once for all seeds, everything else as stored."""
+        out = {}
+        consumed = set()
+        for layer in self.layers:
+            original = self.state[layer.original]
+            consumed.add(layer.original)
+            consumed.update(layer.own.values())
+            out[f"{layer.path}.weight"] = self._layer_weight(layer, original, training, generators)
+        for name, tensor in self.state.items():
+            if name not in consumed:
+                out[name] = tensor
+        return out
+
+    def _layer_weight(self, layer: _WeightLayer, original: torch.Tensor, training: bool, generators) -> torch.Tensor:
+        p = layer.parametrization
+        if p is None:
+            return original
+        own = {attr: self.state[key] for attr, key in layer.own.items()}
+        if isinstance(p, TopKMask):
+            return _BatchedTopKMaskedWeight.apply(original, own["scores"], p.kept)
+        if isinstance(p, BernoulliMask):
+            return _bernoulli_masked_weight(original, own["logits"], training, generators)
+        if isinstance(p, ELEMENTWISE):
+            return functional_call(p, own, (original,))
+        return torch.stack([functional_call(p, {k: v[i] for k, v in own.items()}, (original[i],)) for i in range(len(original))])
+
+    def _penalty_one(self, state):
+        return functional_call(self.penalty_module, state, ())
+
+    def penalties(self) -> torch.Tensor | None:
+        if self.penalty_module is None:
+            return None
+        if self.size == 1:
+            return self._penalty_one({f"model.net.{name}": tensor[0] for name, tensor in self.state.items()}).unsqueeze(0)
+        state = {f"model.net.{name}": tensor for name, tensor in self.state.items()}
+        return vmap(self._penalty_one)(state)
+
+    def logits(self, weights: dict[str, torch.Tensor], x: torch.Tensor, training: bool) -> torch.Tensor:
+        """(seeds, batch, classes). One seed left and no layer kernels: the plain network
+        through functional_call (the seed dimension is a view away), no vmap."""
+        if self.size == 1 and self.forward_kind == "vmap":
+            self.skeleton.train(training)
+            return functional_call(self.skeleton, {k: v[0] for k, v in weights.items()}, (x[0],)).unsqueeze(0)
+        return self.forward(weights, x, training)
+
+    def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each seed's loss, by the trial's own loss function. Cross-entropy (what `train`
+        uses) as one kernel over (seeds, classes, batch), each seed's mean taken after: 4x
+        cheaper than under vmap on the CPU, and the same values."""
+        if self.size == 1:
+            return self.loss_fn(logits[0], y[0]).unsqueeze(0)
+        if type(self.loss_fn) is nn.CrossEntropyLoss and self.loss_fn.weight is None:
+            per_example = F.cross_entropy(logits.transpose(1, 2), y, reduction="none", label_smoothing=self.loss_fn.label_smoothing)
+            return per_example.mean(1)
+        return vmap(self.loss_fn)(logits, y)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, generators) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of every seed on its own batch (x: (seeds, batch, ...)).
+        Returns each seed's loss and correct count (on the device, no sync)."""
+        with self.autocast:
+            weights = self.effective(True, generators)
+            logits = self.logits(weights, x, True)
+            losses = self.losses(logits, y)
+            penalties = self.penalties()
+            if penalties is not None:
+                losses = losses + penalties
+        self.optimizer.zero_grad(set_to_none=True)
+        # The seeds share no parameter, so the gradient of the sum is each seed's own.
+        losses.sum().backward()
+        self.optimizer.step()
+        return losses.detach(), (logits.detach().argmax(-1) == y).sum(1)
+
+    @torch.no_grad()
+    def evaluate(self, loader: DeviceData, splits: tuple[str, ...], batch_size: int) -> list[list[float]]:
+        """Per split, every seed's accuracy (NaN for an empty split); one host sync."""
+        counts = []
+        totals = []
+        with self.autocast:
+            weights = self.effective(False, [])
+            for split in splits:
+                correct = torch.zeros(self.size, device=self.device, dtype=torch.int64)
+                total = 0
+                for x, y in loader.eval_batches(split, batch_size):
+                    # the same inputs for every seed (expand: no copy)
+                    correct += (self.logits(weights, x.expand(self.size, *x.shape), False).argmax(-1) == y).sum(1)
+                    total += len(y)
+                counts.append(correct)
+                totals.append(total)
+        counts_host = torch.stack(counts).tolist() if counts else []
+        return [[c / t if t else float("nan") for c in row] for row, t in zip(counts_host, totals, strict=True)]
+
+    # -- seeds leaving
+    def seed_state(self, index: int) -> dict[str, torch.Tensor]:
+        """One seed's network state (its HiddenNetwork.net state_dict keys)."""
+        return {name: tensor[index].detach().clone() for name, tensor in self.state.items()}
+
+    def keep(self, indices: list[int]) -> None:
+        """Keep only these seeds: the others stop costing compute. Optimizer state (momentum,
+        Adam moments) and the schedule carry over."""
+        index = torch.tensor(indices, device=self.device)
+        old_size = self.size
+        old_optimizer = self.optimizer.state_dict()
+        old_schedule = self.schedule.state_dict()
+        learned = set(self.learned)
+        for name, tensor in list(self.state.items()):
+            sliced = tensor.detach().index_select(0, index)
+            self.state[name] = nn.Parameter(sliced) if name in learned else sliced
+        for entry in old_optimizer["state"].values():
+            for key, value in entry.items():
+                if torch.is_tensor(value) and value.dim() > 0 and len(value) == old_size:
+                    entry[key] = value.index_select(0, index.to(value.device))
+        self.optimizer = make_optimizer(self.config, [self.state[n] for n in self.learned])
+        self.schedule = make_schedule(self.config, self.optimizer)  # sets lr to the start's...
+        self.schedule.load_state_dict(old_schedule)
+        self.optimizer.load_state_dict(old_optimizer)  # ...this puts back the current lr
+
+
+# ---- the training loop ----------------------------------------------------------------
+@contextmanager
+def _global_rng(generator: torch.Generator, device: torch.device):
+    """Run code that draws from the global RNG (random_crop_flip) on `generator`'s stream."""
+    cuda = device.type == "cuda"
+    saved = torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state()
+    (torch.cuda.set_rng_state if cuda else torch.set_rng_state)(generator.get_state(), *((device,) if cuda else ()))
+    try:
+        yield
+    finally:
+        generator.set_state(torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state())
+        if cuda:
+            torch.cuda.set_rng_state(saved, device)
+        else:
+            torch.set_rng_state(saved)
+
+
+@dataclass
+class _Seed:
+    seed: int
+    model: HiddenNetwork
+    initial_states: list[torch.Tensor]
+    generator: torch.Generator
+    history: list[EpochRecord] = field(default_factory=list)
+    train_seconds: float = 0.0
+    sample_seconds: float = 0.0
+    samples: int = 0
+
+
+def check_cell(config: TrialConfig, seeds: Sequence[int]) -> None:
+    if not seeds:
+        raise ValueError("seeds: a cell needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: {list(seeds)} repeats a seed; each seed is one trial")
+
+
+def train_seeds(
+    config: TrialConfig,
+    seeds: Sequence[int],
+    run: RunOptions | None = None,
+    *,
+    data: DataSplits | None = None,
+    on_epoch: OnEpoch | None = None,
+    forward: str = "auto",
+) -> list[TrialResult]:
+    """Train `config` once per seed in `seeds`, vectorized; results in the order of `seeds`.
+    on_epoch(seed, record) is called after each seed's epoch (not after a diverged one, as
+    in `train`); returning True stops that seed (status "pruned"). forward: "auto" (the
+    batched layer interpreter where it applies, else vmap), "layers" or "vmap"
+    (hidden_core.batched_forward)."""
+    check_cell(config, seeds)
+    run = run or RunOptions()
+    device = resolve_device(run.device)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    splits = data if data is not None else load_data(config, run)
+    loader = DeviceData(splits, device, augment=bool(config.augment))
+    configs = [config.model_copy(update={"seed": s}) for s in seeds]
+    trials = []
+    for c in configs:
+        model = build_model(c, device)
+        generator = torch.Generator(device=device).manual_seed(c.seed)  # = train's torch.manual_seed(seed)
+        trials.append(_Seed(c.seed, model, model.weight_states(), generator))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if run.amp and device.type == "cuda" else nullcontext()
+    stack = SeedStack(config, [t.model for t in trials], device, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), autocast, forward)
+    results: dict[int, TrialResult] = {}
+    active = list(trials)
+    n = loader.n_train
+
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        lr = stack.optimizer.param_groups[0]["lr"]
+        generators = [t.generator for t in active]
+        order = torch.stack([torch.randperm(n, device=device, generator=g) for g in generators])
+        loss_sum = torch.zeros(len(active), device=device)
+        correct = torch.zeros(len(active), device=device, dtype=torch.int64)
+        for start in range(0, n, config.batch_size):
+            idx = order[:, start : start + config.batch_size]
+            x = loader.x_train[idx]
+            if loader.augment:
+                x = torch.stack([_augment(x[i], g, device) for i, g in enumerate(generators)])
+            x, y = loader._prepare(x), loader.y_train[idx]
+            losses, hits = stack.step(x, y, generators)
+            loss_sum += losses * idx.shape[1]
+            correct += hits
+        stack.schedule.step()
+        train_losses = (loss_sum / n).tolist()  # the epoch's one host sync
+        train_accs = [c / n for c in correct.tolist()]
+        train_elapsed = time.perf_counter() - started
+        finite = [math.isfinite(v) for v in train_losses]
+        accuracies = stack.evaluate(loader, ("val", "test"), run.eval_batch_size) if any(finite) else None
+        share = (time.perf_counter() - started) / len(active)
+        stopped: dict[int, str] = {}
+        for i, trial in enumerate(active):
+            trial.sample_seconds += train_elapsed / len(active)
+            trial.samples += n
+            trial.train_seconds += share
+            if not finite[i]:
+                trial.history.append(EpochRecord(epoch, train_losses[i], train_accs[i], float("nan"), float("nan"), lr, share))
+                stopped[i] = "diverged"
+                continue
+            record = EpochRecord(epoch, train_losses[i], train_accs[i], accuracies[0][i], accuracies[1][i], lr, share)
+            trial.history.append(record)
+            if on_epoch is not None and on_epoch(trial.seed, record):
+                stopped[i] = PRUNED
+            elif epoch == config.epochs:
+                stopped[i] = "completed"
+        for i, status in stopped.items():
+            trial = active[i]
+            results[trial.seed] = _finish(trial, status, epoch, stack.seed_state(i), device)
+        if stopped:
+            active = [t for i, t in enumerate(active) if i not in stopped]
+            if not active:
+                break
+            stack.keep([i for i in range(len(generators)) if i not in stopped])
+    return [results[s] for s in seeds]
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    with _global_rng(generator, device):
+        return random_crop_flip(x, CROP_PADDING)
+
+
+def _finish(trial: _Seed, status: str, epoch: int, state: dict[str, torch.Tensor], device: torch.device) -> TrialResult:
+    """The seed's TrialResult, its statistics computed on its own network."""
+    trial.model.net.load_state_dict(state)
+    sps = trial.samples / trial.sample_seconds if trial.sample_seconds else 0.0
+    return _result(status, epoch if status == "diverged" else None, trial.history, trial.model, trial.initial_states, trial.train_seconds, sps, device)
+
+
+__all__ = ["PRUNED", "SeedStack", "batched_top_k_threshold", "check_cell", "train_seeds"]

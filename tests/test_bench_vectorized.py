@@ -1,0 +1,25 @@
+"""`make bench`'s vectorized-seeds module cannot rot: its run() works in its tiny mode (a
+step or two of tiny models; the numbers mean nothing and nothing here is timed)."""
+
+import pytest
+import torch
+
+from benchmarks import bench_vectorized
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_bench_vectorized_tiny():
+    rows = bench_vectorized.run("cpu", quick=True, tiny=True)
+    assert rows
+    for r in rows:
+        assert set(r) == {"name", "value", "unit", "target", "met"}
+        assert (r["met"] is None) == (r["target"] == "")
+    names = " ".join(r["name"] for r in rows)
+    for part in ("vectorized / one seed per trial", "peak RSS", "on the path / dense today", "Conv4 width", "both vectorized"):
+        assert part in names
