@@ -240,3 +240,28 @@ def test_weight_layer_names_cover_every_masked_layer():
     tensors, shapes = learned_tensors(model)
     assert set(shapes) == set(weight_layer_names(model.net)) == {k.split("/", 1)[1] for k in tensors}
     assert all(isinstance(dict(model.net.named_modules())[n], nn.Conv2d | nn.Linear) for n in shapes)
+
+
+def test_hidden_train_save_subnet_flag(tmp_path, capsys):
+    from hidden_core.cli import main
+
+    path = tmp_path / "ep.safetensors"
+    assert main(["train", "--method", "edge_popup", "--dataset", "digits", "--epochs", "1", "--width", "0.3", "--device", "cpu",
+                 "--save-subnet", str(path), "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    f = read_subnet_file(path)
+    assert f.config.trial_id == result["trial_id"] and f.metrics["test_acc"] == result["test_acc"]
+
+
+def test_readme_reader_snippet_opens_a_file_without_hidden(trained):
+    """results/README.md's plain-safetensors reader gives the masks hidden stored."""
+    from safetensors import safe_open
+
+    _, _, path = trained["edge_popup"]
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+        shapes = json.loads(meta["shapes"])
+        mask = {k[5:]: np.unpackbits(f.get_tensor(k), count=int(np.prod(shapes[k[5:]])), bitorder="little").reshape(shapes[k[5:]])
+                for k in f.keys() if k.startswith("mask/")}
+    stored = read_subnet_file(path).layers("mask")
+    assert mask.keys() == stored.keys() and all(np.array_equal(mask[k], stored[k]) for k in mask)

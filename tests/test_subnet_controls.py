@@ -178,3 +178,7 @@ def test_export_by_id_and_best(tmp_path, capsys):
     assert code == 2 and "has no subnetwork file" in err
     code, _, err = hidden(capsys, "subnet", "export", "s", "nope", "-o", tmp_path / "d.safetensors", "--results", root)
     assert code == 2 and "no trial 'nope'" in err and not (tmp_path / "d.safetensors").exists()
+    code, _, err = hidden(capsys, "subnet", "export", "other", "--best", "-o", tmp_path / "e.safetensors", "--results", root)
+    assert code == 2 and "no sweep named 'other'" in err
+    code, _, err = hidden(capsys, "subnet", "masks", "other", "--results", root)
+    assert code == 2 and "no sweep named 'other'" in err

@@ -41,7 +41,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     if bool(args.trial_id) == bool(args.best):
         raise ConfigError(["trial_id: give one TRIAL_ID or --best, not both and not neither"])
     store = open_store(args)
-    store._require_sweep(args.sweep)
     row = _trial_row(store, args.sweep, args.trial_id, args.best, args.where, args.metric)
     source = sweep_subnet_path(store.root, args.sweep, row["trial_id"])
     if store.fs.get_file_info(source).type.name != "File":
@@ -50,7 +49,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     metrics = {k: _plain(row[k]) for k in ROW_METRICS if k in row.index}
     with tempfile.TemporaryDirectory() as tmp:
         local = source
-        if not store._local:  # safetensors reads local files: copy an object-store file down first
+        if not _local(store):  # safetensors reads local files: copy an object-store file down first
             local = os.path.join(tmp, "subnet.safetensors")
             with store.fs.open_input_stream(source) as src, open(local, "wb") as dst:
                 dst.write(src.read())
@@ -58,6 +57,12 @@ def cmd_export(args: argparse.Namespace) -> int:
                                  cell_id=_plain(row.get("cell_id")))
     print(f"exported trial {row['trial_id']} of {args.sweep} (status {row['status']}, val {metrics.get('val_acc')}, test {metrics.get('test_acc')}) to {target}")
     return 0
+
+
+def _local(store) -> bool:
+    import pyarrow.fs as pafs
+
+    return isinstance(store.fs, pafs.LocalFileSystem)
 
 
 def _plain(value):
@@ -118,8 +123,9 @@ def cmd_masks(args: argparse.Namespace) -> int:
         raise ConfigError(["sweep: give a SWEEP or --files FILE..., not both and not neither"])
     if args.sweep:
         store = open_store(args)
-        store._require_sweep(args.sweep)
-        if not store._local:
+        if args.sweep not in store.sweeps():
+            raise ConfigError([f"sweep: no sweep named {args.sweep!r} in {store.uri}; available sweeps: {', '.join(store.sweeps()) or '(none)'}"])
+        if not _local(store):
             raise ConfigError([f"results: mask analysis reads files from a local results folder; {store.uri} is not one (copy the sweep down first)"])
         folder = os.path.join(store.root, args.sweep, SWEEP_FOLDER)
         paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(SUFFIX)) if os.path.isdir(folder) else []

@@ -74,11 +74,13 @@ class SubnetFile:
     def layers(self, kind: str) -> dict[str, np.ndarray]:
         """{layer name: tensor} of one kind; packed kinds come back unpacked as bool arrays."""
         prefix = kind + "/"
+        order = {layer: i for i, layer in enumerate(self.shapes)}  # the network's order (safetensors sorts names)
+        names = sorted((n for n in self.tensors if n.startswith(prefix)), key=lambda n: (order.get(n[len(prefix):], len(order)), n))
         out = {}
-        for name, value in self.tensors.items():
-            if name.startswith(prefix):
-                layer = name[len(prefix):]
-                out[layer] = unpack_bits(value, self.shapes[layer]) if kind in PACKED_KINDS else value
+        for name in names:
+            layer = name[len(prefix):]
+            value = self.tensors[name]
+            out[layer] = unpack_bits(value, self.shapes[layer]) if kind in PACKED_KINDS else value
         return out
 
 

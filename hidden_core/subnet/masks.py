@@ -131,6 +131,10 @@ def plot(table: pd.DataFrame, path: str | Path) -> Path:
         axes[1].plot(x, rows["jaccard"], marker="o", color=color, label=label)
         axes[1].plot(x, rows["jaccard_chance"], linestyle="--", color=color)
         axes[2].errorbar(x, rows["abs_w_auc_mean"], yerr=rows["abs_w_auc_std"], marker="o", color=color, label=label)
+    layers = list(dict.fromkeys(table["layer"]))
+    if all(len(rows) == len(layers) and list(rows["layer"]) == layers for _, rows in table.groupby("cell", sort=False)):
+        for ax in axes:
+            ax.set_xticks(np.arange(len(layers)), layers, rotation=30, ha="right", fontsize=8)
     axes[0].set(title="fraction kept (masks) / flipped (signs)", xlabel="layer", ylabel="fraction")
     axes[1].set(title="Jaccard between seeds (dashed: chance)", xlabel="layer", ylabel="Jaccard")
     axes[2].axhline(0.5, color="gray", linewidth=0.8)
