@@ -149,6 +149,7 @@ class _ObjectFile:
         return self.read() == data
 
     def replace(self, data: bytes) -> None:
+        self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(self.path) as f:
             f.write(data)
 
