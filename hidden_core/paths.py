@@ -4,9 +4,9 @@
     <results>/<sweep>/checkpoints/<trial_id>/  a trial's latest checkpoint while it is not final
     <results>/<sweep>/lease.json               the live driver of the sweep (lease.py)
     <results>/<sweep>/_studies.db              Optuna studies (pruning and sampling history)
-    <results>/<sweep>/_tune/                   Tune's bookkeeping of the run in progress (never restored)
 
-Only the store and the checkpoints are durable state; everything else is rebuilt by a run.
+Only the store and the checkpoints are durable state of a run; Tune's own bookkeeping stays
+in a driver-local folder (ray_setup.py) and is never restored.
 Imports nothing of the project: the store, the Tune side and the CLI all use it.
 """
 
@@ -17,7 +17,6 @@ import os
 CHECKPOINTS_DIR = "checkpoints"
 LEASE_FILE = "lease.json"
 STUDIES_FILE = "_studies.db"
-TUNE_DIR = "_tune"
 
 
 def is_url(root: str) -> bool:
@@ -52,11 +51,3 @@ def trial_checkpoint_dir(root: str | os.PathLike[str], sweep: str, trial_id: str
 
 def lease_path(root: str | os.PathLike[str], sweep: str) -> str:
     return join(sweep_dir(root, sweep), LEASE_FILE)
-
-
-def studies_path(root: str | os.PathLike[str], sweep: str) -> str:
-    return join(sweep_dir(root, sweep), STUDIES_FILE)
-
-
-def tune_dir(root: str | os.PathLike[str], sweep: str) -> str:
-    return join(sweep_dir(root, sweep), TUNE_DIR)

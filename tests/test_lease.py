@@ -76,3 +76,9 @@ def test_heartbeat_renews_and_a_lost_lease_is_noticed(tmp_path):
     finally:
         lease.release()
     assert json.loads(path.read_text())["token"] == "thief"  # not ours to delete
+
+
+def test_a_run_that_wrote_nothing_leaves_no_folder_behind(tmp_path):
+    with SweepLease(str(tmp_path / "new" / "results"), "s"):
+        assert (tmp_path / "new" / "results" / "s" / "lease.json").exists()
+    assert not (tmp_path / "new").exists()

@@ -13,7 +13,7 @@ from hidden_core.cli import main as cli_main
 from hidden_core.config import ConfigError, TrialConfig, make_config
 from hidden_core.spec import cell_id, check_resources, load_spec, parse_spec
 from hidden_core.store import ResultStore
-from hidden_core.tune.runner import describe_todo, plan_todo
+from hidden_core.tune.planning import describe_todo, plan_todo
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = sorted((Path(__file__).parent / "data" / "bad_specs").glob("*.yaml"))

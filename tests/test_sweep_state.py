@@ -87,6 +87,10 @@ def _checkpoint_epochs(results: Path, sweep: str) -> dict[str, list[dict]]:
     return out
 
 
+def _folders(root: Path) -> list[Path]:
+    return list(root.iterdir()) if root.exists() else []
+
+
 def _hidden_temp_folders(trial_ids: set[str]) -> list[str]:
     return [p for p in os.listdir(tempfile.gettempdir()) if p.startswith("hidden-") and any(t in p for t in trial_ids)]
 
@@ -117,7 +121,7 @@ def test_two_drivers_one_second_apart_and_ray_address_pointing_nowhere(tmp_path:
     assert _report(first_out)["counts"]["completed"] == 4
     assert (stale_tmp / "ray_current_cluster").read_text() == "127.0.0.1:1"  # not ours: untouched
     assert sorted(os.listdir(stale_tmp)) == ["ray_current_cluster"]  # nothing of the run went there
-    assert not list(ray_root.iterdir())  # the run's Ray temp dir is gone
+    assert not _folders(ray_root)  # the run's Ray temp dir is gone
     assert sorted(p.name for p in (results / "twodrivers").iterdir()) == ["epochs", "trials"]
 
 
@@ -153,7 +157,7 @@ def test_driver_killed_three_times_then_rerun(tmp_path: Path, ray_root: Path):
             while time.monotonic() < deadline:
                 if driver.poll() is not None:
                     pytest.fail(f"the driver ended before the kill ({what}):\n{driver.stdout.read()[-3000:]}")
-                ray_folders |= {str(p) for p in ray_root.iterdir() if p.name.startswith(f"{driver.pid}-")}
+                ray_folders |= {str(p) for p in _folders(ray_root) if p.name.startswith(f"{driver.pid}-")}
                 if condition(final_count() - done_before, _checkpoint_epochs(results, "killed"), at_start):
                     break
                 time.sleep(0.2)
@@ -216,7 +220,7 @@ def test_a_killed_worker_is_retried_from_the_trials_checkpoint(tmp_path: Path, r
                 pytest.fail(f"the driver ended before the kill:\n{driver.stdout.read()[-3000:]}")
             ckpt = _checkpoint_epochs(results, "workerkill")
             if any(len(h) >= 3 for h in ckpt.values()):
-                for folder in ray_root.iterdir():
+                for folder in _folders(ray_root):
                     for pid in processes_of(str(folder)):
                         try:
                             title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")

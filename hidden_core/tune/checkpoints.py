@@ -93,6 +93,7 @@ class TrialCheckpoint:
         if not os.path.exists(source):
             return
         fs, base = _fs(self.folder)
+        fs.create_dir(base, recursive=True)  # object stores have no folders: a no-op or a marker there
         with open(source, "rb") as src, fs.open_output_stream(f"{base}/{name}") as dst:
             shutil.copyfileobj(src, dst)
 

@@ -72,6 +72,7 @@ def _pid_alive(pid: int) -> bool:
 class _LocalFile:
     def __init__(self, path: str):
         self.path = path
+        self.made_dirs: list[str] = []  # folders the lease created (removed with it when empty)
 
     def read(self) -> bytes | None:
         try:
@@ -81,7 +82,13 @@ class _LocalFile:
             return None
 
     def create(self, data: bytes) -> bool:
+        folder = os.path.dirname(self.path)
+        missing = []
+        while folder and not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.made_dirs = missing or self.made_dirs
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -124,6 +131,11 @@ class _LocalFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        for folder in self.made_dirs:  # deepest first: a run that wrote nothing leaves nothing
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
 
 
 class _ObjectFile:
@@ -149,6 +161,7 @@ class _ObjectFile:
         return self.read() == data
 
     def replace(self, data: bytes) -> None:
+        self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(self.path) as f:
             f.write(data)
 

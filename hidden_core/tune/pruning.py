@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from hidden_core import paths
 from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
 from hidden_core.spec import PrunerSpec, SearchPoint, SweepSpec
 
@@ -75,13 +76,13 @@ def default_study_storage(results_root: str, sweep: str) -> str:
     import os
     from pathlib import Path
 
-    if "://" in results_root and not results_root.startswith("file://"):
+    if paths.is_url(results_root):
         folder = Path.home() / ".cache" / "hidden" / "studies"
         log.warning("results are remote (%s); keeping Optuna studies in %s (set study_storage to share them)", results_root, folder)
     else:
-        folder = Path(results_root.removeprefix("file://")) / sweep
+        folder = Path(paths.sweep_dir(results_root, sweep))
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{os.path.abspath(folder / '_studies.db')}"
+    return f"sqlite:///{os.path.abspath(folder / paths.STUDIES_FILE)}"
 
 
 class CellStudies:

@@ -91,11 +91,15 @@ def run_sweep(
     if todo.count == 0:
         report.wall_seconds = time.perf_counter() - started
         return report
+    # a cluster that will not let this driver in fails here, before anything is written
+    checked = False
+    if address and not ray_setup.ray_initialized():
+        address, checked = ray_setup.check_address(address), True
     with SweepLease(results_root, spec.name):
         todo = plan_todo(spec, store)  # again, now that no other driver can change it
         report.skipped, report.to_run = todo.skipped, todo.count
         if todo.count:
-            _run(spec, store, results_root, todo, report, address=address, study_storage=study_storage, progress=progress,
+            _run(spec, store, results_root, todo, report, address=address, checked=checked, study_storage=study_storage, progress=progress,
                  skip_resource_check=skip_resource_check, max_concurrent=max_concurrent, num_cpus=num_cpus,
                  train_fn=train_fn, report_every_s=report_every_s, keep_ray=keep_ray, callbacks=callbacks, out=out)
     report.wall_seconds = time.perf_counter() - started
@@ -103,7 +107,7 @@ def run_sweep(
 
 
 def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, *, address: str | None,
-         study_storage: str | None, progress: bool | Any, skip_resource_check: bool, max_concurrent: int | None,
+         checked: bool, study_storage: str | None, progress: bool | Any, skip_resource_check: bool, max_concurrent: int | None,
          num_cpus: int | None, train_fn: Callable[..., Any] | None, report_every_s: float | None, keep_ray: bool,
          callbacks: Sequence[Any], out: Any) -> None:
     from hidden_core.tune.sweep_data import check_data, load_data
@@ -130,10 +134,6 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         except BaseException as err:  # re-raised in the main thread
             data_box["error"] = err
 
-    # a cluster that will not let this driver in fails here, before any data is built
-    checked = False
-    if address and not ray_setup.ray_initialized():
-        address, checked = ray_setup.check_address(address), True
     loader = threading.Thread(target=load, name="hidden-data", daemon=True)
     loader.start()
     ray_started: ray_setup.EmbeddedRay | bool = False
