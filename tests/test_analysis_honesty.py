@@ -108,6 +108,8 @@ def test_any_numeric_axis_and_non_size_axes_get_no_law():
     k = _frame(grid(methods=("dense", "edge_popup"), widths=(1,), keep_fractions=(0.1, 0.3, 0.5, 0.7)))
     by_k = analyze_scaling(k, x="keep_fraction")
     assert not by_k.law_fitted and (by_k.fits["reason"] == "keep_fraction is not a size axis").all()
+    bn = analyze_scaling(_frame(grid(methods=("dense", "bn_only"), widths=(1, 2, 4, 8))), x="disabled_features")
+    assert bn.labels == ["bn_only"] and bn.points["disabled_features"].nunique() == 4 and not bn.law_fitted
     with pytest.raises(ConfigError, match="'method' is not a numeric column"):
         analyze_scaling(frame, x="method", by=["model"])
 
