@@ -184,3 +184,17 @@ def test_best_cli_explains_an_empty_choice(tmp_path):
     out = subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "best", "v", "--by", "width", "--results", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 2 and "val_fraction 0" in out.stderr and "(no rows)" not in out.stdout
     io.StringIO(out.stdout)
+
+
+def test_two_widths_draw_no_law_and_one_width_hints_only_at_axes_that_vary():
+    from hidden_core.analysis import plot_accuracy_vs_x
+
+    two = analyze_scaling(_frame(grid(methods=("dense", "edge_popup"), widths=(1, 2))))
+    ax = plot_accuracy_vs_x(two).axes[0]
+    assert "no law fitted" in ax.get_title() and "fitted law" not in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert two.fits["reason"].str.startswith("only 2 distinct width").all()
+    one = _frame(grid(methods=("dense",), widths=(1,)))
+    with pytest.raises(ConfigError, match=r"nothing to scale over$"):
+        analyze_scaling(one)
+    with pytest.raises(ConfigError, match=r"varying: depth.*try --x depth"):
+        analyze_scaling(_frame(grid(methods=("dense",), widths=(1,), depths=(1, 2))))
