@@ -94,6 +94,8 @@ def make_trial(
         "params_active": params // 2,
         "params_learned": params,
         "changed_fraction": 0.3,
+        # bn_only switches features off; wider networks can afford to switch off more
+        "disabled_features": float(np.clip(0.1 * np.log2(2 * config.width), 0, 0.9)) if config.method == "bn_only" else None,
         "density": 0.5,
         "train_seconds": 1.5 * epochs,
         "samples_per_second": 4000.0,

@@ -4,7 +4,6 @@ a report that says what was run, and `results best` counting every seed."""
 
 from __future__ import annotations
 
-import io
 import math
 import subprocess
 import sys
@@ -42,7 +41,9 @@ def test_default_metric_is_test_accuracy_at_the_best_validation_epoch(trials):
     frame = trials.assign(test_acc=0.5)  # the final epoch's number must not leak in
     analysis = analyze_scaling(frame)
     assert analysis.metric == TEST_METRIC == "test_acc_at_best_val"
-    assert analysis.points[TEST_METRIC].to_numpy() == pytest.approx(frame.loc[frame["trial_id"].isin(analysis.points["trial_id"]), TEST_METRIC].sort_values().to_numpy(), abs=1) and (analysis.points[TEST_METRIC] != 0.5).all()
+    by_id = frame.set_index("trial_id")[TEST_METRIC]
+    assert analysis.points[TEST_METRIC].to_numpy() == pytest.approx(by_id.loc[analysis.points["trial_id"]].to_numpy())
+    assert (analysis.points[TEST_METRIC] != 0.5).all()
     final = analyze_scaling(frame, metric="test_acc")
     assert final.metric == "test_acc" and final.fits["fit"].eq("refused").all()  # all 0.5: flat
 
@@ -108,6 +109,8 @@ def test_any_numeric_axis_and_non_size_axes_get_no_law():
     k = _frame(grid(methods=("dense", "edge_popup"), widths=(1,), keep_fractions=(0.1, 0.3, 0.5, 0.7)))
     by_k = analyze_scaling(k, x="keep_fraction")
     assert not by_k.law_fitted and (by_k.fits["reason"] == "keep_fraction is not a size axis").all()
+    bn = analyze_scaling(_frame(grid(methods=("dense", "bn_only"), widths=(1, 2, 4, 8))), x="disabled_features")
+    assert bn.labels == ["bn_only"] and bn.points["disabled_features"].nunique() == 4 and not bn.law_fitted
     with pytest.raises(ConfigError, match="'method' is not a numeric column"):
         analyze_scaling(frame, x="method", by=["model"])
 
@@ -181,4 +184,17 @@ def test_best_cli_explains_an_empty_choice(tmp_path):
     store.write_trials("v", rows.drop(columns=["sweep"], errors="ignore"))
     out = subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "best", "v", "--by", "width", "--results", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 2 and "val_fraction 0" in out.stderr and "(no rows)" not in out.stdout
-    io.StringIO(out.stdout)
+
+
+def test_two_widths_draw_no_law_and_one_width_hints_only_at_axes_that_vary():
+    from hidden_core.analysis import plot_accuracy_vs_x
+
+    two = analyze_scaling(_frame(grid(methods=("dense", "edge_popup"), widths=(1, 2))))
+    ax = plot_accuracy_vs_x(two).axes[0]
+    assert "no law fitted" in ax.get_title() and "fitted law" not in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert two.fits["reason"].str.startswith("only 2 distinct width").all()
+    one = _frame(grid(methods=("dense",), widths=(1,)))
+    with pytest.raises(ConfigError, match=r"nothing to scale over$"):
+        analyze_scaling(one)
+    with pytest.raises(ConfigError, match=r"varying: depth.*try --x depth"):
+        analyze_scaling(_frame(grid(methods=("dense",), widths=(1,), depths=(1, 2))))

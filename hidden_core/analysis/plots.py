@@ -39,6 +39,7 @@ AXIS_LABELS = {
     "params_learned": "learned parameters",
     "params_total": "parameters",
     "changed_fraction": "fraction of connections changed from initialization",
+    "disabled_features": "fraction of BN features disabled (|gamma| < 0.01)",
 }
 LEGEND_BESIDE = 6  # more groups than this: the legend goes beside the axes, in columns if needed
 

@@ -31,7 +31,9 @@ from hidden_core.config import (
     ConfigError,
     TrialConfig,
 )
-from hidden_core.records import ANALYZED_STATUSES  # diverged, pruned and failed rows are counted, not fitted
+from hidden_core.records import (
+    ANALYZED_STATUSES,  # diverged, pruned and failed rows are counted, not fitted
+)
 
 DENSE = "dense"
 BARE_LABELS = frozenset({"method", "model_name"})  # values that name themselves: "dense", not "method=dense"

@@ -107,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with dense (unpaired and paired over seeds), and write plots, fits.csv, gaps.csv and report.md.",
     )
     p.add_argument("sweep", metavar="SWEEP")
-    p.add_argument("--x", default="width", metavar="COLUMN", help="the x axis: any numeric column, e.g. width, depth, keep_fraction, params_active, params_learned, changed_fraction (default width)")
+    p.add_argument("--x", default="width", metavar="COLUMN", help="the x axis: any numeric column, e.g. width, depth, keep_fraction, params_active, params_learned, changed_fraction, disabled_features (default width)")
     p.add_argument("--by", nargs="+", metavar="COL", help="group columns (default method); other grid axes that vary are split automatically")
     p.add_argument("--where", metavar="EXPR", help="filter trials first, e.g. \"dataset == 'mnist1d'\"")
     p.add_argument("--metric", default=TEST_METRIC, help=f"accuracy column (default {TEST_METRIC}: test accuracy at the best-validation epoch; {FINAL_TEST_METRIC} = the final epoch's)")
