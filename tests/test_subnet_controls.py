@@ -182,3 +182,27 @@ def test_export_by_id_and_best(tmp_path, capsys):
     assert code == 2 and "no sweep named 'other'" in err
     code, _, err = hidden(capsys, "subnet", "masks", "other", "--results", root)
     assert code == 2 and "no sweep named 'other'" in err
+
+
+def test_supermask_controls_permute_logits(tmp_path):
+    config = make_config(method="supermask", model="mlp", depth=0, dataset="digits", seed=2)
+    model = build_model(config)
+    with torch.no_grad():
+        model.net.classifier.parametrizations.weight[0].logits.normal_(generator=torch.Generator().manual_seed(0))
+    f = read_subnet_file(save_subnet(tmp_path / "sm.safetensors", model, config))
+    found = f.layers("logits")["classifier"]
+    shuffled = control_states(f, "shuffled", np.random.default_rng(0))["logits"]["classifier"]
+    assert np.array_equal(np.sort(shuffled, axis=1), np.sort(found, axis=1)) and not np.array_equal(shuffled, found)
+    table = run_controls(f, Evaluator(f, device="cpu"), draws=2)
+    assert list(table["control"]) == ["found", "random", "shuffled", "fresh"] and table["test_acc"].between(0, 1).all()
+
+
+def test_saving_imports_no_ray(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from hidden_core import make_config; from hidden_core.methods import build_model;"
+            "from hidden_core.subnet.state import save_subnet; c = make_config(method='sign_flip');"
+            f"save_subnet({str(tmp_path / 'x.safetensors')!r}, build_model(c), c); assert 'ray' not in sys.modules, 'ray imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
