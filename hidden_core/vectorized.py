@@ -102,15 +102,20 @@ OnEpoch = Callable[[int, EpochRecord], bool | None]
 
 
 # ---- effective weights of all seeds at once -------------------------------------------
-def batched_top_k_threshold(magnitudes: torch.Tensor, kept: int) -> torch.Tensor:
+def batched_top_k_threshold(magnitudes: torch.Tensor, kept: int, *, in_place: bool = False) -> torch.Tensor:
     """Per row of (seeds, n) magnitudes, the kept-th largest: edge-popup's per-layer
     threshold (hidden_core.methods.edge_popup.top_k_threshold) for every seed in one call.
     On the CPU numpy's partition along the rows (as edge_popup picks on the CPU), elsewhere
-    kthvalue along the rows."""
+    kthvalue along the rows. in_place (CPU only, contiguous `magnitudes`): reorder the
+    rows themselves instead of a copy (a wide layer's copy is fresh memory, paid in page
+    faults)."""
     n = magnitudes.shape[1]
     if magnitudes.device.type == "cpu" and magnitudes.dtype in (torch.float32, torch.float64):
-        values = np.partition(magnitudes.detach().numpy(), n - kept, axis=1)[:, n - kept]
-        return torch.from_numpy(values)
+        values = magnitudes.detach().numpy()
+        if in_place and magnitudes.is_contiguous():
+            values.partition(n - kept, axis=1)
+            return torch.from_numpy(values[:, n - kept].copy())
+        return torch.from_numpy(np.partition(values, n - kept, axis=1)[:, n - kept])
     return magnitudes.kthvalue(n - kept + 1, dim=1).values
 
 
@@ -123,7 +128,10 @@ class _BatchedTopKMaskedWeight(torch.autograd.Function):
     def forward(ctx, weight, scores, kept):
         ctx.save_for_backward(weight, scores)
         magnitudes = scores.abs()
-        threshold = batched_top_k_threshold(magnitudes.reshape(len(scores), -1), kept)
+        in_place = magnitudes.device.type == "cpu" and magnitudes.is_contiguous()
+        threshold = batched_top_k_threshold(magnitudes.view(len(scores), -1) if in_place else magnitudes.reshape(len(scores), -1), kept, in_place=in_place)
+        if in_place:
+            torch.abs(scores, out=magnitudes)  # refill the partitioned buffer
         threshold = threshold.view(-1, *([1] * (scores.dim() - 1)))
         return weight * magnitudes.ge_(threshold)
 

@@ -211,3 +211,11 @@ def test_last_seed_left_continues_alone():
     results = train_seeds(config, [0, 1], RUN, data=data, on_epoch=lambda seed, record: seed == 0)
     assert results[0].status == PRUNED and results[0].epochs_run == 1
     assert_same(results[1], train(config.model_copy(update={"seed": 1}), RUN, data=data))
+
+
+def test_batched_threshold_in_place_equals_the_copy():
+    magnitudes = torch.rand(3, 777, generator=torch.Generator().manual_seed(2))
+    expected = batched_top_k_threshold(magnitudes, 300)
+    reordered = magnitudes.clone()
+    assert torch.equal(batched_top_k_threshold(reordered, 300, in_place=True), expected)
+    assert torch.equal(reordered.sort(1).values, magnitudes.sort(1).values)  # the same values, reordered
