@@ -273,9 +273,9 @@ CLAIMS: tuple[Claim, ...] = (
           ("repro_connectivity",), "sweeps/connectivity.yaml", analyse_connectivity),
     Claim("e", "Rosenfeld & Tsotsos: learning a small random fraction of the weights comes close to training all",
           "Rosenfeld & Tsotsos 2019: training a small random subset of the weights (a few percent) reaches accuracy close to full training",
-          ("repro_learn_fraction",), "(none yet: the small spec is the only one)", analyse_fraction),
+          ("repro_learn_fraction",), "(none: none of the four reference repositories is Rosenfeld & Tsotsos'; the small spec is the only one)", analyse_fraction),
     Claim("f", "Zhou et al.: supermasks reach far above chance", "Zhou et al. 2019 (abstract): masks applied to untrained networks reach 86% on MNIST and 41% on CIFAR-10 (heuristic supermasks); learned supermasks (train_supermask.py) go higher",
-          ("repro_supermask",), "(none yet: the small spec is the only one)", analyse_supermask),
+          ("repro_supermask",), "sweeps/supermask_mnist.yaml", analyse_supermask),
 )
 
 
@@ -338,7 +338,8 @@ def write_report(results: str, wall_seconds: float | None) -> str:
     for claim in CLAIMS:
         lines += [f"## ({claim.key}) {claim.title}", "", f"**Published.** {claim.published}", ""]
         specs = ", ".join(f"`sweeps/repro/{s.removeprefix('repro_')}.yaml`" for s in claim.sweeps)
-        lines += [f"**Small spec.** {specs}. **Paper-scale spec.** `{claim.paper_spec}`.", ""]
+        paper = claim.paper_spec if claim.paper_spec.startswith("(") else f"`{claim.paper_spec}`"
+        lines += [f"**Small spec.** {specs}. **Paper-scale spec.** {paper}.", ""]
         data = {s: _final(store, s) for s in claim.sweeps if s in known}
         data = {s: d for s, d in data.items() if not d.empty}
         missing = [s for s in claim.sweeps if s not in data]
