@@ -11,6 +11,7 @@ interval. This module imports neither torch nor Ray (the sweeps run in a subproc
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import subprocess
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REPRO_DIR = ROOT / "sweeps" / "repro"
 FIGURE_DIR = ROOT / "docs" / "reproductions"
 REPORT = ROOT / "REPRODUCTIONS.md"
-TIMINGS = "reproduce_timings.json"  # in the results folder: wall seconds of each sweep's last run
+TIMINGS = "reproduce_timings.json"  # in the results folder: wall seconds of the runs that made each sweep's trials
 METRIC = "test_acc_at_best_val"  # the one test metric: test accuracy at the best validation epoch
 MNIST1D_TEST = 1000  # test signals of MNIST-1D: the n of each trial's test accuracy
 Z95 = 1.959963984540054
@@ -119,20 +120,34 @@ def _series(ax, frame: pd.DataFrame, x: str, label: str, style: str = "o-") -> N
 
 
 def analyse_width(data, fig_path):
-    frame = data["repro_edge_popup_width"]
-    rows = cells(frame, ["method", "width"], lambda r: f"{r['method']} width {r['width']:g}")
-    ep, dense = frame[frame.method == "edge_popup"], frame[frame.method == "dense"]
-    gaps = {w: dense[dense.width == w][METRIC].mean() - ep[ep.width == w][METRIC].mean() for w in sorted(frame.width.unique())}
-    widths = sorted(gaps)
-    _figure(fig_path, lambda ax: (_series(ax, ep, "width", "edge_popup k=0.5"), _series(ax, dense, "width", "dense", "s--"), ax.set_xscale("log", base=2)), "width multiplier")
-    gap_text = ", ".join(f"width {w:g}: {100 * g:+.1f}" for w, g in gaps.items())
-    shrinks = gaps[widths[-1]] < gaps[widths[0]]
-    ratio = ep[ep.width == widths[-1]][METRIC].mean() / dense[dense.width == widths[-1]][METRIC].mean()
-    verdict = (
-        f"{'Reproduced' if shrinks and ratio >= 0.9 else 'Not reproduced'} at small scale: the dense minus edge-popup gap (points) is {gap_text}; "
-        f"at width {widths[-1]:g} edge-popup reaches {100 * ratio:.0f}% of dense (criterion: the gap shrinks from the narrowest to the widest network and the widest reaches >= 90% of dense)."
-    )
-    return table(rows), verdict
+    bodies, verdicts, panels = [], [], []
+    for sweep, arch in (("repro_edge_popup_width", "MLP"), ("repro_edge_popup_width_conv", "1-D Conv2")):
+        if sweep not in data:
+            continue
+        frame = data[sweep]
+        rows = cells(frame, ["method", "width"], lambda r, arch=arch: f"{arch} {r['method']} width {r['width']:g}")
+        ep, dense = frame[frame.method == "edge_popup"], frame[frame.method == "dense"]
+        widths = sorted(frame.width.unique())
+        gaps = {w: dense[dense.width == w][METRIC].mean() - ep[ep.width == w][METRIC].mean() for w in widths}
+        ratio = ep[ep.width == widths[-1]][METRIC].mean() / dense[dense.width == widths[-1]][METRIC].mean()
+        shrinks = gaps[widths[-1]] < gaps[widths[0]]
+        gap_text = ", ".join(f"width {w:g}: {100 * g:+.1f}" for w, g in gaps.items())
+        verdicts.append(
+            f"{arch}: {'reproduced' if shrinks and ratio >= 0.9 else 'not reproduced'}; the dense minus edge-popup gap (points) is {gap_text}, "
+            f"and at width {widths[-1]:g} edge-popup reaches {100 * ratio:.0f}% of dense."
+        )
+        bodies.append(table(rows))
+        panels.append((arch, ep, dense))
+
+    def draw(ax):
+        for i, (arch, ep, dense) in enumerate(panels):
+            _series(ax, ep, "width", f"{arch} edge_popup k=0.5", "o-" if i == 0 else "o-.")
+            _series(ax, dense, "width", f"{arch} dense", "s--" if i == 0 else "s:")
+        ax.set_xscale("log", base=2)
+
+    _figure(fig_path, draw, "width multiplier")
+    verdict = " ".join(verdicts) + " (Criterion: the gap shrinks from the narrowest to the widest network and the widest reaches >= 90% of dense.)"
+    return "\n\n".join(bodies), verdict
 
 
 def analyse_k(data, fig_path):
@@ -247,7 +262,7 @@ def analyse_supermask(data, fig_path):
 CLAIMS: tuple[Claim, ...] = (
     Claim("a", "edge-popup: wider random networks hide subnetworks that approach dense accuracy",
           "Ramanujan et al. 2020: as Conv4/Conv6 grow wider the best subnetwork closes the gap to the dense network (CIFAR-10); a randomly weighted Wide ResNet-50 hides a subnetwork matching a trained ResNet-34 on ImageNet (73.3% top-1, hidden-networks README)",
-          ("repro_edge_popup_width",), "sweeps/edge_popup_width.yaml", analyse_width),
+          ("repro_edge_popup_width", "repro_edge_popup_width_conv"), "sweeps/edge_popup_width.yaml", analyse_width),
     Claim("b", "edge-popup: accuracy is hump-shaped in k", "Ramanujan et al. 2020, Conv2..Conv8 figure: best k between 0.3 and 0.7 (about 77.5 / 86 / 88 / 88.5% for Conv2 / 4 / 6 / 8 on CIFAR-10)",
           ("repro_edge_popup_k",), "sweeps/edge_popup_conv.yaml", analyse_k),
     Claim("c", "BN-only: accuracy grows with depth and width; BatchNorm disables a sizeable fraction of features",
@@ -258,24 +273,45 @@ CLAIMS: tuple[Claim, ...] = (
           ("repro_connectivity",), "sweeps/connectivity.yaml", analyse_connectivity),
     Claim("e", "Rosenfeld & Tsotsos: learning a small random fraction of the weights comes close to training all",
           "Rosenfeld & Tsotsos 2019: training a small random subset of the weights (a few percent) reaches accuracy close to full training",
-          ("repro_learn_fraction",), "(none yet: the small spec is the only one)", analyse_fraction),
+          ("repro_learn_fraction",), "(none: none of the four reference repositories is Rosenfeld & Tsotsos'; the small spec is the only one)", analyse_fraction),
     Claim("f", "Zhou et al.: supermasks reach far above chance", "Zhou et al. 2019 (abstract): masks applied to untrained networks reach 86% on MNIST and 41% on CIFAR-10 (heuristic supermasks); learned supermasks (train_supermask.py) go higher",
-          ("repro_supermask",), "(none yet: the small spec is the only one)", analyse_supermask),
+          ("repro_supermask",), "sweeps/supermask_mnist.yaml", analyse_supermask),
 )
 
 
 # ---- running -------------------------------------------------------------------------------------
 def run_sweeps(results: str, timings_path: Path) -> None:
+    """Run each claim's sweeps one after another. A sweep's wall time is added to the timings
+    when the run finished trials of the current spec (a rerun that skips everything adds
+    nothing); a spec whose plan changed starts its count again."""
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    store = ResultStore(results)
     for claim in CLAIMS:
         for sweep in claim.sweeps:
             spec = REPRO_DIR / f"{sweep.removeprefix('repro_')}.yaml"
+            planned = sorted(load_spec(spec).plan().by_id)
+            before = _done(store, sweep, planned)
             started = time.monotonic()
             cmd = [sys.executable, "-m", "hidden_core.cli", "sweep", "run", str(spec), "--results", results, "--quiet"]
             print(f"reproduce: {' '.join(cmd[2:])}", flush=True)
             subprocess.run(cmd, check=True)
-            timings[sweep] = round(time.monotonic() - started, 1)
+            seconds = time.monotonic() - started
+            after = _done(store, sweep, planned)
+            entry = timings.get(sweep, {})
+            if entry.get("plan") != _plan_key(planned):
+                entry = {"plan": _plan_key(planned), "seconds": 0.0}
+            if after > before:
+                entry["seconds"] = round(entry["seconds"] + seconds, 1)
+            timings[sweep] = entry
             timings_path.write_text(json.dumps(timings, indent=1))
+
+
+def _done(store: ResultStore, sweep: str, planned: list[str]) -> int:
+    return len(store.final_trial_ids(sweep) & set(planned)) if sweep in store.sweeps() else 0
+
+
+def _plan_key(planned: list[str]) -> str:
+    return hashlib.sha256(",".join(planned).encode()).hexdigest()[:16]
 
 
 def write_report(results: str, wall_seconds: float | None) -> str:
@@ -302,14 +338,18 @@ def write_report(results: str, wall_seconds: float | None) -> str:
     for claim in CLAIMS:
         lines += [f"## ({claim.key}) {claim.title}", "", f"**Published.** {claim.published}", ""]
         specs = ", ".join(f"`sweeps/repro/{s.removeprefix('repro_')}.yaml`" for s in claim.sweeps)
-        lines += [f"**Small spec.** {specs}. **Paper-scale spec.** `{claim.paper_spec}`.", ""]
-        missing = [s for s in claim.sweeps if s not in known]
-        data = {s: _final(store, s) for s in claim.sweeps if s not in missing}
-        if missing or any(d.empty for d in data.values()):
-            lines += [f"**Result.** Not run yet (no finished trials of {', '.join(missing) or 'these sweeps'}).", ""]
+        paper = claim.paper_spec if claim.paper_spec.startswith("(") else f"`{claim.paper_spec}`"
+        lines += [f"**Small spec.** {specs}. **Paper-scale spec.** {paper}.", ""]
+        data = {s: _final(store, s) for s in claim.sweeps if s in known}
+        data = {s: d for s, d in data.items() if not d.empty}
+        missing = [s for s in claim.sweeps if s not in data]
+        if not data or missing == [claim.sweeps[0]]:
+            lines += [f"**Result.** Not run yet (no finished trials of {', '.join(missing)}).", ""]
             continue
+        if missing:
+            lines += [f"(Not run yet: {', '.join(missing)}; the result below is without it.)", ""]
         seconds = sum(float(d["train_seconds"].sum()) for d in data.values())
-        wall = sum(timings.get(s, math.nan) for s in claim.sweeps)
+        wall = sum(timings.get(s, {}).get("seconds", math.nan) for s in claim.sweeps)
         total += seconds
         fig = FIGURE_DIR / f"claim_{claim.key}.png"
         body, verdict = claim.analyse(data, fig)
@@ -327,7 +367,7 @@ def write_report(results: str, wall_seconds: float | None) -> str:
     lines += ["## Time", ""]
     lines.append(f"Training time summed over all trials: {total / 60:.1f} min (trials run two at a time on 2 shared cores).")
     if timings:
-        lines.append(f"Wall time of the sweeps' last runs, one after another: {_minutes(sum(timings.values()))}.")
+        lines.append(f"Wall time of the sweep runs that made the trials, one after another: {_minutes(sum(t['seconds'] for t in timings.values()))}.")
     if wall_seconds is not None:
         lines.append(f"This `make reproduce` invocation: {_minutes(wall_seconds)} (finished trials are skipped, so a rerun takes only the sweeps' start-up and the report).")
     text = "\n".join(lines) + "\n"
