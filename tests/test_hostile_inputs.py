@@ -108,3 +108,55 @@ def test_an_unwritable_store_is_refused_before_ray(tmp_path, capsys, no_ray):
 def test_an_unknown_spec_name_suggests_the_near_miss(capsys):
     assert cli_main(["sweep", "run", "quickstar", "--dry-run"]) == 2
     assert "did you mean 'quickstart'?" in capsys.readouterr().err
+
+
+HOSTILE_WHERE = [
+    "method == 'dense' -- comment",
+    "method == 'dense'  # comment",
+    "seed == 99999999999999999999999",
+    "'a' + 'b' == method",
+    "finished_at > 'not a date'",
+    " or ".join(["seed == 1"] * 30_000),
+    "...",
+    "seed == 2**64",
+    "10**10**10 > seed",
+    "__import__('os').system('true')",
+    "widht > 1",
+]
+
+
+@pytest.mark.parametrize("where", HOSTILE_WHERE, ids=[str(i) for i in range(len(HOSTILE_WHERE))])
+@pytest.mark.parametrize("command", [["results", "show", "demo"], ["analyze", "scaling", "demo"]], ids=["show", "analyze"])
+def test_hostile_where_exits_2_with_one_line(command, where, tmp_path, capsys):
+    from synthetic_store import grid, write_synthetic_sweep
+
+    from hidden_core.store import ResultStore
+
+    write_synthetic_sweep(ResultStore(tmp_path), "demo", grid(methods=("dense",), widths=(1, 2), seeds=(0,)))
+    code = cli_main([*command, "--where", where, "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: where: ") and len(lines[0]) < 1500, err
+
+
+def test_every_flag_and_subcommand_has_a_description():
+    import argparse
+
+    from hidden_core.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {a.dest: a.help for a in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name} (subcommand)")
+                    walk(sub, f"{path} {name}")
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "hidden")
+    assert not missing, missing

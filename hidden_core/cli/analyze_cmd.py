@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit test error vs width or depth per group with a saturating power law, bootstrap over seeds, "
         "compare every untrained method with dense, and write plots, fits.csv, gaps.csv and report.md.",
     )
-    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--x", choices=("width", "depth"), default="width", help="the size axis (default width)")
     p.add_argument("--by", nargs="+", metavar="COL", help="group columns (default method); other grid axes that vary are split automatically")
     p.add_argument("--where", metavar="EXPR", help="filter trials first, e.g. \"dataset == 'mnist1d'\"")
