@@ -29,7 +29,7 @@ import torch
 
 from benchmarks.common import cpu_model, device_name, format_rows, set_threads
 
-MODULES = ("methods", "data", "store", "sweep", "vectorized")
+MODULES = ("methods", "data", "store", "sweep", "vectorized", "hostile_inputs")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = """# Benchmark results
 

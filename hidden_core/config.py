@@ -8,14 +8,24 @@ Two objects, on purpose:
   is hashed into ``trial_id``.
 - ``RunOptions`` is the execution: device, data location, checkpoint folder. Changing it
   must never rename a trial, so it is not part of the hash.
+
+Strict at the edge: no value is converted from another type (``true`` is not 1.0, ``'7'``
+is not 7, ``1.0`` is not the integer 1), floats must be finite, and every number has the
+bounds listed in ``BOUNDS`` (each with why it was chosen): a value outside them is refused
+before any work starts instead of failing, overflowing or running for days inside a trial.
+Values read back from numpy/pandas (``numpy.int64``) are plain numbers, not user input, and
+are accepted as such.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-import math
-from typing import Any, Literal, get_args
+import re
+import typing
+from collections.abc import Iterable
+from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -99,13 +109,101 @@ DIST_FIELDS: dict[str, frozenset[str]] = {
 DIST_SPECIFIC_FIELDS: frozenset[str] = frozenset().union(*DIST_FIELDS.values())
 
 
-class TrialConfig(BaseModel):
-    """Everything that defines one trial's result. Frozen; unknown keys are errors."""
+class Bound(NamedTuple):
+    """An allowed interval of a numeric field, and why it ends where it ends."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+    why: str
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
+
+    def holds(self, v: float) -> bool:
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return above and below
+
+
+SEED_LIMIT = 2**63  # seeds are stored in int64 Parquet columns and fed to numpy/torch generators
+MAX_EPOCHS = 100_000
+MAX_BATCH = 2**20
+
+# Every numeric field's allowed values (TrialConfig and RunOptions). One place: validation,
+# error messages and the documentation read this table.
+BOUNDS: dict[str, Bound] = {
+    "keep_fraction": Bound(0, 1, True, False, "a fraction of the weights; 0 keeps nothing"),
+    "supermask_init_keep": Bound(0, 1, True, True, "a probability turned into a logit: 0 and 1 are infinite logits"),
+    "penalty": Bound(-1, 100, False, False, "-1 selects MinPruning/MinFlipping; a weight above 100 on a mean in [0, 1] swamps any cross-entropy (ln 100 = 4.6)"),
+    "dist_p": Bound(0, 1, False, False, "a probability"),
+    "dist_scale": Bound(0, 1e3, True, False, "a weight magnitude; 1e3 is 1000x He scale, beyond it activations overflow within a few layers"),
+    "dist_low": Bound(-1e3, 1e3, False, False, "a weight value (as dist_scale)"),
+    "dist_high": Bound(-1e3, 1e3, False, False, "a weight value (as dist_scale)"),
+    "dist_mean": Bound(-1e3, 1e3, False, False, "a weight value (as dist_scale)"),
+    "dist_std": Bound(0, 1e3, True, False, "a weight spread (as dist_scale)"),
+    "width": Bound(0, 64, True, False, "16x the widest network in the reproduced papers (4x; wide ResNets use 10x); the memory check refuses what still does not fit"),
+    "depth": Bound(0, 1202, False, False, "ResNet-1202 (6*200+2) is the deepest network of He et al. 2016; deeper plain stacks do not train"),
+    "mlp_units": Bound(1, 100_000, False, False, "1000x the default 100 units; beyond it one layer alone is 10^10 weights"),
+    "val_fraction": Bound(0, 1, False, True, "a fraction of the training set; 1 leaves nothing to train on"),
+    "split_seed": Bound(0, SEED_LIMIT, False, True, "int64 store column, numpy/torch seed range"),
+    "seed": Bound(0, SEED_LIMIT, False, True, "int64 store column, numpy/torch seed range"),
+    "epochs": Bound(1, MAX_EPOCHS, False, False, "100,000 epochs of even the smallest data set is days of one CPU"),
+    "batch_size": Bound(1, MAX_BATCH, False, False, "2^20 examples is more than any supported data set holds"),
+    "lr": Bound(0, 1e4, True, False, "supermask/sign-flip papers use up to 100 with SGD; 100x that is still finite in float32 updates"),
+    "momentum": Bound(0, 1, False, True, "SGD momentum: at 1 and above past gradients never decay"),
+    "weight_decay": Bound(0, 1, False, False, "an L2 coefficient of 1 already outweighs the loss; the papers use 1e-4 to 5e-4"),
+    "step_gamma": Bound(0, 10, False, False, "a per-milestone lr factor; above 10 the lr grows without bound"),
+    "label_smoothing": Bound(0, 1, False, True, "a probability mass moved off the label; 1 removes the label"),
+    "step_milestones": Bound(1, MAX_EPOCHS, False, False, "epochs (as epochs); at most 1000 of them"),
+    "eval_batch_size": Bound(1, MAX_BATCH, False, False, "as batch_size"),
+    "threads": Bound(1, 1024, False, False, "torch CPU threads; no machine we run on has more cores"),
+    "prune_rate": Bound(0, 1, True, True, "lottery_ticket: a fraction of the remaining weights; 0 never reaches k, 1 prunes everything"),
+    "rewind_epoch": Bound(0, MAX_EPOCHS, False, False, "an epoch (as epochs); also checked against epochs"),
+    "mlp_layer_units": Bound(1, 100_000, False, False, "per layer, as mlp_units; at most 1000 layers"),
+}
+MAX_MILESTONES = 1000
+
+
+def _num(v: float) -> str:
+    return "2**63" if v == SEED_LIMIT else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """`text` cut to a short prefix: error messages never repeat a huge value."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def brief(value: Any, limit: int = 40) -> str:
+    """repr(value), cut to a short prefix."""
+    return clip(repr(value), limit)
+
+
+def _plain(value: Any) -> Any:
+    """numpy/pandas scalars (read back from a store) as the Python numbers they hold."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _check_bounds(name: str, v: Any) -> Any:
+    if v is None:
+        return v
+    bound = BOUNDS[name]
+    if not bound.holds(v):
+        raise ValueError(f"{brief(v)} is not in {bound}")
+    return v
+
+
+class TrialConfig(BaseModel):
+    """Everything that defines one trial's result. Frozen; unknown keys are errors; strict
+    types (no conversion between bool, text and numbers); every number within ``BOUNDS``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
 
     # what is learned
-    method: MethodName = "dense"
+    method: MethodName = Field("dense", description="what is learned")
     keep_fraction: float = Field(0.5, description="fraction of weights KEPT (edge_popup) or LEARNED (learn_fraction), in (0, 1]")
     penalty: float = Field(0.0, description="free_prune/sign_flip: alpha * mean(mask or kept sign) per layer; -1 = MinPruning/MinFlipping")
     train_output_layer: bool = Field(False, description="bn_only: also learn the output layer")
@@ -118,41 +216,41 @@ class TrialConfig(BaseModel):
         "sampled", description="supermask evaluation mask: one Bernoulli sample per evaluation (fixed seed), or sigmoid(logit) > 0.5 (docs/methods.md)"
     )
     # the frozen weights
-    weight_dist: WeightDist = "kaiming_normal"
+    weight_dist: WeightDist = Field("kaiming_normal", description="distribution of the frozen (or initial) weights")
     scale_fan: bool = Field(False, description="masked methods: use fan_in*k (the kept fan) in the distribution's scale")
     dist_p: float = Field(0.5, description="asymmetric_constant: P(+)")
     dist_scale: float = Field(1.0, description="binary: magnitude of every weight")
-    dist_low: float = -1.0
-    dist_high: float = 1.0
-    dist_mean: float = 0.0
-    dist_std: float = 1.0
+    dist_low: float = Field(-1.0, description="uniform: lowest weight value")
+    dist_high: float = Field(1.0, description="uniform: highest weight value")
+    dist_mean: float = Field(0.0, description="normal: mean of the weights")
+    dist_std: float = Field(1.0, description="normal: standard deviation of the weights")
     # the network
-    model: ModelName = "mlp"
+    model: ModelName = Field("mlp", description="network family")
     width: float = Field(1.0, description="multiplier on every hidden layer's units/channels, > 0")
     depth: int | None = Field(None, description="hidden layers (mlp), conv layers (convnet, even), 6n+2 (resnet); None = model default")
     mlp_units: int = Field(100, description="mlp: hidden units per layer at width 1")
     mlp_layer_units: tuple[int, ...] = Field((), description="mlp: each hidden layer's units at width 1, e.g. [300, 100] (LeNet 300-100); sets depth; empty = mlp_units for every layer")
-    norm: NormName | None = Field(None, description="None = batchnorm for resnet and bn_only, else none")
+    norm: NormName | None = Field(None, description="normalization layers; unset: batchnorm for resnet and bn_only, else none")
     # the data
-    dataset: DatasetName = "mnist1d"
+    dataset: DatasetName = Field("mnist1d", description="data set")
     val_fraction: float = Field(0.1, description="fraction of the training set held out for validation, in [0, 1)")
     split_seed: int = Field(0, description="seed of the train/validation split (fixed across trial seeds)")
     augment: bool | None = Field(None, description="random crop (pad 4) + horizontal flip; None = on for CIFAR")
     # the training
-    seed: int = 0
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: OptimizerName = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
+    seed: int = Field(0, description="seed of the weights, the masks' initialization and the batch order")
+    epochs: int = Field(30, description="training epochs")
+    batch_size: int = Field(128, description="training examples per step")
+    optimizer: OptimizerName = Field("sgd", description="optimizer of the learned parameters")
+    lr: float = Field(0.1, description="learning rate")
+    momentum: float = Field(0.9, description="sgd momentum")
+    nesterov: bool = Field(False, description="sgd: Nesterov momentum")
     # 0: none of the reference codes of the score-based methods decays (docs/methods.md,
     # "Recipes"); a spec that wants decay says so, so no default leaks into a paper recipe
-    weight_decay: float = 0.0
-    schedule: ScheduleName = "cosine"
+    weight_decay: float = Field(0.0, description="L2 penalty on the learned parameters")
+    schedule: ScheduleName = Field("cosine", description="learning-rate schedule over the epochs")
     step_milestones: tuple[int, ...] = Field((), description="step schedule: epochs where lr is multiplied by step_gamma")
-    step_gamma: float = 0.1
-    label_smoothing: float = 0.0
+    step_gamma: float = Field(0.1, description="step schedule: lr factor at each milestone")
+    label_smoothing: float = Field(0.0, description="cross-entropy label smoothing, in [0, 1)")
 
     # ---- validation -------------------------------------------------------------------
     @model_validator(mode="before")
@@ -160,77 +258,56 @@ class TrialConfig(BaseModel):
     def _resolve_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
+        data = {k: _plain(v) for k, v in data.items()}
         model = data.get("model", "mlp")
         method = data.get("method", "dense")
-        for name in ("step_milestones", "mlp_layer_units"):  # "300,100" from a command line
-            if isinstance(data.get(name), str):
-                text = data[name].strip()
-                data[name] = tuple(int(v) for v in text.split(",") if v.strip()) if text else ()
+        units = data.get("mlp_layer_units")
+        if isinstance(units, str):  # the command line's "300,100"
+            parts = [v.strip() for v in units.split(",") if v.strip()]
+            if not all(re.fullmatch(r"[0-9]{1,6}", v) for v in parts):
+                raise ValueError(f"mlp_layer_units: {brief(units)} is not a comma-separated list of whole numbers (e.g. '300,100')")
+            data["mlp_layer_units"] = tuple(int(v) for v in parts)
+        elif isinstance(units, list):  # YAML has lists, not tuples
+            data["mlp_layer_units"] = tuple(_plain(v) for v in units)
         if data.get("depth") is None and model == "mlp" and isinstance(data.get("mlp_layer_units"), list | tuple) and data["mlp_layer_units"]:
             data["depth"] = len(data["mlp_layer_units"])  # per-layer units fix the depth
-        if data.get("depth") is None and model in DEFAULT_DEPTH:
+        if data.get("depth") is None and isinstance(model, str) and model in DEFAULT_DEPTH:
             data["depth"] = DEFAULT_DEPTH[model]
         if data.get("norm") is None:
             data["norm"] = "batchnorm" if model == "resnet" or method == "bn_only" else "none"
         if data.get("augment") is None:
             data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100")
+        milestones = data.get("step_milestones")
+        if isinstance(milestones, str):  # the command line's "80,120"
+            parts = [v.strip() for v in milestones.split(",") if v.strip()]
+            if not all(re.fullmatch(r"[0-9]{1,6}", v) for v in parts):
+                raise ValueError(f"step_milestones: {brief(milestones)} is not a comma-separated list of whole numbers (e.g. '80,120')")
+            data["step_milestones"] = tuple(int(v) for v in parts)
+        elif isinstance(milestones, list):  # YAML has lists, not tuples
+            data["step_milestones"] = tuple(_plain(v) for v in milestones)
         return data
 
-    @field_validator("keep_fraction", "supermask_init_keep")
+    @field_validator(*(n for n in BOUNDS if n not in ("step_milestones", "mlp_layer_units", "eval_batch_size", "threads")))
     @classmethod
-    def _in_unit_interval(cls, v: float) -> float:
-        if not (0.0 < v <= 1.0) or math.isnan(v):
-            raise ValueError(f"{v} is not in (0, 1]")
-        return v
-
-    @field_validator("prune_rate")
-    @classmethod
-    def _open_unit_interval(cls, v: float) -> float:
-        if not (0.0 < v < 1.0):
-            raise ValueError(f"{v} is not in (0, 1)")
-        return v
-
-    @field_validator("width", "lr", "dist_scale", "dist_std")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if not v > 0 or math.isinf(v):
-            raise ValueError(f"{v} must be > 0")
-        return v
-
-    @field_validator("epochs", "batch_size", "mlp_units")
-    @classmethod
-    def _positive_int(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"{v} must be >= 1")
-        return v
+    def _in_bounds(cls, v: Any, info: Any) -> Any:
+        return _check_bounds(info.field_name, v)
 
     @field_validator("mlp_layer_units")
     @classmethod
     def _layer_units(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(u < 1 for u in v):
-            raise ValueError(f"{list(v)}: every layer needs >= 1 units")
+        if len(v) > MAX_MILESTONES:
+            raise ValueError(f"{len(v)} layers; at most {MAX_MILESTONES}")
+        for units in v:
+            _check_bounds("mlp_layer_units", units)
         return v
 
-    @field_validator("val_fraction")
+    @field_validator("step_milestones")
     @classmethod
-    def _val_fraction(cls, v: float) -> float:
-        if not (0.0 <= v < 1.0):
-            raise ValueError(f"{v} is not in [0, 1)")
-        return v
-
-    @field_validator("dist_p")
-    @classmethod
-    def _probability(cls, v: float) -> float:
-        if not (0.0 <= v <= 1.0):
-            raise ValueError(f"{v} is not in [0, 1]")
-        return v
-
-    @field_validator("momentum", "weight_decay", "label_smoothing", "step_gamma", "rewind_epoch")
-    @classmethod
-    def _non_negative(cls, v: float) -> float:
-        if not v >= 0:
-            raise ValueError(f"{v} must be >= 0")
+    def _milestones(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(v) > MAX_MILESTONES:
+            raise ValueError(f"{len(v)} milestones; at most {MAX_MILESTONES}")
+        for epoch in v:
+            _check_bounds("step_milestones", epoch)
         return v
 
     @model_validator(mode="after")
@@ -288,9 +365,9 @@ class TrialConfig(BaseModel):
 
 
 class RunOptions(BaseModel):
-    """How and where a trial runs. Not part of the trial's identity."""
+    """How and where a trial runs. Not part of the trial's identity. Strict like TrialConfig."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     data_root: str | None = Field(None, description="folder of torchvision data sets (default $HIDDEN_DATA_ROOT or ~/.cache/hidden/data)")
@@ -300,16 +377,26 @@ class RunOptions(BaseModel):
     amp: bool = Field(True, description="bf16 autocast on CUDA")
     channels_last: bool = Field(True, description="channels_last memory format for 2-D conv models on CUDA")
     compile: bool = Field(False, description="torch.compile the model")
-    eval_batch_size: int = 2048
+    eval_batch_size: int = Field(2048, description="examples per forward pass when evaluating")
     threads: int | None = Field(None, description="torch CPU threads (None = torch default)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_values(cls, data: Any) -> Any:
+        return {k: _plain(v) for k, v in data.items()} if isinstance(data, dict) else data
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        ok = v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+        ok = v in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:[0-9]{1,3}", v) is not None
         if not ok:
-            raise ValueError(f"{v!r} is not one of auto, cpu, cuda, cuda:N, mps")
+            raise ValueError(f"{brief(v)} is not one of auto, cpu, cuda, cuda:N, mps")
         return v
+
+    @field_validator("eval_batch_size", "threads")
+    @classmethod
+    def _in_bounds(cls, v: Any, info: Any) -> Any:
+        return _check_bounds(info.field_name, v)
 
 
 def model_depth_problem(model: str, depth: int | None, dataset: str) -> str | None:
@@ -375,19 +462,59 @@ class ConfigError(ValueError):
         super().__init__("\n".join(problems))
 
 
+_TYPE_NAMES = {bool: "true/false", str: "text", int: "a whole number", float: "a float", type(None): "nothing"}
+# pydantic error type -> what the field takes (strict: nothing is converted)
+_EXPECTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+}
+
+
+def error_message(e: Any) -> str:
+    """One pydantic error as a short message naming the value (cut short) and what is allowed."""
+    msg = e["msg"].removeprefix("Value error, ")
+    kind, value = e["type"], e.get("input")
+    if kind in _EXPECTED:
+        got = _TYPE_NAMES.get(type(value), type(value).__name__)
+        return f"{brief(value)} is {got}, not {_EXPECTED[kind]} (values are not converted: write it without quotes, or as the type the field takes)"
+    if kind == "finite_number":
+        return f"{brief(value)} is not a finite number"
+    if kind == "literal_error":
+        return f"{brief(value)} is not allowed; {msg[0].lower()}{msg[1:]}{suggestion(value, _literal_choices(e))}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{brief(value)}: {msg[0].lower()}{msg[1:]}"
+    return msg
+
+
+def _literal_choices(e: Any) -> list[str]:
+    expected = str((e.get("ctx") or {}).get("expected", ""))
+    return re.findall(r"'([^']*)'", expected)
+
+
+def suggestion(value: Any, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' when `value` is a near miss of one of `choices`, else ''."""
+    if not isinstance(value, str) or len(value) > 100:
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]:
     """pydantic errors as 'path: message' lines naming the value and what is allowed."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+        msg = error_message(e)
         if e["type"] == "extra_forbidden":
+            key = str(e["loc"][-1]) if e["loc"] else ""
             allowed = ", ".join(TrialConfig.model_fields)
-            msg = f"unknown key; allowed keys: {allowed}"
-        elif e["type"] == "literal_error":
-            msg = f"{e.get('input')!r} is not allowed; {msg[0].lower()}{msg[1:]}"
+            msg = f"unknown key{suggestion(key, [*TrialConfig.model_fields, *RunOptions.model_fields])}; allowed keys: {allowed}"
+            loc = ".".join(clip(str(p)) for p in e["loc"])
         # model-level errors carry their own "field: ..." prefix
         if not loc and ": " in msg and msg.split(": ", 1)[0] in TrialConfig.model_fields:
             loc, msg = msg.split(": ", 1)
@@ -410,3 +537,26 @@ def make_config(data: dict[str, Any] | None = None, **overrides: Any) -> TrialCo
 
 def make_run_options(data: dict[str, Any] | None = None, **overrides: Any) -> RunOptions:
     return _validated(RunOptions, data, overrides)
+
+
+def from_command_line(model: type[BaseModel], name: str, text: Any) -> Any:
+    """A flag's text as the value its field takes: the command line's one conversion, made
+    here (by the field's declared type) since validation itself never converts. Text that is
+    not a valid value is left as is, so validation reports it with the field's name."""
+    if not isinstance(text, str) or name not in model.model_fields:
+        return text
+    annotation = model.model_fields[name].annotation
+    kinds = (annotation, *get_args(annotation))
+    word = text.strip().lower()
+    if type(None) in kinds and word in ("none", "null", ""):
+        return None
+    if bool in kinds:
+        return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(word, text)
+    if int in kinds and re.fullmatch(r"[-+]?[0-9]{1,30}", word):
+        return int(word)
+    if float in kinds or (int in kinds and typing.get_origin(annotation) is not tuple):  # "1.5" for an int: say it is a float
+        try:
+            return float(word)
+        except ValueError:
+            return text
+    return text

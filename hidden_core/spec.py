@@ -35,9 +35,23 @@ plus a checkpoint) at most this often, and after its last epoch; 0 reports every
 Pruning decides at reports, so 0 gives the finest pruning on short epochs, while the
 default spares sub-second epochs a driver round trip and a checkpoint copy each.
 
-Validation reports every problem at once, each with its path in the file
-(``grid.keep_fraction[2]: 1.5 is not in (0, 1]``), as a ``ConfigError``. This module imports
-neither torch nor Ray nor Optuna.
+Validation reports every problem at once (up to ``MAX_PROBLEMS``), each with its path in the
+file (``grid.keep_fraction[2]: 1.5 is not in (0, 1]``), as a ``ConfigError``. This module
+imports neither torch nor Ray nor Optuna.
+
+Strict and bounded, so that a bad spec is refused in well under a second and a megabyte,
+before anything is written or started:
+
+- the file itself: size, encoding, aliases, nesting and duplicate keys (``strict_yaml``);
+- values: strict types and finite, bounded numbers (``config.BOUNDS`` for trial fields, the
+  ``Field`` bounds below for the spec's own keys, each with its reason);
+- expansion: the planned-trial count is the product of the grid's list lengths (times
+  ``samples_per_cell`` with a search), computed before any trial is built, and refused above
+  ``max_trials`` (default ``DEFAULT_MAX_TRIALS``; raise it in the spec or with
+  ``hidden sweep run --max-trials``). 10,000 is far above every sweep in sweeps/ (at most a
+  few hundred) and a sweep of 10,000 ten-second trials is already 28 CPU-hours; planning
+  costs about 150 us and 2.6 KB per trial, so the cap keeps a typo (10,000 seeds x 1,000
+  split seeds) from eating the driver's memory.
 """
 
 from __future__ import annotations
@@ -53,30 +67,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from hidden_core.config import (
     DIST_FIELDS,
     DIST_SPECIFIC_FIELDS,
+    MAX_EPOCHS,
     METHOD_FIELDS,
     METHOD_SPECIFIC_FIELDS,
+    SEED_LIMIT,
     ConfigError,
     RunOptions,
     TrialConfig,
+    brief,
+    clip,
+    error_message,
     format_validation_error,
+    suggestion,
 )
+from hidden_core.strict_yaml import load_yaml_file
 
 PRUNERS: tuple[str, ...] = ("none", "median", "percentile", "successive_halving", "hyperband")
 # RunOptions the runner sets per trial; a spec's `run:` section may set the others
 RUNNER_SET_RUN_OPTIONS = frozenset({"device", "checkpoint_dir", "threads", "save_subnet"})
-SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,99}")  # matched whole (re.fullmatch)
 MAX_COMBINATION_PROBLEMS = 20
+MAX_PROBLEMS = 50  # a hostile file can have 10,000 problems; the first 50 say enough
+DEFAULT_MAX_TRIALS = 10_000
+MAX_MAX_TRIALS = 10_000_000  # the issue's measurement: 10M planned trials passed 3 GB
+MAX_CHOICES = 1000  # categorical choices and values per grid axis are bounded by max_trials
 TRIAL_FIELDS: tuple[str, ...] = tuple(TrialConfig.model_fields)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: a YAML `true` is not 1, '7' is not 7, 1.0 is not the integer 1; floats finite
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 # ---- search distributions ------------------------------------------------------------------
@@ -102,7 +127,7 @@ class IntParam(_Strict):
     low: int
     high: int
     log: bool = False
-    step: int = 1
+    step: int = Field(1, ge=1, le=SEED_LIMIT)
 
     def distribution(self) -> Any:
         import optuna
@@ -114,7 +139,12 @@ class CategoricalParam(_Strict):
     """Optuna CategoricalDistribution."""
 
     type: Literal["categorical"]
-    choices: tuple[None | bool | int | float | str, ...]
+    choices: tuple[None | bool | int | float | str, ...] = Field(max_length=MAX_CHOICES)
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _list(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
 
     def distribution(self) -> Any:
         import optuna
@@ -127,11 +157,13 @@ _SEARCH_TYPES: dict[str, type[_Strict]] = {"float": FloatParam, "int": IntParam,
 
 
 # ---- pruners -------------------------------------------------------------------------------
+# Pruner counts are trials or epochs: bounded by the largest sweep (MAX_MAX_TRIALS) and the
+# longest trial (MAX_EPOCHS); reduction factors above 100 would prune all but one trial per rung.
 class _PercentileArgs(_Strict):
-    n_startup_trials: int = Field(5, ge=0)
-    n_warmup_steps: int = Field(0, ge=0)
-    interval_steps: int = Field(1, ge=1)
-    n_min_trials: int = Field(1, ge=1)
+    n_startup_trials: int = Field(5, ge=0, le=MAX_MAX_TRIALS)
+    n_warmup_steps: int = Field(0, ge=0, le=MAX_EPOCHS)
+    interval_steps: int = Field(1, ge=1, le=MAX_EPOCHS)
+    n_min_trials: int = Field(1, ge=1, le=MAX_MAX_TRIALS)
 
 
 class _PercentileOnlyArgs(_PercentileArgs):
@@ -140,29 +172,29 @@ class _PercentileOnlyArgs(_PercentileArgs):
 
 class _SuccessiveHalvingArgs(_Strict):
     min_resource: int | Literal["auto"] = "auto"
-    reduction_factor: int = Field(4, ge=2)
-    min_early_stopping_rate: int = Field(0, ge=0)
-    bootstrap_count: int = Field(0, ge=0)
+    reduction_factor: int = Field(4, ge=2, le=100)
+    min_early_stopping_rate: int = Field(0, ge=0, le=100)
+    bootstrap_count: int = Field(0, ge=0, le=MAX_MAX_TRIALS)
 
     @field_validator("min_resource")
     @classmethod
     def _min_resource(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"{v} must be >= 1 or 'auto'")
+        if isinstance(v, int) and not 1 <= v <= MAX_EPOCHS:
+            raise ValueError(f"{v} must be in [1, {MAX_EPOCHS}] or 'auto'")
         return v
 
 
 class _HyperbandArgs(_Strict):
-    min_resource: int = Field(1, ge=1)
+    min_resource: int = Field(1, ge=1, le=MAX_EPOCHS)
     max_resource: int | Literal["auto"] = "auto"
-    reduction_factor: int = Field(3, ge=2)
-    bootstrap_count: int = Field(0, ge=0)
+    reduction_factor: int = Field(3, ge=2, le=100)
+    bootstrap_count: int = Field(0, ge=0, le=MAX_MAX_TRIALS)
 
     @field_validator("max_resource")
     @classmethod
     def _max_resource(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"{v} must be >= 1 or 'auto'")
+        if isinstance(v, int) and not 1 <= v <= MAX_EPOCHS:
+            raise ValueError(f"{v} must be in [1, {MAX_EPOCHS}] or 'auto'")
         return v
 
 
@@ -190,9 +222,16 @@ class PrunerSpec(_Strict):
         return self.type != "none"
 
 
+MIN_SHARE = 0.01
+
+
 # ---- resources -----------------------------------------------------------------------------
 class Resources(_Strict):
-    """What one trial reserves on its node. Fractions share a CPU or GPU between trials."""
+    """What one trial reserves on its node. Fractions share a CPU or GPU between trials.
+
+    Bounds: a fraction is at least ``MIN_SHARE`` (at most 100 trials share one device; Ray
+    counts resources in units of 1e-4 and rejects smaller requests), and a trial asks for at
+    most 1024 CPUs and 64 GPUs (more than any single node has)."""
 
     cpu: float = 1.0
     gpu: float = 0.0
@@ -200,8 +239,8 @@ class Resources(_Strict):
     @field_validator("cpu")
     @classmethod
     def _cpu(cls, v: float) -> float:
-        if not v > 0 or math.isinf(v):
-            raise ValueError(f"{v} must be > 0")
+        if not MIN_SHARE <= v <= 1024:
+            raise ValueError(f"{v!r} is not in [{MIN_SHARE}, 1024]")
         if v > 1 and v != int(v):
             raise ValueError(f"{v}: more than one CPU must be a whole number")
         return v
@@ -209,8 +248,8 @@ class Resources(_Strict):
     @field_validator("gpu")
     @classmethod
     def _gpu(cls, v: float) -> float:
-        if not v >= 0 or math.isinf(v):
-            raise ValueError(f"{v} must be >= 0")
+        if not (v == 0 or MIN_SHARE <= v <= 64):
+            raise ValueError(f"{v!r} must be 0 or in [{MIN_SHARE}, 64]")
         if v > 1 and v != int(v):
             raise ValueError(f"{v}: more than one GPU must be a whole number")
         return v
@@ -234,15 +273,16 @@ class SweepSpec(_Strict):
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
     search: dict[str, SearchParam] = Field(default_factory=dict)
-    samples_per_cell: int = Field(1, ge=1)
+    samples_per_cell: int = Field(1, ge=1, le=MAX_MAX_TRIALS)
     sampler: Literal["tpe", "random", "qmc", "gp"] = "tpe"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     study_storage: str | None = None
     resources: Resources = Field(default_factory=Resources)
-    max_concurrent: int | None = Field(None, ge=1)
-    max_failures: int = Field(1, ge=-1)
-    report_every_s: float = Field(1.0, ge=0)
+    max_concurrent: int | None = Field(None, ge=1, le=MAX_MAX_TRIALS)
+    max_failures: int = Field(1, ge=-1, le=100)
+    report_every_s: float = Field(1.0, ge=0, le=86_400)
+    max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=MAX_MAX_TRIALS)
     run: dict[str, Any] = Field(default_factory=dict)
 
     _plan: Plan | None = PrivateAttr(None)
@@ -333,45 +373,63 @@ def unused_fields(config: TrialConfig) -> frozenset[str]:
 
 
 # ---- loading -------------------------------------------------------------------------------
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a spec file; every problem raises one ConfigError."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError([f"{path}: cannot read the spec: {err.strerror or err}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        where = ""
-        mark = getattr(err, "problem_mark", None)
-        if mark is not None:
-            where = f" (line {mark.line + 1}, column {mark.column + 1})"
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError([f"{path}: not valid YAML{where}: {problem}"]) from None
-    return parse_spec(data)
+def load_spec(path: str | Path, *, max_trials: int | None = None) -> SweepSpec:
+    """Read and validate a spec file; every problem raises one ConfigError.
+    `max_trials` (the command line's --max-trials) replaces the spec's own cap."""
+    return parse_spec(load_yaml_file(path, "spec"), max_trials=max_trials)
 
 
-def parse_spec(data: Any) -> SweepSpec:
+def find_spec_file(name: str, folders: Sequence[Path]) -> Path:
+    """`name` as a path, else as a file (with or without .yaml) in one of `folders`;
+    ConfigError with the near misses among the folders' specs when there is none."""
+    try:
+        if Path(name).is_file():
+            return Path(name)
+        for folder in folders:
+            for candidate in (name, f"{name}.yaml"):
+                if (folder / candidate).is_file():
+                    return folder / candidate
+    except (OSError, ValueError):  # a NUL byte or a name too long for the file system
+        pass
+    known = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+    return_hint = suggestion(Path(name).stem, known) if len(name) < 200 else ""
+    raise ConfigError([f"spec: no such spec file {brief(name)} (nor sweeps/{clip(name, 60)}.yaml){return_hint}; specs in sweeps/: {', '.join(known) or '(none)'}"])
+
+
+def parse_spec(data: Any, *, max_trials: int | None = None) -> SweepSpec:
     """Validate a spec given as a mapping (what load_spec reads from YAML)."""
+    problems: list[str] = []
+    try:
+        return _parse_spec(data, max_trials, problems)
+    except ConfigError as err:
+        raise ConfigError(_capped(err.problems)) from None
+
+
+def _capped(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more problems"]
+
+
+def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> SweepSpec:
     if not isinstance(data, Mapping):
         raise ConfigError([f"spec: must be a mapping of keys (name, base, grid, ...), got {_kind(data)}"])
-    problems: list[str] = []
     allowed = list(SweepSpec.model_fields)
     for key in data:
         if key not in SweepSpec.model_fields:
-            problems.append(f"{key}: unknown key; allowed keys: {', '.join(allowed)}")
+            problems.append(f"{_key(key)}: unknown key{suggestion(key, allowed)}; allowed keys: {', '.join(allowed)}")
 
     name = data.get("name")
     if name is None:
         problems.append("name: missing; every sweep needs a name (it names its folder in the store)")
-    elif not isinstance(name, str) or not SWEEP_NAME.match(name):
-        problems.append(f"name: {name!r} is not a valid sweep name (letters, digits, '_', '.', '=', '-'; not starting with a symbol)")
+    elif not isinstance(name, str) or not SWEEP_NAME.fullmatch(name):
+        problems.append(f"name: {brief(name)} is not a valid sweep name (1-100 letters, digits, '_', '.', '=', '-'; not starting with a symbol)")
 
     base = _mapping(data, "base", problems)
     grid_raw = _mapping(data, "grid", problems)
     search_raw = _mapping(data, "search", problems)
     grid = _check_grid(grid_raw, problems)
+    _check_size(data, grid, search_raw, max_trials, problems)
     search = _check_search(search_raw, base, grid, problems)
     pruner = _check_pruner(data.get("pruner", "none"), problems)
     _check_base(base, grid, search, problems)
@@ -385,11 +443,15 @@ def parse_spec(data: Any) -> SweepSpec:
     except ValidationError as err:
         problems += _prefixed(err, "run", RunOptions)
 
-    rest = {k: data[k] for k in ("description", "samples_per_cell", "sampler", "seed", "study_storage", "resources", "max_concurrent", "max_failures", "report_every_s") if k in data}
+    rest = {k: data[k] for k in ("description", "samples_per_cell", "sampler", "seed", "study_storage", "resources", "max_concurrent", "max_failures", "report_every_s", "max_trials") if k in data}
+    if max_trials is not None:
+        rest["max_trials"] = max_trials
     try:
         _Rest.model_validate(rest)
     except ValidationError as err:
         problems += _prefixed(err, "", _Rest)
+    if isinstance(rest.get("study_storage"), str):
+        problems += storage_url_problems(rest["study_storage"], "study_storage")
     if "samples_per_cell" in data and not search_raw:
         problems.append("samples_per_cell: only means something with a `search` section")
 
@@ -406,23 +468,73 @@ def parse_spec(data: Any) -> SweepSpec:
 
 
 class _Rest(_Strict):
-    """The scalar top-level keys, validated on their own so their errors carry their path."""
+    """The scalar top-level keys, validated on their own so their errors carry their path.
 
-    description: str = ""
-    samples_per_cell: int = Field(1, ge=1)
+    Bounds: ``seed`` as trial seeds; ``max_concurrent``, ``samples_per_cell`` and
+    ``max_trials`` at most ``MAX_MAX_TRIALS``; ``max_failures`` at most 100 retries (-1:
+    unlimited); ``report_every_s`` at most a day; ``description`` at most 10,000 characters."""
+
+    description: str = Field("", max_length=10_000)
+    samples_per_cell: int = Field(1, ge=1, le=MAX_MAX_TRIALS)
     sampler: Literal["tpe", "random", "qmc", "gp"] = "tpe"
-    seed: int = 0
-    study_storage: str | None = None
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
+    study_storage: str | None = Field(None, max_length=2000)
     resources: Resources = Field(default_factory=Resources)
-    max_concurrent: int | None = Field(None, ge=1)
-    max_failures: int = Field(1, ge=-1)
-    report_every_s: float = Field(1.0, ge=0)
+    max_concurrent: int | None = Field(None, ge=1, le=MAX_MAX_TRIALS)
+    max_failures: int = Field(1, ge=-1, le=100)
+    report_every_s: float = Field(1.0, ge=0, le=86_400)
+    max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=MAX_MAX_TRIALS)
+
+
+def planned_upper_bound(grid: Mapping[str, Sequence[Any]], samples_per_cell: int = 1) -> int:
+    """Trials a grid expands to at most (before normalization merges any): the product of
+    its list lengths, times the samples of each grid point with a search. No expansion."""
+    return math.prod(len(v) for v in grid.values()) * samples_per_cell
+
+
+def _check_size(data: Mapping, grid: dict[str, list[Any]], search: dict[str, Any], max_trials: int | None, problems: list[str]) -> None:
+    """Refuse a spec that plans more than its cap, before any trial is built (raises at once:
+    the per-value checks that follow cost time per value)."""
+    cap = max_trials if max_trials is not None else data.get("max_trials", DEFAULT_MAX_TRIALS)
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_MAX_TRIALS:
+        cap = DEFAULT_MAX_TRIALS  # its own problem is reported by _Rest
+    samples = data.get("samples_per_cell", 1) if search else 1
+    samples = samples if isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1 else 1
+    planned = planned_upper_bound(grid, samples)
+    if planned > cap:
+        sizes = " x ".join(f"{axis} {len(values):,}" for axis, values in grid.items())
+        if samples > 1:
+            sizes += f" x samples_per_cell {samples:,}"
+        problems.append(
+            f"grid: plans {planned:,} trials ({sizes}), more than max_trials {cap:,}; "
+            f"shorten the lists, or raise max_trials in the spec or with --max-trials (at most {MAX_MAX_TRIALS:,})"
+        )
+        raise ConfigError(problems)
+
+
+def storage_url_problems(url: str, path: str) -> list[str]:
+    """Why `url` cannot be an Optuna storage (an SQLAlchemy URL of an installed driver), or []."""
+    if not re.fullmatch(r"[a-z][a-z0-9+]*://\S*", url):
+        return [f"{path}: {brief(url)} is not a database URL (e.g. sqlite:///studies.db, postgresql://host/db)"]
+    try:
+        from sqlalchemy.engine import make_url
+
+        make_url(url).get_dialect()
+    except ImportError:
+        return []  # Optuna not installed here: the runner reports it
+    except Exception as err:  # sqlalchemy's ArgumentError / NoSuchModuleError
+        return [f"{path}: {brief(url)} is not a usable database URL ({clip(str(err).splitlines()[0] if str(err) else type(err).__name__, 120)})"]
+    return []
 
 
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
-    return f"{type(value).__name__} {value!r}" if not isinstance(value, Mapping | list) else type(value).__name__
+    return f"{type(value).__name__} {brief(value)}" if not isinstance(value, Mapping | list) else type(value).__name__
+
+
+def _key(key: Any) -> str:
+    return clip(str(key), 60)
 
 
 def _mapping(data: Mapping, key: str, problems: list[str]) -> dict[str, Any]:
@@ -434,7 +546,7 @@ def _mapping(data: Mapping, key: str, problems: list[str]) -> dict[str, Any]:
         return {}
     bad = [k for k in value if not isinstance(k, str)]
     for k in bad:
-        problems.append(f"{key}.{k}: keys must be field names (text), got {k!r}")
+        problems.append(f"{key}.{_key(k)}: keys must be field names (text), got {brief(k)}")
     return {k: v for k, v in value.items() if isinstance(k, str)}
 
 
@@ -454,13 +566,11 @@ def _prefixed(err: ValidationError, prefix: str, model: type[BaseModel]) -> list
                 loc.append(part)
                 annotation = fields[part].annotation
                 owner = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = error_message(e)
         if e["type"] == "extra_forbidden":
-            loc.append(str(e["loc"][-1]))
-            allowed = ", ".join(getattr(owner, "model_fields", {})) if owner is not None else ""
-            msg = f"unknown key; allowed keys: {allowed}" if allowed else "unknown key"
-        elif e["type"] == "literal_error":
-            msg = f"{e.get('input')!r} is not allowed; {msg[0].lower()}{msg[1:]}"
+            loc.append(_key(e["loc"][-1]))
+            names = list(getattr(owner, "model_fields", {})) if owner is not None else []
+            msg = f"unknown key{suggestion(e['loc'][-1], names)}; allowed keys: {', '.join(names)}" if names else "unknown key"
         elif e["type"] == "missing":
             msg = "missing"
         path = ".".join(p for p in (prefix, ".".join(loc).replace(".[", "[")) if p)
@@ -499,10 +609,10 @@ def _check_grid(grid: dict[str, Any], problems: list[str]) -> dict[str, list[Any
     for axis, values in grid.items():
         path = f"grid.{axis}"
         if axis not in TrialConfig.model_fields:
-            problems.append(f"{path}: unknown key; allowed keys: {', '.join(TRIAL_FIELDS)}")
+            problems.append(f"grid.{_key(axis)}: unknown key{suggestion(axis, TRIAL_FIELDS)}; allowed keys: {', '.join(TRIAL_FIELDS)}")
             continue
         if not isinstance(values, list):
-            problems.append(f"{path}: must be a list of values to cross, got {_kind(values)}; write [{values}] for a single value, or move it to base")
+            problems.append(f"{path}: must be a list of values to cross, got {_kind(values)}; write [{brief(values)}] for a single value, or move it to base")
             continue
         if not values:
             problems.append(f"{path}: empty list; give at least one value (or remove the axis)")
@@ -513,7 +623,7 @@ def _check_grid(grid: dict[str, Any], problems: list[str]) -> dict[str, list[Any
                     problems.append(f"{path}[{i}]: a mapping value must set its axis' field {axis!r} (and may set companion fields)")
                 for key in value:
                     if key != axis and key in grid:
-                        problems.append(f"{path}[{i}].{key}: {key!r} is also a grid axis; set it in one place")
+                        problems.append(f"{path}[{i}].{_key(key)}: {brief(key)} is also a grid axis; set it in one place")
             elif isinstance(value, list):
                 problems.append(f"{path}[{i}]: a list inside a grid list; give one value per entry")
         out[axis] = values
@@ -525,7 +635,7 @@ def _check_search(search: dict[str, Any], base: dict[str, Any], grid: dict[str, 
     for name, raw in search.items():
         path = f"search.{name}"
         if name not in TrialConfig.model_fields:
-            problems.append(f"{path}: unknown key; allowed keys: {', '.join(TRIAL_FIELDS)}")
+            problems.append(f"search.{_key(name)}: unknown key{suggestion(name, TRIAL_FIELDS)}; allowed keys: {', '.join(TRIAL_FIELDS)}")
             continue
         if name in grid:
             problems.append(f"{path}: also a grid axis; a field is either crossed or searched")
@@ -540,8 +650,8 @@ def _check_search(search: dict[str, Any], base: dict[str, Any], grid: dict[str, 
             problems.append(f"{path}: must be a mapping like {{type: float, low: 0.001, high: 0.1, log: true}}, got {_kind(raw)}")
             continue
         kind = raw.get("type")
-        if kind not in _SEARCH_TYPES:
-            problems.append(f"{path}.type: {kind!r} is not allowed; use one of {', '.join(_SEARCH_TYPES)}")
+        if not isinstance(kind, str) or kind not in _SEARCH_TYPES:
+            problems.append(f"{path}.type: {brief(kind)} is not allowed; use one of {', '.join(_SEARCH_TYPES)}{suggestion(kind, _SEARCH_TYPES)}")
             continue
         try:
             param = _SEARCH_TYPES[kind].model_validate(raw)
@@ -607,14 +717,17 @@ def _check_pruner(raw: Any, problems: list[str]) -> dict[str, Any]:
         problems.append(f"pruner: must be a name ({', '.join(PRUNERS)}) or a mapping with `type` and its arguments, got {_kind(raw)}")
         return {"type": "none"}
     kind = raw.get("type", "none")
-    if kind not in _PRUNER_ARGS:
-        problems.append(f"pruner.type: {kind!r} is not allowed; use one of {', '.join(PRUNERS)}")
+    if not isinstance(kind, str) or kind not in _PRUNER_ARGS:
+        problems.append(f"pruner.type: {brief(kind)} is not allowed; use one of {', '.join(PRUNERS)}{suggestion(kind, PRUNERS)}")
         return {"type": "none"}
     args = {k: v for k, v in raw.items() if k != "type"}
+    if "args" in args:
+        problems.append(f"pruner.args: give the pruner's arguments next to its type, e.g. pruner: {{type: {kind}, n_startup_trials: 3}}")
+        return {"type": "none"}
     model = _PRUNER_ARGS[kind]
     if model is None:
         for key in args:
-            problems.append(f"pruner.{key}: pruner 'none' takes no arguments")
+            problems.append(f"pruner.{_key(key)}: pruner 'none' takes no arguments")
         return {"type": "none"}
     try:
         validated = model.model_validate(args)
@@ -637,7 +750,7 @@ def _check_base(base: dict[str, Any], grid: dict[str, list[Any]], search: dict[s
             assigned = dict(value) if isinstance(value, Mapping) else {axis: value}
             for key in assigned:
                 if key not in TrialConfig.model_fields:
-                    problems.append(f"grid.{axis}[{i}].{key}: unknown key; allowed keys: {', '.join(TRIAL_FIELDS)}")
+                    problems.append(f"grid.{axis}[{i}].{_key(key)}: unknown key{suggestion(key, TRIAL_FIELDS)}; allowed keys: {', '.join(TRIAL_FIELDS)}")
             assigned = {k: v for k, v in assigned.items() if k in TrialConfig.model_fields}
             for field_name, rest, msg in _config_errors({**base, **assigned}):
                 if field_name not in assigned:

@@ -30,6 +30,7 @@ import ast
 import io
 import os
 import re
+import tempfile
 import threading
 import time
 import tokenize
@@ -39,6 +40,7 @@ import uuid
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,13 +51,13 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from hidden_core.config import ConfigError, TrialConfig
+from hidden_core.config import ConfigError, TrialConfig, brief, clip, suggestion
 from hidden_core.records import EPOCH_MEASURES, FINAL_STATUSES, STATUSES
 
 RESULTS_ENV = "HIDDEN_RESULTS"
 TABLES = ("trials", "epochs")
 
-_SWEEP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
+_SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,99}")  # matched whole
 _UTC_US = pa.timestamp("us", tz="UTC")
 # An epochs file whose trial row never appeared is a killed write once it is this old; a
 # younger one may be a write in flight in another process, so compaction keeps it.
@@ -171,23 +173,50 @@ def _pandas_boolean_ops(text: str) -> str:
 
 
 def unknown_column_error(kind: str, names: Iterable[str], schema: pa.Schema) -> ConfigError:
-    wrong = ", ".join(repr(n) for n in names)
+    names = list(names)
+    wrong = ", ".join(brief(n) + suggestion(n, schema.names) for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     return ConfigError([f"{kind}: unknown column {wrong}; available columns: {', '.join(schema.names)}"])
 
 
+MAX_WHERE_CHARS = 2000  # a filter is a line typed by a person; 2000 characters is 20 lines of it
+MAX_WHERE_NODES = 500  # terms and operators; deeper or longer expressions are refused, not evaluated
+_WHERE_CONSTANTS = (bool, int, float, str, type(None))
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 class _WhereTranslator:
-    """A pandas-query-like expression string -> pyarrow compute expression (for pushdown)."""
+    """A pandas-query-like expression string -> pyarrow compute expression (for pushdown).
+
+    Hostile input gets a ConfigError naming the problem, never a traceback: text longer than
+    MAX_WHERE_CHARS or with more than MAX_WHERE_NODES terms, comments, integers beyond 64
+    bits, constants other than numbers, text, booleans and None (`...`, b'', 1j),
+    arithmetic on text, and dates that do not parse."""
 
     def __init__(self, text: str, schema: pa.Schema):
         self.text, self.schema = text, schema
         self.unknown: list[str] = []
+        self.shown = clip(repr(text), 80)
 
     def translate(self) -> pc.Expression:
+        if len(self.text) > MAX_WHERE_CHARS:
+            raise ConfigError([f"where: {len(self.text):,} characters; a filter may have at most {MAX_WHERE_CHARS:,}"])
         try:
-            tree = ast.parse(_pandas_boolean_ops(self.text).strip(), mode="eval")
-        except (SyntaxError, tokenize.TokenError) as err:
-            raise ConfigError([f"where: cannot parse {self.text!r} ({getattr(err, 'msg', err)}); use {WHERE_HELP}"]) from None
-        expr = self.visit(tree.body)
+            source = _pandas_boolean_ops(self.text).strip()
+            tree = ast.parse(source, mode="eval")
+        except (SyntaxError, tokenize.TokenError, ValueError, MemoryError, RecursionError) as err:
+            raise ConfigError([f"where: cannot parse {self.shown} ({clip(str(getattr(err, 'msg', err)), 100)}); use {WHERE_HELP}"]) from None
+        if any(t.type == tokenize.COMMENT for t in tokenize.generate_tokens(io.StringIO(self.text).readline)):
+            raise self.unsupported("a comment ('#')")
+        if sum(1 for _ in ast.walk(tree)) > MAX_WHERE_NODES:
+            raise ConfigError([f"where: {self.shown} has more than {MAX_WHERE_NODES} terms; split the selection"])
+        try:
+            expr = self.visit(tree.body)
+        except ConfigError:
+            raise
+        except RecursionError:
+            raise ConfigError([f"where: {self.shown} is nested too deeply"]) from None
+        except (pa.ArrowException, TypeError, ValueError, OverflowError, ZeroDivisionError) as err:
+            raise ConfigError([f"where: cannot evaluate {self.shown}: {clip(str(err).splitlines()[0] if str(err) else type(err).__name__, 150)}"]) from None
         if self.unknown:
             raise unknown_column_error("where", dict.fromkeys(self.unknown), self.schema)
         if not isinstance(expr, pc.Expression):
@@ -195,12 +224,12 @@ class _WhereTranslator:
         return expr
 
     def unsupported(self, what: str) -> ConfigError:
-        return ConfigError([f"where: {what} is not supported in {self.text!r}; use {WHERE_HELP}"])
+        return ConfigError([f"where: {what} is not supported in {self.shown}; use {WHERE_HELP}"])
 
     def visit(self, node: ast.AST) -> Any:
         method = getattr(self, f"visit_{type(node).__name__}", None)
         if method is None:
-            raise self.unsupported(f"'{ast.unparse(node)}'")
+            raise self.unsupported(f"'{clip(ast.unparse(node), 60)}'")
         return method(node)
 
     def visit_Name(self, node: ast.Name) -> Any:
@@ -209,7 +238,12 @@ class _WhereTranslator:
         return pc.field(node.id)
 
     def visit_Constant(self, node: ast.Constant) -> Any:
-        return node.value
+        value = node.value
+        if not isinstance(value, _WHERE_CONSTANTS):
+            raise self.unsupported(f"the constant {clip(ast.unparse(node), 40)} ({type(value).__name__})")
+        if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+            raise self.unsupported(f"the integer {clip(str(value), 30)} (beyond 64 bits)")
+        return value
 
     def visit_List(self, node: ast.List | ast.Tuple | ast.Set) -> list[Any]:
         values = [self.visit(e) for e in node.elts]
@@ -234,13 +268,34 @@ class _WhereTranslator:
             return pc.negate(operand) if isinstance(operand, pc.Expression) else -operand
         if isinstance(node.op, ast.UAdd):
             return operand
-        raise self.unsupported(f"'{ast.unparse(node)}'")
+        raise self.unsupported(f"'{clip(ast.unparse(node), 60)}'")
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         func = _ARITHMETIC.get(type(node.op))
         if func is None:
-            raise self.unsupported(f"'{ast.unparse(node)}'")
-        return func(self.visit(node.left), self.visit(node.right))
+            raise self.unsupported(f"'{clip(ast.unparse(node), 60)}'")
+        left, right = self.visit(node.left), self.visit(node.right)
+        for operand in (left, right):
+            if isinstance(operand, str | bool | list) or operand is None:
+                raise self.unsupported(f"arithmetic on {brief(operand)}")
+        if not (isinstance(left, pc.Expression) or isinstance(right, pc.Expression)):
+            return self.fold(node, left, right)
+        return func(left, right)
+
+    def fold(self, node: ast.BinOp, left: Any, right: Any) -> int | float:
+        """Arithmetic on two numbers, done here, bounded: no 10**10**10, results in int64 or finite."""
+        if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 2**32):
+            raise self.unsupported(f"the power '{clip(ast.unparse(node), 40)}' (exponents up to 64, bases up to 2**32)")
+        try:
+            value = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+                     ast.Div: lambda a, b: a / b, ast.Pow: lambda a, b: a**b}[type(node.op)](left, right)
+        except (ZeroDivisionError, OverflowError) as err:
+            raise ConfigError([f"where: cannot compute '{clip(ast.unparse(node), 40)}' ({err})"]) from None
+        if isinstance(value, complex) or (isinstance(value, float) and not np.isfinite(value)):
+            raise self.unsupported(f"the result of '{clip(ast.unparse(node), 40)}' (not a finite number)")
+        if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+            raise self.unsupported(f"the result of '{clip(ast.unparse(node), 40)}' (beyond 64 bits)")
+        return value
 
     def visit_Compare(self, node: ast.Compare) -> pc.Expression:
         parts, left = [], self.visit(node.left)
@@ -279,7 +334,10 @@ class _WhereTranslator:
         """Timestamp columns accept ISO strings, as pandas.query does."""
         name = _field_name(column)
         if name in self.schema.names and pa.types.is_timestamp(self.schema.field(name).type) and isinstance(value, str):
-            return pa.scalar(_utc(value), type=_UTC_US)
+            try:
+                return pa.scalar(_utc(value), type=_UTC_US)
+            except (ValueError, OverflowError, TypeError, pa.ArrowException):
+                raise ConfigError([f"where: {brief(value)} is not a date/time for {name} (write e.g. '2026-01-31' or '2026-01-31T12:00Z')"]) from None
         return value
 
     def literals(self, column: pc.Expression, values: list[Any]) -> list[Any]:
@@ -287,12 +345,12 @@ class _WhereTranslator:
 
     def visit_Call(self, node: ast.Call) -> pc.Expression:
         if not isinstance(node.func, ast.Attribute) or node.keywords:
-            raise self.unsupported(f"'{ast.unparse(node)}'")
+            raise self.unsupported(f"'{clip(ast.unparse(node), 60)}'")
         column = self.visit(node.func.value)
         args = [self.visit(a) for a in node.args]
         name = node.func.attr
         if not isinstance(column, pc.Expression):
-            raise self.unsupported(f"'{ast.unparse(node)}'")
+            raise self.unsupported(f"'{clip(ast.unparse(node), 60)}'")
         if name in ("isna", "isnull") and not args:
             return column.is_null()
         if name in ("notna", "notnull") and not args:
@@ -302,7 +360,7 @@ class _WhereTranslator:
         if name == "between" and len(args) == 2:
             low, high = self.literals(column, args)
             return (column >= low) & (column <= high)
-        raise self.unsupported(f"'{ast.unparse(node)}'")
+        raise self.unsupported(f"'{clip(ast.unparse(node), 60)}'")
 
 
 def _field_name(expr: pc.Expression) -> str | None:
@@ -323,9 +381,9 @@ def where_expression(where: str | pc.Expression | None, schema: pa.Schema = TRIA
         missing = re.findall(r"FieldRef\.Name\((\w+)\)", str(err))
         if missing:
             raise unknown_column_error("where", missing, schema) from None
-        raise ConfigError([f"where: cannot evaluate {where!s}: {str(err).splitlines()[0]}"]) from None
-    except pa.ArrowException as err:
-        raise ConfigError([f"where: cannot evaluate {where!s}: {str(err).splitlines()[0]}"]) from None
+        raise ConfigError([f"where: cannot evaluate {clip(str(where), 80)}: {clip(str(err).splitlines()[0], 150)}"]) from None
+    except (pa.ArrowException, TypeError, ValueError, OverflowError, RecursionError) as err:
+        raise ConfigError([f"where: cannot evaluate {clip(str(where), 80)}: {clip(str(err).splitlines()[0] if str(err) else type(err).__name__, 150)}"]) from None
     return expr
 
 
@@ -389,8 +447,9 @@ class ResultStore:
     def _require_sweep(self, sweep: str) -> None:
         _check_sweep_name(sweep)
         if self.fs.get_file_info(self._dir(sweep, "trials")).type != pafs.FileType.Directory:
-            available = ", ".join(self.sweeps()) or "(none)"
-            raise ConfigError([f"sweep: no sweep named {sweep!r} in {self.uri}; available sweeps: {available}"])
+            sweeps = self.sweeps()
+            available = ", ".join(sweeps) or "(none)"
+            raise ConfigError([f"sweep: no sweep named {sweep!r} in {self.uri}{suggestion(sweep, sweeps)}; available sweeps: {available}"])
 
     # -- writing --
     def write_trial(self, sweep: str, trial_row: dict[str, Any], epoch_rows: Sequence[dict[str, Any]] = ()) -> str:
@@ -640,9 +699,34 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
         pass  # a concurrent compaction took it first; its rows are in that one's output
 
 
+def require_writable(store: ResultStore) -> None:
+    """ConfigError unless a local store can take new files, checked before a sweep starts
+    anything (a read-only store would otherwise fail after Ray started, or lose a trial).
+    Probes the store folder, or the nearest folder above it that exists, with a temporary
+    file it removes at once. Object stores show their permissions on the first write."""
+    if not store._local:
+        return
+    folder = Path(store.root)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError([f"results: {clip(store.uri, 200)} cannot be created: {folder} is a file, not a folder"])
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".hidden-write-check-"):
+            pass
+    except OSError as err:
+        raise ConfigError([f"results: {clip(store.uri, 200)} is not writable ({folder}: {err.strerror or err}); choose another --results"]) from None
+
+
+def require_existing(store: ResultStore) -> None:
+    """ConfigError when a local store folder is not there (reading it would find nothing)."""
+    if store._local and not Path(store.root).is_dir():
+        raise ConfigError([f"results: no results store at {clip(store.uri, 200)} (no such folder); give --results or set $HIDDEN_RESULTS"])
+
+
 def _check_sweep_name(sweep: str) -> None:
-    if not isinstance(sweep, str) or not _SWEEP_NAME.match(sweep):
-        raise ConfigError([f"sweep: {sweep!r} is not a valid sweep name (letters, digits, '_', '-', '.', '='; not starting with '.' or '_')"])
+    if not isinstance(sweep, str) or not _SWEEP_NAME.fullmatch(sweep):
+        raise ConfigError([f"sweep: {brief(sweep)} is not a valid sweep name (1-100 letters, digits, '_', '-', '.', '='; not starting with '.' or '_')"])
 
 
 def _check_columns(kind: str, columns: Sequence[str] | None, schema: pa.Schema) -> list[str]:

@@ -40,7 +40,10 @@ def test_config_file_and_flags_override(tmp_path, capsys):
     [
         (["--method", "magic"], "method: 'magic' is not allowed"),
         (["--keep-fraction", "1.5"], "keep_fraction: 1.5 is not in (0, 1]"),
-        (["--width", "0"], "width: 0.0 must be > 0"),
+        (["--width", "0"], "width: 0.0 is not in (0, 64]"),
+        (["--width", "true"], "width: 'true' is text, not a number"),
+        (["--seed", "1.5"], "seed: 1.5 is a float, not a whole number"),
+        (["--step-milestones", "a,b"], "step_milestones: 'a,b' is not a comma-separated list"),
         (["--model", "convnet", "--depth", "5"], "depth: 5: convnet takes an even number"),
         (["--dataset", "svhn"], "dataset: 'svhn' is not allowed"),
         (["--weight-dist", "laplace"], "weight_dist: 'laplace' is not allowed"),

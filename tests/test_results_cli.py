@@ -55,8 +55,15 @@ def test_list_shows_counts_per_sweep(hidden):
 
 
 def test_results_option_overrides_the_environment(hidden, tmp_path):
+    (tmp_path / "empty").mkdir()
     code, out, _ = hidden("results", "list", "--results", str(tmp_path / "empty"))
     assert code == 0 and "no sweeps in" in out
+
+
+def test_a_missing_store_folder_is_an_error(hidden, tmp_path):
+    code, out, err = hidden("results", "list", "--results", str(tmp_path / "no" / "such"))
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"error: results: no results store at {tmp_path / 'no' / 'such'} (no such folder); give --results or set $HIDDEN_RESULTS"]
 
 
 def test_show_lists_trials_with_the_columns_that_vary(hidden):
@@ -116,7 +123,7 @@ def test_analyze_scaling_writes_the_report(hidden, results_dir, tmp_path):
     [
         (("results", "show", "nosuch"), "no sweep named 'nosuch'.*available sweeps: demo, tiny"),
         (("results", "show", "demo", "--where", "colour == 'red'"), "where: unknown column 'colour'; available columns: sweep, trial_id"),
-        (("results", "show", "demo", "--columns", "acc"), "columns: unknown column 'acc'; available columns"),
+        (("results", "show", "demo", "--columns", "acc"), "columns: unknown column 'acc'.*; available columns"),
         (("results", "show", "demo", "--group-by", "colour"), "group-by: unknown column 'colour'; available columns"),
         (("results", "show", "demo", "--where", "width > 100"), "selection: no trials match --where 'width > 100'.*24 trials"),
         (("results", "best", "demo", "--by", "colour"), "by: unknown column 'colour'"),

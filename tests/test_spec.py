@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hidden_core.cli import main as cli_main
 from hidden_core.config import ConfigError, TrialConfig, make_config
 from hidden_core.spec import cell_id, check_resources, load_spec, parse_spec
 from hidden_core.store import ResultStore
+from hidden_core.strict_yaml import load_yaml_text
 from hidden_core.tune.planning import describe_todo, plan_todo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,9 +58,9 @@ def test_every_problem_is_reported_at_once():
             "resources": {"gpu": -1},
         })
     text = "\n".join(err.value.problems)
-    for part in ("bogus: unknown key", "base.lr: -1.0 must be > 0", "base.foo: unknown key", "grid.keep_fraction[1]: 2.0 is not in (0, 1]",
+    for part in ("bogus: unknown key", "base.lr: -1.0 is not in (0, 10000]", "base.foo: unknown key", "grid.keep_fraction[1]: 2.0 is not in (0, 1]",
                  "grid.width: empty list", "grid.method[1]: 'nope' is not allowed", "search.weight_decay: low 1.0 > high 0.1",
-                 "pruner.n_startup_trials", "resources.gpu: -1.0 must be >= 0"):
+                 "pruner.n_startup_trials", "resources.gpu: -1.0 must be 0 or in [0.01, 64]"):
         assert part in text, f"{part!r} missing from:\n{text}"
 
 
@@ -89,8 +89,8 @@ def test_run_sweep_refuses_impossible_resources_before_starting(tmp_path: Path):
     from hidden_core.tune.runner import run_sweep
 
     ray_was_up = ray.is_initialized()
-    spec = parse_spec({"name": "huge", "grid": {"width": [1]}, "resources": {"cpu": 4096}})
-    with pytest.raises(ConfigError, match=r"resources\.cpu: 4096 CPUs per trial"):
+    spec = parse_spec({"name": "huge", "grid": {"width": [1]}, "resources": {"cpu": 1024}})
+    with pytest.raises(ConfigError, match=r"resources\.cpu: 1024 CPUs per trial"):
         run_sweep(spec, tmp_path / "results", progress=False)
     assert not (tmp_path / "results").exists()
     assert ray.is_initialized() == ray_was_up  # no Ray started
@@ -139,7 +139,7 @@ def test_grid_is_crossed_and_method_fields_collapse():
 
 def test_trial_ids_are_stable_across_spellings():
     a = parse_spec({"name": "x", "grid": {"width": [0.5], "lr": [0.1]}}).plan().trials[0]
-    b = parse_spec(yaml.safe_load("name: y\nbase: {lr: '1e-1'}\ngrid: {width: ['0.50']}")).plan().trials[0]
+    b = parse_spec(load_yaml_text("name: y\nbase: {lr: 1e-1}\ngrid: {width: [0.50]}")).plan().trials[0]
     assert a.trial_id == b.trial_id
 
 

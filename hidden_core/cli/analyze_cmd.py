@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "params_active, ...) fit test error = e_inf + a * x^-b with Student-t intervals, compare every untrained method "
         "with dense (unpaired and paired over seeds), and write plots, fits.csv, gaps.csv and report.md.",
     )
-    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--x", default="width", metavar="COLUMN", help="the x axis: any numeric column, e.g. width, depth, keep_fraction, params_active, params_learned, changed_fraction, disabled_features (default width)")
     p.add_argument("--by", nargs="+", metavar="COL", help="group columns (default method); other grid axes that vary are split automatically")
     p.add_argument("--where", metavar="EXPR", help="filter trials first, e.g. \"dataset == 'mnist1d'\"")

@@ -14,6 +14,8 @@ from hidden_core.store import (
     TRIAL_SCHEMA,
     ResultStore,
     default_results_root,
+    require_existing,
+    require_writable,
     unknown_column_error,
 )
 
@@ -26,7 +28,10 @@ def add_results_option(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> ResultStore:
-    return ResultStore(args.results or default_results_root(), compact_every=None)
+    """The store to read; a local folder that is not there is an error, not an empty store."""
+    store = ResultStore(args.results or default_results_root(), compact_every=None)
+    require_existing(store)
+    return store
 
 
 def split_names(values: Sequence[str] | None) -> list[str] | None:
@@ -126,7 +131,9 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    stats = open_store(args).compact(args.sweep)
+    store = open_store(args)
+    require_writable(store)
+    stats = store.compact(args.sweep)
     print(f"compacted {args.sweep}: {stats['files_merged']} files merged, {stats['rows_dropped']} superseded rows dropped")
     return 0
 
@@ -135,33 +142,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("results", help="list, show and compare stored results", description="Read the Parquet results store.")
     actions = parser.add_subparsers(dest="results_action", required=True, metavar="ACTION")
 
-    p = actions.add_parser("list", help="sweeps with trial counts by status and last update")
+    p = actions.add_parser("list", help="sweeps with trial counts by status and last update", description="List the sweeps of the store with their trial counts by status and last update.")
     add_results_option(p)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default: table)")
     p.set_defaults(func=cmd_list)
 
-    p = actions.add_parser("show", help="trials of a sweep, or mean/std/count per group with --group-by")
-    p.add_argument("sweep", metavar="SWEEP")
+    p = actions.add_parser("show", help="trials of a sweep, or mean/std/count per group with --group-by", description=(
+        "Show the trials of SWEEP (one row per trial, the config columns that vary, seed and metrics), "
+        "or with --group-by the mean, std and count of metrics over the completed trials of each group."))
+    p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--where", metavar="EXPR", help="filter, e.g. \"method == 'edge_popup' and width >= 1\"")
     p.add_argument("--columns", nargs="+", metavar="COL", help="columns to show (with --group-by: the metrics to average)")
     p.add_argument("--group-by", nargs="+", metavar="COL", help="mean, std and count over the completed trials (seeds) of each group")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table; parquet needs --output or a redirect)")
     p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     add_results_option(p)
     p.set_defaults(func=cmd_show)
 
-    p = actions.add_parser("best", help="best completed trial per group by best validation accuracy, with its test accuracy at that epoch")
-    p.add_argument("sweep", metavar="SWEEP")
+    p = actions.add_parser("best", help="best completed trial per group by best validation accuracy, with its test accuracy at that epoch", description=(
+        "Per group of --by, the completed trial with the highest --metric (the best validation accuracy by default), "
+        "and the --report columns (test accuracy at the best-validation epoch by default) of that trial."))
+    p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--by", nargs="+", required=True, metavar="COL", help="group columns, e.g. method width")
     p.add_argument("--metric", default="best_val_acc", help="chosen by (default best_val_acc: never select on test)")
     p.add_argument("--report", nargs="+", default=["test_acc_at_best_val"], metavar="COL", help="reported for the chosen trial, metrics also as the mean over its cell's seeds (default test_acc_at_best_val: test accuracy at the best-validation epoch)")
-    p.add_argument("--where", metavar="EXPR")
-    p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--output", metavar="FILE")
+    p.add_argument("--where", metavar="EXPR", help="filter the trials first, e.g. \"width >= 1\"")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     add_results_option(p)
     p.set_defaults(func=cmd_best)
 
-    p = actions.add_parser("compact", help="merge a sweep's part files into one (reads get faster)")
-    p.add_argument("sweep", metavar="SWEEP")
+    p = actions.add_parser("compact", help="merge a sweep's part files into one (reads get faster)", description="Merge a sweep's part files into one file per table, dropping superseded rows.")
+    p.add_argument("sweep", metavar="SWEEP", help="sweep name")
     add_results_option(p)
     p.set_defaults(func=cmd_compact)

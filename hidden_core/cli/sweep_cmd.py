@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("spec", metavar="SPEC", help="spec file, or a name in sweeps/ (e.g. quickstart)")
     r.add_argument("--address", help="Ray cluster to use ('auto', 'host:6379', 'ray://host:10001'); default: start a new embedded local Ray on 127.0.0.1 (RAY_ADDRESS and Ray's address file are ignored)")
     r.add_argument("--results", help="results store: a folder or an object-store URL (default $HIDDEN_RESULTS or ./results)")
-    r.add_argument("--dry-run", action="store_true", help="print the trial count per axis and the trials that would run; start nothing")
+    r.add_argument("--dry-run", action="store_true", help="print the trial count per axis, the largest trial's size and the trials that would run; start nothing")
+    r.add_argument("--max-trials", type=int, metavar="N", help="refuse specs that plan more than N trials (overrides the spec's max_trials; default 10000)")
     r.add_argument("--study-storage", metavar="URL", help="Optuna storage URL for the per-cell studies (default: SQLite next to the store)")
     r.add_argument("--max-concurrent", type=int, metavar="N", help="at most N trials at once (overrides the spec)")
     r.add_argument("--num-cpus", type=int, metavar="N", help="embedded Ray only: use N CPUs (default: all)")
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "accuracy; per method and width, mean test accuracy at the best validation epoch."))
     s.add_argument("spec", metavar="SPEC", help="spec file, or a name in sweeps/")
     s.add_argument("--results", help="results store (default $HIDDEN_RESULTS or ./results)")
+    s.add_argument("--max-trials", type=int, metavar="N", help="as for `sweep run`")
     s.set_defaults(func=status_cmd)
 
 
@@ -52,17 +54,32 @@ def _store(results: str | None) -> Any:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
+    from hidden_core.footprint import describe, plan_footprint, require_fit
+    from hidden_core.store import require_writable
     from hidden_core.tune.planning import describe_todo, plan_todo, require_spec
     from hidden_core.tune.runner import run_sweep
 
-    spec = require_spec(args.spec)
+    spec = require_spec(args.spec, args.max_trials)
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError([f"--max-concurrent: {args.max_concurrent} must be >= 1"])
+    if args.num_cpus is not None and not 1 <= args.num_cpus <= 1024:
+        raise ConfigError([f"--num-cpus: {args.num_cpus} is not in [1, 1024]"])
     store = _store(args.results)
+    largest = plan_footprint(spec.plan())
     if args.dry_run:
         for line in describe_todo(spec, plan_todo(spec, store)):
             print(line)
+        if largest is not None:
+            print(f"  {describe(*largest)}")
         return 0
+    if args.study_storage is not None:
+        from hidden_core.spec import storage_url_problems
+
+        if problems := storage_url_problems(args.study_storage, "--study-storage"):
+            raise ConfigError(problems)
+    require_writable(store)
+    if largest is not None and args.address is None:  # a cluster's nodes are checked by Ray
+        require_fit(largest[0], spec.resources.device, largest[1])
     report = run_sweep(
         spec,
         store.uri,
@@ -95,7 +112,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 def status_cmd(args: argparse.Namespace) -> int:
     from hidden_core.tune.planning import plan_todo, require_spec
 
-    spec = require_spec(args.spec)
+    spec = require_spec(args.spec, args.max_trials)
     store = _store(args.results)
     todo = plan_todo(spec, store)
     plan = spec.plan()

@@ -15,7 +15,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
 from hidden_core.config import (
@@ -23,9 +22,11 @@ from hidden_core.config import (
     ConfigError,
     RunOptions,
     TrialConfig,
+    from_command_line,
     make_config,
     make_run_options,
 )
+from hidden_core.strict_yaml import load_yaml_file
 
 MODEL_FIELDS = ("dataset", "model", "method", "width", "depth", "mlp_units", "norm", "keep_fraction", "weight_dist", "scale_fan", "seed", "train_output_layer", "supermask_init_keep")
 
@@ -39,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
     p.set_defaults(func=run_train)
 
-    p = sub.add_parser("inspect", help="parameter counts of a model, as JSON (loads no data)")
-    p.add_argument("--config", metavar="FILE.yaml")
+    p = sub.add_parser("inspect", help="parameter counts of a model, as JSON (loads no data)", description="Build a trial's network (no data, no training) and print its parameter counts as JSON.")
+    p.add_argument("--config", metavar="FILE.yaml", help="trial config file; flags override it")
     _add_field_flags(p, TrialConfig, only=MODEL_FIELDS)
     p.set_defaults(func=run_inspect)
 
@@ -59,11 +60,10 @@ def _add_field_flags(parser: argparse.ArgumentParser, model: type[BaseModel], on
             continue
         flag = "--" + name.replace("_", "-")
         choices = _literal_values(info.annotation)
-        help_text = info.description or ""
-        if choices:
-            help_text = f"{help_text} one of: {', '.join(choices)}".strip()
-        default = info.default if info.default is not None else "model/data set default"
-        help_text = f"{help_text} (default: {default})".strip()
+        notes = [f"one of: {', '.join(choices)}"] if choices else []
+        if info.default is not None:  # None: the description says what unset means
+            notes.append(f"default: {info.default}")
+        help_text = (info.description or name.replace("_", " ")) + (f" ({'; '.join(notes)})" if notes else "")
         if _is_bool(info.annotation):
             group.add_argument(flag, dest=name, nargs="?", const="true", default=argparse.SUPPRESS, metavar="BOOL", help=help_text)
         else:
@@ -88,11 +88,12 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrialConfig, RunOptions
         path = Path(args.config)
         if not path.is_file():
             raise ConfigError([f"config: {path} does not exist"])
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = load_yaml_file(path, "config") or {}
         if not isinstance(loaded, dict):
             raise ConfigError([f"config: {path} must hold a mapping of config fields"])
         file_values = loaded
-    given = {**file_values, **{k: v for k, v in vars(args).items() if k in TrialConfig.model_fields or k in RunOptions.model_fields}}
+    flags = {k: from_command_line(TrialConfig if k in TrialConfig.model_fields else RunOptions, k, v) for k, v in vars(args).items() if k in TrialConfig.model_fields or k in RunOptions.model_fields}
+    given = {**file_values, **flags}
     run_values = {k: given.pop(k) for k in list(given) if k in RunOptions.model_fields}
     problems: list[str] = []
     config = run = None
@@ -113,6 +114,9 @@ def run_train(args: argparse.Namespace) -> int:
     config, run = configs_from_args(args)
     # Imported here: `hidden --help` and the results commands stay fast and torch-free.
     from hidden_core.data import check_data_available
+    from hidden_core.footprint import require_device
+
+    require_device(run.device)
     from hidden_core.training import CheckpointMismatch
     from hidden_core.trial import train
 

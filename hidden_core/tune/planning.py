@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hidden_core.config import ConfigError
 from hidden_core.records import FINAL_STATUSES
-from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec, load_spec
+from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec, find_spec_file, load_spec
 from hidden_core.store import ResultStore
 
 
@@ -75,13 +74,6 @@ def _short(value: Any, axis: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def require_spec(path: str) -> SweepSpec:
+def require_spec(path: str, max_trials: int | None = None) -> SweepSpec:
     """A spec path, or the name of a file in the repository's sweeps/ folder."""
-    candidate = Path(path)
-    if candidate.exists():
-        return load_spec(candidate)
-    for folder in (Path.cwd() / "sweeps", Path(__file__).resolve().parents[2] / "sweeps"):
-        for name in (path, f"{path}.yaml"):
-            if (folder / name).exists():
-                return load_spec(folder / name)
-    raise ConfigError([f"{path}: no such spec file (nor sweeps/{path}.yaml)"])
+    return load_spec(find_spec_file(path, (Path.cwd() / "sweeps", Path(__file__).resolve().parents[2] / "sweeps")), max_trials=max_trials)
