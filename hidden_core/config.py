@@ -496,11 +496,19 @@ def _literal_choices(e: Any) -> list[str]:
     return re.findall(r"'([^']*)'", expected)
 
 
+# Other libraries' names for our fields: a spelling difflib cannot see ('learning_rate' is
+# closer to 'prune_rate' than to 'lr').
+SYNONYMS = {"learning_rate": "lr", "optimiser": "optimizer", "k": "keep_fraction", "sparsity": "keep_fraction", "arch": "model", "wd": "weight_decay"}
+
+
 def suggestion(value: Any, choices: Iterable[str]) -> str:
     """' (did you mean X?)' when `value` is a near miss of one of `choices`, else ''."""
     if not isinstance(value, str) or len(value) > 100:
         return ""
-    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    if SYNONYMS.get(value) in choices:
+        return f" (did you mean {SYNONYMS[value]!r}?)"
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

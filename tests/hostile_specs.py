@@ -68,7 +68,7 @@ def _field_cases() -> list[Hostile]:
         bad: list[tuple[str, object, str]] = []
         if float in kinds or int in kinds:
             bad += [(COERCION, True, "true/false")]
-            if name != "step_milestones":  # the one field that takes text: "80,120"
+            if name not in ("step_milestones", "mlp_layer_units"):  # the fields that take text: "80,120"
                 bad.append((COERCION, "7", "is text"))
         if int in kinds and float not in kinds:
             bad.append((COERCION, 1.0, "is a float, not a whole number"))
@@ -78,7 +78,7 @@ def _field_cases() -> list[Hostile]:
             bad.append((COERCION, 1, "not true or false"))
         if str in kinds or not kinds & {int, float, bool}:
             bad.append((NAME, 12, ""))
-        if name in BOUNDS and name != "step_milestones":
+        if name in BOUNDS and name not in ("step_milestones", "mlp_layer_units"):
             bound = BOUNDS[name]
             below = bound.low - 1 if int in kinds and float not in kinds else (bound.low - 1e-9 if not bound.low_open else bound.low)
             above = bound.high + (0 if bound.high_open else 1) if int in kinds and float not in kinds else (bound.high * 2 + 1)

@@ -118,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_scaling)
 
     p = actions.add_parser("curves", help="learning curves from the epochs table: mean +- std over seeds per group", description="Draw a metric against epoch, one line per group (mean over seeds, band +-1 std), from the epochs table.")
-    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--metric", default="test_acc", help="epoch column: test_acc, val_acc, train_acc, train_loss, lr (default test_acc)")
     p.add_argument("--by", nargs="+", metavar="COL", help="group columns (default method); other config fields that vary are split automatically")
     p.add_argument("--where", metavar="EXPR", help="filter trials first")
