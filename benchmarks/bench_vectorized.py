@@ -91,6 +91,9 @@ NOTES = """\
   backward of one 100x100 layer is about 250 us either way, 90 us of it numpy's partition.
   In a vectorized cell that per-layer cost is shared by the seeds: edge_popup 1.5x and
   free_prune 1.2x a vectorized dense step.
+- Conv4 edge_popup on the path: 1.42x dense at width 4, batch 16, against 1.32x for
+  today's edge_popup: at that width the cost is edge-popup's elementwise passes over the
+  weights (bench_methods' scaling notes), which the path does not remove.
 """
 
 CELL_SEEDS = 8
