@@ -63,7 +63,7 @@ from benchmarks.common import (
 from hidden_core.config import METHODS, RunOptions, make_config
 from hidden_core.data import load_data
 from hidden_core.methods import build_model
-from hidden_core.training import train
+from hidden_core.training import train_network as train
 from hidden_core.vectorized import SeedStack, train_seeds
 
 NOTES = """\
@@ -193,7 +193,7 @@ _CHILD = textwrap.dedent(
     """
     import json, resource, sys, torch
     from hidden_core.config import RunOptions, make_config
-    from hidden_core.training import train
+    from hidden_core.training import train_network as train
     from hidden_core.vectorized import train_seeds
     torch.set_num_threads(1)
     seeds, epochs, device, path, dataset = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]

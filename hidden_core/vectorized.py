@@ -3,7 +3,7 @@
 `train_seeds(config, seeds, run, data=..., on_epoch=...)` trains the trials
 `config.model_copy(update={"seed": s})` for every s in `seeds` (same shapes, same
 hyperparameters, different seeds) and returns one TrialResult per seed, each what
-`hidden_core.training.train` returns for that seed alone, within float tolerance
+`hidden_core.training.train_network` returns for that seed alone, within float tolerance
 (tests/test_vectorized.py states it). Every seed keeps:
 
 - its own initial network: each seed's HiddenNetwork is built by `build_model` exactly as
