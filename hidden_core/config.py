@@ -30,7 +30,7 @@ MethodName = Literal[
     "random_features",
 ]
 ModelName = Literal["mlp", "convnet", "resnet"]
-DatasetName = Literal["mnist1d", "digits", "cifar10", "cifar100", "mnist", "fashion_mnist"]
+DatasetName = Literal["mnist1d", "digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "synthetic_cifar10"]
 WeightDist = Literal[
     "kaiming_normal",
     "kaiming_uniform",
@@ -70,6 +70,7 @@ DATASET_INFO: dict[str, DatasetInfo] = {
     "cifar100": DatasetInfo(input_shape=(3, 32, 32), num_classes=100, is_image=True, torchvision=True),
     "mnist": DatasetInfo(input_shape=(1, 28, 28), num_classes=10, is_image=True, torchvision=True),
     "fashion_mnist": DatasetInfo(input_shape=(1, 28, 28), num_classes=10, is_image=True, torchvision=True),
+    "synthetic_cifar10": DatasetInfo(input_shape=(3, 32, 32), num_classes=10, is_image=True, torchvision=False),
 }
 
 DEFAULT_DEPTH: dict[str, int] = {"mlp": 2, "convnet": 4, "resnet": 20}
@@ -155,7 +156,7 @@ class TrialConfig(BaseModel):
         if data.get("norm") is None:
             data["norm"] = "batchnorm" if model == "resnet" or method == "bn_only" else "none"
         if data.get("augment") is None:
-            data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100")
+            data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100", "synthetic_cifar10")
         if isinstance(data.get("step_milestones"), str):
             text = data["step_milestones"].strip()
             data["step_milestones"] = tuple(int(v) for v in text.split(",") if v.strip()) if text else ()
