@@ -245,6 +245,7 @@ class SweepSpec(_Strict):
     max_failures: int = Field(1, ge=-1)
     report_every_s: float = Field(1.0, ge=0)
     run: dict[str, Any] = Field(default_factory=dict)
+    loggers: dict[str, dict[str, Any]] = Field(default_factory=dict)  # experiment trackers: hidden_core/tune/trackers.py
 
     _plan: Plan | None = PrivateAttr(None)
 
@@ -393,6 +394,14 @@ def parse_spec(data: Any) -> SweepSpec:
     except ValidationError as err:
         problems += _prefixed(err, "run", RunOptions)
 
+    from hidden_core.tune.trackers import normalize_loggers
+
+    loggers: dict[str, dict[str, Any]] = {}
+    try:
+        loggers = normalize_loggers(data.get("loggers"))
+    except ValueError as err:
+        problems.append(f"loggers: {err}")
+
     rest = {k: data[k] for k in ("description", "samples_per_cell", "sampler", "seed", "study_storage", "resources", "max_concurrent", "max_failures", "report_every_s") if k in data}
     try:
         _Rest.model_validate(rest)
@@ -404,7 +413,7 @@ def parse_spec(data: Any) -> SweepSpec:
     if problems:
         raise ConfigError(problems)
     spec = SweepSpec.model_validate(
-        {**rest, "name": name, "base": base, "grid": {k: tuple(v) for k, v in grid.items()}, "search": search, "pruner": pruner, "run": run}
+        {**rest, "name": name, "base": base, "grid": {k: tuple(v) for k, v in grid.items()}, "search": search, "pruner": pruner, "run": run, "loggers": loggers}
     )
     plan, problems = _expand(spec)
     if problems:

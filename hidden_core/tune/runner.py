@@ -801,6 +801,9 @@ def run_sweep(
         report.wall_seconds = time.perf_counter() - started
         return report
 
+    from hidden_core.tune.trackers import tracker_callbacks
+
+    trackers = tracker_callbacks(spec.loggers, results_root, spec.name)  # a missing extra fails here, before Ray
     for k, v in TUNE_ENV.items():
         os.environ.setdefault(k, v)
     # with the per-trial loggers off, Tune's end-of-run analysis has no files to read
@@ -911,7 +914,7 @@ def run_sweep(
                         storage_path=os.path.dirname(exp_path),
                         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                        callbacks=[_callback_class()(key)],
+                        callbacks=[_callback_class()(key), *trackers],
                         verbose=0,
                     ),
                 )
