@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install test test-fast demo bench gpu-check lint clean
 
 install: $(STAMP)
 
@@ -28,6 +28,12 @@ demo: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
+# A CUDA machine with PyTorch but no network: installs the rest from WHEELS (prepared with
+# tools/prepare_wheels.py on a machine with network), then checks every CUDA path.
+GPU_PYTHON ?= $(PYTHON)
+gpu-check:
+	$(GPU_PYTHON) tools/gpu_check.py $(WHEELS) $(GPU_CHECK_ARGS)
 
 lint: install
 	$(BIN)/ruff check hidden_core tests benchmarks
