@@ -1,10 +1,12 @@
-"""cluster/slurm/hidden-sweep.sbatch on a real Slurm: Debian's slurmctld, slurmd and munge
-on this machine (installed with apt when missing: CI runs as root), one node, a tiny sweep
-submitted with sbatch, the store checked (every trial exactly once), and every daemon this
-test started stopped by its pid.
+"""cluster/slurm/hidden-sweep.sbatch on a real Slurm: Debian's slurmctld, two slurmd and
+munge on this machine (installed with apt when missing: CI runs as root), a tiny sweep
+submitted with sbatch on two nodes, the store checked (every trial exactly once), and every
+daemon this test started stopped by its pid.
 
-One node only: two slurmd on one host need a Slurm built with --enable-multiple-slurmd,
-which Debian's is not (slurmd refuses a second NodeName on the same host)."""
+Two nodes on one host: two NodeNames with the same NodeHostname, their own slurmd ports,
+and `%n` in the spool/pid/log paths, each slurmd started with `-N <node>` (Debian's 22.05
+build allows it). The job then runs a Ray head (node n1) and a Ray worker (node n2) on this
+one machine, as on two hosts; the template gives each its own temp dir and free ports."""
 
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ class LocalSlurm:
 
     def start(self) -> None:
         r = self.root
-        for d in ("state", "spool", "munge"):
+        for d in ("state", "spool-n1", "spool-n2", "munge"):
             (r / d).mkdir(mode=0o700)
         key = r / "munge" / "munge.key"
         subprocess.run([_sbin("mungekey"), "--create", f"--keyfile={key}"], check=True, capture_output=True)
@@ -76,23 +78,22 @@ class LocalSlurm:
                      f"--pid-file={r / 'munge' / 'munged.pid'}", f"--log-file={r / 'munge' / 'munged.log'}",
                      f"--seed-file={r / 'munge' / 'munged.seed'}"], "munged")
         self._wait(lambda: sock.exists(), "munged socket", 30)
-        cpus = os.cpu_count() or 1
+        cpus = max(1, (os.cpu_count() or 2) // 2)  # per node
         self.conf.write_text(f"""\
 ClusterName=hiddentest
 SlurmctldHost={self.node}
 SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
 AuthType=auth/munge
 AuthInfo=socket={sock}
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation={r / 'state'}
-SlurmdSpoolDir={r / 'spool'}
+SlurmdSpoolDir={r}/spool-%n
 SlurmctldPidFile={r / 'slurmctld.pid'}
-SlurmdPidFile={r / 'slurmd.pid'}
+SlurmdPidFile={r}/slurmd-%n.pid
 SlurmctldLogFile={r / 'slurmctld.log'}
-SlurmdLogFile={r / 'slurmd.log'}
+SlurmdLogFile={r}/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -101,12 +102,16 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
-NodeName={self.node} CPUs={cpus} State=UNKNOWN
+NodeName=n1 NodeHostname={self.node} NodeAddr=127.0.0.1 Port={_free_port()} CPUs={cpus} State=UNKNOWN
+NodeName=n2 NodeHostname={self.node} NodeAddr=127.0.0.1 Port={_free_port()} CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
+        self.cpus = cpus
         self._spawn([_sbin("slurmctld"), "-D", "-i", "-f", str(self.conf)], "slurmctld")
-        self._spawn([_sbin("slurmd"), "-D", "-f", str(self.conf)], "slurmd")
-        self._wait(lambda: "idle" in self.run(["sinfo", "-h", "-o", "%T"], check=False).stdout, "an idle Slurm node", 90)
+        for node in ("n1", "n2"):
+            self._spawn([_sbin("slurmd"), "-D", "-f", str(self.conf), "-N", node], f"slurmd-{node}")
+        self._wait(lambda: self.run(["sinfo", "-h", "-N", "-o", "%T"], check=False).stdout.split() == ["idle", "idle"],
+                   "two idle Slurm nodes", 90)
 
     def _spawn(self, cmd: list[str], name: str) -> None:
         log = open(self.root / f"{name}.out", "w")  # noqa: SIM115 - closed with the process
@@ -172,11 +177,10 @@ def test_sbatch_template_runs_a_sweep_into_the_store(slurm, tmp_path):
     results = tmp_path / "results"  # the "shared filesystem": one node sees it
     venv = Path(sys.executable).parent.parent
     output = tmp_path / "job.log"
-    cpus = os.cpu_count() or 1
     submitted = slurm.run([
-        "sbatch", "--parsable", "--nodes=1", f"--cpus-per-task={cpus}", "--gpus-per-node=0", f"--output={output}",
-        f"--chdir={ROOT}", f"--export=ALL,SPEC={spec_path},RESULTS={results},HIDDEN_VENV={venv},"
-        f"PYTHONPATH={ROOT},RAY_PORT={_free_port()}", str(TEMPLATE),
+        "sbatch", "--parsable", "--nodes=2", f"--cpus-per-task={slurm.cpus}", "--gpus-per-node=0", f"--output={output}",
+        f"--chdir={ROOT}", f"--export=ALL,SPEC={spec_path},RESULTS={results},HIDDEN_VENV={venv},PYTHONPATH={ROOT}",
+        str(TEMPLATE),
     ], check=False)
     assert submitted.returncode == 0, submitted.stderr + slurm.logs()
     job = submitted.stdout.strip().split(";")[0]
@@ -198,8 +202,9 @@ def test_sbatch_template_runs_a_sweep_into_the_store(slurm, tmp_path):
     assert sorted(frame["trial_id"]) == sorted(planned) and set(frame["status"]) == {"completed"}
     raw = ds.dataset(str(results / "slurm_tiny" / "trials"), format="parquet").to_table(columns=["trial_id"]).to_pylist()
     assert sorted(r["trial_id"] for r in raw) == sorted(planned)  # each trial written exactly once
-    assert "hidden-sweep: 1 Ray node(s) up" in log and "sweep slurm_tiny: ran 2 trials" in log
-    # the job cleaned up: no token left on the shared filesystem, no Ray temp dir on the node
+    assert "hidden-sweep: job" in log and "2 node(s), head n1" in log
+    assert "hidden-sweep: 2 Ray node(s) up" in log and "sweep slurm_tiny: ran 2 trials" in log
+    # the job cleaned up: no token left on the shared filesystem, no Ray temp dir on a node
     assert not list((results / "_slurm").glob("*/ray_auth_token"))
-    assert not Path(f"/tmp/ray-hidden-{job}").exists()
+    assert not list(Path("/tmp").glob(f"ray-hidden-{job}-*"))
     print(f"apt install: {slurm.install_seconds:.0f}s", file=sys.stderr)
