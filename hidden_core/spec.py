@@ -17,6 +17,7 @@ A spec names a sweep and says what to cross::
     max_failures: 1                                        # retries after a lost worker/node
     report_every_s: 1.0                                    # see below
     run: {amp: true}                                       # RunOptions (not device/threads)
+    loggers: [mlflow, tensorboard, wandb]                  # trackers: hidden_core/tune/trackers.py
 
 A grid value may be a mapping: it sets its axis' field and may set companion fields with it
 (``{method: edge_popup, lr: 0.003}``), which is how one sweep gives each method its own
