@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RESULTS ?= results
 
-.PHONY: install test test-fast demo bench lint clean reproduce
+.PHONY: install test test-fast demo bench gpu-check lint clean reproduce
 
 install: $(STAMP)
 
@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,trackers]"
 	touch $(STAMP)
 
 test: install
@@ -33,6 +33,12 @@ reproduce: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
+# A CUDA machine with PyTorch but no network: installs the rest from WHEELS (prepared with
+# benchmarks/prepare_wheels.py on a machine with network), then checks every CUDA path.
+GPU_PYTHON ?= $(PYTHON)
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py $(WHEELS) $(GPU_CHECK_ARGS)
 
 lint: install
 	$(BIN)/ruff check hidden_core tests benchmarks

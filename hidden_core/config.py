@@ -41,7 +41,7 @@ MethodName = Literal[
     "lottery_ticket",
 ]
 ModelName = Literal["mlp", "convnet", "resnet"]
-DatasetName = Literal["mnist1d", "digits", "cifar10", "cifar100", "mnist", "fashion_mnist"]
+DatasetName = Literal["mnist1d", "digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "synthetic_cifar10"]
 WeightDist = Literal[
     "kaiming_normal",
     "kaiming_uniform",
@@ -82,6 +82,7 @@ DATASET_INFO: dict[str, DatasetInfo] = {
     "cifar100": DatasetInfo(input_shape=(3, 32, 32), num_classes=100, is_image=True, torchvision=True),
     "mnist": DatasetInfo(input_shape=(1, 28, 28), num_classes=10, is_image=True, torchvision=True),
     "fashion_mnist": DatasetInfo(input_shape=(1, 28, 28), num_classes=10, is_image=True, torchvision=True),
+    "synthetic_cifar10": DatasetInfo(input_shape=(3, 32, 32), num_classes=10, is_image=True, torchvision=False),
 }
 
 DEFAULT_DEPTH: dict[str, int] = {"mlp": 2, "convnet": 4, "resnet": 20}
@@ -276,7 +277,7 @@ class TrialConfig(BaseModel):
         if data.get("norm") is None:
             data["norm"] = "batchnorm" if model == "resnet" or method == "bn_only" else "none"
         if data.get("augment") is None:
-            data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100")
+            data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100", "synthetic_cifar10")
         milestones = data.get("step_milestones")
         if isinstance(milestones, str):  # the command line's "80,120"
             parts = [v.strip() for v in milestones.split(",") if v.strip()]

@@ -26,6 +26,7 @@ PIXEL_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "mnist": ((0.1307,), (0.3081,)),
     "fashion_mnist": ((0.2860,), (0.3530,)),
+    "synthetic_cifar10": ((0.516, 0.519, 0.500), (0.214, 0.215, 0.212)),  # measured; tests/test_synthetic_data.py checks
 }
 TORCHVISION_CLASS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 CROP_PADDING = 4
@@ -129,6 +130,46 @@ def _digits() -> tuple[torch.Tensor, ...]:
     return x[train], y[train], x[test], y[test]
 
 
+SYNTHETIC_SEED = 0  # one fixed data set everywhere, like a real one; splits still follow split_seed
+SYNTHETIC_SIZES = (50_000, 10_000)  # CIFAR-10's train and test sizes
+CLASS_SIGNAL = 0.35  # class field strength against clutter of strength 1: see _synthetic_cifar10
+
+
+def _synthetic_cifar10(seed: int = SYNTHETIC_SEED, sizes: tuple[int, int] = SYNTHETIC_SIZES) -> tuple[torch.Tensor, ...]:
+    """CIFAR-10-shaped uint8 images (N, 3, 32, 32) with 10 learnable classes, generated from
+    `seed` with no download: for GPU throughput runs and tests where no real data can be
+    fetched.
+
+    A smooth field is 3x4x4 Gaussian noise upsampled bilinearly to 32x32, made left-right
+    symmetric (random flips keep it), with unit pixel variance on average. Each class has one field; an
+    image is its class field at strength CLASS_SIGNAL plus a fresh field of its own at
+    strength 1 (the clutter, in the same low-frequency space as the class, so no filter
+    removes it) plus white pixel noise. The classes overlap on purpose: a linear model
+    learns well above chance (1/10) but far from 100%, so accuracy curves keep moving.
+    Pixels: 128 + 48 x value, clipped to [0, 255] (PIXEL_STATS holds the resulting mean
+    and std)."""
+    generator = torch.Generator().manual_seed(seed)
+    # bilinear upsampling 4x4 -> 32x32 and the left-right mirror are linear: one 16 x 1024
+    # matrix, scaled so a field of N(0, 1) coarse values has unit pixel variance on average
+    # (and by the 48 of the pixel scale); class field + clutter field is then one matmul
+    basis = F.interpolate(torch.eye(16).view(16, 1, 4, 4), size=(32, 32), mode="bilinear", align_corners=False)
+    basis = ((basis + basis.flip(-1)) / 2).view(16, 1024)
+    basis = 48 * basis / basis.pow(2).sum(0).mean().sqrt()
+    classes = torch.randn(10, 3, 16, generator=generator)
+    out: list[torch.Tensor] = []
+    for n in sizes:
+        labels = torch.randint(0, 10, (n,), generator=generator)
+        images = torch.empty(n, 3, 32, 32, dtype=torch.uint8)
+        for start in range(0, n, 5000):  # in chunks: float copies of 60k images would be 700 MB
+            y = labels[start : start + 5000]
+            coarse = torch.randn(len(y), 3, 16, generator=generator).add_(classes[y], alpha=CLASS_SIGNAL)
+            value = torch.randn(len(y), 3, 1024, generator=generator).mul_(48 * 0.5)  # white noise
+            value.add_(coarse @ basis).add_(128.5).clamp_(0, 255)  # +0.5: the uint8 cast truncates
+            images[start : start + len(y)] = value.view(len(y), 3, 32, 32).to(torch.uint8)
+        out += [images, labels]
+    return out[0], out[1], out[2], out[3]
+
+
 def _torchvision_files_present(dataset: str, root: Path) -> bool:
     folder = {
         "cifar10": root / "cifar-10-batches-py",
@@ -162,6 +203,7 @@ def _torchvision(dataset: str, root: str, download: bool) -> tuple[torch.Tensor,
 _LOADERS = {
     "mnist1d": _mnist1d,
     "digits": _digits,
+    "synthetic_cifar10": _synthetic_cifar10,
     **{name: functools.partial(_torchvision, name) for name in TORCHVISION_CLASS},
 }
 

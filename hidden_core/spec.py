@@ -17,6 +17,7 @@ A spec names a sweep and says what to cross::
     max_failures: 1                                        # retries after a lost worker/node
     report_every_s: 1.0                                    # see below
     run: {amp: true}                                       # RunOptions (not device/threads)
+    loggers: [mlflow, tensorboard, wandb]                  # trackers: hidden_core/tune/trackers.py
 
 A grid value may be a mapping: it sets its axis' field and may set companion fields with it
 (``{method: edge_popup, lr: 0.003}``), which is how one sweep gives each method its own
@@ -284,6 +285,7 @@ class SweepSpec(_Strict):
     report_every_s: float = Field(1.0, ge=0, le=86_400)
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=MAX_MAX_TRIALS)
     run: dict[str, Any] = Field(default_factory=dict)
+    loggers: dict[str, dict[str, Any]] = Field(default_factory=dict)  # experiment trackers: hidden_core/tune/trackers.py
 
     _plan: Plan | None = PrivateAttr(None)
 
@@ -443,6 +445,14 @@ def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> Sweep
     except ValidationError as err:
         problems += _prefixed(err, "run", RunOptions)
 
+    from hidden_core.tune.trackers import normalize_loggers
+
+    loggers: dict[str, dict[str, Any]] = {}
+    try:
+        loggers = normalize_loggers(data.get("loggers"))
+    except ValueError as err:
+        problems.append(f"loggers: {err}")
+
     rest = {k: data[k] for k in ("description", "samples_per_cell", "sampler", "seed", "study_storage", "resources", "max_concurrent", "max_failures", "report_every_s", "max_trials") if k in data}
     if max_trials is not None:
         rest["max_trials"] = max_trials
@@ -458,7 +468,7 @@ def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> Sweep
     if problems:
         raise ConfigError(problems)
     spec = SweepSpec.model_validate(
-        {**rest, "name": name, "base": base, "grid": {k: tuple(v) for k, v in grid.items()}, "search": search, "pruner": pruner, "run": run}
+        {**rest, "name": name, "base": base, "grid": {k: tuple(v) for k, v in grid.items()}, "search": search, "pruner": pruner, "run": run, "loggers": loggers}
     )
     plan, problems = _expand(spec)
     if problems:

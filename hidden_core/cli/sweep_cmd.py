@@ -4,6 +4,7 @@
     hidden sweep run quickstart --dry-run                    # what would run, per axis
     hidden sweep run X.yaml --address auto --results s3://bucket/results
     hidden sweep status quickstart                           # from the store alone
+    hidden sweep status quickstart --watch                   # refreshed until every trial is final
 
 SPEC is a file, or the name of one in the repository's sweeps/ folder.
 """
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("spec", metavar="SPEC", help="spec file, or a name in sweeps/")
     s.add_argument("--results", help="results store (default $HIDDEN_RESULTS or ./results)")
     s.add_argument("--max-trials", type=int, metavar="N", help="as for `sweep run`")
+    s.add_argument("--watch", action="store_true", help="refresh every --interval seconds until every trial is final (Ctrl-C stops)")
+    s.add_argument("--interval", type=float, default=5.0, metavar="S", help="seconds between refreshes with --watch (default 5)")
     s.set_defaults(func=status_cmd)
 
 
@@ -114,6 +117,8 @@ def status_cmd(args: argparse.Namespace) -> int:
 
     spec = require_spec(args.spec, args.max_trials)
     store = _store(args.results)
+    if getattr(args, "watch", False):
+        return _watch(spec, store, args.interval)
     todo = plan_todo(spec, store)
     plan = spec.plan()
     if spec.name not in store.sweeps():
@@ -130,6 +135,45 @@ def status_cmd(args: argparse.Namespace) -> int:
     if outside:
         print(f"  ({len(outside)} trials in the store are not in the spec any more)")
     _print_tables(store, spec.name)
+    return 0
+
+
+def _watch(spec: Any, store: Any, interval: float) -> int:
+    """The status, refreshed from the store: on a terminal the screen is redrawn (progress
+    line, then the tables); in a log only a changed progress line is printed, the tables once
+    at the end. Ends when no trial is left to run."""
+    import sys
+    import time
+
+    import pandas as pd
+
+    from hidden_core.tune.progress import store_line
+    from hidden_core.tune.runner import plan_todo
+
+    if not interval > 0:
+        raise ConfigError([f"--interval: {interval} must be > 0 seconds"])
+    tty = sys.stdout.isatty()
+    plan = spec.plan()
+    last = ""
+    try:
+        while True:
+            todo = plan_todo(spec, store)
+            frame = store.load_trials(spec.name) if spec.name in store.sweeps() else None
+            line = store_line(spec.name, frame if frame is not None else pd.DataFrame(), plan.total, todo.skipped, todo.count)
+            if tty:
+                print("\x1b[H\x1b[2J" + line, flush=True)  # home + clear screen
+                _print_tables(store, spec.name)
+            elif line != last:
+                print(line, flush=True)
+            last = line
+            if todo.count == 0:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
+    if not tty:
+        _print_tables(store, spec.name)
+    print(f"sweep {spec.name}: every trial is final ({todo.skipped} of {plan.total})")
     return 0
 
 

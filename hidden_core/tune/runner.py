@@ -91,6 +91,10 @@ def run_sweep(
     if todo.count == 0:
         report.wall_seconds = time.perf_counter() - started
         return report
+    from hidden_core.tune.trackers import tracker_callbacks
+
+    # a missing tracker extra fails here, before the lease and Ray
+    callbacks = [*callbacks, *tracker_callbacks(spec.loggers, results_root, spec.name)]
     # a cluster that will not let this driver in fails here, before anything is written
     checked = False
     if address and not ray_setup.ray_initialized():

@@ -1,0 +1,148 @@
+"""The live view: a progress line of at most 100 columns with percentage and ETA, and
+`hidden sweep status --watch` refreshed from the store."""
+
+import io
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from hidden_core.config import METHODS
+from hidden_core.spec import load_spec
+from hidden_core.tune.progress import (
+    LINE_WIDTH,
+    Progress,
+    eta_seconds,
+    max_overlap,
+    status_line,
+    store_line,
+)
+
+
+def _line(**overrides):
+    values = dict(name="quickstart", elapsed_s=65, done=12, total=84, eta_s=380.0, running=2,
+                  counts={"pruned": 1, "failed": 0}, best={"dense": 0.612})
+    values.update(overrides)
+    return status_line(**values)
+
+
+def test_line_shows_percentage_eta_and_queue():
+    line = _line()
+    assert line.startswith("[ 1m05s] quickstart 12/84 14% ETA 6m20s | run 2 wait 70 | prun 1 |")
+    assert "| prun 1 fail 2 div 3 |" in _line(counts={"pruned": 1, "failed": 2, "diverged": 3})
+    assert line.endswith("| best dense .612")
+    assert "ETA ?" in _line(eta_s=None)  # before any trial has finished
+
+
+def test_line_fits_100_columns_with_every_method_and_a_long_name():
+    best = {m: 0.5 + i / 100 for i, m in enumerate(METHODS)}
+    huge = _line(best=best, done=10_000, total=99_999, running=64, counts={"pruned": 999, "failed": 99, "diverged": 9})
+    assert len(huge) <= LINE_WIDTH and "ETA 6m20s" in huge
+    line = _line(best=best, done=120, total=840, running=8)
+    assert len(line) <= LINE_WIDTH
+    leaders = sorted(best, key=lambda m: -best[m])
+    assert f"best {leaders[0]} {best[leaders[0]]:.3f}"[:-5] in line  # the leader first
+    shown = sum(m in line for m in METHODS)
+    assert line.endswith(f" +{len(METHODS) - shown}") and 0 < shown < len(METHODS)
+    long = _line(name="x" * 150, best=best)
+    assert len(long) <= LINE_WIDTH and "~" in long and "ETA 6m20s" in long
+    assert _line(best={"dense": 1.0}).endswith("dense 1.00")
+
+
+def test_eta_from_finished_trials_and_concurrency():
+    assert eta_seconds([], left=10, running=0, concurrency=2) is None
+    assert eta_seconds([60.0, 60.0], left=0, running=0, concurrency=4) == 0.0
+    # 8 left, 4 at once, 60 s each, none in flight: two more waves
+    assert eta_seconds([50.0, 70.0], left=8, running=0, concurrency=4) == pytest.approx(120.0)
+    # the same with 4 already half-way through: one and a half waves
+    assert eta_seconds([60.0], left=8, running=4, concurrency=4) == pytest.approx(90.0)
+    # fewer left than slots: one wave of the trials left
+    assert eta_seconds([60.0], left=2, running=0, concurrency=8) == pytest.approx(60.0)
+
+
+def test_progress_object_counts_trials_and_measures_durations():
+    spec = load_spec("sweeps/quickstart.yaml")
+    out = io.StringIO()
+    progress = Progress(spec, out=out, interval_s=0.0)
+    progress.start(total=4, concurrency=2)
+    for i, status in enumerate(["completed", "pruned"]):
+        progress.on_trial_end(SimpleNamespace(status=status, method="dense", best_val_acc=0.5 + i / 10,
+                                              started_at=100.0, finished_at=130.0, train_seconds=29.0))
+    progress.tick([SimpleNamespace(status="RUNNING")])
+    line = progress.line()
+    # 2 left, 2 slots, 30 s each, 1 of the 2 in flight (half done): 30 x (1 - 0.25) = 22.5 s
+    assert " 2/4 50% ETA 22s | run 1 wait 1 | prun 1 | best dense .600" in line
+    progress.finish()
+    assert out.getvalue().splitlines()[0] == f"sweep {spec.name}: 4 trials to run, 2 at a time"
+
+
+def test_max_overlap():
+    assert max_overlap([]) == 1
+    assert max_overlap([(0, 10), (5, 15), (12, 20), (16, 30)]) == 2
+    assert max_overlap([(0, 10), (1, 9), (2, 8)]) == 3
+
+
+def _rows(spec, n, start):
+    """n final trial rows of the spec's plan, two at a time, 30 s each."""
+    import numpy as np
+    from synthetic_store import make_trial  # real rows with every column
+
+    rows, epochs = [], []
+    for i, planned in enumerate(spec.plan().trials[:n]):
+        row, ep = make_trial(planned.config.model_dump(), noise=0.01, rng=np.random.default_rng(i), index=i)
+        row.update(trial_id=planned.trial_id, cell_id=planned.cell_id, status="completed",
+                   started_at=start + timedelta(seconds=30 * (i // 2)), finished_at=start + timedelta(seconds=30 * (i // 2) + 30))
+        for e in ep:
+            e["trial_id"] = planned.trial_id
+        rows.append(row)
+        epochs += ep
+    return rows, epochs
+
+
+def test_store_line_estimates_concurrency_from_the_rows():
+    spec = load_spec("sweeps/quickstart.yaml")
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows, _ = _rows(spec, 4, start)
+    frame = pd.DataFrame(rows)
+    total = spec.plan().total
+    line = store_line(spec.name, frame, total, 4, total - 4, now=(start + timedelta(seconds=60)).timestamp())
+    eta = 30 * (total - 4) / 2
+    assert f" 4/{total} " in line and f"left {total - 4}" in line and len(line) <= LINE_WIDTH
+    assert f"ETA {int(eta) // 60}m{int(eta) % 60:02d}s" in line
+
+
+def test_status_watch_follows_the_store_until_every_trial_is_final(tmp_path):
+    from hidden_core.store import ResultStore
+
+    spec_path = tmp_path / "tiny.yaml"
+    spec_path.write_text("name: tiny\nbase: {epochs: 1}\ngrid: {seed: [0, 1, 2]}\n")
+    spec = load_spec(spec_path)
+    store = ResultStore(tmp_path / "results")
+    rows, epochs = _rows(spec, 3, datetime.now(timezone.utc) - timedelta(minutes=2))
+    store.write_trials("tiny", rows[:1], [e for e in epochs if e["trial_id"] == rows[0]["trial_id"]])
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "hidden_core.cli", "sweep", "status", str(spec_path), "--results", str(tmp_path / "results"),
+           "--watch", "--interval", "0.2"]
+    watch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = watch.stdout.readline()  # blocks until the first refresh
+        time.sleep(1)
+        assert watch.poll() is None  # still waiting for two trials
+        store.write_trials("tiny", rows[1:], [e for e in epochs if e["trial_id"] != rows[0]["trial_id"]])
+        out, err = watch.communicate(timeout=60)
+        out = first + out
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 0, err
+    lines = out.splitlines()
+    assert " 1/3 33% " in lines[0] and any(" 3/3 100% ETA 0s" in line for line in lines)
+    assert all(len(line) <= LINE_WIDTH for line in lines if line.startswith("["))
+    assert lines[-1] == "sweep tiny: every trial is final (3 of 3)"
+    bad = subprocess.run(cmd[:-1] + ["0"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "--interval" in bad.stderr
