@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import gpu_check, prepare_wheels
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-from benchmarks import gpu_check  # noqa: E402
-from benchmarks import prepare_wheels  # noqa: E402
 
 
 def _fake_ray_wheel(folder: Path, jar_mb: int = 3) -> Path:
