@@ -50,6 +50,8 @@ def commands(path: Path) -> list[tuple[str, list[str]]]:
             continue
         joined = re.sub(r"\\\n\s*", " ", text)
         for offset, line in enumerate(joined.splitlines()):
+            if not re.match(r"\s*(\S*/)?hidden\s", line):  # not a command line (e.g. a folder tree with prose)
+                continue
             words = shlex.split(line, comments=True)
             if words and re.fullmatch(r"(\S*/)?hidden", words[0]):
                 out.append((f"{path.relative_to(ROOT)}:{start + offset}", words[1:]))

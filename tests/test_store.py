@@ -255,7 +255,7 @@ def test_filter_and_group_by_over_100k_rows(tmp_path):
     elapsed = time.perf_counter() - start
     expected = frame[(frame.status == "completed") & (frame.width >= 1)].groupby(["method", "width"])["test_acc"].agg(["mean", "std", "count"])
     pd.testing.assert_frame_equal(summary, expected, check_exact=False)
-    assert elapsed < 2.0, f"{elapsed:.2f} s (target 0.5 s is measured by benchmarks/bench_store.py)"
+    # its speed (target 0.5 s) is measured by benchmarks/bench_store.py, never asserted here
 
 
 def test_object_store_urls_work_through_pyarrow_and_fsspec():
