@@ -49,3 +49,17 @@ def test_report_reads_the_store_and_names_what_did_not_run(tmp_path, monkeypatch
     assert (tmp_path / "figures" / "claim_f.png").stat().st_size > 0
     assert "99.0" not in text  # the old spec's trial is not reported
     assert not math.isnan(reproduce.wilson(1, 2)[0])
+
+
+def test_run_sweeps_starts_nothing_when_every_planned_trial_is_final(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "store")
+    for claim in reproduce.CLAIMS:
+        for sweep in claim.sweeps:
+            _write(store, sweep, lambda c: 0.5)
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a finished sweep was started")
+
+    monkeypatch.setattr(reproduce.subprocess, "run", no_run)
+    reproduce.run_sweeps(str(tmp_path / "store"), tmp_path / "timings.json")
+    assert not (tmp_path / "timings.json").exists()  # nothing ran, nothing timed
