@@ -197,6 +197,15 @@ def _check_bounds(name: str, v: Any) -> Any:
     return v
 
 
+# Bumped when a change alters what an existing config computes (a default's value, a method's
+# semantics), so that every trial gets a new id and a store never mixes the results of two
+# meanings under one id (canonical() leaves defaults out, so a changed default alone would
+# not rename anything). 2: weight_decay defaults to 0; supermask evaluates a binary mask;
+# free_prune/sign_flip scores start at U(0.01, 0.1); edge-popup keeps n - int((1-k) n)
+# weights (docs/methods.md).
+IDENTITY_VERSION = 2
+
+
 class TrialConfig(BaseModel):
     """Everything that defines one trial's result. Frozen; unknown keys are errors; strict
     types (no conversion between bool, text and numbers); every number within ``BOUNDS``."""
@@ -357,7 +366,7 @@ class TrialConfig(BaseModel):
 
     @property
     def trial_id(self) -> str:
-        payload = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        payload = json.dumps({"identity_version": IDENTITY_VERSION, **self.canonical()}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
