@@ -253,6 +253,24 @@ def test_dry_run_prints_axes_and_trials(tmp_path: Path, capsys):
     assert "  skipped (already final in the store): 1" in lines and "  would run: 5" in lines
 
 
+def test_dry_run_shows_every_field_that_differs_from_its_default(tmp_path: Path):
+    path = tmp_path / "nd.yaml"
+    path.write_text("name: nd\nbase: {optimizer: adam, lr: 0.01, epochs: 7}\ngrid:\n  method: [dense, edge_popup]\n  seed: [0]\n")
+    spec = load_spec(path)
+    lines = describe_todo(spec, plan_todo(spec, ResultStore(tmp_path / "results")))
+    trial_lines = [line for line in lines if re.match(r"^\s+[0-9a-f]{16}\s", line)]
+    assert len(trial_lines) == 2
+    for line in trial_lines:
+        axes, _, others = line.partition(" | ")
+        assert "seed=0" in axes
+        # the base's values are shown; a field left at its default (batch_size, momentum) is not
+        assert {"optimizer=adam", "lr=0.01", "epochs=7"} <= set(others.split())
+        assert "batch_size=" not in others and "momentum=" not in others
+    edge = next(line for line in trial_lines if "method=edge_popup" in line)
+    assert "keep_fraction" not in edge  # 0.5 is the default k: not listed, and the header says so
+    assert any("runs at its default" in line for line in lines)
+
+
 def test_status_reads_the_store_alone(tmp_path: Path, capsys):
     path = tmp_path / "st.yaml"
     path.write_text("name: st\ngrid:\n  method: [dense, edge_popup]\n  width: [1, 2]\n")

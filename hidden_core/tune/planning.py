@@ -58,9 +58,16 @@ def describe_todo(spec: SweepSpec, todo: Todo) -> list[str]:
         lines.append(f"  search: {', '.join(spec.search)} - {spec.samples_per_cell} samples per grid point ({spec.sampler} sampler), {len(plan.points)} points")
     lines.append(f"  skipped (already final in the store): {todo.skipped}")
     lines.append(f"  would run: {todo.count}")
+    if todo.trials:
+        lines.append("    trial_id          axis values | every other field that differs from its config default")
+        lines.append("    (a field not listed runs at its default: `hidden train --help` shows each default)")
     for t in todo.trials:
         point = " ".join(f"{a}={_short(v, a)}" for a, v in t.point)  # the axis values only
-        lines.append(f"    {t.trial_id}  {point}")
+        axes = {a for a, _ in t.point}
+        # the trial's identity (normalized, defaults left out): no default can leak into a
+        # recipe unseen, and no spec value can be silently dropped by normalization
+        others = " ".join(f"{k}={_short(v, k)}" for k, v in t.config.canonical().items() if k not in axes)
+        lines.append(f"    {t.trial_id}  {point}" + (f" | {others}" if others else ""))
     for p, n in todo.points:
         point = " ".join(f"{a}={_short(v, a)}" for a, v in p.point)
         lines.append(f"    {n} x sample({', '.join(p.space)})  cell {p.cell_id}  {point}")
