@@ -78,7 +78,7 @@ from hidden_core.methods.edge_popup import TopKMask
 from hidden_core.methods.free_prune import PositiveScoreMask
 from hidden_core.methods.learn_fraction import LearnedSubset
 from hidden_core.methods.sign_flip import LearnedSign
-from hidden_core.methods.supermask import BernoulliMask
+from hidden_core.methods.supermask import BernoulliMask, evaluation_mask
 from hidden_core.models import build_architecture
 from hidden_core.training import (
     EpochRecord,
@@ -141,12 +141,14 @@ class _BatchedTopKMaskedWeight(torch.autograd.Function):
         return None, (grad * weight).mul_(scores.sgn()), None
 
 
-def _bernoulli_masked_weight(weight: torch.Tensor, logits: torch.Tensor, training: bool, generators: list[torch.Generator]) -> torch.Tensor:
+def _bernoulli_masked_weight(weight: torch.Tensor, logits: torch.Tensor, training: bool, generators: list[torch.Generator],
+                             evaluation: str, eval_seeds: list[int]) -> torch.Tensor:
     """supermask's BernoulliMask.forward for stacked seeds, each seed's sample drawn from
-    its own generator (the draw that seed's unvectorized trial makes at this step)."""
-    p = torch.sigmoid(logits)
+    its own generator (the draw that seed's unvectorized trial makes at this step); in
+    evaluation each seed's binary evaluation mask from its own fixed seed."""
     if not training:
-        return weight * p
+        return weight * torch.stack([evaluation_mask(logits[i], evaluation, seed) for i, seed in enumerate(eval_seeds)])
+    p = torch.sigmoid(logits)
     detached = p.detach()
     sample = torch.stack([torch.bernoulli(detached[i], generator=g) for i, g in enumerate(generators)])
     return weight * (sample + p - p.detach())
@@ -203,6 +205,10 @@ class SeedStack:
         self.autocast = autocast
         first = models[0]
         self.layers = _weight_layers(first.net)
+        # supermask: each seed's layers evaluate a mask drawn from their own fixed seed
+        modules = [dict(m.net.named_modules()) for m in models]
+        self.eval_seeds = {layer.path: [parametrization_of(mods[layer.path]).eval_seed for mods in modules]
+                           for layer in self.layers if isinstance(layer.parametrization, BernoulliMask)}
         states = [m.net.state_dict() for m in models]
         learned = {name for name, p in first.net.named_parameters() if p.requires_grad}
         self.state: dict[str, torch.Tensor] = {}
@@ -246,7 +252,7 @@ class SeedStack:
         if isinstance(p, TopKMask):
             return _BatchedTopKMaskedWeight.apply(original, own["scores"], p.kept)
         if isinstance(p, BernoulliMask):
-            return _bernoulli_masked_weight(original, own["logits"], training, generators)
+            return _bernoulli_masked_weight(original, own["logits"], training, generators, p.evaluation, self.eval_seeds[layer.path])
         if isinstance(p, ELEMENTWISE):
             return functional_call(p, own, (original,))
         return torch.stack([functional_call(p, {k: v[i] for k, v in own.items()}, (original[i],)) for i in range(len(original))])
@@ -325,6 +331,7 @@ class SeedStack:
         """Keep only these seeds: the others stop costing compute. Optimizer state (momentum,
         Adam moments) and the schedule carry over."""
         index = torch.tensor(indices, device=self.device)
+        self.eval_seeds = {path: [seeds[i] for i in indices] for path, seeds in self.eval_seeds.items()}
         old_size = self.size
         old_optimizer = self.optimizer.state_dict()
         old_schedule = self.schedule.state_dict()

@@ -101,7 +101,7 @@ def test_file_keeps_only_what_was_learned(trained, method):
     f = read_subnet_file(path)
     kinds = {name.split("/")[0] for name in f.tensors}
     expected = {
-        "edge_popup": {"mask"}, "free_prune": {"mask"}, "sign_flip": {"sign"}, "supermask": {"logits"},
+        "edge_popup": {"mask"}, "free_prune": {"mask"}, "sign_flip": {"sign"}, "supermask": {"mask", "logits"},
         "learn_fraction": {"values"}, "bn_only": {"param", "buffer"}, "random_features": {"param"}, "dense": {"param", "buffer"},
     }[method]
     assert kinds == expected

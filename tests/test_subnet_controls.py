@@ -184,14 +184,14 @@ def test_export_by_id_and_best(tmp_path, capsys):
     assert code == 2 and "no sweep named 'other'" in err
 
 
-def test_supermask_controls_permute_logits(tmp_path):
+def test_supermask_controls_permute_the_evaluated_mask(tmp_path):
     config = make_config(method="supermask", model="mlp", depth=0, dataset="digits", seed=2)
     model = build_model(config)
     with torch.no_grad():
         model.net.classifier.parametrizations.weight[0].logits.normal_(generator=torch.Generator().manual_seed(0))
     f = read_subnet_file(save_subnet(tmp_path / "sm.safetensors", model, config))
-    found = f.layers("logits")["classifier"]
-    shuffled = control_states(f, "shuffled", np.random.default_rng(0))["logits"]["classifier"]
+    found = f.layers("mask")["classifier"]
+    shuffled = control_states(f, "shuffled", np.random.default_rng(0))["mask"]["classifier"]
     assert np.array_equal(np.sort(shuffled, axis=1), np.sort(found, axis=1)) and not np.array_equal(shuffled, found)
     table = run_controls(f, Evaluator(f, device="cpu"), draws=2)
     assert list(table["control"]) == ["found", "random", "shuffled", "fresh"] and table["test_acc"].between(0, 1).all()

@@ -126,7 +126,7 @@ def test_pruned_seed_stops_costing_compute_and_others_continue(monkeypatch):
 
 
 def test_diverged_seed_like_unvectorized():
-    config = small("dense", lr=1e6, momentum=0.9, epochs=3)
+    config = small("dense", lr=1e4, momentum=0.9, weight_decay=5e-4, weight_dist="unsigned_constant", epochs=3)  # the largest lr allowed
     data = load_data(config, RUN)
     results = train_seeds(config, SEEDS, RUN, data=data)
     for seed, got in zip(SEEDS, results, strict=True):

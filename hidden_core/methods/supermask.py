@@ -24,6 +24,16 @@ from torch import nn
 from hidden_core.methods.base import Method, WeightParametrization, attach, freeze, weight_layers
 
 
+def evaluation_mask(logits: torch.Tensor, evaluation: str, eval_seed: int) -> torch.Tensor:
+    """The binary mask (bool) a supermask layer evaluates: sigmoid(logit) > 0.5, or one
+    Bernoulli sample from the layer's fixed seed (the same network at every evaluation)."""
+    p = torch.sigmoid(logits.detach())
+    if evaluation == "deterministic":
+        return p > 0.5
+    generator = torch.Generator(device=p.device).manual_seed(eval_seed)
+    return torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p
+
+
 class BernoulliMask(WeightParametrization):
     def __init__(self, shape: torch.Size, init_keep: float, device: torch.device, evaluation: str, eval_seed: int):
         super().__init__()
@@ -34,11 +44,7 @@ class BernoulliMask(WeightParametrization):
 
     def eval_mask(self) -> torch.Tensor:
         """The binary mask of the evaluated network (bool)."""
-        p = torch.sigmoid(self.logits.detach())
-        if self.evaluation == "deterministic":
-            return p > 0.5
-        generator = torch.Generator(device=p.device).manual_seed(self.eval_seed)
-        return torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p
+        return evaluation_mask(self.logits, self.evaluation, self.eval_seed)
 
     def forward(self, weight):
         if not self.training:

@@ -1,7 +1,7 @@
 """Is it the mask, or just its density? A found subnetwork against controls that keep one
 property of it and destroy the rest.
 
-For a mask (edge_popup, free_prune; supermask's real-valued expected mask the same way):
+For a mask (edge_popup, free_prune, and the binary mask supermask evaluates):
     random     a uniformly random mask with each layer's found density (equivalently, the
                found mask permuted within its layer: the two are the same distribution)
     shuffled   the found mask permuted within each output unit (row / filter): keeps every
@@ -32,7 +32,7 @@ from hidden_core.config import ConfigError
 from hidden_core.subnet.fileformat import SubnetFile
 
 FRESH_SEED_OFFSET = 10_000  # fresh weights use seed + 10_000 + draw: never the trial's own seed
-CONTROLLED_KINDS = {"mask": ("edge_popup", "free_prune"), "logits": ("supermask",), "sign": ("sign_flip",)}
+CONTROLLED_KINDS = {"mask": ("edge_popup", "free_prune", "supermask"), "sign": ("sign_flip",)}
 SUFFIX = ".controls.csv"
 
 

@@ -6,7 +6,7 @@ docs/subnetworks.md document it for outside readers):
 - tensors, named `<kind>/<module name>`:
     mask/<layer>     uint8, the layer's 0/1 mask bit-packed (numpy packbits, little bit order)
     sign/<layer>     uint8, the layer's effective signs bit-packed (1 = positive)
-    logits/<layer>   float32, supermask's logits (it evaluates the real-valued w * sigmoid(logit))
+    logits/<layer>   float32, supermask's logits (beside mask/<layer>, the binary mask it evaluates)
     values/<layer>   the learned subset's values (learn_fraction), in the subset's flat order
     param/<name>     a learned parameter stored whole (dense weights, BN gamma/beta, readout)
     buffer/<name>    a buffer changed by training (BatchNorm running statistics)

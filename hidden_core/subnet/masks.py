@@ -46,10 +46,8 @@ def initial_weights(f: SubnetFile) -> dict[str, np.ndarray]:
 
 def selected(f: SubnetFile, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     method = f.config.method
-    if method in ("edge_popup", "free_prune"):
+    if method in ("edge_popup", "free_prune", "supermask"):  # supermask: the mask it evaluates
         return f.layers("mask")
-    if method == "supermask":
-        return {name: logits >= 0 for name, logits in f.layers("logits").items()}
     if method == "sign_flip":
         return {name: signs != (weights[name] >= 0) for name, signs in f.layers("sign").items()}
     raise ValueError(f"{method} selects no weights")

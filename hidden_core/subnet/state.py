@@ -5,8 +5,9 @@ network: the random weights are never stored, they are regenerated from config +
 What each method keeps (one fact, here; docs/subnetworks.md repeats it for readers):
     edge_popup, free_prune  the binary mask, 1 bit per weight
     sign_flip               the effective signs, 1 bit per weight
-    supermask               the logits, float32: it evaluates the real-valued expected mask
-                            w * sigmoid(logit), which bits cannot reproduce exactly
+    supermask               the binary mask it evaluates (1 bit per weight: the sampled or
+                            deterministic evaluation mask, docs/methods.md), plus its logits
+                            (float32) so the learned probabilities stay inspectable
     learn_fraction          the values of the learned subset (the subset comes from the seed)
     bn_only                 BatchNorm gamma/beta (and the output layer if it was trained)
     random_features         the output layer
@@ -78,7 +79,8 @@ def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[s
             tensors[f"mask/{name}"] = pack_bits(_numpy(p.mask()))
         elif kind == "sign":
             tensors[f"sign/{name}"] = pack_bits(_numpy(p.scores >= 0))  # the method's _signs: t >= 0 -> +1
-        elif kind == "logits":
+        elif kind == "logits":  # supermask: what it evaluates is a binary mask; keep both
+            tensors[f"mask/{name}"] = pack_bits(_numpy(p.eval_mask()))
             tensors[f"logits/{name}"] = _numpy(p.logits.float())
         elif kind == "values":
             tensors[f"values/{name}"] = _numpy(p.values[p.subset])
@@ -166,14 +168,14 @@ def materialize(
     """A plain network (the architecture's own layers, no parametrization) with the file's
     effective weights. The controls swap parts: `weights_seed` draws the random weights with
     another seed, `replace` = {kind: {layer: array}} replaces stored states (masks and signs
-    as bool arrays of the layer's shape, logits as float32)."""
+    as bool arrays of the layer's shape)."""
     device = torch.device(device)
     config = f.config if weights_seed is None else f.config.model_copy(update={"seed": weights_seed})
     hidden = build_model(config, device)
     expected, expected_shapes = learned_tensors(hidden)
     _check_matches(f, expected, expected_shapes)
     replace = replace or {}
-    masks, signs, logits = ({**f.layers(kind), **replace.get(kind, {})} for kind in ("mask", "sign", "logits"))
+    masks, signs = ({**f.layers(kind), **replace.get(kind, {})} for kind in ("mask", "sign"))
     with torch.random.fork_rng(devices=[]):  # the layers' default init must not move the caller's RNG
         plain = build_architecture(f.config).to(device)
     hidden_modules = dict(hidden.net.named_modules())
@@ -186,8 +188,6 @@ def materialize(
             weight = original * _on(masks[name], device).to(original.dtype)
         elif name in signs:
             weight = original.abs() * torch.where(_on(signs[name], device), 1.0, -1.0).to(original.dtype)
-        elif name in logits:
-            weight = original * torch.sigmoid(_on(logits[name], device))
         elif f"values/{name}" in f.tensors:
             subset = parametrization_of(layer).subset
             values = original.clone()
