@@ -188,6 +188,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _int_tuple(data: dict[str, Any], name: str, example: str) -> None:
+    """A list-of-whole-numbers field in place: the command line's text ("80,120") or YAML's
+    list, as the tuple the field holds; anything else is left for the field's own check."""
+    value = data.get(name)
+    if isinstance(value, str):
+        parts = [v.strip() for v in value.split(",") if v.strip()]
+        if not all(re.fullmatch(r"[0-9]{1,6}", v) for v in parts):
+            raise ValueError(f"{name}: {brief(value)} is not a comma-separated list of whole numbers (e.g. '{example}')")
+        data[name] = tuple(int(v) for v in parts)
+    elif isinstance(value, list):  # YAML has lists, not tuples
+        data[name] = tuple(_plain(v) for v in value)
+
+
 def _check_bounds(name: str, v: Any) -> Any:
     if v is None:
         return v
@@ -271,14 +284,8 @@ class TrialConfig(BaseModel):
         data = {k: _plain(v) for k, v in data.items()}
         model = data.get("model", "mlp")
         method = data.get("method", "dense")
-        units = data.get("mlp_layer_units")
-        if isinstance(units, str):  # the command line's "300,100"
-            parts = [v.strip() for v in units.split(",") if v.strip()]
-            if not all(re.fullmatch(r"[0-9]{1,6}", v) for v in parts):
-                raise ValueError(f"mlp_layer_units: {brief(units)} is not a comma-separated list of whole numbers (e.g. '300,100')")
-            data["mlp_layer_units"] = tuple(int(v) for v in parts)
-        elif isinstance(units, list):  # YAML has lists, not tuples
-            data["mlp_layer_units"] = tuple(_plain(v) for v in units)
+        for name, example in (("mlp_layer_units", "300,100"), ("step_milestones", "80,120")):
+            _int_tuple(data, name, example)
         if data.get("depth") is None and model == "mlp" and isinstance(data.get("mlp_layer_units"), list | tuple) and data["mlp_layer_units"]:
             data["depth"] = len(data["mlp_layer_units"])  # per-layer units fix the depth
         if data.get("depth") is None and isinstance(model, str) and model in DEFAULT_DEPTH:
@@ -287,14 +294,6 @@ class TrialConfig(BaseModel):
             data["norm"] = "batchnorm" if model == "resnet" or method == "bn_only" else "none"
         if data.get("augment") is None:
             data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100", "synthetic_cifar10")
-        milestones = data.get("step_milestones")
-        if isinstance(milestones, str):  # the command line's "80,120"
-            parts = [v.strip() for v in milestones.split(",") if v.strip()]
-            if not all(re.fullmatch(r"[0-9]{1,6}", v) for v in parts):
-                raise ValueError(f"step_milestones: {brief(milestones)} is not a comma-separated list of whole numbers (e.g. '80,120')")
-            data["step_milestones"] = tuple(int(v) for v in parts)
-        elif isinstance(milestones, list):  # YAML has lists, not tuples
-            data["step_milestones"] = tuple(_plain(v) for v in milestones)
         return data
 
     @field_validator(*(n for n in BOUNDS if n not in ("step_milestones", "mlp_layer_units", "eval_batch_size", "threads")))

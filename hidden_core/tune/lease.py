@@ -59,7 +59,8 @@ class Holder:
         return f"pid {self.pid} on host {self.host}, started {self.started_at}, store {self.store}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -211,7 +212,7 @@ class SweepLease:
 
     def stale(self, other: Holder) -> str | None:
         """Why `other` no longer holds the sweep, or None while it does."""
-        if other.host == self.holder.host and not _pid_alive(other.pid):
+        if other.host == self.holder.host and not pid_alive(other.pid):
             return f"its process {other.pid} on this host is gone"
         age = time.time() - other.heartbeat_at
         if age > self.stale_after_s:

@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hidden_core.tune.lease import pid_alive
+
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
@@ -55,16 +57,6 @@ def embedded_root() -> Path:
     if len(str(home)) <= _MAX_ROOT_CHARS:
         return home
     return Path(tempfile.gettempdir()) / f"hidden-ray-{os.getuid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def processes_of(folder: str) -> list[int]:
@@ -97,7 +89,7 @@ def end_processes(pids: Iterable[int], grace_s: float = 3.0) -> None:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if _pid_alive(p)]
+        pids = [p for p in pids if pid_alive(p)]
         time.sleep(0.1)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -112,7 +104,7 @@ def clean_stale(root: Path) -> int:
         return 0
     for folder in root.iterdir():
         pid_text = folder.name.split("-", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         leftover = processes_of(str(folder))
         if leftover:
