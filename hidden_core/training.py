@@ -117,6 +117,17 @@ def make_schedule(config: TrialConfig, optimizer: torch.optim.Optimizer) -> torc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
+def training_setup(config: TrialConfig, run: RunOptions | None, data: DataSplits | None) -> tuple[RunOptions, torch.device, DataSplits, DeviceData]:
+    """What every training needs first (one network here, a cell of seeds in vectorized.py):
+    the run options, the device, the data splits and their device-side loader."""
+    run = run or RunOptions()
+    device = resolve_device(run.device)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    splits = data if data is not None else load_data(config, run)
+    return run, device, splits, DeviceData(splits, device, augment=bool(config.augment))
+
+
 def train_network(
     config: TrialConfig,
     run: RunOptions | None = None,
@@ -129,13 +140,7 @@ def train_network(
     """`model`: train this network instead of build_model(config) (the lottery level loop
     passes pruned, rewound ones); `start_epoch`: begin at this epoch of the schedule (late
     rewinding trains epochs start_epoch+1..epochs)."""
-    run = run or RunOptions()
-    device = resolve_device(run.device)
-    if run.threads:
-        torch.set_num_threads(run.threads)
-    splits = data if data is not None else load_data(config, run)
-    loader = DeviceData(splits, device, augment=bool(config.augment))
-
+    run, device, splits, loader = training_setup(config, run, data)
     if model is None:
         model = build_model(config, device)
     initial_states = model.weight_states()

@@ -68,9 +68,10 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
+from hidden_core import records
 from hidden_core.batched_forward import batched_forward
 from hidden_core.config import RunOptions, TrialConfig
-from hidden_core.data import CROP_PADDING, DataSplits, DeviceData, load_data, random_crop_flip
+from hidden_core.data import CROP_PADDING, DataSplits, DeviceData, random_crop_flip
 from hidden_core.distributions import weight_layers
 from hidden_core.methods import HiddenNetwork, build_model
 from hidden_core.methods.base import parametrization_of
@@ -86,10 +87,10 @@ from hidden_core.training import (
     _result,
     make_optimizer,
     make_schedule,
-    resolve_device,
+    training_setup,
 )
 
-PRUNED = "pruned"  # the trial-record status of a seed stopped by its cell's pruner
+PRUNED = records.PRUNED  # the trial-record status of a seed stopped by its cell's pruner
 
 # Parametrizations whose forward is elementwise in all of its tensors: called once on the
 # stacked (seed, ...) tensors they give every seed's own effective weight. Any other
@@ -400,12 +401,7 @@ def train_seeds(
     batched layer interpreter where it applies, else vmap), "layers" or "vmap"
     (hidden_core.batched_forward)."""
     check_cell(config, seeds)
-    run = run or RunOptions()
-    device = resolve_device(run.device)
-    if run.threads:
-        torch.set_num_threads(run.threads)
-    splits = data if data is not None else load_data(config, run)
-    loader = DeviceData(splits, device, augment=bool(config.augment))
+    run, device, splits, loader = training_setup(config, run, data)
     configs = [config.model_copy(update={"seed": s}) for s in seeds]
     trials = []
     for c in configs:
