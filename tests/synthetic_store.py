@@ -29,6 +29,7 @@ TRUE_LAWS: dict[str, tuple[float, float, float]] = {
     "random_features": (0.30, 0.15, 0.40),
     "supermask": (0.15, 0.18, 0.50),
     "bn_only": (0.25, 0.15, 0.40),
+    "lottery_ticket": (0.06, 0.12, 0.70),
 }
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 

@@ -1,5 +1,6 @@
-"""`hidden analyze scaling | curves`: fit scaling laws of a sweep against any numeric axis,
-draw them, write a report; draw learning curves from the epochs table."""
+"""`hidden analyze scaling | curves | lottery`: fit scaling laws of a sweep against any numeric
+axis, draw them, write a report; draw learning curves from the epochs table; draw the lottery
+curve (accuracy vs density per branch) beside edge_popup and dense."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
@@ -92,6 +94,36 @@ def cmd_curves(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lottery(args: argparse.Namespace) -> int:
+    from hidden_core.analysis.lottery import caption, lottery_points, plot_lottery, require_lottery
+    from hidden_core.analysis.plots import save_figure
+
+    if not 0 < args.ci < 1:
+        raise ConfigError([f"ci: {args.ci} is not in (0, 1)"])
+    store = open_store(args)
+    trials, note = load_selection(store, args.sweep, args.where, completed_only=True)
+    require_lottery(trials, args.sweep)
+    others = trials
+    if args.with_sweep:
+        others, _ = load_selection(store, args.with_sweep, args.where, completed_only=True)
+        others = pd.concat([trials, others], ignore_index=True).drop_duplicates("trial_id", keep="last")
+    epochs = store.load_epochs(args.sweep, trial_ids=trials.loc[trials["method"] == "lottery_ticket", "trial_id"])
+    points = lottery_points(trials, epochs, others, ci=args.ci)
+    if not (points["source"] == "lottery_ticket").any():
+        raise ConfigError([f"sweep: the lottery_ticket trials of {args.sweep!r} have no per-level epoch rows with a validation accuracy (level, branch, val_acc); the curve needs them"])
+    out = Path(args.out) if args.out else default_out_dir(store.root, _is_local(store), args.sweep, "lottery")
+    out.mkdir(parents=True, exist_ok=True)
+    points.to_csv(out / "lottery_points.csv", index=False)
+    paths = save_figure(plot_lottery(points, args.ci), out, "lottery")
+    text = caption(points, args.sweep, args.with_sweep, args.ci)
+    (out / "lottery.md").write_text(f"# Lottery curve: {args.sweep}\n\n![lottery curve](lottery.png)\n\n{text}\n\nPoints: `lottery_points.csv`.\n")
+    for line, group in points.groupby("line", sort=False):
+        print(f"{line}: " + ", ".join(f"{d:.4g}: {100 * m:.1f}% (n={n})" for d, m, n in zip(group["density"], group["mean"], group["n"], strict=True)))
+    print(f"{note or 'as selected'}")
+    print(f"wrote lottery_points.csv, lottery.md, {', '.join(p.name for p in paths)} to {out}")
+    return 0
+
+
 def _is_local(store: ResultStore) -> bool:
     return isinstance(store.fs, pafs.LocalFileSystem) and os.path.isabs(store.root)
 
@@ -125,3 +157,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<sweep>/analysis/curves)")
     add_results_option(p)
     p.set_defaults(func=cmd_curves)
+
+    p = actions.add_parser("lottery", help="lottery curve: test accuracy vs density per branch, beside edge_popup and dense", description="From the epochs table of a sweep's lottery_ticket trials: per level and branch (ticket, reinit, random_prune, supermask) the test accuracy at that level's best-validation epoch, against density (log x), mean over seeds with a Student-t interval; edge_popup trials at density = keep_fraction and dense as a horizontal line, from the same sweep or --with SWEEP2. Writes lottery_points.csv, lottery.png/.svg and lottery.md.")
+    p.add_argument("sweep", metavar="SWEEP", help="sweep with lottery_ticket trials (see `hidden results list`)")
+    p.add_argument("--with", dest="with_sweep", metavar="SWEEP2", help="also read edge_popup and dense trials from this sweep of the same store")
+    p.add_argument("--where", metavar="EXPR", help="filter the trials of every sweep read first, e.g. \"width == 1\"")
+    p.add_argument("--ci", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<sweep>/analysis/lottery)")
+    add_results_option(p)
+    p.set_defaults(func=cmd_lottery)

@@ -1,0 +1,147 @@
+"""The lottery curve: test accuracy against density per lottery branch (ticket, supermask,
+reinit, random_prune), beside edge_popup at its keep fractions and dense.
+
+A lottery trial keeps one epochs row per trained epoch of every level and branch. Each
+(trial, level, branch) is scored as a whole trial is (records.TEST_METRIC): the test accuracy
+at that level's best-validation epoch (the earliest on ties, as training._result). Points are
+the mean over seeds with a Student-t interval (intervals.paired_interval: the interval for a
+mean, n - 1 df; NaN for one seed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+from hidden_core.analysis.intervals import paired_interval
+from hidden_core.analysis.plots import METHOD_COLORS, OKABE_ITO, _legend
+from hidden_core.analysis.scaling import DENSE, _auto_split
+from hidden_core.analysis.tables import require_columns
+from hidden_core.config import ConfigError
+from hidden_core.records import ANALYZED_STATUSES, SELECTION_METRIC, TEST_METRIC
+
+LOTTERY = "lottery_ticket"
+EDGE_POPUP = "edge_popup"
+BRANCHES = ("ticket", "reinit", "random_prune", "supermask")
+BRANCH_COLORS = {"ticket": "#0072B2", "reinit": "#D55E00", "random_prune": "#CC79A7", "supermask": "#009E73"}  # Okabe-Ito; edge_popup keeps its orange
+DENSITY_DIGITS = 9  # a level's density is a ratio of whole counts: equal masks, equal floats to far more digits
+POINT_COLUMNS = ["line", "source", "density", "n", "mean", "ci_low", "ci_high", "values"]
+
+
+def level_scores(epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (trial, level, branch): density and the test accuracy at the level's
+    best-validation epoch. Levels without a finite validation accuracy are left out."""
+    require_columns(epochs, ["trial_id", "epoch", "level", "branch", "density", SELECTION_METRIC, "test_acc"], "lottery")
+    rows = epochs.dropna(subset=["level", "branch", SELECTION_METRIC])
+    rows = rows[np.isfinite(rows[SELECTION_METRIC].astype(float))].sort_values(["trial_id", "level", "branch", "epoch"])
+    if rows.empty:
+        return pd.DataFrame(columns=["trial_id", "level", "branch", "density", "best_epoch", TEST_METRIC])
+    best = rows.loc[rows.groupby(["trial_id", "level", "branch"], sort=False)[SELECTION_METRIC].idxmax()]
+    return pd.DataFrame(
+        {
+            "trial_id": best["trial_id"].to_numpy(),
+            "level": best["level"].astype(int).to_numpy(),
+            "branch": best["branch"].to_numpy(),
+            "density": best["density"].astype(float).round(DENSITY_DIGITS).to_numpy(),
+            "best_epoch": best["epoch"].to_numpy(),
+            TEST_METRIC: best["test_acc"].astype(float).to_numpy(),
+        }
+    )
+
+
+def _split_label(trials: pd.DataFrame, skip: Sequence[str]) -> tuple[pd.Series, list[str]]:
+    """', width=2' per trial for the config fields that vary among these trials (besides
+    seed and the axis), so one line never mixes two networks."""
+    split = [c for c in _auto_split(trials, "seed", ["method"]) if c not in skip]
+    suffix = trials[split].astype(str).apply(lambda r: "".join(f", {c}={v}" for c, v in r.items()), axis=1) if split and len(trials) else pd.Series("", index=trials.index)
+    return suffix, split
+
+
+def _summarize(rows: pd.DataFrame, source: str, ci: float) -> pd.DataFrame:
+    out = []
+    for (line, density), group in rows.groupby(["line", "density"], sort=True):
+        values = group[TEST_METRIC].to_numpy(float)
+        lo, hi = paired_interval(values, ci)
+        out.append({"line": line, "source": source, "density": float(density), "n": len(values), "mean": float(values.mean()), "ci_low": lo, "ci_high": hi, "values": " ".join(f"{v:.6g}" for v in values)})
+    return pd.DataFrame(out, columns=POINT_COLUMNS)
+
+
+def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: pd.DataFrame | None = None, ci: float = 0.95) -> pd.DataFrame:
+    """Points of the lottery figure, one row per (line, density): the lottery branches from
+    the epochs table of the lottery_ticket trials, edge_popup trials at density =
+    keep_fraction and dense (density 1) from `others` (a trials table; may be the same)."""
+    usable = lottery_trials[(lottery_trials["method"] == LOTTERY) & lottery_trials["status"].isin(ANALYZED_STATUSES)]
+    scores = level_scores(epochs[epochs["trial_id"].isin(usable["trial_id"])])
+    suffix, _ = _split_label(usable, ["keep_fraction"])  # k only says where a trial stops
+    scores = scores.merge(pd.DataFrame({"trial_id": usable["trial_id"], "suffix": suffix}), on="trial_id")
+    scores["line"] = scores["branch"] + scores["suffix"]
+    order = {b: i for i, b in enumerate(BRANCHES)}
+    frames = [_summarize(scores, LOTTERY, ci).sort_values(["line", "density"], key=lambda c: c.map(lambda v: (order.get(v.split(",")[0], len(order)), v)) if c.name == "line" else c, kind="stable")]
+    if others is not None and len(others):
+        for method, axis in ((EDGE_POPUP, "keep_fraction"), (DENSE, None)):
+            rows = others[(others["method"] == method) & others["status"].isin(ANALYZED_STATUSES)].dropna(subset=[TEST_METRIC])
+            if rows.empty:
+                continue
+            suffix, _ = _split_label(rows, [axis] if axis else [])
+            rows = rows.assign(line=method + suffix, density=rows[axis].astype(float).round(DENSITY_DIGITS) if axis else 1.0)
+            frames.append(_summarize(rows, method, ci))
+    points = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=POINT_COLUMNS)
+    return points
+
+
+def require_lottery(trials: pd.DataFrame, sweep: str) -> None:
+    """A clear error when the sweep holds no lottery_ticket trial to draw."""
+    methods = sorted(trials["method"].dropna().unique())
+    if LOTTERY not in methods:
+        raise ConfigError([f"sweep: {sweep!r} has no {LOTTERY} trials in the selection (methods: {', '.join(methods) or 'none'}); run one, e.g. sweeps/lottery_*.yaml"])
+
+
+def plot_lottery(points: pd.DataFrame, ci: float = 0.95) -> Figure:
+    """Test accuracy (%) against density (log x): one line per branch with its interval band,
+    edge_popup as another line, dense as a horizontal line with its band."""
+    fig = Figure(figsize=(8.5, 5), layout="constrained")
+    ax = fig.add_subplot()
+    extra = iter(c for c in OKABE_ITO if c not in BRANCH_COLORS.values())
+    for line, group in points.groupby("line", sort=False):
+        source = group["source"].iloc[0]
+        branch = line.split(",")[0]
+        color = BRANCH_COLORS.get(branch) if source == LOTTERY else METHOD_COLORS.get(source)
+        color = color or next(extra, "#666666")
+        n = f"n={group['n'].min()}" if group["n"].nunique() == 1 else f"n={group['n'].min()}-{group['n'].max()}"
+        lo, hi = 100 * group["ci_low"].fillna(group["mean"]), 100 * group["ci_high"].fillna(group["mean"])
+        if source == DENSE:
+            ax.axhline(100 * group["mean"].iloc[0], color=color, linestyle="--", linewidth=1.2, label=f"{line} ({n})")
+            ax.axhspan(lo.iloc[0], hi.iloc[0], color=color, alpha=0.1, linewidth=0)
+            continue
+        style = ":" if source == LOTTERY and branch == "supermask" else "-"
+        ax.fill_between(group["density"], lo, hi, color=color, alpha=0.15, linewidth=0)
+        ax.plot(group["density"], 100 * group["mean"], color=color, linestyle=style, marker="s" if source == EDGE_POPUP else "o", markersize=3.5, linewidth=1.5, label=f"{line} ({n})")
+    ax.set_xscale("log")
+    densities = np.unique(points["density"].to_numpy(float))
+    ax.xaxis.set_major_locator(FixedLocator(densities))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.invert_xaxis()  # pruning goes right: from dense to sparse
+    ax.set_xlabel("density (fraction of weights kept; edge_popup: keep fraction k)")
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(100.0, ax.get_ylim()[1]))  # an interval past 0 or 100% says little
+    ax.set_ylabel("test accuracy at best validation (%)")
+    ax.set_title(fontsize=10, label=f"lottery tickets and controls vs edge_popup\nmean over seeds, band: {ci:.0%} Student-t interval, n: seeds per point")
+    _legend(ax)
+    ax.grid(True, alpha=0.25, which="both")
+    return fig
+
+
+def caption(points: pd.DataFrame, sweep: str, with_sweep: str | None, ci: float = 0.95) -> str:
+    ns = points.groupby("line")["n"].agg(["min", "max"])
+    per_line = "; ".join(f"{line}: n={r['min']}" + (f"-{r['max']}" if r["max"] != r["min"] else "") for line, r in ns.iterrows())
+    where = f"sweep `{sweep}`" + (f", edge_popup and dense from `{with_sweep}`" if with_sweep else "")
+    return (
+        f"Test accuracy at the best-validation epoch against density (log scale, dense on the left), {where}. "
+        f"Lottery lines: per level and branch, the test accuracy at that level's best-validation epoch; "
+        f"edge_popup at density = its keep fraction k; dense (dashed) is unpruned. Points are the mean over seeds, "
+        f"bands a {ci:.0%} Student-t interval (none for one seed). Seeds per point: {per_line}."
+    )

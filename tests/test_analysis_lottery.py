@@ -1,0 +1,110 @@
+"""`hidden analyze lottery`: the lottery curve from a synthetic store written through the
+store's own writers, checked against points computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic_store import make_trial, write_synthetic_sweep
+
+from hidden_core.cli import main as cli_main
+from hidden_core.store import ResultStore
+
+LEVEL_DENSITY = {0: 1.0, 1: 0.8, 2: 0.64}  # prune_rate 0.2 down to k = 0.64: two pruned levels
+SEEDS = (0, 1, 2)
+EPOCHS = 3
+
+
+def lottery_trial(seed: int, rng: np.random.Generator, index: int) -> tuple[dict, list[dict]]:
+    """A lottery_ticket trial row and its per-level epoch rows, with random accuracies."""
+    row, _ = make_trial({"method": "lottery_ticket", "keep_fraction": 0.64, "prune_rate": 0.2, "lottery_controls": True, "seed": seed}, noise=0.01, rng=rng, index=index, epochs=EPOCHS)
+    history, epoch = [], 0
+    segments = [(0, "ticket", EPOCHS)] + [(level, branch, 1 if branch == "supermask" else EPOCHS) for level in (1, 2) for branch in ("ticket", "supermask", "reinit", "random_prune")]
+    for level, branch, rows in segments:
+        for level_epoch in range(1 if branch != "supermask" else 0, rows + (branch != "supermask")):
+            epoch += 1
+            # coarse values, so ties in val_acc happen: the earliest best epoch must win
+            history.append({"epoch": epoch, "train_loss": 0.5, "train_acc": 0.9, "val_acc": float(rng.choice([0.6, 0.7, 0.8])), "test_acc": float(rng.uniform(0.5, 0.9)), "lr": 0.1, "seconds": 1.0, "level": level, "branch": branch, "level_epoch": level_epoch, "density": LEVEL_DENSITY[level]})
+    return row, history
+
+
+def by_hand(histories: dict[str, list[dict]]) -> dict[tuple[str, float], list[float]]:
+    """(branch, density) -> test accuracies at each level's best-validation epoch, one per seed."""
+    out: dict[tuple[str, float], list[float]] = {}
+    for history in histories.values():
+        best: dict[tuple[int, str], dict] = {}
+        for r in history:  # epoch order; strict > keeps the earliest of tied epochs
+            key = (r["level"], r["branch"])
+            if key not in best or r["val_acc"] > best[key]["val_acc"]:
+                best[key] = r
+        for (level, branch), r in best.items():
+            out.setdefault((branch, LEVEL_DENSITY[level]), []).append(r["test_acc"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lottery_store")
+    store = ResultStore(root, compact_every=None)
+    rng = np.random.default_rng(5)
+    trials = [lottery_trial(seed, rng, i) for i, seed in enumerate(SEEDS)]
+    store.write_trials("lt", [r for r, _ in trials], [{"trial_id": r["trial_id"], **e} for r, h in trials for e in h])
+    configs = [{"method": m, "keep_fraction": k, "seed": s} for m, ks in (("edge_popup", (0.3, 0.5, 0.7)), ("dense", (0.5,))) for k in ks for s in SEEDS]
+    write_synthetic_sweep(store, "ep", configs)
+    return store, {r["trial_id"]: h for r, h in trials}
+
+
+def run(store: ResultStore, *argv: str) -> int:
+    return cli_main(["analyze", "lottery", *argv, "--results", str(store.root)])
+
+
+def test_points_are_the_best_validation_test_accuracies_per_level_and_branch(store, tmp_path, capsys):
+    store, histories = store
+    assert run(store, "lt", "--with", "ep", "--out", str(tmp_path)) == 0
+    points = pd.read_csv(tmp_path / "lottery_points.csv")
+    expected = by_hand(histories)
+    lottery = points[points["source"] == "lottery_ticket"]
+    assert sorted(zip(lottery["line"], lottery["density"], strict=True)) == sorted(expected)
+    assert set(lottery["line"]) == {"ticket", "supermask", "reinit", "random_prune"}
+    for _, p in lottery.iterrows():
+        values = np.array(expected[(p["line"], p["density"])])
+        assert p["n"] == len(values) == len(SEEDS)
+        assert p["mean"] == pytest.approx(values.mean())
+        half = 4.302652729911275 * values.std(ddof=1) / math.sqrt(3)  # t(0.975, 2 df)
+        assert (p["ci_low"], p["ci_high"]) == pytest.approx((values.mean() - half, values.mean() + half))
+    # edge_popup at its keep fractions, dense as one point at density 1, from the other sweep
+    ep_trials = store.load_trials("ep")
+    edge = points[points["source"] == "edge_popup"]
+    assert list(edge["density"]) == [0.3, 0.5, 0.7]
+    for _, p in edge.iterrows():
+        at_k = ep_trials[(ep_trials["method"] == "edge_popup") & (ep_trials["keep_fraction"] == p["density"])]
+        assert p["n"] == 3 and p["mean"] == pytest.approx(at_k["test_acc_at_best_val"].mean())
+    dense = points[points["source"] == "dense"]
+    assert len(dense) == 1 and dense["density"].iloc[0] == 1.0
+    assert dense["mean"].iloc[0] == pytest.approx(ep_trials.loc[ep_trials["method"] == "dense", "test_acc_at_best_val"].mean())
+    assert (tmp_path / "lottery.png").stat().st_size > 0
+    text = (tmp_path / "lottery.md").read_text()
+    assert "lottery.png" in text and "ticket: n=3" in text and "edge_popup: n=3" in text
+
+
+def test_without_with_the_curve_has_only_the_lottery_lines(store, tmp_path):
+    store, _ = store
+    assert run(store, "lt", "--out", str(tmp_path)) == 0
+    assert set(pd.read_csv(tmp_path / "lottery_points.csv")["source"]) == {"lottery_ticket"}
+
+
+@pytest.mark.parametrize(("sweep", "message"), [("ep", "has no lottery_ticket trials"), ("nothing_here", "nothing_here")])
+def test_a_lottery_free_or_missing_sweep_is_a_clear_exit_2(store, tmp_path, capsys, sweep, message):
+    store, _ = store
+    assert run(store, sweep, "--out", str(tmp_path)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "lottery_points.csv").exists()
+
+
+def test_a_selection_without_trials_is_exit_2(store, tmp_path, capsys):
+    store, _ = store
+    assert run(store, "lt", "--where", "seed == 99", "--out", str(tmp_path)) == 2
+    assert "no trials match" in capsys.readouterr().err
