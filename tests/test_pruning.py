@@ -219,6 +219,17 @@ def test_real_sweep_prunes_hopeless_trials(tmp_path: Path):
     assert states.count("PRUNED") == len(pruned) and states.count("COMPLETE") == 8 - len(pruned)
     assert report.counts["pruned"] == len(pruned)
     assert not (results / "realprune" / "checkpoints").exists()  # final trials keep no checkpoint
+    # ... but every one kept what it learned; a pruned one from its last checkpoint (which may
+    # be an epoch past its last report: training goes on while the driver decides)
+    from hidden_core.subnet.fileformat import read_subnet_file
+
+    for _, row in frame.iterrows():
+        f = read_subnet_file(results / "realprune" / "subnets" / f"{row['trial_id']}.safetensors")
+        assert f.status == row["status"] and f.config.trial_id == row["trial_id"]
+        if row["status"] == "completed":
+            assert f.metrics["test_acc"] == row["test_acc"]
+        else:
+            assert row["epochs_run"] <= f.metrics["epochs_run"] < 12
     assert not (results / "realprune" / "lease.json").exists()
 
 
