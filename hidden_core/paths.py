@@ -2,10 +2,11 @@
 
     <results>/<sweep>/trials/, epochs/         the store's Parquet parts (store.py)
     <results>/<sweep>/checkpoints/<trial_id>/  a trial's latest checkpoint while it is not final
+    <results>/<sweep>/subnets/<trial_id>.safetensors  what a final trial learned (hidden_core/subnet)
     <results>/<sweep>/lease.json               the live driver of the sweep (lease.py)
     <results>/<sweep>/_studies.db              Optuna studies (pruning and sampling history)
 
-Only the store and the checkpoints are durable state of a run; Tune's own bookkeeping stays
+Only the store, the checkpoints and the subnet files are durable state of a run; Tune's own bookkeeping stays
 in a driver-local folder (ray_setup.py) and is never restored.
 Imports nothing of the project: the store, the Tune side and the CLI all use it.
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 import os
 
 CHECKPOINTS_DIR = "checkpoints"
+SUBNETS_DIR = "subnets"
+SUBNET_SUFFIX = ".safetensors"
 LEASE_FILE = "lease.json"
 STUDIES_FILE = "_studies.db"
 
@@ -51,3 +54,11 @@ def trial_checkpoint_dir(root: str | os.PathLike[str], sweep: str, trial_id: str
 
 def lease_path(root: str | os.PathLike[str], sweep: str) -> str:
     return join(sweep_dir(root, sweep), LEASE_FILE)
+
+
+def subnets_dir(root: str | os.PathLike[str], sweep: str) -> str:
+    return join(sweep_dir(root, sweep), SUBNETS_DIR)
+
+
+def trial_subnet_path(root: str | os.PathLike[str], sweep: str, trial_id: str) -> str:
+    return join(subnets_dir(root, sweep), f"{trial_id}{SUBNET_SUFFIX}")

@@ -64,3 +64,68 @@ def test_object_store_lease_is_check_put_read_back(as_remote, tmp_path):
         with pytest.raises(lease.SweepLeaseHeld, match=f"pid {held.holder.pid}"):
             lease.SweepLease(root, "s").acquire()
     assert not (tmp_path / "bucket" / "s" / "lease.json").exists()
+
+
+# ---- a final trial keeps its subnet file (the checkpoint goes after it) --------------------------
+def _checkpointed_trial(folder):
+    """A short real trial that checkpointed into `folder` but wrote no subnet file (as a
+    pruned sweep trial, which Tune stops between epochs)."""
+    from hidden_core import make_config, train
+    from hidden_core.config import make_run_options
+
+    config = make_config(method="edge_popup", dataset="digits", epochs=2, width=0.3, batch_size=256, keep_fraction=0.5)
+    result = train(config, make_run_options(device="cpu", checkpoint_dir=str(folder)))
+    return config, result
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "object-store"])
+def test_a_pruned_trial_keeps_its_subnet_from_its_checkpoint(remote, request, tmp_path):
+    from hidden_core.subnet.evaluate import Evaluator
+    from hidden_core.subnet.fileformat import read_subnet_file
+    from hidden_core.subnet.state import materialize
+
+    if remote:
+        request.getfixturevalue("as_remote")
+    root = f"file://{tmp_path / 'bucket'}" if remote else str(tmp_path / "results")
+    local_root = tmp_path / "bucket" if remote else tmp_path / "results"
+    config, result = _checkpointed_trial(local_root / "s" / "checkpoints" / "probe")
+    folder = local_root / "s" / "checkpoints" / config.trial_id
+    (local_root / "s" / "checkpoints" / "probe").rename(folder)
+
+    checkpoints.trial_final(root, "s", config.trial_id, config.model_dump(mode="json"), "pruned")
+    assert not folder.exists()  # the checkpoint went, after the file was made
+    stored = local_root / "s" / "subnets" / f"{config.trial_id}.safetensors"
+    f = read_subnet_file(stored)
+    assert f.status == "pruned" and f.config == config
+    assert f.metrics["test_acc"] == result.test_acc and f.metrics["epochs_run"] == 2  # its last checkpointed epoch
+    evaluator = Evaluator(f, device="cpu")
+    assert evaluator.accuracy(materialize(f, evaluator.device)) == {"val_acc": result.val_acc, "test_acc": result.test_acc}
+
+    # a file that is there already (written by `train` when the trial returned) is kept as is
+    before = stored.read_bytes()
+    checkpoints.trial_final(root, "s", config.trial_id, config.model_dump(mode="json"), "completed")
+    assert stored.read_bytes() == before
+
+
+def test_the_checkpoint_stays_when_the_subnet_file_cannot_be_made(tmp_path):
+    config, _ = _checkpointed_trial(tmp_path / "s" / "checkpoints" / "other")
+    folder = tmp_path / "s" / "checkpoints" / "other"
+    other = config.model_copy(update={"seed": 7})
+    target = tmp_path / "s" / "checkpoints" / other.trial_id
+    folder.rename(target)  # another trial's checkpoint under this trial's id
+    with pytest.raises(ValueError, match="not of trial"):
+        checkpoints.trial_final(str(tmp_path), "s", other.trial_id, other.model_dump(mode="json"), "pruned")
+    assert (target / CHECKPOINT_FILE).exists()
+    assert not (tmp_path / "s" / "subnets" / f"{other.trial_id}.safetensors").exists()
+
+
+def test_lottery_trials_and_trials_without_a_checkpoint_keep_no_file(tmp_path):
+    from hidden_core import make_config
+
+    lottery = make_config(method="lottery_ticket", dataset="digits", epochs=2, keep_fraction=0.5)
+    plain = make_config(method="dense", dataset="digits", epochs=2)
+    for config in (lottery, plain):
+        folder = tmp_path / "s" / "checkpoints" / config.trial_id
+        folder.mkdir(parents=True)
+        assert checkpoints.keep_subnet(str(tmp_path), "s", config.trial_id, str(folder), config.model_dump(mode="json"), "completed") is None
+    assert not (tmp_path / "s" / "subnets").exists()

@@ -143,7 +143,7 @@ def test_sweep_runs_trials_on_both_nodes(cluster: LocalRayCluster, tmp_path: Pat
     if cluster.isolated:
         assert all(n.startswith("127.0.0.1/") for n in nodes)
     assert frame.ray_version.notna().all() and (frame.device == "cpu").all()
-    assert sorted(p.name for p in (results / "multinode").iterdir()) == ["epochs", "trials"]  # no checkpoint, no lease left
+    assert sorted(p.name for p in (results / "multinode").iterdir()) == ["epochs", "subnets", "trials"]  # no checkpoint, no lease left
 
 
 # ------------------------------------------------------------------------------ no token

@@ -95,8 +95,39 @@ def _on_tiny_store(argv: list[str], store: Path, tmp_path: Path) -> list[str]:
     return argv
 
 
+@pytest.fixture(scope="module")
+def subnet_store(tmp_path_factory) -> tuple[Path, Path]:
+    """A store with a sweep 's' of two edge_popup trials and their (untrained) subnet files,
+    and one of the files: what the README's `hidden subnet` lines name SWEEP and FILE."""
+    from hidden_core.config import make_config
+    from hidden_core.methods import build_model
+    from hidden_core.subnet.fileformat import sweep_subnet_path
+    from hidden_core.subnet.state import save_subnet
+
+    root = tmp_path_factory.mktemp("docs_subnets")
+    store = ResultStore(root, compact_every=None)
+    for seed, val in ((0, 0.5), (1, 0.7)):
+        config = make_config(method="edge_popup", seed=seed, width=0.3)
+        store.write_trial("s", {"trial_id": config.trial_id, "cell_id": "c", "status": "completed", "val_acc": val, "test_acc": val - 0.1, **config.model_dump()})
+        path = save_subnet(sweep_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
+    return root, path
+
+
+def _subnet_argv(argv: list[str], root: Path, file: Path, tmp_path: Path) -> list[str]:
+    argv = [str(file) if a.endswith(".safetensors") and argv[i - 1] not in ("-o", "--output") else a for i, a in enumerate(argv)]
+    argv = [str(tmp_path / Path(a).name) if i and argv[i - 1] in ("-o", "--output", "--plot") else a for i, a in enumerate(argv)]
+    argv = ["s" if a == "SWEEP" else a for a in argv]
+    if argv[1] in ("export", "masks"):
+        argv += ["--results", str(root)]
+    if argv[1] == "masks":
+        argv += ["--plot", str(tmp_path / "masks.png")]
+    if argv[1] == "controls":
+        argv += ["--draws", "2", "--output", str(tmp_path / "controls.csv")]
+    return argv
+
+
 @pytest.mark.parametrize(("where", "argv"), COMMANDS, ids=[f"{w} {' '.join(a[:2])}" for w, a in COMMANDS])
-def test_command_line_runs(where, argv, tiny_store, tmp_path, capsys, monkeypatch):
+def test_command_line_runs(where, argv, tiny_store, tmp_path, capsys, monkeypatch, request):
     monkeypatch.chdir(ROOT)
     head = argv[:2]
     if head[0] == "train":
@@ -117,6 +148,8 @@ def test_command_line_runs(where, argv, tiny_store, tmp_path, capsys, monkeypatc
             i = argv.index("--address")
             argv = argv[:i] + argv[i + 2:]
         argv = _on_tiny_store([a for a in argv if a != "--dry-run"] + ["--dry-run"], tmp_path / "empty_results", tmp_path)
+    elif head[0] == "subnet":
+        argv = _subnet_argv(argv, *request.getfixturevalue("subnet_store"), tmp_path)
     elif head[0] in ("results", "analyze") or head == ["sweep", "status"]:
         # --watch refreshes until every trial is final, which the tiny store never is; its loop
         # is tested in test_progress.py

@@ -219,4 +219,98 @@ def test_real_sweep_prunes_hopeless_trials(tmp_path: Path):
     assert states.count("PRUNED") == len(pruned) and states.count("COMPLETE") == 8 - len(pruned)
     assert report.counts["pruned"] == len(pruned)
     assert not (results / "realprune" / "checkpoints").exists()  # final trials keep no checkpoint
+    # ... but every one kept what it learned; a pruned one from its last checkpoint (which may
+    # be an epoch past its last report: training goes on while the driver decides)
+    from hidden_core.subnet.fileformat import read_subnet_file
+
+    for _, row in frame.iterrows():
+        f = read_subnet_file(results / "realprune" / "subnets" / f"{row['trial_id']}.safetensors")
+        assert f.status == row["status"] and f.config.trial_id == row["trial_id"]
+        if row["status"] == "completed":
+            assert f.metrics["test_acc"] == row["test_acc"]
+        else:
+            assert row["epochs_run"] <= f.metrics["epochs_run"] < 12
     assert not (results / "realprune" / "lease.json").exists()
+
+
+# ---- lottery tickets: levels of one cell compared step by step -----------------------------------
+def _lottery_rows(config, ticket, control: float) -> list[dict]:
+    """A lottery trial's rows as the level loop reports them: `ticket(level, level_epoch)` on
+    the ticket branch, `control` on the supermask/reinit/random_prune rows."""
+    from hidden_core.lottery import plan
+    from hidden_core.methods.lottery_ticket import level_count
+
+    rows = []
+    for seg in plan(config, level_count(config.keep_fraction, config.prune_rate)):
+        for i in range(seg.rows):
+            value = ticket(seg.level, i + 1) if seg.branch == "ticket" else control
+            rows.append({"epoch": seg.offset + i + 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": value, "test_acc": value - 0.01,
+                         "lr": 0.1, "seconds": 0.1, "level": seg.level, "branch": seg.branch,
+                         "level_epoch": 0 if seg.branch == "supermask" else i + 1, "density": 0.8**seg.level})
+    return rows
+
+
+def _feed(scheduler: PruningScheduler, runtime: SweepRuntime, planned, ray_id: str, rows: list[dict]) -> tuple[str, int]:
+    config = {"trial": planned.config.model_dump(mode="json"), "trial_id": planned.trial_id, "cell_id": planned.cell_id, "optuna_number": None}
+    trial = FakeTrial(ray_id, config)
+    runtime.on_start(trial)
+    for row in rows:
+        result = {"kind": "epoch", **row, "epochs": json.dumps([row])}
+        decision = scheduler.on_trial_result(None, trial, result)
+        runtime.on_result(trial, result)
+        if decision == "STOP":
+            scheduler.on_trial_complete(None, trial, result)
+            runtime.on_complete(trial)
+            return "pruned", row["epoch"]
+    final = {"kind": "final", "status": "completed", "epochs_run": len(rows), "best_val_acc": max(r["val_acc"] for r in rows),
+             "val_acc": rows[-1]["val_acc"], "history": json.dumps(rows), "train_seconds": 0.1 * len(rows)}
+    scheduler.on_trial_result(None, trial, final)
+    runtime.on_result(trial, final)
+    scheduler.on_trial_complete(None, trial, final)
+    runtime.on_complete(trial)
+    return "completed", len(rows)
+
+
+def test_lottery_levels_are_pruned_and_control_branches_never_compared(tmp_path: Path):
+    from hidden_core.tune.planning import planned_epochs
+
+    spec = parse_spec({
+        "name": "lotprune",
+        "base": {"method": "lottery_ticket", "epochs": 3, "keep_fraction": 0.64, "prune_rate": 0.2, "lottery_controls": True},
+        "grid": {"seed": [0, 1, 2, 3]},
+        "pruner": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+        "report_every_s": 0,
+    })
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    runtime = _runtime(spec, tmp_path, storage)
+    scheduler = PruningScheduler(runtime)
+    trials = spec.plan().trials
+    assert len({t.cell_id for t in trials}) == 1
+    config = trials[0].config
+    total = planned_epochs(config)
+    assert total == 3 + 2 * (3 + 1 + 3 + 3) > config.epochs  # two levels, each with its controls
+
+    def rising(level: int, level_epoch: int) -> float:  # each level better than the last
+        return 0.3 + 0.2 * level + 0.01 * level_epoch
+
+    # two startup trials: tickets that improve with the level, controls that beat them
+    for i in (0, 1):
+        assert _feed(scheduler, runtime, trials[i], f"s{i}", _lottery_rows(config, rising, control=0.99)) == ("completed", total)
+    # level 0 as good as the others, then level 1 falls behind: pruned inside level 1
+    # (the pruner used to decide only while epoch < epochs, i.e. inside level 0)
+    stalled = _lottery_rows(config, lambda level, e: rising(0, e), control=0.99)
+    status, stopped = _feed(scheduler, runtime, trials[2], "s2", stalled)
+    assert status == "pruned" and stopped == config.epochs + 1
+    assert stalled[stopped - 1]["level"] == 1 and stalled[stopped - 1]["branch"] == "ticket"
+    # the same tickets as the startup trials with hopeless controls: the controls are other
+    # networks and are never compared, so it completes
+    assert _feed(scheduler, runtime, trials[3], "s3", _lottery_rows(config, rising, control=0.0)) == ("completed", total)
+
+    study = optuna.load_study(study_name=scheduler.runtime.studies.study_name(trials[0].cell_id), storage=storage)
+    ticket_steps = {r["epoch"] - 1 for r in _lottery_rows(config, rising, 0.0) if r["branch"] == "ticket"}
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert set(t.intermediate_values) == ticket_steps
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3 + ["PRUNED"]
+    frame = runtime.store.load_trials("lotprune").set_index("trial_id")
+    assert frame.loc[trials[2].trial_id, "status"] == "pruned" and frame.loc[trials[2].trial_id, "epochs_run"] == stopped

@@ -70,8 +70,10 @@ def test_sweep_rows_rerun_growth_and_failure(tmp_path: Path, local_ray):
         assert list(rows.epoch) == [1, 2, 3]
         assert rows["val_acc"].between(0, 1).all() and (rows["seconds"] > 0).all()
         assert rows["val_acc"].max() == pytest.approx(row["best_val_acc"])
-    # nothing but the store is left: no checkpoint of a final trial, no lease, no Tune folder
-    assert sorted(p.name for p in (results / "e2e").iterdir()) == ["epochs", "trials"]
+    # nothing but the store and what the trials learned is left: no checkpoint of a final
+    # trial, no lease, no Tune folder
+    assert sorted(p.name for p in (results / "e2e").iterdir()) == ["epochs", "subnets", "trials"]
+    _check_subnets(results, frame)
     write_ids = dict(zip(frame.trial_id, store.load_trials("e2e", columns=["trial_id", "write_id"]).write_id, strict=True))
 
     # the same spec again: nothing runs, nothing is written
@@ -105,3 +107,25 @@ def test_sweep_rows_rerun_growth_and_failure(tmp_path: Path, local_ray):
     assert not (results / "e2e" / "checkpoints").exists()
     final = store.load_trials("e2e", columns=["trial_id", "status"])
     assert len(final) == 12 and (final.status == "completed").all()
+
+
+def _check_subnets(results: Path, frame: pd.DataFrame) -> None:
+    """Every final trial kept its subnet file; `hidden subnet eval` rebuilds each network from
+    it (config + seed + stored state) and reproduces the stored test accuracy exactly."""
+    import json
+    import subprocess
+    import sys
+
+    folder = results / "e2e" / "subnets"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{t}.safetensors" for t in frame.trial_id)
+    from hidden_core.subnet.fileformat import read_subnet_file
+
+    for _, row in frame.iterrows():
+        stored = read_subnet_file(folder / f"{row.trial_id}.safetensors")
+        assert stored.status == "completed" and stored.metrics["test_acc"] == row.test_acc
+    for _, row in frame.drop_duplicates("method").iterrows():  # one CLI process per method
+        out = subprocess.run([sys.executable, "-m", "hidden_core.cli", "subnet", "eval", str(folder / f"{row.trial_id}.safetensors"),
+                              "--device", "cpu", "--json"], capture_output=True, text=True, check=True, cwd=ROOT)
+        evaluated = json.loads(out.stdout)
+        assert evaluated["trial_id"] == row.trial_id and evaluated["matches_stored"] is True
+        assert evaluated["test_acc"] == row.test_acc and evaluated["val_acc"] == row.val_acc  # the store's row, exactly

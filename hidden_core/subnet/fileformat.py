@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from hidden_core import paths
 from hidden_core.config import ConfigError, TrialConfig, make_config
 
 FORMAT = "hidden-subnet"
 FORMAT_VERSION = 1
-SUFFIX = ".safetensors"
+SUFFIX = paths.SUBNET_SUFFIX
 PACKED_KINDS = ("mask", "sign")
 KINDS = ("mask", "sign", "logits", "values", "param", "buffer")
 
@@ -175,9 +176,9 @@ def update_metadata(source: str | os.PathLike[str], target: str | os.PathLike[st
     return write_subnet_file(target, f.tensors, {**f.metadata, **values})
 
 
-# Where a sweep keeps its trials' files: <results>/<sweep>/subnets/<trial_id>.safetensors
-SWEEP_FOLDER = "subnets"
+# Where a sweep keeps its trials' files (paths.py): <results>/<sweep>/subnets/<trial_id>.safetensors
+SWEEP_FOLDER = paths.SUBNETS_DIR
 
 
 def sweep_subnet_path(root: str, sweep: str, trial_id: str) -> str:
-    return f"{root.rstrip('/')}/{sweep}/{SWEEP_FOLDER}/{trial_id}{SUFFIX}"
+    return paths.trial_subnet_path(root, sweep, trial_id)

@@ -12,8 +12,9 @@ folders are the whole durable state of a sweep.
 - Object stores: the trial works in a local staging folder (``~/.cache/hidden/staging/
   <trial_id>``, never the system temp dir) and uploads ``checkpoint.pt`` after each report
   (one PUT: atomic on S3/GCS); a resume downloads it first.
-- Once a trial's final row is in the store, `trial_final` deletes its folder: the single
-  hook for what happens to a finished trial's state.
+- Once a trial's final row is in the store, `trial_final` keeps its subnet file
+  (``<results>/<sweep>/subnets/<trial_id>.safetensors``) and then deletes its folder: the
+  single hook for what happens to a finished trial's state.
 """
 
 from __future__ import annotations
@@ -117,10 +118,94 @@ def discard(folder: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def trial_final(results_root: str, sweep: str, trial_id: str) -> None:
+def trial_final(results_root: str, sweep: str, trial_id: str, config: dict[str, Any] | None = None, status: str | None = None) -> None:
     """A trial's final row (completed, pruned, diverged) is in the store: it never resumes,
-    so its checkpoint goes. The one place to change what a finished trial keeps."""
-    discard(paths.trial_checkpoint_dir(results_root, sweep, trial_id))
+    so its checkpoint goes. The one place to change what a finished trial keeps: first its
+    subnet file (`keep_subnet`), then the checkpoint is deleted. If the file cannot be made
+    this raises and the checkpoint stays, so what the trial learned is never lost."""
+    folder = paths.trial_checkpoint_dir(results_root, sweep, trial_id)
+    if config is not None and status is not None:
+        keep_subnet(results_root, sweep, trial_id, folder, config, status)
+    discard(folder)
+
+
+# Methods whose trials keep no subnet file: a lottery ticket trains several networks
+# (levels and control branches), which one file of one network does not describe.
+NO_SUBNET_METHODS = frozenset({"lottery_ticket"})
+
+
+def keeps_subnet(config: dict[str, Any]) -> bool:
+    return config.get("method") not in NO_SUBNET_METHODS
+
+
+def keep_subnet(results_root: str, sweep: str, trial_id: str, checkpoint_folder: str, config: dict[str, Any], status: str) -> str | None:
+    """Make sure a final trial's ``subnets/<trial_id>.safetensors`` exists before its
+    checkpoint goes. A trial that returned wrote it already (the trainable's `save_subnet`
+    run option); a pruned one was stopped between epochs, so its file is made here from its
+    latest checkpoint. Returns the file's path, or None when there is nothing to keep (a
+    method without subnet files, or no checkpoint: a train function that writes none)."""
+    if not keeps_subnet(config):
+        return None
+    target = paths.trial_subnet_path(results_root, sweep, trial_id)
+    if _exists(target):
+        return target
+    remote = paths.is_url(checkpoint_folder)
+    with _local_copy(checkpoint_folder) as folder:
+        if not os.path.exists(os.path.join(folder, CHECKPOINT_FILE)):
+            return None
+        # torch is imported only when a file is made here
+        from hidden_core.config import TrialConfig
+        from hidden_core.subnet.from_checkpoint import save_subnet_from_checkpoint
+
+        local_target = os.path.join(folder, "subnet.safetensors") if remote else target
+        save_subnet_from_checkpoint(local_target, folder, TrialConfig.model_validate(config), status)
+        if remote:
+            upload_file(local_target, target)
+    return target
+
+
+class _local_copy:
+    """A local folder holding the checkpoint of `folder` (itself when it is local)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.tmp: str | None = None
+
+    def __enter__(self) -> str:
+        if not paths.is_url(self.folder):
+            return self.folder
+        import tempfile
+
+        staging_root().mkdir(parents=True, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix="final-", dir=staging_root())
+        fs, base = _fs(self.folder)
+        try:
+            with fs.open_input_stream(f"{base}/{CHECKPOINT_FILE}") as src:
+                _write_atomic(os.path.join(self.tmp, CHECKPOINT_FILE), src.readall())
+        except (FileNotFoundError, OSError):
+            pass  # no checkpoint: nothing to keep
+        return self.tmp
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _exists(target: str) -> bool:
+    if not paths.is_url(target):
+        return os.path.isfile(target)
+    import pyarrow.fs as pafs
+
+    fs, base = _fs(target)
+    return fs.get_file_info(base).type == pafs.FileType.File
+
+
+def upload_file(source: str, url: str) -> None:
+    """Copy a local file to an object-store URL (one PUT: a reader never sees half of it)."""
+    fs, base = _fs(url)
+    fs.create_dir(base.rsplit("/", 1)[0], recursive=True)
+    with open(source, "rb") as src, fs.open_output_stream(base) as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def remove_empty_root(results_root: str, sweep: str) -> None:

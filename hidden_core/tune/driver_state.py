@@ -150,6 +150,8 @@ class SweepRuntime:
             "searched": params,
             "report_every_s": self.report_every_s,
             "checkpoint_dir": paths.trial_checkpoint_dir(self.results_root, self.spec.name, trial_id),
+            # what the trial learned, written by `train` when it returns (the save_subnet run option)
+            "subnet_path": paths.trial_subnet_path(self.results_root, self.spec.name, trial_id) if checkpoints.keeps_subnet(config.model_dump()) else None,
         }
 
     def unfinished(self) -> int:
@@ -231,9 +233,9 @@ class SweepRuntime:
         if status in FINAL_STATUSES:
             self.final_ids.add(rec.trial_id)
             try:
-                checkpoints.trial_final(self.results_root, self.spec.name, rec.trial_id)
-            except Exception as err:  # disk hygiene only: never stop the sweep for it
-                log.warning("could not delete the checkpoint of trial %s: %s", rec.trial_id, err)
+                checkpoints.trial_final(self.results_root, self.spec.name, rec.trial_id, rec.config, status)
+            except Exception as err:  # never stop the sweep for it; the checkpoint stays when the subnet file could not be made
+                log.warning("could not keep the subnet file or delete the checkpoint of trial %s: %s", rec.trial_id, err)
         summary = TrialSummary(
             trial_id=rec.trial_id, method=rec.config.get("method", "?"), width=float(rec.config.get("width", float("nan"))),
             status=status, epochs_run=int(row.get("epochs_run") or 0), train_seconds=float(row.get("train_seconds") or 0.0),

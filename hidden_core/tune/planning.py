@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hidden_core.config import TrialConfig
 from hidden_core.records import FINAL_STATUSES
 from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec, find_spec_file, load_spec
 from hidden_core.store import ResultStore
@@ -23,6 +24,17 @@ class Todo:
     @property
     def count(self) -> int:
         return len(self.trials) + sum(n for _, n in self.points)
+
+
+def planned_epochs(config: TrialConfig) -> int:
+    """The epoch of a trial's last report: `epochs`, or for a lottery ticket every row of its
+    level plan (its epochs table's rows, levels and control branches numbered on)."""
+    if config.method == "lottery_ticket":
+        # torch: imported only for lottery trials
+        from hidden_core.lottery import planned_epochs as lottery_epochs
+
+        return lottery_epochs(config)
+    return config.epochs
 
 
 def plan_todo(spec: SweepSpec, store: ResultStore) -> Todo:

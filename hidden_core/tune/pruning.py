@@ -32,6 +32,10 @@ from ray.tune.schedulers import TrialScheduler
 from hidden_core import paths
 from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
 from hidden_core.spec import PrunerSpec, SearchPoint, SweepSpec
+from hidden_core.tune.planning import planned_epochs
+
+# Rows the pruner sees: every method's epochs (branch None) and a lottery ticket's own levels.
+PRUNED_BRANCHES = (None, "ticket")
 
 if TYPE_CHECKING:
     import optuna
@@ -235,9 +239,10 @@ class PruningScheduler(TrialScheduler):
         super().__init__()
         self.runtime = runtime
         self._metric = SELECTION_METRIC
+        self._planned: dict[str, int] = {}  # trial_id -> its last epoch (planned_epochs)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_metric": self._metric}  # without the live runtime: never restored
+        return {"_metric": self._metric, "_planned": {}}  # without the live runtime: never restored
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True
@@ -255,11 +260,18 @@ class PruningScheduler(TrialScheduler):
         if studies is None:
             return TrialScheduler.CONTINUE
         field = "epochs" if kind == REPORT_EPOCH else "history"
-        values = [(int(row["epoch"]), float(row[SELECTION_METRIC])) for row in json.loads(result.get(field) or "[]") if row.get(SELECTION_METRIC) is not None]
+        # Only the trial's own training is compared: a lottery ticket's control branches
+        # (supermask, reinit, random_prune) are other networks and never reach the pruner.
+        values = [(int(row["epoch"]), float(row[SELECTION_METRIC])) for row in json.loads(result.get(field) or "[]")
+                  if row.get(SELECTION_METRIC) is not None and row.get("branch") in PRUNED_BRANCHES]
         cell, number = self._optuna_trial(runtime, trial)
-        # a finished trial's epochs go in too (the pruner compares trials step by step)
+        # a finished trial's epochs go in too (the pruner compares trials step by step).
+        # A lottery ticket reports every level's epochs, numbered on (planned_epochs): every
+        # trial of a cell has the same plan, so step s is the same level, density and epoch
+        # in each of them, and the pruner compares levels with the same level, never
+        # trials at different densities.
         last_epoch = int(result.get("epoch") or 0)
-        decide = kind == REPORT_EPOCH and last_epoch < int(trial.config["trial"]["epochs"])
+        decide = kind == REPORT_EPOCH and last_epoch < self._planned_epochs(trial)
         if studies.report(cell, number, values, decide=decide):
             studies.finish(cell, number, "pruned")
             runtime.mark_pruned(trial.trial_id)
@@ -306,6 +318,14 @@ class PruningScheduler(TrialScheduler):
         pass
 
     # -- helpers --
+    def _planned_epochs(self, trial: Trial) -> int:
+        key = trial.config["trial_id"]
+        if key not in self._planned:
+            from hidden_core.config import TrialConfig
+
+            self._planned[key] = planned_epochs(TrialConfig.model_validate(trial.config["trial"]))
+        return self._planned[key]
+
     def _optuna_trial(self, runtime: SweepRuntime, trial: Trial) -> tuple[str, int]:
         """(cell_id, Optuna trial number) of a Tune trial, registering grid trials."""
         cell = trial.config["cell_id"]

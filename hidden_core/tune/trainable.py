@@ -4,6 +4,10 @@ One call trains one trial. `train` checkpoints every epoch into the trial's own 
 (``<results>/<sweep>/checkpoints/<trial_id>/``, see checkpoints.py) and resumes from what
 is there: a trial started again (Tune's retry after a lost worker, a re-run after a killed
 driver) goes on from its last checkpoint, whoever runs it. Tune's checkpoints are not used.
+When it returns, `train` has written what the trial learned to
+``<results>/<sweep>/subnets/<trial_id>.safetensors`` (the ``save_subnet`` run option, set
+here; for an object store, written locally and uploaded before the final report). A pruned
+trial never returns: checkpoints.trial_final makes its file from its checkpoint.
 
 Reports carry a ``kind`` (records.REPORT_KINDS):
 - ``epoch``: the latest epoch's metrics plus ``epochs``, every epoch not reported yet (JSON).
@@ -32,7 +36,8 @@ from collections.abc import Callable
 from typing import Any
 
 from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
-from hidden_core.tune.checkpoints import TrialCheckpoint
+from hidden_core.tune.checkpoints import TrialCheckpoint, upload_file
+from hidden_core.tune.planning import planned_epochs
 from hidden_core.tune.sweep_data import data_key
 
 MAX_ERROR_CHARS = 8000
@@ -116,8 +121,12 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
         "torch_version": torch.__version__,
         "threads": threads,
     }
-    run = RunOptions.model_validate({**run_values, "checkpoint_dir": folder})
+    subnet_path = config.get("subnet_path")
+    # a remote subnet file is written into the staging folder and uploaded before the final report
+    local_subnet = f"{folder}/subnet.safetensors" if subnet_path and checkpoint.remote else subnet_path
+    run = RunOptions.model_validate({**run_values, "checkpoint_dir": folder, "save_subnet": local_subnet})
     report_every_s = float(config.get("report_every_s") or 0.0)
+    last_epoch = planned_epochs(trial_config)  # the last epoch always goes out at once (pruning decides before it)
     last_report = [time.monotonic()]
 
     def on_epoch(record: Any) -> None:
@@ -125,7 +134,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
         history.append(row)
         unreported.append(row)
         now = time.monotonic()
-        if now - last_report[0] < report_every_s and record.epoch < trial_config.epochs:
+        if now - last_report[0] < report_every_s and record.epoch < last_epoch:
             return  # the next report carries this epoch
         checkpoint.push()  # `train` has written this epoch's checkpoint already
         metrics = {"kind": REPORT_EPOCH, **row, "epochs": json.dumps(unreported), **common}
@@ -145,6 +154,8 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
             last_val = history[-1][SELECTION_METRIC] if history else float("nan")  # Tune wants the metric in every report
             final = {"kind": REPORT_FAILED, "error": text, SELECTION_METRIC: last_val, "history": json.dumps(history), **common}
         else:
+            if local_subnet and local_subnet != subnet_path:
+                upload_file(local_subnet, subnet_path)
             summary = result.to_dict()
             records = [r.to_dict() for r in getattr(result, "history", [])] or history
             final = {"kind": REPORT_FINAL, **summary, "history": json.dumps(records), **common, "device": summary.get("device") or common["device"]}

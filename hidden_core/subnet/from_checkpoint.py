@@ -1,0 +1,36 @@
+"""A subnet file from a training checkpoint: for a trial that ended without `train` writing
+its file (a sweep's pruned trial, which Tune stops between epochs). Apart from state.py
+because it reads training's checkpoint, and training imports state.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from hidden_core.config import TrialConfig
+from hidden_core.methods import build_model
+from hidden_core.subnet.state import save_subnet
+from hidden_core.training import CHECKPOINT_FILE, EpochRecord, _result
+
+
+def save_subnet_from_checkpoint(path: str | os.PathLike[str], checkpoint_folder: str | os.PathLike[str], config: TrialConfig, status: str) -> Path | None:
+    """A trial that ended without writing its file (a sweep's pruned trial: Tune stops it
+    between epochs) keeps what its latest checkpoint holds: the network of its last
+    checkpointed epoch, with that epoch's metrics and `status` in the header. None when the
+    folder has no checkpoint (nothing was learned yet)."""
+    checkpoint = Path(checkpoint_folder) / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        return None
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if state.get("trial_id") != config.trial_id:
+        raise ValueError(f"{checkpoint} is the checkpoint of trial {state.get('trial_id')}, not of trial {config.trial_id}")
+    model = build_model(config, torch.device("cpu"))
+    initial_states = model.weight_states()
+    model.load_state_dict(state["model"])
+    history = [EpochRecord(**r) for r in state["history"]]
+    seconds = sum(r.seconds for r in history)
+    trained_on = torch.device("cuda" if state.get("rng_cuda") is not None else "cpu")  # for the header: where its metrics were measured
+    result = _result(status, None, history, model, initial_states, seconds, 0.0, trained_on)
+    return save_subnet(path, model, config, result=result)
