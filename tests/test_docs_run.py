@@ -116,7 +116,7 @@ def subnet_store(tmp_path_factory) -> tuple[Path, Path]:
 def _subnet_argv(argv: list[str], root: Path, file: Path, tmp_path: Path) -> list[str]:
     argv = [str(file) if a.endswith(".safetensors") and argv[i - 1] not in ("-o", "--output") else a for i, a in enumerate(argv)]
     argv = [str(tmp_path / Path(a).name) if i and argv[i - 1] in ("-o", "--output", "--plot") else a for i, a in enumerate(argv)]
-    argv = ["s" if a == "SWEEP" else a for a in argv]
+    argv = ["s" if a in ("SWEEP", "quickstart") else a for a in argv]  # the README's sweep names
     if argv[1] in ("export", "masks"):
         argv += ["--results", str(root)]
     if argv[1] == "masks":
@@ -139,9 +139,7 @@ def test_command_line_runs(where, argv, tiny_store, tmp_path, capsys, monkeypatc
             args.config = str(tmp_path / "trial.yaml")
         configs_from_args(args)
         return
-    if head == ["data", "download"] or head[0] == "subnet":
-        # downloads, and subnet files of a real training: their behaviour is tested in
-        # test_data.py and test_subnet*.py; here the command line must parse
+    if head == ["data", "download"]:
         argv = [*head, "--help"]
     elif head == ["sweep", "run"]:
         if "--address" in argv:
