@@ -101,7 +101,7 @@ def subnet_store(tmp_path_factory) -> tuple[Path, Path]:
     and one of the files: what the README's `hidden subnet` lines name SWEEP and FILE."""
     from hidden_core.config import make_config
     from hidden_core.methods import build_model
-    from hidden_core.subnet.fileformat import sweep_subnet_path
+    from hidden_core.paths import trial_subnet_path
     from hidden_core.subnet.state import save_subnet
 
     root = tmp_path_factory.mktemp("docs_subnets")
@@ -109,7 +109,7 @@ def subnet_store(tmp_path_factory) -> tuple[Path, Path]:
     for seed, val in ((0, 0.5), (1, 0.7)):
         config = make_config(method="edge_popup", seed=seed, width=0.3)
         store.write_trial("s", {"trial_id": config.trial_id, "cell_id": "c", "status": "completed", "val_acc": val, "test_acc": val - 0.1, **config.model_dump()})
-        path = save_subnet(sweep_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
+        path = save_subnet(trial_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
     return root, path
 
 

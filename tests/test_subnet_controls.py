@@ -13,6 +13,7 @@ from hidden_core.cli import main
 from hidden_core.config import make_config
 from hidden_core.methods import build_model
 from hidden_core.methods.base import original_weight, parametrization_of
+from hidden_core.paths import trial_subnet_path
 from hidden_core.subnet.controls import (
     control_states,
     controls_path,
@@ -20,7 +21,7 @@ from hidden_core.subnet.controls import (
     run_controls,
 )
 from hidden_core.subnet.evaluate import Evaluator
-from hidden_core.subnet.fileformat import read_subnet_file, sweep_subnet_path
+from hidden_core.subnet.fileformat import read_subnet_file
 from hidden_core.subnet.masks import abs_w_auc, analyze_files, chance_jaccard, jaccard
 from hidden_core.subnet.state import save_subnet
 
@@ -144,7 +145,7 @@ def test_masks_cli_on_a_sweep_folder(tmp_path, capsys):
     for seed in range(2):
         config = make_config(method="sign_flip", seed=seed, width=0.3)
         store.write_trial("s", {"trial_id": config.trial_id, "status": "completed", **config.model_dump()})
-        save_subnet(sweep_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
+        save_subnet(trial_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
     code, out, err = hidden(capsys, "subnet", "masks", "s", "--results", tmp_path / "results", "--plot", tmp_path / "m.png", "--format", "json")
     assert code == 0, err
     rows = json.loads(out)
@@ -164,14 +165,14 @@ def test_export_by_id_and_best(tmp_path, capsys):
         status = "failed" if seed == 2 else "completed"  # never chosen by --best, has no file
         store.write_trial("s", {"trial_id": config.trial_id, "cell_id": "c", "status": status, "val_acc": val, "test_acc": val - 0.1, **config.model_dump()})
         if status == "completed":
-            save_subnet(sweep_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
+            save_subnet(trial_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
         ids.append(config.trial_id)
     out_file = tmp_path / "best.safetensors"
     code, _, err = hidden(capsys, "subnet", "export", "s", "--best", "-o", out_file, "--results", root)
     assert code == 0, err
     exported = read_subnet_file(out_file)
     assert exported.config.trial_id == ids[1] and exported.metadata["sweep"] == "s" and exported.metrics["val_acc"] == 0.7
-    assert exported.tensors.keys() == read_subnet_file(sweep_subnet_path(store.root, "s", ids[1])).tensors.keys()
+    assert exported.tensors.keys() == read_subnet_file(trial_subnet_path(store.root, "s", ids[1])).tensors.keys()
     code, _, _ = hidden(capsys, "subnet", "export", "s", ids[0], "-o", tmp_path / "a.safetensors", "--results", root)
     assert code == 0 and read_subnet_file(tmp_path / "a.safetensors").config.seed == 0
     code, _, err = hidden(capsys, "subnet", "export", "s", ids[2], "-o", tmp_path / "c.safetensors", "--results", root)

@@ -36,13 +36,14 @@ def _trial_row(store, sweep: str, trial_id: str | None, best: bool, where: str |
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from hidden_core.subnet.fileformat import sweep_subnet_path, update_metadata
+    from hidden_core.paths import trial_subnet_path
+    from hidden_core.subnet.fileformat import update_metadata
 
     if bool(args.trial_id) == bool(args.best):
         raise ConfigError(["trial_id: give one TRIAL_ID or --best, not both and not neither"])
     store = open_store(args)
     row = _trial_row(store, args.sweep, args.trial_id, args.best, args.where, args.metric)
-    source = sweep_subnet_path(store.root, args.sweep, row["trial_id"])
+    source = trial_subnet_path(store.root, args.sweep, row["trial_id"])
     if store.fs.get_file_info(source).type.name != "File":
         raise ConfigError([f"trial_id: trial {row['trial_id']} (status {row['status']}) of sweep {args.sweep!r} has no subnetwork file "
                            f"({source}); files are written for trials that end with a final status by a sweep that saves them"])
@@ -116,7 +117,7 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 
 def cmd_masks(args: argparse.Namespace) -> int:
-    from hidden_core.subnet.fileformat import SUFFIX, SWEEP_FOLDER
+    from hidden_core.paths import SUBNET_SUFFIX, subnets_dir
     from hidden_core.subnet.masks import analyze_files, plot
 
     if bool(args.sweep) == bool(args.files):
@@ -127,8 +128,8 @@ def cmd_masks(args: argparse.Namespace) -> int:
             raise ConfigError([f"sweep: no sweep named {args.sweep!r} in {store.uri}; available sweeps: {', '.join(store.sweeps()) or '(none)'}"])
         if not _local(store):
             raise ConfigError([f"results: mask analysis reads files from a local results folder; {store.uri} is not one (copy the sweep down first)"])
-        folder = os.path.join(store.root, args.sweep, SWEEP_FOLDER)
-        paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(SUFFIX)) if os.path.isdir(folder) else []
+        folder = subnets_dir(store.root, args.sweep)
+        paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(SUBNET_SUFFIX)) if os.path.isdir(folder) else []
     else:
         paths = args.files
     _, table = analyze_files(paths)

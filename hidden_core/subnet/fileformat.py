@@ -174,11 +174,3 @@ def update_metadata(source: str | os.PathLike[str], target: str | os.PathLike[st
     f = read_subnet_file(source)
     values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in updates.items() if v is not None}
     return write_subnet_file(target, f.tensors, {**f.metadata, **values})
-
-
-# Where a sweep keeps its trials' files (paths.py): <results>/<sweep>/subnets/<trial_id>.safetensors
-SWEEP_FOLDER = paths.SUBNETS_DIR
-
-
-def sweep_subnet_path(root: str, sweep: str, trial_id: str) -> str:
-    return paths.trial_subnet_path(root, sweep, trial_id)
