@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from synthetic_store import make_trial, write_synthetic_sweep
 
+from hidden_core.analysis.lottery import lottery_seed_scores
 from hidden_core.cli import main as cli_main
 from hidden_core.store import ResultStore
 
@@ -18,29 +19,36 @@ SEEDS = (0, 1, 2)
 EPOCHS = 3
 
 
-def lottery_trial(seed: int, rng: np.random.Generator, index: int) -> tuple[dict, list[dict]]:
-    """A lottery_ticket trial row and its per-level epoch rows, with random accuracies."""
-    row, _ = make_trial({"method": "lottery_ticket", "keep_fraction": 0.64, "prune_rate": 0.2, "lottery_controls": True, "seed": seed}, noise=0.01, rng=rng, index=index, epochs=EPOCHS)
+def lottery_trial(seed: int, rng: np.random.Generator, index: int, *, k: float = 0.64, lr: float = 0.1, cell_id: str | None = None, vals: tuple[float, ...] = (0.6, 0.7, 0.8)) -> tuple[dict, list[dict]]:
+    """A lottery_ticket trial row and its per-level epoch rows, with random accuracies
+    (validation accuracies drawn from `vals`)."""
+    row, _ = make_trial({"method": "lottery_ticket", "keep_fraction": k, "prune_rate": 0.2, "lottery_controls": True, "lr": lr, "seed": seed}, noise=0.01, rng=rng, index=index, epochs=EPOCHS, cell_id=cell_id)
     history, epoch = [], 0
-    segments = [(0, "ticket", EPOCHS)] + [(level, branch, 1 if branch == "supermask" else EPOCHS) for level in (1, 2) for branch in ("ticket", "supermask", "reinit", "random_prune")]
+    levels = [level for level, density in LEVEL_DENSITY.items() if 0 < level and density >= k]
+    segments = [(0, "ticket", EPOCHS)] + [(level, branch, 1 if branch == "supermask" else EPOCHS) for level in levels for branch in ("ticket", "supermask", "reinit", "random_prune")]
     for level, branch, rows in segments:
         for level_epoch in range(1 if branch != "supermask" else 0, rows + (branch != "supermask")):
             epoch += 1
             # coarse values, so ties in val_acc happen: the earliest best epoch must win
-            history.append({"epoch": epoch, "train_loss": 0.5, "train_acc": 0.9, "val_acc": float(rng.choice([0.6, 0.7, 0.8])), "test_acc": float(rng.uniform(0.5, 0.9)), "lr": 0.1, "seconds": 1.0, "level": level, "branch": branch, "level_epoch": level_epoch, "density": LEVEL_DENSITY[level]})
+            history.append({"epoch": epoch, "train_loss": 0.5, "train_acc": 0.9, "val_acc": float(rng.choice(vals)), "test_acc": float(rng.uniform(0.5, 0.9)), "lr": lr, "seconds": 1.0, "level": level, "branch": branch, "level_epoch": level_epoch, "density": LEVEL_DENSITY[level]})
     return row, history
+
+
+def level_best(history: list[dict]) -> dict[tuple[int, str], dict]:
+    """(level, branch) -> the epoch row of best validation accuracy (the earliest of ties)."""
+    best: dict[tuple[int, str], dict] = {}
+    for r in history:  # epoch order; strict > keeps the earliest of tied epochs
+        key = (r["level"], r["branch"])
+        if key not in best or r["val_acc"] > best[key]["val_acc"]:
+            best[key] = r
+    return best
 
 
 def by_hand(histories: dict[str, list[dict]]) -> dict[tuple[str, float], list[float]]:
     """(branch, density) -> test accuracies at each level's best-validation epoch, one per seed."""
     out: dict[tuple[str, float], list[float]] = {}
     for history in histories.values():
-        best: dict[tuple[int, str], dict] = {}
-        for r in history:  # epoch order; strict > keeps the earliest of tied epochs
-            key = (r["level"], r["branch"])
-            if key not in best or r["val_acc"] > best[key]["val_acc"]:
-                best[key] = r
-        for (level, branch), r in best.items():
+        for (level, branch), r in level_best(history).items():
             out.setdefault((branch, LEVEL_DENSITY[level]), []).append(r["test_acc"])
     return out
 
@@ -108,3 +116,50 @@ def test_a_selection_without_trials_is_exit_2(store, tmp_path, capsys):
     store, _ = store
     assert run(store, "lt", "--where", "seed == 99", "--out", str(tmp_path)) == 2
     assert "no trials match" in capsys.readouterr().err
+
+
+def test_a_searched_hyperparameter_keeps_per_seed_and_level_the_trial_of_best_validation(tmp_path):
+    """Two trials per (cell, seed), lr searched: each point takes, seed by seed, the trial
+    whose level has the higher best validation accuracy (never both, never their mean)."""
+    store = ResultStore(tmp_path / "store", compact_every=None)
+    rng = np.random.default_rng(11)
+    # disjoint validation values, so the two trials of a seed never tie at a level
+    searched = {(seed, lr): lottery_trial(seed, rng, 2 * seed + (lr == 0.01), lr=lr, cell_id=f"cell-{seed}", vals=vals)
+                for seed in SEEDS for lr, vals in ((0.1, (0.6, 0.7, 0.8)), (0.01, (0.65, 0.75, 0.85)))}
+    store.write_trials("search", [r for r, _ in searched.values()], [{"trial_id": r["trial_id"], **e} for r, h in searched.values() for e in h])
+    assert run(store, "search", "--out", str(tmp_path / "out")) == 0
+    points = pd.read_csv(tmp_path / "out" / "lottery_points.csv")
+    expected: dict[tuple[str, float], list[float]] = {}
+    for seed in SEEDS:
+        best = {lr: level_best(searched[(seed, lr)][1]) for lr in (0.1, 0.01)}
+        for level, branch in best[0.1]:
+            chosen = max((best[lr][(level, branch)] for lr in (0.1, 0.01)), key=lambda r: r["val_acc"])
+            expected.setdefault((branch, LEVEL_DENSITY[level]), []).append(chosen["test_acc"])
+    assert set(points["line"]) == {"ticket", "supermask", "reinit", "random_prune"}  # lr is searched: no line per lr
+    assert sorted(zip(points["line"], points["density"], strict=True)) == sorted(expected)
+    for _, p in points.iterrows():
+        values = expected[(p["line"], p["density"])]
+        assert p["n"] == len(SEEDS) and p["seeds"] == "0 1 2"
+        assert [float(v) for v in p["values"].split()] == pytest.approx(values, rel=1e-5)
+    # both settings won somewhere, so the test tells selection from taking one trial
+    chosen_lrs = {lr for seed in SEEDS for lr in (0.1, 0.01) for key, r in level_best(searched[(seed, lr)][1]).items()
+                  if r["val_acc"] > level_best(searched[(seed, 0.1 if lr == 0.01 else 0.01)][1])[key]["val_acc"]}
+    assert chosen_lrs == {0.1, 0.01}
+
+
+def test_trials_of_different_k_count_each_seed_once_at_their_shared_levels():
+    """k = 0.8 and k = 0.64 trials of a seed both train levels 0 and 1: one value per seed
+    there, the one of better validation accuracy."""
+    rng = np.random.default_rng(3)
+    trials = {(seed, k): lottery_trial(seed, rng, i, k=k, vals=vals) for i, (seed, (k, vals)) in enumerate((s, kv) for s in SEEDS for kv in ((0.8, (0.65, 0.75, 0.85)), (0.64, (0.6, 0.7, 0.8))))}
+    frame = pd.DataFrame([r for r, _ in trials.values()])
+    epochs = pd.DataFrame([{"trial_id": r["trial_id"], **e} for r, h in trials.values() for e in h])
+    scores = lottery_seed_scores(frame, epochs)
+    assert not scores.duplicated(["line", "density", "seed"]).any()
+    assert scores.groupby(["line", "density"]).size().eq(len(SEEDS)).all()
+    for seed in SEEDS:
+        best = {k: level_best(trials[(seed, k)][1]) for k in (0.8, 0.64)}
+        for key in best[0.64]:
+            chosen = max((b[key] for b in best.values() if key in b), key=lambda r: r["val_acc"])
+            point = scores[(scores["line"] == key[1]) & (scores["density"] == LEVEL_DENSITY[key[0]]) & (scores["seed"] == seed)]
+            assert point["test_acc_at_best_val"].tolist() == pytest.approx([chosen["test_acc"]])

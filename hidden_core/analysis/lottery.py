@@ -3,9 +3,13 @@ reinit, random_prune), beside edge_popup at its keep fractions and dense.
 
 A lottery trial keeps one epochs row per trained epoch of every level and branch. Each
 (trial, level, branch) is scored as a whole trial is (records.TEST_METRIC): the test accuracy
-at that level's best-validation epoch (the earliest on ties, as training._result). Points are
-the mean over seeds with a Student-t interval (intervals.paired_interval: the interval for a
-mean, n - 1 df; NaN for one seed).
+at that level's best-validation epoch (the earliest on ties, as training._result). Where
+several trials give a value for one point and seed (a searched hyperparameter: several
+trials per cell and seed; or trials of different k, which share their levels above k), the
+one with the best validation accuracy at that point is kept (metrics.best_by_validation, the
+rule of every analysis: select on validation, report test), so each seed counts once. Points
+are the mean over seeds with a Student-t interval (intervals.paired_interval: the interval
+for a mean, n - 1 df; NaN for one seed).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from hidden_core.analysis.intervals import paired_interval
+from hidden_core.analysis.metrics import best_by_validation, selection_column
 from hidden_core.analysis.plots import METHOD_COLORS, OKABE_ITO, _legend
 from hidden_core.analysis.scaling import DENSE, _auto_split
 from hidden_core.analysis.tables import require_columns
@@ -29,17 +34,18 @@ EDGE_POPUP = "edge_popup"
 BRANCHES = ("ticket", "reinit", "random_prune", "supermask")
 BRANCH_COLORS = {"ticket": "#0072B2", "reinit": "#D55E00", "random_prune": "#CC79A7", "supermask": "#009E73"}  # Okabe-Ito; edge_popup keeps its orange
 DENSITY_DIGITS = 9  # a level's density is a ratio of whole counts: equal masks, equal floats to far more digits
-POINT_COLUMNS = ["line", "source", "density", "n", "mean", "ci_low", "ci_high", "values"]
+POINT_COLUMNS = ["line", "source", "density", "n", "mean", "ci_low", "ci_high", "values", "seeds"]
+LEVEL_SELECTION = selection_column(TEST_METRIC)  # a level's best validation accuracy, named as a trial's
 
 
 def level_scores(epochs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (trial, level, branch): density and the test accuracy at the level's
-    best-validation epoch. Levels without a finite validation accuracy are left out."""
+    """One row per (trial, level, branch): density, the level's best validation accuracy and
+    the test accuracy at its epoch. Levels without a finite validation accuracy are left out."""
     require_columns(epochs, ["trial_id", "epoch", "level", "branch", "density", SELECTION_METRIC, "test_acc"], "lottery")
     rows = epochs.dropna(subset=["level", "branch", SELECTION_METRIC])
     rows = rows[np.isfinite(rows[SELECTION_METRIC].astype(float))].sort_values(["trial_id", "level", "branch", "epoch"])
     if rows.empty:
-        return pd.DataFrame(columns=["trial_id", "level", "branch", "density", "best_epoch", TEST_METRIC])
+        return pd.DataFrame(columns=["trial_id", "level", "branch", "density", "best_epoch", LEVEL_SELECTION, TEST_METRIC])
     best = rows.loc[rows.groupby(["trial_id", "level", "branch"], sort=False)[SELECTION_METRIC].idxmax()]
     return pd.DataFrame(
         {
@@ -48,6 +54,7 @@ def level_scores(epochs: pd.DataFrame) -> pd.DataFrame:
             "branch": best["branch"].to_numpy(),
             "density": best["density"].astype(float).round(DENSITY_DIGITS).to_numpy(),
             "best_epoch": best["epoch"].to_numpy(),
+            LEVEL_SELECTION: best[SELECTION_METRIC].astype(float).to_numpy(),
             TEST_METRIC: best["test_acc"].astype(float).to_numpy(),
         }
     )
@@ -62,23 +69,36 @@ def _split_label(trials: pd.DataFrame, skip: Sequence[str]) -> tuple[pd.Series, 
 
 
 def _summarize(rows: pd.DataFrame, source: str, ci: float) -> pd.DataFrame:
+    """Mean and interval over the seeds of each (line, density); `rows` has one row per seed."""
     out = []
-    for (line, density), group in rows.groupby(["line", "density"], sort=True):
+    for (line, density), group in rows.sort_values("seed", kind="stable").groupby(["line", "density"], sort=True):
         values = group[TEST_METRIC].to_numpy(float)
         lo, hi = paired_interval(values, ci)
-        out.append({"line": line, "source": source, "density": float(density), "n": len(values), "mean": float(values.mean()), "ci_low": lo, "ci_high": hi, "values": " ".join(f"{v:.6g}" for v in values)})
+        seeds = " ".join(str(int(s)) for s in group["seed"])
+        out.append({"line": line, "source": source, "density": float(density), "n": len(values), "mean": float(values.mean()), "ci_low": lo, "ci_high": hi, "values": " ".join(f"{v:.6g}" for v in values), "seeds": seeds})
     return pd.DataFrame(out, columns=POINT_COLUMNS)
+
+
+def lottery_seed_scores(lottery_trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (line, density, seed) of the lottery branches: the level score of the trial
+    with the best validation accuracy there (line = branch plus the config fields that split
+    lines, e.g. ', width=2'). Columns: line, branch, level, density, seed, trial_id,
+    best_epoch, best_val_acc, test_acc_at_best_val."""
+    usable = lottery_trials[(lottery_trials["method"] == LOTTERY) & lottery_trials["status"].isin(ANALYZED_STATUSES)]
+    scores = level_scores(epochs[epochs["trial_id"].isin(usable["trial_id"])])
+    suffix, _ = _split_label(usable, ["keep_fraction"])  # k only says where a trial stops
+    scores = scores.merge(pd.DataFrame({"trial_id": usable["trial_id"], "seed": usable["seed"], "suffix": suffix}), on="trial_id")
+    scores["line"] = scores["branch"] + scores["suffix"]
+    chosen = best_by_validation(scores, ["line", "density", "seed"], LEVEL_SELECTION)
+    columns = ["line", "branch", "level", "density", "seed", "trial_id", "best_epoch", LEVEL_SELECTION, TEST_METRIC]
+    return chosen[columns].sort_values(["line", "density", "seed"], ascending=[True, False, True]).reset_index(drop=True)
 
 
 def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: pd.DataFrame | None = None, ci: float = 0.95) -> pd.DataFrame:
     """Points of the lottery figure, one row per (line, density): the lottery branches from
     the epochs table of the lottery_ticket trials, edge_popup trials at density =
     keep_fraction and dense (density 1) from `others` (a trials table; may be the same)."""
-    usable = lottery_trials[(lottery_trials["method"] == LOTTERY) & lottery_trials["status"].isin(ANALYZED_STATUSES)]
-    scores = level_scores(epochs[epochs["trial_id"].isin(usable["trial_id"])])
-    suffix, _ = _split_label(usable, ["keep_fraction"])  # k only says where a trial stops
-    scores = scores.merge(pd.DataFrame({"trial_id": usable["trial_id"], "suffix": suffix}), on="trial_id")
-    scores["line"] = scores["branch"] + scores["suffix"]
+    scores = lottery_seed_scores(lottery_trials, epochs)
     order = {b: i for i, b in enumerate(BRANCHES)}
     frames = [_summarize(scores, LOTTERY, ci).sort_values(["line", "density"], key=lambda c: c.map(lambda v: (order.get(v.split(",")[0], len(order)), v)) if c.name == "line" else c, kind="stable")]
     if others is not None and len(others):
@@ -88,7 +108,7 @@ def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: p
                 continue
             suffix, _ = _split_label(rows, [axis] if axis else [])
             rows = rows.assign(line=method + suffix, density=rows[axis].astype(float).round(DENSITY_DIGITS) if axis else 1.0)
-            frames.append(_summarize(rows, method, ci))
+            frames.append(_summarize(best_by_validation(rows, ["line", "density", "seed"], LEVEL_SELECTION), method, ci))
     points = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=POINT_COLUMNS)
     return points
 

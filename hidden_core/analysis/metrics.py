@@ -8,6 +8,9 @@ always labelled as such. hidden_core/records.py owns the store's column vocabula
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
+import pandas as pd
 
 from hidden_core.records import TEST_METRIC
 
@@ -33,6 +36,14 @@ def metric_label(metric: str) -> str:
 
 def selection_column(metric: str) -> str:
     return SELECTED_BY.get(metric, "best_val_acc")
+
+
+def best_by_validation(rows: pd.DataFrame, keys: Sequence[str], select_by: str) -> pd.DataFrame:
+    """The selection rule of every analysis: where a search tried several settings for one
+    point (one row per trial at the same `keys`, e.g. group, x and seed), keep the row with
+    the highest `select_by` (a validation accuracy; the test metric is then read from that
+    row). Ties keep the earlier row; rows without a `select_by` value come last."""
+    return rows.sort_values(select_by, ascending=False, na_position="last", kind="stable").drop_duplicates(list(keys))
 
 
 def chance_accuracy(num_classes: float) -> float:

@@ -22,7 +22,13 @@ from hidden_core.analysis.intervals import (
     pooled_variance,
     welch_interval,
 )
-from hidden_core.analysis.metrics import CHANCE_FACTOR, TEST_METRIC, metric_label, selection_column
+from hidden_core.analysis.metrics import (
+    CHANCE_FACTOR,
+    TEST_METRIC,
+    best_by_validation,
+    metric_label,
+    selection_column,
+)
 from hidden_core.analysis.tables import require_columns
 from hidden_core.config import (
     DATASET_INFO,
@@ -162,9 +168,7 @@ def _select(trials: pd.DataFrame, x: str, by: Sequence[str], metric: str, select
     split = _auto_split(rows, x, by)
     keys = [*by, *split]
     select_by = select_by or selection_column(metric)
-    if select_by in rows.columns:
-        rows = rows.sort_values(select_by, ascending=False, na_position="last", kind="stable")
-    points = rows.drop_duplicates([*keys, x, "seed"]).copy()
+    points = (best_by_validation(rows, [*keys, x, "seed"], select_by) if select_by in rows.columns else rows.drop_duplicates([*keys, x, "seed"])).copy()
     points["label"] = _labels(points, by, split)
     columns = ["label", *keys, x, "seed", metric] + [c for c in ("trial_id", "dataset") if c in points.columns]
     points = points[list(dict.fromkeys(columns))]

@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from hidden_core.analysis.metrics import best_by_validation
 from hidden_core.config import ConfigError, TrialConfig
 
 SUMMARY_METRICS = ("val_acc", "test_acc")
@@ -52,7 +53,7 @@ def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = "be
         if "val_fraction" in trials.columns and (trials["val_fraction"] == 0).all():
             reason += " (the sweep has no validation split: val_fraction 0; selecting on test would bias the result)"
         raise ConfigError([reason])
-    best = rows.sort_values(select_by, ascending=False, kind="stable").drop_duplicates(by)
+    best = best_by_validation(rows, by, select_by)
     columns = [*by, "trial_id", "seed", select_by, *report]
     out = best[[c for c in dict.fromkeys(columns) if c in best.columns]].copy()
     group_sizes = trials.groupby(by, dropna=False).size().rename("n").reset_index()
