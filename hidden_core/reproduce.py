@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hidden_core.analysis.intervals import paired_interval
+from hidden_core.analysis.lottery import lottery_points, lottery_seed_scores, plot_lottery
 from hidden_core.spec import load_spec
 from hidden_core.store import ResultStore
 
@@ -97,7 +99,9 @@ class Claim:
     published: str
     sweeps: tuple[str, ...]  # small specs in sweeps/repro (without .yaml)
     paper_spec: str
-    analyse: Callable[[dict[str, pd.DataFrame], Path], tuple[str, str]]  # -> (body, verdict)
+    # (trials per sweep, figure path[, epochs per sweep]) -> (body, verdict)
+    analyse: Callable[..., tuple[str, str]]
+    epochs: bool = False  # the analysis also reads the sweeps' epochs tables (passed as `epochs`)
 
 
 def _figure(path: Path, draw: Callable[[object], None], xlabel: str, ylabel: str = "test accuracy at best val") -> None:
@@ -263,6 +267,116 @@ def analyse_supermask(data, fig_path):
     return table(rows, ("density",)), verdict
 
 
+# Claim (g): "a ticket beats its controls at density <= ~0.3 and matches dense down to ~40%".
+LOTTERY_SPARSE = 0.33  # the levels at or below this density (0.33, 0.26, 0.21 at prune rate 0.2)
+LOTTERY_MATCH = 0.40  # the pruned levels at or above this density (0.8 .. 0.41)
+MATCH_MARGIN = 0.01  # "matches": the paired interval of ticket - dense lies above -1 point
+CONTROLS = ("reinit", "random_prune")
+
+
+def _t(values: np.ndarray) -> tuple[float, float, float, int]:
+    """Mean, 95% Student-t interval over the seeds (low, high; NaN for one seed) and n."""
+    values = np.asarray(values, float)
+    if not len(values):
+        return math.nan, math.nan, math.nan, 0
+    lo, hi = paired_interval(values, 0.95)
+    return float(values.mean()), lo, hi, len(values)
+
+
+def _pm(values: np.ndarray, signed: bool = False) -> str:
+    mean, lo, hi, n = _t(values)
+    if not n:
+        return ""
+    centre = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
+    return f"{centre} ± {100 * (hi - lo) / 2:.1f}" if n > 1 else centre
+
+
+def lottery_levels(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per level: density and, per branch and paired difference, the per-seed values (arrays
+    in seed order). `scores` is analysis.lottery.lottery_seed_scores (one line per branch).
+    Differences pair the ticket and a control (or the dense level 0) of the same seed."""
+    if (scores["line"] != scores["branch"]).any():
+        raise ValueError(f"claim (g) wants one line per branch; got {sorted(scores['line'].unique())}")
+    wide = scores.pivot_table(index="seed", columns=["level", "branch"], values=METRIC, aggfunc="first")
+    dense = wide[(0, "ticket")]
+    rows = []
+    for level in sorted(scores["level"].unique()):
+        density = float(scores.loc[scores["level"] == level, "density"].iloc[0])
+        row: dict[str, object] = {"level": int(level), "density": density}
+        for branch in ("ticket", "supermask", *CONTROLS):
+            row[branch] = wide[(level, branch)].dropna().to_numpy() if (level, branch) in wide else np.array([])
+        for other, ref in [*((c, wide.get((level, c))) for c in CONTROLS), ("dense", dense if level else None)]:
+            diff = (wide[(level, "ticket")] - ref).dropna().to_numpy() if ref is not None else np.array([])
+            row[f"ticket - {other}"] = diff
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lottery_verdict(levels: pd.DataFrame) -> tuple[bool, str]:
+    """Reproduced when (1) at every level of density <= LOTTERY_SPARSE the paired interval of
+    ticket - reinit and of ticket - random_prune lies above 0, and (2) at every pruned level of
+    density >= LOTTERY_MATCH the paired interval of ticket - dense lies above -MATCH_MARGIN;
+    each range must hold at least one level."""
+    sparse = levels[levels["density"] <= LOTTERY_SPARSE]
+    match = levels[(levels["level"] > 0) & (levels["density"] >= LOTTERY_MATCH)]
+    beats = {c: [_t(d)[1] > 0 for d in sparse[f"ticket - {c}"]] for c in CONTROLS}
+    matches = [_t(d)[1] > -MATCH_MARGIN for d in match["ticket - dense"]]
+    ok = len(sparse) > 0 and len(match) > 0 and all(all(b) for b in beats.values()) and all(matches)
+    pruned = levels[levels["level"] > 0].sort_values("density", ascending=False)
+    down_to = None  # the sparsest level down to which every level matches dense
+    for _, r in pruned.iterrows():
+        if _t(r["ticket - dense"])[1] <= -MATCH_MARGIN:
+            break
+        down_to = r["density"]
+    dense = levels.loc[levels["level"] == 0, "ticket"].iloc[0]
+    beat_text = "; ".join(
+        f"ticket - {c}: " + ", ".join(f"{_pm(d, True)} at {x:.2f}" for x, d in zip(sparse["density"], sparse[f"ticket - {c}"], strict=True)) for c in CONTROLS
+    )
+    text = (
+        f"{'Reproduced' if ok else 'Not reproduced'}: at density <= {LOTTERY_SPARSE:g} the ticket beats both controls "
+        f"({'at every level' if all(all(b) for b in beats.values()) and len(sparse) else 'not at every level'}; paired, points: {beat_text}); "
+        f"it matches the dense network ({_pm(dense)}%) "
+        + (f"down to density {down_to:.2f}" if down_to is not None else "at no pruned level")
+        + f" (ticket - dense at {', '.join(f'{x:.2f}: {_pm(d, True)}' for x, d in zip(match['density'], match['ticket - dense'], strict=True))}). "
+        f"(Criterion: at every level of density <= {LOTTERY_SPARSE:g} the 95% paired t-interval of ticket - reinit and of ticket - random_prune "
+        f"lies above 0, and at every pruned level of density >= {LOTTERY_MATCH:g} that of ticket - dense lies above -{100 * MATCH_MARGIN:g} point.)"
+    )
+    return ok, text
+
+
+def lottery_table(levels: pd.DataFrame) -> str:
+    columns = ["ticket", "reinit", "random_prune", "supermask", "ticket - reinit", "ticket - random_prune", "ticket - dense"]
+    head = "| level | density | " + " | ".join(columns) + " |"
+    lines = [head, "|" + " --- |" * (2 + len(columns))]
+    for _, r in levels.iterrows():
+        cells = [_pm(r[c], signed=c.startswith("ticket -")) for c in columns]
+        lines.append(f"| {r['level']} | {r['density']:.3f} | " + " | ".join(cells) + " |")
+    ns = sorted({len(v) for c in columns for v in levels[c] if len(v)})
+    return "\n".join(lines) + f"\n\nTest accuracy % (mean ± half-width of a 95% Student-t interval over the seeds, n = {', '.join(map(str, ns))}); differences in points, paired by seed."
+
+
+def analyse_lottery(data, fig_path, epochs):
+    frame, sweep_epochs = data["repro_lottery"], epochs["repro_lottery"]
+    scores = lottery_seed_scores(frame, sweep_epochs)
+    levels = lottery_levels(scores)
+    ok, verdict = lottery_verdict(levels)
+    final = levels.iloc[-1]
+    edge = frame[frame["method"] == "edge_popup"].sort_values("seed")
+    at_k = edge[np.isclose(edge["keep_fraction"], final["density"])][METRIC].to_numpy()
+    k_line = (
+        f"At k = {final['density']:.2f}: the supermask (the final mask on the initial weights, untrained; Zhou et al. 2019) "
+        f"{_pm(final['supermask'])}%, edge_popup (scores trained on random weights) {_pm(at_k)}% (n = {len(at_k)}), "
+        f"the ticket (trained) {_pm(final['ticket'])}%; chance {100 * CHANCE:.0f}%."
+    )
+    fig = plot_lottery(lottery_points(frame, sweep_epochs, frame))
+    fig_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(fig_path, dpi=110)
+    per_seed = fig_path.with_suffix(".csv")  # every seed's value of every point
+    scores.to_csv(per_seed, index=False)
+    body = lottery_table(levels) + f" Every seed's value: `docs/reproductions/{per_seed.name}`.\n\n" + k_line
+    return body, verdict
+
+
 CLAIMS: tuple[Claim, ...] = (
     Claim("a", "edge-popup: wider random networks hide subnetworks that approach dense accuracy",
           "Ramanujan et al. 2020: as Conv4/Conv6 grow wider the best subnetwork closes the gap to the dense network (CIFAR-10); a randomly weighted Wide ResNet-50 hides a subnetwork matching a trained ResNet-34 on ImageNet (73.3% top-1, hidden-networks README)",
@@ -280,6 +394,11 @@ CLAIMS: tuple[Claim, ...] = (
           ("repro_learn_fraction",), "(none: none of the four reference repositories is Rosenfeld & Tsotsos'; the small spec is the only one)", analyse_fraction),
     Claim("f", "Zhou et al.: supermasks reach far above chance", "Zhou et al. 2019 (abstract): masks applied to untrained networks reach 86% on MNIST and 41% on CIFAR-10 (heuristic supermasks); learned supermasks (train_supermask.py) go higher",
           ("repro_supermask",), "sweeps/supermask_mnist.yaml", analyse_supermask),
+    Claim("g", "Lottery tickets: a pruned, rewound subnetwork trains as well as the dense network and beats random reinitialization and random pruning",
+          "Frankle & Carbin 2019 (abstract): 'winning tickets that are less than 10-20% of the size of several fully-connected and convolutional "
+          "feed-forward architectures for MNIST and CIFAR10. Above this size, the winning tickets that we find learn faster than the original "
+          "network and reach higher test accuracy'; randomly reinitialized tickets lose that (LeNet-300-100 on MNIST, Conv-2/4/6 on CIFAR-10; docs/lottery.md)",
+          ("repro_lottery",), "sweeps/lottery_conv_cifar10.yaml", analyse_lottery, epochs=True),
 )
 
 
@@ -361,7 +480,8 @@ def write_report(results: str, wall_seconds: float | None) -> str:
         wall = sum(timings.get(s, {}).get("seconds", math.nan) for s in claim.sweeps)
         total += seconds
         fig = FIGURE_DIR / f"claim_{claim.key}.png"
-        body, verdict = claim.analyse(data, fig)
+        epochs = {"epochs": {s: store.load_epochs(s, trial_ids=d["trial_id"]) for s, d in data.items()}} if claim.epochs else {}
+        body, verdict = claim.analyse(data, fig, **epochs)
         trials = sum(len(d) for d in data.values())
         lines += [
             f"**Result.** {verdict}",
