@@ -51,3 +51,22 @@ REPORT_EPOCH = "epoch"  # the latest epoch's metrics, plus every epoch not repor
 REPORT_FINAL = "final"  # train returned: its result and whole history
 REPORT_FAILED = "failed"  # train raised: the error text and the history so far
 REPORT_KINDS: tuple[str, ...] = (REPORT_EPOCH, REPORT_FINAL, REPORT_FAILED)
+
+# -- controls of a found subnetwork (hidden_core/subnet/controls.py; the spec's subnet_controls) --
+# Methods whose found state has controls, and the kind of state (mask or signs) they control.
+CONTROLLED_METHODS: dict[str, str] = {"edge_popup": "mask", "free_prune": "mask", "supermask": "mask", "sign_flip": "sign"}
+# The stored subnetwork (its final state) re-evaluated exactly as its controls are (BatchNorm
+# statistics re-estimated the same way): the like-for-like reference of the controls.
+FOUND = "found"
+CONTROLS: tuple[str, ...] = ("random", "shuffled", "fresh", "initial")  # initial: sign_flip only
+DRAWN_CONTROLS: tuple[str, ...] = ("random", "shuffled", "fresh")  # drawn `draws` times; found and initial once
+CONTROL_MEASURES: tuple[str, ...] = ("val_acc", "test_acc")
+
+
+def control_column(control: str, measure: str = "test_acc") -> str:
+    """The trials column of a control's mean over its draws, e.g. control_random_test_acc."""
+    return f"control_{control}_{measure}"
+
+
+CONTROL_COLUMNS: tuple[str, ...] = tuple(control_column(c, m) for c in (FOUND, *CONTROLS) for m in CONTROL_MEASURES)
+CONTROL_DRAWS_COLUMN = "control_draws"  # draws behind each drawn control's mean

@@ -265,6 +265,27 @@ class Resources(_Strict):
         return "cuda" if self.gpu > 0 else "cpu"
 
 
+# ---- controls of found subnetworks ---------------------------------------------------------
+MAX_CONTROL_DRAWS = 100  # each draw re-evaluates every trial three times (random, shuffled, fresh)
+
+
+class SubnetControls(_Strict):
+    """``subnet_controls: {draws: 5, device: auto}``: after the trials, every final trial
+    whose method learns a mask or signs (records.CONTROLLED_METHODS) is evaluated against
+    its controls (hidden_core/subnet/controls.py), `draws` draws each, on `device` of the
+    driver; the results are stored per trial (hidden_core/tune/controls_pass.py). Not part
+    of any trial's identity: turning it on re-runs no trial."""
+
+    draws: int = Field(5, ge=1, le=MAX_CONTROL_DRAWS)
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        RunOptions.model_validate({"device": v})  # one list of devices: RunOptions'
+        return v
+
+
 # ---- the spec ------------------------------------------------------------------------------
 class SweepSpec(_Strict):
     """One study: the trials to cross, how to search and prune, what each trial reserves."""
@@ -286,6 +307,7 @@ class SweepSpec(_Strict):
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=MAX_MAX_TRIALS)
     run: dict[str, Any] = Field(default_factory=dict)
     loggers: dict[str, dict[str, Any]] = Field(default_factory=dict)  # experiment trackers: hidden_core/tune/trackers.py
+    subnet_controls: SubnetControls | None = None  # found subnetworks vs controls, per final trial
 
     _plan: Plan | None = PrivateAttr(None)
 
@@ -453,6 +475,8 @@ def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> Sweep
     except ValueError as err:
         problems.append(f"loggers: {err}")
 
+    subnet_controls = _check_subnet_controls(data.get("subnet_controls"), problems)
+
     rest = {k: data[k] for k in ("description", "samples_per_cell", "sampler", "seed", "study_storage", "resources", "max_concurrent", "max_failures", "report_every_s", "max_trials") if k in data}
     if max_trials is not None:
         rest["max_trials"] = max_trials
@@ -468,9 +492,12 @@ def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> Sweep
     if problems:
         raise ConfigError(problems)
     spec = SweepSpec.model_validate(
-        {**rest, "name": name, "base": base, "grid": {k: tuple(v) for k, v in grid.items()}, "search": search, "pruner": pruner, "run": run, "loggers": loggers}
+        {**rest, "name": name, "base": base, "grid": {k: tuple(v) for k, v in grid.items()}, "search": search, "pruner": pruner, "run": run, "loggers": loggers,
+         "subnet_controls": subnet_controls}
     )
     plan, problems = _expand(spec)
+    if not problems and spec.subnet_controls is not None and "method" not in spec.search:
+        problems += _controls_without_methods(plan)
     if problems:
         raise ConfigError(problems)
     spec._plan = plan
@@ -494,6 +521,30 @@ class _Rest(_Strict):
     max_failures: int = Field(1, ge=-1, le=100)
     report_every_s: float = Field(1.0, ge=0, le=86_400)
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=MAX_MAX_TRIALS)
+
+
+def _check_subnet_controls(raw: Any, problems: list[str]) -> SubnetControls | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        problems.append(f"subnet_controls: must be a mapping like {{draws: 5, device: auto}} (or leave it out), got {_kind(raw)}")
+        return None
+    try:
+        return SubnetControls.model_validate(dict(raw))
+    except ValidationError as err:
+        problems += [line.replace(" or Value error, ", " or ") for line in _prefixed(err, "subnet_controls", SubnetControls)]
+        return None
+
+
+def _controls_without_methods(plan: Plan) -> list[str]:
+    """subnet_controls on a sweep none of whose trials learns a mask or signs."""
+    from hidden_core.records import CONTROLLED_METHODS
+
+    methods = {t.config.method for t in plan.trials} | {p.template.method for p in plan.points}
+    if methods & set(CONTROLLED_METHODS):
+        return []
+    return [f"subnet_controls: no trial of this sweep has controls (methods: {', '.join(sorted(methods))}); controls exist for "
+            f"{', '.join(CONTROLLED_METHODS)}; add one of them or leave subnet_controls out"]
 
 
 def planned_upper_bound(grid: Mapping[str, Sequence[Any]], samples_per_cell: int = 1) -> int:

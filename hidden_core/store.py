@@ -52,7 +52,17 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hidden_core.config import ConfigError, TrialConfig, brief, clip, suggestion
-from hidden_core.records import EPOCH_MEASURES, FINAL_STATUSES, STATUSES
+from hidden_core.records import (
+    CONTROL_COLUMNS,
+    CONTROL_DRAWS_COLUMN,
+    CONTROL_MEASURES,
+    CONTROLS,
+    EPOCH_MEASURES,
+    FINAL_STATUSES,
+    FOUND,
+    STATUSES,
+    control_column,
+)
 
 RESULTS_ENV = "HIDDEN_RESULTS"
 TABLES = ("trials", "epochs")
@@ -126,7 +136,20 @@ EPOCH_SCHEMA: pa.Schema = pa.schema(
     + _fields("density", pa.float64())
     + _fields("write_id", pa.string())
 )
-SCHEMAS = {"trials": TRIAL_SCHEMA, "epochs": EPOCH_SCHEMA}
+# The controls pass (hidden_core/tune/controls_pass.py): one row per trial, control and draw,
+# tied to the trial row (its write_id) whose subnet file it evaluated.
+CONTROLS_TABLE = "controls"
+CONTROL_SCHEMA: pa.Schema = pa.schema(
+    _fields("sweep trial_id trial_write_id control", pa.string())
+    + _fields("draw", pa.int64())
+    + _fields(" ".join(CONTROL_MEASURES), pa.float64())
+    + _fields("device write_id", pa.string())
+)
+SCHEMAS = {"trials": TRIAL_SCHEMA, "epochs": EPOCH_SCHEMA, CONTROLS_TABLE: CONTROL_SCHEMA}
+# What load_trials returns: the stored trial columns, then the controls' means over their
+# draws joined from the controls table (null for a trial without controls).
+JOINED_CONTROL_COLUMNS: tuple[str, ...] = (*CONTROL_COLUMNS, CONTROL_DRAWS_COLUMN)
+TRIAL_READ_SCHEMA: pa.Schema = pa.schema([*TRIAL_SCHEMA, *_fields(" ".join(CONTROL_COLUMNS), pa.float64()), *_fields(CONTROL_DRAWS_COLUMN, pa.int64())])
 CONFIG_COLUMNS: tuple[str, ...] = tuple(TrialConfig.model_fields)
 _KEY_COLUMNS = ["trial_id", "status", "finished_at", "write_id"]
 _SET_BY_STORE = frozenset({"sweep", "write_id"})
@@ -586,10 +609,19 @@ class ResultStore:
         return table.select(columns)
 
     def load_trials(self, sweep: str, where: str | pc.Expression | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """One row per trial (newest write wins), `where` pushed down to the Parquet scan."""
+        """One row per trial (newest write wins), `where` pushed down to the Parquet scan.
+        The control columns (TRIAL_READ_SCHEMA) are joined from the controls table; a
+        `where` that names one is applied after the join."""
         self._require_sweep(sweep)
-        columns = _check_columns("columns", columns, TRIAL_SCHEMA)
-        return self._read_trials(sweep, columns, where_expression(where, TRIAL_SCHEMA), set()).to_pandas()
+        columns = _check_columns("columns", columns, TRIAL_READ_SCHEMA)
+        expr = where_expression(where, TRIAL_READ_SCHEMA)
+        named = set(re.findall(r"\w+", str(expr))) if expr is not None else set()
+        on_controls = bool(named & set(JOINED_CONTROL_COLUMNS))
+        if not on_controls and not set(columns) & set(JOINED_CONTROL_COLUMNS):
+            return self._read_trials(sweep, columns, expr, set()).to_pandas()
+        stored = list(dict.fromkeys([*(c for c in TRIAL_SCHEMA.names if c in columns or (on_controls and c in named)), "trial_id", "write_id"]))
+        table = self._with_controls(sweep, self._read_trials(sweep, stored, None if on_controls else expr, set()))
+        return (table.filter(expr) if on_controls else table).select(columns).to_pandas()
 
     def load_epochs(self, sweep: str, trial_ids: Iterable[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Per-epoch rows of each trial's current write (epochs of replaced runs are hidden)."""
@@ -611,6 +643,89 @@ class ResultStore:
         table = self._read_trials(sweep, ["trial_id", "status"], None, set())
         final = table.filter(pc.field("status").isin(sorted(FINAL_STATUSES)))
         return set(final["trial_id"].to_pylist())
+
+    # -- controls (the spec's subnet_controls; hidden_core/tune/controls_pass.py) --
+    def write_controls(self, sweep: str, rows: Sequence[dict[str, Any]]) -> str | None:
+        """Store the control rows of one trial (trial_id, trial_write_id, control, draw,
+        val_acc, test_acc, device) in one part file, so a trial has all of them or none."""
+        self._require_sweep(sweep)
+        rows = [dict(r) for r in rows]
+        if not rows:
+            return None
+        allowed = set(CONTROL_SCHEMA.names) - _SET_BY_STORE
+        problems = []
+        for i, row in enumerate(rows):
+            unknown = sorted(set(row) - allowed)
+            if unknown:
+                problems.append(f"control_row[{i}]: unknown column {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+            if row.get("control") not in (FOUND, *CONTROLS):
+                problems.append(f"control_row[{i}].control: {row.get('control')!r} is not one of {', '.join((FOUND, *CONTROLS))}")
+            if not isinstance(row.get("trial_id"), str) or not isinstance(row.get("trial_write_id"), str):
+                problems.append(f"control_row[{i}]: trial_id and trial_write_id are required")
+            if len(problems) >= 10:
+                break
+        if problems:
+            raise ConfigError(problems)
+        write_id = _new_write_id()
+        for row in rows:
+            row["sweep"], row["write_id"] = sweep, write_id
+        with self._lock:
+            self._put(sweep, CONTROLS_TABLE, f"part-{write_id}.parquet", pa.Table.from_pylist(rows, schema=CONTROL_SCHEMA), small=True)
+        return write_id
+
+    def load_controls(self, sweep: str, trial_write_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Control rows of each trial's current row (rows computed for a replaced trial row
+        are hidden), one per (trial_id, control, draw). `trial_write_ids`: the trials'
+        current write_ids, when the caller has read them already."""
+        self._require_sweep(sweep)
+        return self._current_controls(sweep, self._list(sweep, CONTROLS_TABLE), trial_write_ids, set())
+
+    def _current_controls(self, sweep: str, files: list[pafs.FileInfo], trial_write_ids: Iterable[str] | None, bad: set[str]) -> pd.DataFrame:
+        if not files:
+            return CONTROL_SCHEMA.empty_table().to_pandas()
+        if trial_write_ids is None:
+            trial_write_ids = self._read_trials(sweep, ["write_id"], None, set())["write_id"].to_pylist()
+        current = pc.field("trial_write_id").isin(pa.array(list(trial_write_ids), pa.string()))
+        frame = self._scan(files, CONTROLS_TABLE, CONTROL_SCHEMA.names, current, bad).to_pandas()
+        # copies (two drivers, or a merge killed before deleting its inputs) are identical draws: keep one
+        frame = frame.sort_values("write_id", kind="stable").drop_duplicates(["trial_id", "control", "draw"], keep="last")
+        return frame.sort_values(["trial_id", "control", "draw"], kind="stable").reset_index(drop=True)
+
+    def _with_controls(self, sweep: str, table: pa.Table) -> pa.Table:
+        """`table` (trial rows with trial_id and write_id) with the joined control columns:
+        each control's mean over its draws, and the number of draws."""
+        n = table.num_rows
+        controls = self.load_controls(sweep, table["write_id"].to_pylist()) if n else None
+        if controls is None or controls.empty:
+            for name in JOINED_CONTROL_COLUMNS:
+                table = table.append_column(TRIAL_READ_SCHEMA.field(name), pa.nulls(n, TRIAL_READ_SCHEMA.field(name).type))
+            return table
+        means = controls.groupby(["trial_id", "control"])[list(CONTROL_MEASURES)].mean()
+        ids = pd.Index(table["trial_id"].to_numpy(zero_copy_only=False))
+        for control in (FOUND, *CONTROLS):
+            for measure in CONTROL_MEASURES:
+                values = means[measure].xs(control, level="control") if control in means.index.get_level_values("control") else pd.Series(dtype=float)
+                table = table.append_column(TRIAL_READ_SCHEMA.field(control_column(control, measure)), pa.array(values.reindex(ids).to_numpy(dtype=float), pa.float64(), from_pandas=True))
+        draws = controls[controls["control"] != FOUND].groupby("trial_id")["draw"].nunique().reindex(ids)
+        return table.append_column(TRIAL_READ_SCHEMA.field(CONTROL_DRAWS_COLUMN), pa.array(draws.to_numpy(dtype=float), pa.float64(), from_pandas=True).cast(pa.int64()))
+
+    def compact_controls(self, sweep: str) -> int:
+        """Merge the controls table's files into one (rows of replaced trial rows and
+        copies dropped); returns the files merged. Safe to kill: the merged file is complete
+        before its inputs go."""
+        self._require_sweep(sweep)
+        with self._lock:
+            files = self._list(sweep, CONTROLS_TABLE)
+            if len(files) < 2:
+                return 0
+            bad: set[str] = set()
+            frame = self._current_controls(sweep, files, None, bad)  # never delete what could not be read
+            merged = pa.Table.from_pandas(frame, schema=CONTROL_SCHEMA, preserve_index=False)
+            self._put(sweep, CONTROLS_TABLE, f"compacted-{_new_write_id()}.parquet", merged, small=False)
+            for f in files:
+                if f.path not in bad:
+                    _delete_quietly(self.fs, f.path)
+            return len(files)
 
     def list_sweeps(self) -> pd.DataFrame:
         """Every sweep with its trial counts by status and the time of its last finished trial."""
@@ -658,11 +773,12 @@ class ResultStore:
             for f in files:
                 _delete_quietly(self.fs, f.path)
             stats["files_merged"] += len(files)
+        stats["files_merged"] += self.compact_controls(sweep)
         self._remove_stale_temporaries(sweep)
         return stats
 
     def _remove_stale_temporaries(self, sweep: str) -> None:
-        for table in TABLES:
+        for table in (*TABLES, CONTROLS_TABLE):
             selector = pafs.FileSelector(self._dir(sweep, table), allow_not_found=True)
             for info in self.fs.get_file_info(selector):
                 old = info.mtime is not None and time.time() - info.mtime.timestamp() > _STALE_TMP_AGE_S

@@ -229,3 +229,30 @@ def bulk_trial_frame(n_rows: int, *, seed: int = 0) -> pd.DataFrame:
     frame["device"] = "cuda:0"
     frame["node"] = [f"node-{i % 8}" for i in range(n_rows)]
     return frame
+
+
+# control accuracies of the synthetic controls: found keeps the trial's test accuracy, the
+# controls sit near chance (as measured on MNIST-1D, docs/subnetworks.md)
+SYNTHETIC_CONTROLS: dict[str, float] = {"random": 0.10, "shuffled": 0.11, "fresh": 0.16, "initial": 0.09}
+
+
+def write_synthetic_controls(store: ResultStore, sweep: str, *, draws: int = 2, noise: float = 0.01, seed: int = 0) -> pd.DataFrame:
+    """Control rows (what the controls pass writes) for every final trial of `sweep` whose
+    method has controls: found = the trial's test_acc, each control its SYNTHETIC_CONTROLS
+    level plus Gaussian noise per draw. Returns the rows written."""
+    from hidden_core.records import CONTROLLED_METHODS, DRAWN_CONTROLS, FINAL_STATUSES
+
+    rng = np.random.default_rng(seed)
+    trials = store.load_trials(sweep, columns=["trial_id", "method", "status", "test_acc", "write_id"])
+    rows = []
+    for t in trials.itertuples():
+        if t.method not in CONTROLLED_METHODS or t.status not in FINAL_STATUSES:
+            continue
+        names = [*DRAWN_CONTROLS, *(["initial"] if CONTROLLED_METHODS[t.method] == "sign" else [])]
+        trial_rows = [{"control": "found", "draw": 0, "test_acc": float(t.test_acc)}]
+        trial_rows += [{"control": c, "draw": d, "test_acc": float(SYNTHETIC_CONTROLS[c] + rng.normal(0, noise))}
+                       for c in names for d in (range(draws) if c in DRAWN_CONTROLS else (0,))]
+        trial_rows = [{**r, "trial_id": t.trial_id, "trial_write_id": t.write_id, "val_acc": r["test_acc"], "device": "cpu"} for r in trial_rows]
+        store.write_controls(sweep, trial_rows)
+        rows += trial_rows
+    return pd.DataFrame(rows)

@@ -17,7 +17,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from synthetic_store import grid, write_synthetic_sweep
+from synthetic_store import grid, write_synthetic_controls, write_synthetic_sweep
 
 from hidden_core.cli import build_parser
 from hidden_core.cli import main as cli_main
@@ -70,7 +70,9 @@ def test_the_docs_have_commands_and_specs():
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("docs_results")
-    write_synthetic_sweep(ResultStore(root), "quickstart", grid(methods=("dense", "edge_popup"), widths=(0.5, 1, 2), seeds=(0, 1)))
+    store = ResultStore(root)
+    write_synthetic_sweep(store, "quickstart", grid(methods=("dense", "edge_popup"), widths=(0.5, 1, 2), seeds=(0, 1)))
+    write_synthetic_controls(store, "quickstart")  # what a spec with subnet_controls adds (`analyze controls`)
     return root
 
 

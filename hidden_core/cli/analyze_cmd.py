@@ -1,6 +1,7 @@
-"""`hidden analyze scaling | curves | lottery`: fit scaling laws of a sweep against any numeric
+"""`hidden analyze scaling | curves | lottery | controls`: fit scaling laws of a sweep against any numeric
 axis, draw them, write a report; draw learning curves from the epochs table; draw the lottery
-curve (accuracy vs density per branch) beside edge_popup and dense."""
+curve (accuracy vs density per branch) beside edge_popup and dense; compare found subnetworks
+with their controls."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from hidden_core.cli.results_cmd import (
     split_names,
 )
 from hidden_core.config import ConfigError
-from hidden_core.store import TRIAL_SCHEMA, ResultStore
+from hidden_core.store import TRIAL_READ_SCHEMA, ResultStore
 
 
 def default_out_dir(store_root: str, local: bool, sweep: str, x: str) -> Path:
@@ -67,9 +68,9 @@ def cmd_scaling(args: argparse.Namespace) -> int:
 def check_numeric(kind: str, name: str) -> None:
     """A plot/fit axis must be a numeric trial column (config field or statistic)."""
     check_columns(kind, [name])
-    kind_of = TRIAL_SCHEMA.field(name).type
+    kind_of = TRIAL_READ_SCHEMA.field(name).type
     if not (pa.types.is_integer(kind_of) or pa.types.is_floating(kind_of)):
-        numeric = [f.name for f in TRIAL_SCHEMA if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+        numeric = [f.name for f in TRIAL_READ_SCHEMA if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
         raise ConfigError([f"{kind}: {name!r} is not numeric; numeric columns: {', '.join(numeric)}"])
 
 
@@ -124,6 +125,37 @@ def cmd_lottery(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_controls(args: argparse.Namespace) -> int:
+    from hidden_core.analysis.controls import caption, chance_of, control_points, plot_controls, require_controls, summary_table
+    from hidden_core.analysis.plots import save_figure
+    from hidden_core.analysis.tables import format_table
+
+    by = split_names(args.by) or ["method"]
+    check_columns("by", by)
+    check_numeric("x", args.x)
+    if not 0 < args.ci < 1:
+        raise ConfigError([f"ci: {args.ci} is not in (0, 1)"])
+    store = open_store(args)
+    trials, note = load_selection(store, args.sweep, args.where, completed_only=True)
+    rows = require_controls(trials, args.sweep)
+    points = control_points(rows, x=args.x, by=by, ci=args.ci)
+    table = summary_table(points, args.x)
+    out = Path(args.out) if args.out else default_out_dir(store.root, _is_local(store), args.sweep, "controls")
+    out.mkdir(parents=True, exist_ok=True)
+    points.to_csv(out / "controls_points.csv", index=False)
+    table.to_csv(out / "controls.csv", index=False)
+    paths = save_figure(plot_controls(points, args.x, args.ci, chance_of(rows)), out, "controls")
+    text = caption(points, args.sweep, args.x, args.ci)
+    (out / "controls.md").write_text(f"# Found vs controls: {args.sweep}\n\n![found vs controls](controls.png)\n\n{text}\n\n"
+                                     f"Test accuracy (%), mean [{args.ci:.0%} interval]; gaps in percentage points.\n\n"
+                                     f"{format_table(table, markdown=True)}\n\nPer point: `controls_points.csv`.\n")
+    print(format_table(table))
+    print(f"{len(rows)} trials with controls ({note or 'as selected'}); test accuracy (%), mean [{args.ci:.0%} Student-t interval over seeds]; "
+          f"found - control: paired per trial, in points")
+    print(f"wrote controls.csv, controls_points.csv, controls.md, {', '.join(p.name for p in paths)} to {out}")
+    return 0
+
+
 def _is_local(store: ResultStore) -> bool:
     return isinstance(store.fs, pafs.LocalFileSystem) and os.path.isabs(store.root)
 
@@ -166,3 +198,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<sweep>/analysis/lottery)")
     add_results_option(p)
     p.set_defaults(func=cmd_lottery)
+
+    p = actions.add_parser("controls", help="found subnetworks vs their controls (random, shuffled, fresh, initial) per cell, with intervals", description="From the control columns a sweep with `subnet_controls` stores (see `hidden results show`): per group (method and the config fields that vary) and --x value, the test accuracy of the found subnetwork and of each control, mean over seeds with a Student-t interval, and the paired gap found - control. Writes controls.csv, controls_points.csv, controls.png/.svg and controls.md.")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep run with subnet_controls (see `hidden results list`)")
+    p.add_argument("--x", default="width", metavar="COLUMN", help="the x axis: a numeric column, e.g. width, keep_fraction, depth (default width)")
+    p.add_argument("--by", nargs="+", metavar="COL", help="group columns (default method); other config fields that vary are split automatically")
+    p.add_argument("--where", metavar="EXPR", help="filter the trials first, e.g. \"method == 'edge_popup'\"")
+    p.add_argument("--ci", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<sweep>/analysis/controls)")
+    add_results_option(p)
+    p.set_defaults(func=cmd_controls)

@@ -11,7 +11,7 @@ import pandas as pd
 from hidden_core.config import ConfigError
 from hidden_core.store import (
     CONFIG_COLUMNS,
-    TRIAL_SCHEMA,
+    TRIAL_READ_SCHEMA,
     ResultStore,
     default_results_root,
     require_existing,
@@ -42,9 +42,9 @@ def split_names(values: Sequence[str] | None) -> list[str] | None:
 
 
 def check_columns(kind: str, names: Sequence[str] | None) -> None:
-    unknown = [n for n in names or () if n not in TRIAL_SCHEMA.names]
+    unknown = [n for n in names or () if n not in TRIAL_READ_SCHEMA.names]
     if unknown:
-        raise unknown_column_error(kind, unknown, TRIAL_SCHEMA)
+        raise unknown_column_error(kind, unknown, TRIAL_READ_SCHEMA)
 
 
 def load_selection(store: ResultStore, sweep: str, where: str | None, *, completed_only: bool) -> tuple[pd.DataFrame, str]:
@@ -64,6 +64,14 @@ def load_selection(store: ResultStore, sweep: str, where: str | None, *, complet
 
 def varying_config_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in CONFIG_COLUMNS if c != "seed" and trials[c].astype(str).nunique() > 1]
+
+
+def shown_controls(trials: pd.DataFrame) -> list[str]:
+    """The control test-accuracy columns some selected trial has (the spec's subnet_controls)."""
+    from hidden_core.records import CONTROLS, FOUND, control_column
+
+    names = [control_column(c) for c in (FOUND, *CONTROLS)]
+    return [n for n in names if n in trials.columns and trials[n].notna().any()]
 
 
 def emit(frame: pd.DataFrame, fmt: str, output: str | None) -> None:
@@ -109,7 +117,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         frame = summarize(trials, group_by, columns or ["val_acc", "test_acc"])
     else:
         varying = varying_config_columns(trials)
-        columns = columns or ["trial_id", "status", *varying, "seed", *SHOWN_METRICS]
+        columns = columns or ["trial_id", "status", *varying, "seed", *SHOWN_METRICS, *shown_controls(trials)]
         frame = trials.sort_values([c for c in [*varying, "seed"] if c in trials.columns], kind="stable")[columns]
     emit(frame.reset_index(drop=True), args.format, args.output)
     if note and args.format == "table":

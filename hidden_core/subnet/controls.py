@@ -13,7 +13,11 @@ initial sign): random flips at each layer's found flip fraction, the found flips
 within each output unit, and the found signs on freshly drawn magnitudes; plus `initial`,
 the network before any flip.
 
-Every control is drawn `draws` times (seeds 0..draws-1); the table gives the mean and a 95%
+Every control is drawn `draws` times; draw d of a control depends only on the trial and d
+(the permutations' generator is seeded with (trial seed, d, control), fresh weights use seed +
+10_000 + d), so a sweep's controls pass (hidden_core/tune/controls_pass.py) can compute the
+draws a killed run did not store and `hidden subnet controls FILE` gives the same numbers.
+The table gives the mean and a 95%
 Student-t interval over the draws (exact for normally distributed draw accuracies; with few
 draws read it as indicative). With BatchNorm every row, the found network included, gets its
 running statistics re-estimated on the training split, so no row is handicapped by statistics
@@ -23,17 +27,20 @@ measured on other weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hidden_core.config import ConfigError
+from hidden_core.records import CONTROLLED_METHODS, DRAWN_CONTROLS, FOUND
 from hidden_core.subnet.fileformat import SubnetFile
 
 FRESH_SEED_OFFSET = 10_000  # fresh weights use seed + 10_000 + draw: never the trial's own seed
-CONTROLLED_KINDS = {"mask": ("edge_popup", "free_prune", "supermask"), "sign": ("sign_flip",)}
+CONTROLLED_KINDS = {kind: tuple(m for m, k in CONTROLLED_METHODS.items() if k == kind) for kind in ("mask", "sign")}
 SUFFIX = ".controls.csv"
+_STREAM = {"random": 0, "shuffled": 1}  # the permutations' generator stream of each permuted control
 
 
 def controlled_kind(f: SubnetFile) -> str:
@@ -88,28 +95,64 @@ def _summary(name: str, description: str, accuracies: list[dict[str, float]]) ->
     return row
 
 
-def run_controls(f: SubnetFile, evaluator, draws: int = 5, seed: int = 0) -> pd.DataFrame:
-    """found, random, shuffled, fresh (and initial for sign_flip) as a table: one row each."""
+def control_names(f: SubnetFile) -> tuple[str, ...]:
+    """found and the controls of the file's method, in table order."""
+    return (FOUND, *DRAWN_CONTROLS, *(("initial",) if controlled_kind(f) == "sign" else ()))
+
+
+def wanted_draws(f: SubnetFile, draws: int) -> list[tuple[str, int]]:
+    """(control, draw) pairs of a full table: found and initial once, the others `draws` times."""
+    return [(c, d) for c in control_names(f) for d in (range(draws) if c in DRAWN_CONTROLS else (0,))]
+
+
+def trial_seed(f: SubnetFile) -> int:
+    """The permutations' seed: from the trial_id, so every trial draws its own controls."""
+    return int(f.config.trial_id[:15], 16) if all(c in "0123456789abcdef" for c in f.config.trial_id[:15]) else 0
+
+
+def score_controls(f: SubnetFile, evaluator, wanted: Iterable[tuple[str, int]], seed: int | None = None) -> list[dict]:
+    """One row {control, draw, val_acc, test_acc} per (control, draw) asked for. Draw d of a
+    control is the same whatever else is asked (its own seeded generator), so a resumed pass
+    computes only what is missing. `seed`: default trial_seed(f)."""
     from hidden_core.subnet.state import materialize
 
     kind = controlled_kind(f)
+    seed = trial_seed(f) if seed is None else seed
     device = evaluator.device
-    batch = f.config.batch_size
+    start = initial_signs(f) if kind == "sign" else None
 
     def score(**kw) -> dict[str, float]:
-        return evaluator.accuracy(evaluator.recalibrate_batchnorm(materialize(f, device, **kw), batch))
+        return evaluator.accuracy(evaluator.recalibrate_batchnorm(materialize(f, device, **kw), f.config.batch_size))
 
-    start = initial_signs(f) if kind == "sign" else None
-    rows = [_summary("found", "the stored subnetwork", [score()])]
+    rows = []
+    for control, draw in wanted:
+        if control == FOUND:
+            accuracy = score()
+        elif control in _STREAM:
+            accuracy = score(replace=control_states(f, control, np.random.default_rng([seed, draw, _STREAM[control]]), start))
+        elif control == "fresh":
+            accuracy = score(weights_seed=f.config.seed + FRESH_SEED_OFFSET + draw)
+        elif control == "initial" and kind == "sign":
+            accuracy = score(replace={"sign": start})
+        else:
+            raise ValueError(f"control {control!r} does not exist for {f.config.method}; its controls: {', '.join(control_names(f))}")
+        rows.append({"control": control, "draw": draw, **accuracy})
+    return rows
+
+
+def run_controls(f: SubnetFile, evaluator, draws: int = 5, seed: int | None = None) -> pd.DataFrame:
+    """found, random, shuffled, fresh (and initial for sign_flip) as a table: one row each."""
+    kind = controlled_kind(f)
+    scored = score_controls(f, evaluator, wanted_draws(f, draws), seed)
     unit = "flips" if kind == "sign" else "mask"
-    for control, description in (("random", f"random {unit} at each layer's found {'flip fraction' if kind == 'sign' else 'density'}"),
-                                  ("shuffled", f"found {unit} permuted within each output unit")):
-        accs = [score(replace=control_states(f, control, np.random.default_rng([seed, draw, 0 if control == "random" else 1]), start)) for draw in range(draws)]
-        rows.append(_summary(control, description, accs))
-    fresh = [score(weights_seed=f.config.seed + FRESH_SEED_OFFSET + draw) for draw in range(draws)]
-    rows.append(_summary("fresh", f"found {'signs on fresh magnitudes' if kind == 'sign' else 'mask on fresh weights'} (same distribution, another seed)", fresh))
-    if kind == "sign":
-        rows.append(_summary("initial", "the initial network, no sign flipped", [score(replace={"sign": start})]))
+    descriptions = {
+        FOUND: "the stored subnetwork",
+        "random": f"random {unit} at each layer's found {'flip fraction' if kind == 'sign' else 'density'}",
+        "shuffled": f"found {unit} permuted within each output unit",
+        "fresh": f"found {'signs on fresh magnitudes' if kind == 'sign' else 'mask on fresh weights'} (same distribution, another seed)",
+        "initial": "the initial network, no sign flipped",
+    }
+    rows = [_summary(c, descriptions[c], [r for r in scored if r["control"] == c]) for c in control_names(f)]
     table = pd.DataFrame(rows)
     table.insert(0, "trial_id", f.config.trial_id)
     table.insert(1, "method", f.config.method)

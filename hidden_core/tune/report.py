@@ -41,6 +41,7 @@ class SweepReport:
     fit_seconds: float = 0.0  # inside Tuner.fit
     trials: list[TrialSummary] = field(default_factory=list)
     unfinished: int = 0  # started but not ended (interrupted): the next run resumes them
+    controls: Any = None  # controls_pass.ControlsPassReport when the spec has subnet_controls
 
     @property
     def counts(self) -> dict[str, int]:
@@ -65,4 +66,5 @@ class SweepReport:
             "resumed": self.resumed, "concurrency": self.concurrency, "wall_seconds": self.wall_seconds,
             "startup_seconds": self.startup_seconds, "fit_seconds": self.fit_seconds, "counts": self.counts,
             "train_seconds": self.train_seconds, "efficiency": self.efficiency, "unfinished": self.unfinished,
+            **({"controls": vars(self.controls)} if self.controls is not None else {}),
         }

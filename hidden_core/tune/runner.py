@@ -35,7 +35,7 @@ from typing import Any
 from hidden_core import paths
 from hidden_core.spec import SweepSpec, check_resources, load_spec
 from hidden_core.store import ResultStore, default_results_root
-from hidden_core.tune import checkpoints, ray_setup
+from hidden_core.tune import checkpoints, controls_pass, ray_setup
 from hidden_core.tune.lease import SweepLease
 from hidden_core.tune.planning import Todo, plan_todo
 from hidden_core.tune.report import SweepReport
@@ -88,7 +88,7 @@ def run_sweep(
     report = SweepReport(sweep=spec.name, planned=plan.total)
     todo = plan_todo(spec, store)
     report.skipped, report.to_run = todo.skipped, todo.count
-    if todo.count == 0:
+    if todo.count == 0 and not controls_pass.pending(spec, store):
         report.wall_seconds = time.perf_counter() - started
         return report
     from hidden_core.tune.trackers import tracker_callbacks
@@ -106,6 +106,7 @@ def run_sweep(
             _run(spec, store, results_root, todo, report, address=address, checked=checked, study_storage=study_storage, progress=progress,
                  skip_resource_check=skip_resource_check, max_concurrent=max_concurrent, num_cpus=num_cpus,
                  train_fn=train_fn, report_every_s=report_every_s, keep_ray=keep_ray, callbacks=callbacks, out=out)
+        report.controls = controls_pass.run(spec, store, out=out)  # the spec's subnet_controls, after the trials
     report.wall_seconds = time.perf_counter() - started
     return report
 

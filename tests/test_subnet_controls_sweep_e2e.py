@@ -1,0 +1,50 @@
+"""One real sweep with subnet_controls on a local Ray (MNIST-1D MLP, 2 trials, 2 epochs): the
+runner's controls pass stores each trial's controls after the trials, a re-run computes
+nothing, and a re-run after the controls were lost computes exactly them again."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hidden_core.records import control_column
+from hidden_core.spec import parse_spec
+from hidden_core.store import ResultStore
+from hidden_core.tune.runner import run_sweep
+
+pytestmark = pytest.mark.slow
+
+
+def test_sweep_with_subnet_controls(tmp_path: Path):
+    spec = parse_spec({
+        "name": "ctl",
+        "base": {"dataset": "mnist1d", "model": "mlp", "epochs": 2, "width": 0.5, "optimizer": "adam", "lr": 0.01},
+        "grid": {"method": ["edge_popup", "sign_flip"]},
+        "report_every_s": 0,
+        "subnet_controls": {"draws": 2, "device": "cpu"},
+    })
+    results = tmp_path / "results"
+    out = io.StringIO()
+    report = run_sweep(spec, results, progress=False, num_cpus=2, out=out)
+    assert report.counts["completed"] == 2
+    assert report.controls.trials == 2 and report.controls.rows == 7 + 8 and report.controls.skipped == []
+    store = ResultStore(results)
+    trials = store.load_trials("ctl").set_index("method")
+    for method in ("edge_popup", "sign_flip"):
+        assert 0 <= trials.loc[method, control_column("random")] <= 1 and trials.loc[method, "control_draws"] == 2
+    # found is the stored final network re-evaluated: without BatchNorm, the trial's own final test_acc
+    assert (trials[control_column("found")] == trials["test_acc"]).all()
+    assert pd.isna(trials.loc["edge_popup", control_column("initial")]) and pd.notna(trials.loc["sign_flip", control_column("initial")])
+    rows = store.load_controls("ctl")
+
+    again = run_sweep(spec, results, progress=False, num_cpus=2)
+    assert again.to_run == 0 and again.controls is None  # nothing to train, nothing missing
+    shutil.rmtree(results / "ctl" / "controls")  # as if the driver died before the pass
+    resumed = run_sweep(spec, results, progress=False, num_cpus=2)
+    assert resumed.to_run == 0 and resumed.controls.rows == 15
+    columns = ["trial_id", "control", "draw", "val_acc", "test_acc"]
+    pd.testing.assert_frame_equal(store.load_controls("ctl")[columns], rows[columns])  # seeded: identical numbers
