@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hidden_core.config import ConfigError
+from hidden_core.records import SUBNET_FILE
 from hidden_core.store import (
     CONFIG_COLUMNS,
     TRIAL_SCHEMA,
@@ -109,7 +110,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         frame = summarize(trials, group_by, columns or ["val_acc", "test_acc"])
     else:
         varying = varying_config_columns(trials)
-        columns = columns or ["trial_id", "status", *varying, "seed", *SHOWN_METRICS]
+        files = [SUBNET_FILE] if SUBNET_FILE in trials and trials[SUBNET_FILE].notna().any() else []  # where each trial's subnetwork is
+        columns = columns or ["trial_id", "status", *varying, "seed", *SHOWN_METRICS, *files]
         frame = trials.sort_values([c for c in [*varying, "seed"] if c in trials.columns], kind="stable")[columns]
     emit(frame.reset_index(drop=True), args.format, args.output)
     if note and args.format == "table":
