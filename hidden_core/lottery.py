@@ -20,8 +20,13 @@ the same level, branch and epoch in every trial of a cell) and `level`, `branch`
 
 Checkpoints: with run.checkpoint_dir set, each segment trains with its own sub-folder (the
 training checkpoint, so a killed trial resumes inside its level) and the loop keeps its own
-state beside them (masks, the rewind weights, finished segments' rows), saved atomically
-after every segment.
+state beside them (masks, the rewind weights, finished segments' rows, the latest trained
+ticket), saved atomically after every segment.
+
+The subnet file (run.save_subnet; docs/subnetworks.md) is the ticket the summary describes:
+the last ticket level's network as it ended (final mask bits, the kept weights' trained
+values, biases and BatchNorm state), written when the whole plan is done. `latest_ticket`
+gives the newest ticket of an unfinished trial's checkpoint folder (a pruned sweep trial).
 """
 
 from __future__ import annotations
@@ -51,7 +56,14 @@ from hidden_core.methods.lottery_ticket import (
     shuffled_masks,
     trained_weights,
 )
-from hidden_core.training import EpochRecord, TrialResult, evaluate, resolve_device, train_network
+from hidden_core.training import (
+    CHECKPOINT_FILE,
+    EpochRecord,
+    TrialResult,
+    evaluate,
+    resolve_device,
+    train_network,
+)
 
 BRANCHES: tuple[str, ...] = ("ticket", "supermask", "reinit", "random_prune")
 STATE_FILE = "lottery.pt"
@@ -121,7 +133,7 @@ def train_lottery(
     device = resolve_device(run.device)
     splits = data if data is not None else load_data(config, run)
     folder = Path(run.checkpoint_dir) if run.checkpoint_dir else None
-    state = _load_state(folder) or {"done": 0, "masks": [], "rewind": None, "records": [], "final": None}
+    state = {**_new_state(), **(_load_state(folder) or {})}
     records = [EpochRecord(**r) for r in state["records"]]
 
     def fresh(seed_config: TrialConfig = config) -> HiddenNetwork:
@@ -150,12 +162,12 @@ def train_lottery(
             rows = [record]
         else:
             model, first = _segment_model(config, seg, state, masks, initial, fresh)
-            segment_run = run
+            segment_run = run.model_copy(update={"save_subnet": None})  # the trial's file is written once, below
             if folder is not None:
                 sub = folder / f"segment-{index}"
                 if seg.level == 0 and config.rewind_epoch > 0 and state["rewind"] is None and sub.exists():
                     shutil.rmtree(sub)  # killed past the rewind epoch before it was kept: redo level 0
-                segment_run = run.model_copy(update={"checkpoint_dir": str(sub)})
+                segment_run = segment_run.model_copy(update={"checkpoint_dir": str(sub)})
 
             def as_row(r: EpochRecord, seg: Segment = seg, first: int = first, density: float = density) -> EpochRecord:
                 return dataclasses.replace(r, epoch=seg.offset + r.epoch - first, level=seg.level, branch=seg.branch, level_epoch=r.epoch, density=density)
@@ -170,6 +182,8 @@ def train_lottery(
             result = train_network(config, segment_run, data=splits, on_epoch=report, model=model, start_epoch=first)
             rows = [as_row(r) for r in result.history]
             if seg.branch == "ticket":
+                # the newest ticket (what the subnet file keeps), beside the rows of its level
+                state["ticket"] = {"level": seg.level, "model": _cpu_state(model), "summary": _summary(result, rows)}
                 if result.status == "diverged" or seg.level == len(counts) - 1:
                     state["final"] = _summary(result, rows)
                 if result.status != "diverged" and seg.level < len(counts) - 1:
@@ -189,7 +203,54 @@ def train_lottery(
     final = dict(state["final"])
     final["epochs_run"] = len(records)
     final["train_seconds"] = sum(r.seconds for r in records if math.isfinite(r.seconds))
-    return TrialResult(**final, history=records)
+    result = TrialResult(**final, history=records)
+    if run.save_subnet and state["ticket"] is None:  # resumed from a state of a hidden that kept no ticket
+        import warnings
+
+        warnings.warn(f"trial {config.trial_id}: no subnet file: its checkpoint {folder} does not hold the final ticket "
+                      "(written by an older hidden); delete the folder and re-run the trial to get one", stacklevel=2)
+    elif run.save_subnet:  # the ticket the summary describes (imported only when asked)
+        from hidden_core.subnet.state import save_subnet
+
+        save_subnet(run.save_subnet, ticket_network(config, state["ticket"]["model"]), config, result=result, run=run)
+    return result
+
+
+def _new_state() -> dict:
+    return {"done": 0, "masks": [], "rewind": None, "records": [], "final": None, "ticket": None}
+
+
+def _cpu_state(model: HiddenNetwork) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def ticket_network(config: TrialConfig, model_state: dict[str, torch.Tensor]) -> HiddenNetwork:
+    """A lottery network (on the CPU) holding `model_state`: its masks, trained weights, BN."""
+    model = build_model(config, torch.device("cpu"))
+    model.load_state_dict(model_state)
+    return model
+
+
+def latest_ticket(folder: str | os.PathLike[str], config: TrialConfig) -> tuple[HiddenNetwork, TrialResult | list[EpochRecord]] | None:
+    """The newest ticket in the checkpoint folder of an unfinished (e.g. pruned) trial: the
+    ticket level in training at its last checkpointed epoch, else the last finished ticket
+    level. Returns (network, its level's summary as a TrialResult) for a finished level, or
+    (network, the level's epoch records so far) for one in training; None when the folder
+    holds no trained epoch of a ticket (nothing was learned yet)."""
+    folder = Path(folder)
+    state = {**_new_state(), **(_load_state(folder) or {})}
+    segments = plan(config, level_count(config.keep_fraction, config.prune_rate))
+    if state["done"] < len(segments) and segments[state["done"]].branch == "ticket":
+        checkpoint = folder / f"segment-{state['done']}" / CHECKPOINT_FILE
+        if checkpoint.exists():
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            if saved.get("trial_id") != config.trial_id:
+                raise ValueError(f"{checkpoint} is the checkpoint of trial {saved.get('trial_id')}, not of trial {config.trial_id}")
+            return ticket_network(config, saved["model"]), [EpochRecord(**r) for r in saved["history"]]
+    if state.get("ticket") is None:
+        return None
+    ticket = state["ticket"]
+    return ticket_network(config, ticket["model"]), TrialResult(**ticket["summary"], history=[])
 
 
 def _originals(model: HiddenNetwork) -> list[torch.Tensor]:

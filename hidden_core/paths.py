@@ -5,6 +5,7 @@
     <results>/<sweep>/subnets/<trial_id>.safetensors  what a final trial learned (hidden_core/subnet)
     <results>/<sweep>/lease.json               the live driver of the sweep (lease.py)
     <results>/<sweep>/_studies.db              Optuna studies (pruning and sampling history)
+    <results>/<sweep>/analysis/                `hidden analyze` outputs (local stores)
 
 Only the store, the checkpoints and the subnet files are durable state of a run; Tune's own bookkeeping stays
 in a driver-local folder (ray_setup.py) and is never restored.
@@ -15,11 +16,15 @@ from __future__ import annotations
 
 import os
 
+TABLE_DIRS = ("trials", "epochs")  # the store's Parquet tables (store.TABLES)
 CHECKPOINTS_DIR = "checkpoints"
 SUBNETS_DIR = "subnets"
 SUBNET_SUFFIX = ".safetensors"
 LEASE_FILE = "lease.json"
 STUDIES_FILE = "_studies.db"
+ANALYSIS_DIR = "analysis"  # `hidden analyze` outputs of a local store
+# Everything a sweep folder may hold: `hidden results delete` removes the folder with all of it.
+SWEEP_ENTRIES = (*TABLE_DIRS, CHECKPOINTS_DIR, SUBNETS_DIR, LEASE_FILE, STUDIES_FILE, ANALYSIS_DIR)
 
 
 def is_url(root: str) -> bool:
@@ -56,9 +61,15 @@ def lease_path(root: str | os.PathLike[str], sweep: str) -> str:
     return join(sweep_dir(root, sweep), LEASE_FILE)
 
 
+def subnet_file_name(sweep: str, trial_id: str) -> str:
+    """A trial's subnet file relative to the results root, '/'-separated (the trials table's
+    `subnet_file` column): join it to the root, a folder or a URL alike."""
+    return f"{sweep}/{SUBNETS_DIR}/{trial_id}{SUBNET_SUFFIX}"
+
+
 def subnets_dir(root: str | os.PathLike[str], sweep: str) -> str:
     return join(sweep_dir(root, sweep), SUBNETS_DIR)
 
 
 def trial_subnet_path(root: str | os.PathLike[str], sweep: str, trial_id: str) -> str:
-    return join(subnets_dir(root, sweep), f"{trial_id}{SUBNET_SUFFIX}")
+    return join(normalize_root(root), *subnet_file_name(sweep, trial_id).split("/"))

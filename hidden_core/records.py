@@ -36,6 +36,9 @@ METRIC_FIELDS: tuple[str, ...] = (
     "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
     "density", "train_seconds", "samples_per_second", "disabled_features",
 )
+# The trials column naming a final trial's subnet file, relative to the results root
+# ('<sweep>/subnets/<trial_id>.safetensors', paths.subnet_file_name); null without a file.
+SUBNET_FILE = "subnet_file"
 # Where a trial's run happened (both the result and the reports carry them).
 RUN_INFO_FIELDS: tuple[str, ...] = ("node", "started_at", "device", "torch_version")
 

@@ -51,6 +51,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from hidden_core import paths
 from hidden_core.config import ConfigError, TrialConfig, brief, clip, suggestion
 from hidden_core.records import (
     CONTROL_COLUMNS,
@@ -61,6 +62,7 @@ from hidden_core.records import (
     FINAL_STATUSES,
     FOUND,
     STATUSES,
+    SUBNET_FILE,
     control_column,
 )
 
@@ -120,6 +122,7 @@ def _trial_schema() -> pa.Schema:
         + _fields("changed_fraction density train_seconds samples_per_second", pa.float64())
         + _fields("disabled_features", pa.float64())  # BN features with |gamma| < 0.01 (docs/methods.md)
         + _fields("device node", pa.string())
+        + _fields(SUBNET_FILE, pa.string())  # the trial's subnet file, relative to the root (records.SUBNET_FILE)
         + _fields("started_at finished_at", _UTC_US)
         + _fields("hidden_version git_commit torch_version ray_version error write_id", pa.string())
     )
@@ -464,7 +467,7 @@ class ResultStore:
 
     def sweeps(self) -> list[str]:
         selector = pafs.FileSelector(self.root, allow_not_found=True)
-        dirs = [i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.Directory]
+        dirs = [i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.Directory and not i.base_name.startswith((".", "_"))]
         return sorted(d for d in dirs if self.fs.get_file_info(self._dir(d, "trials")).type == pafs.FileType.Directory)
 
     def _require_sweep(self, sweep: str) -> None:
@@ -784,6 +787,78 @@ class ResultStore:
                 old = info.mtime is not None and time.time() - info.mtime.timestamp() > _STALE_TMP_AGE_S
                 if info.base_name.startswith(".") and info.base_name.endswith(".tmp") and old:
                     _delete_quietly(self.fs, info.path)
+
+
+    # -- deleting --
+    def sweep_folders(self) -> list[str]:
+        """Sweeps `delete_sweep` can remove: listed ones, and folders holding only a sweep's
+        other state (a sweep that never wrote a row: its lease, checkpoints, studies)."""
+        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        found = set(self.sweeps())
+        for info in self.fs.get_file_info(selector):
+            name = info.base_name
+            if info.type == pafs.FileType.Directory and _SWEEP_NAME.fullmatch(name) and name not in found:
+                entries = {i.base_name for i in self.fs.get_file_info(pafs.FileSelector(info.path, allow_not_found=True))}
+                if entries & set(paths.SWEEP_ENTRIES):
+                    found.add(name)
+        return sorted(found)
+
+    def sweep_files(self, sweep: str) -> list[pafs.FileInfo]:
+        """Every file under the sweep's folder."""
+        _check_sweep_name(sweep)
+        selector = pafs.FileSelector(f"{self.root}/{sweep}", allow_not_found=True, recursive=True)
+        return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+
+    def delete_sweep(self, sweep: str) -> dict[str, int]:
+        """Remove a sweep: its rows (trials/, epochs/) and everything else in its folder
+        (paths.SWEEP_ENTRIES: subnet files, checkpoints, lease, Optuna studies, analysis).
+        Other sweeps are untouched. Returns {"files": n, "bytes": b} removed.
+
+        Crash-safe order. Local: the folder is first renamed to a hidden tombstone
+        (`.deleted-<sweep>-<id>`, one atomic rename: a reader sees the whole sweep or none
+        of it, and a driver started afterwards begins a new sweep), then removed; a crash
+        leaves only the tombstone, which no reader lists and the next delete removes.
+        Object stores have no folder rename: every file but the trials table goes first and
+        the trials table last, so until the end the sweep is still listed, and running the
+        delete again finishes a crashed one. The caller checks the sweep's lease (the CLI)."""
+        _check_sweep_name(sweep)
+        if sweep not in self.sweep_folders():
+            raise ConfigError([f"sweep: no sweep named {sweep!r} in {self.uri}{suggestion(sweep, self.sweep_folders())}; "
+                               f"available sweeps: {', '.join(self.sweep_folders()) or '(none)'}"])
+        with self._lock:
+            self._buffers.pop(sweep, None)  # nothing of it is written or merged any more
+            folder = f"{self.root}/{sweep}"
+            self._made_dirs = {d for d in self._made_dirs if not d.startswith(folder + "/")}
+            files = self.sweep_files(sweep)
+            stats = {"files": len(files), "bytes": sum(f.size or 0 for f in files)}
+            if self._local:
+                tombstone = f"{self.root}/{_TOMBSTONE}{sweep}-{uuid.uuid4().hex[:8]}"
+                self.fs.move(folder, tombstone)
+                self.fs.delete_dir(tombstone)
+            else:
+                trials = self._dir(sweep, "trials") + "/"
+                for info in sorted(files, key=lambda f: f.path.startswith(trials)):  # the trials table last
+                    _delete_quietly(self.fs, info.path)
+                try:
+                    self.fs.delete_dir(folder)  # folder markers, where the store keeps them
+                except (FileNotFoundError, OSError):
+                    pass
+            self.remove_tombstones()
+        return stats
+
+    def remove_tombstones(self) -> None:
+        """Finish local deletes that a crash interrupted (their tombstone folders)."""
+        if not self._local:
+            return
+        for info in self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True)):
+            if info.type == pafs.FileType.Directory and info.base_name.startswith(_TOMBSTONE):
+                try:
+                    self.fs.delete_dir(info.path)
+                except (FileNotFoundError, OSError):
+                    pass  # another delete is removing it
+
+
+_TOMBSTONE = ".deleted-"
 
 
 def _sorted(table: pa.Table, name: str) -> pa.Table:

@@ -119,7 +119,7 @@ def test_the_checkpoint_stays_when_the_subnet_file_cannot_be_made(tmp_path):
     assert not (tmp_path / "s" / "subnets" / f"{other.trial_id}.safetensors").exists()
 
 
-def test_lottery_trials_and_trials_without_a_checkpoint_keep_no_file(tmp_path):
+def test_trials_without_a_checkpoint_keep_no_file(tmp_path):
     from hidden_core import make_config
 
     lottery = make_config(method="lottery_ticket", dataset="digits", epochs=2, keep_fraction=0.5)

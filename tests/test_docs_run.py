@@ -150,6 +150,11 @@ def test_command_line_runs(where, argv, tiny_store, tmp_path, capsys, monkeypatc
         argv = _on_tiny_store([a for a in argv if a != "--dry-run"] + ["--dry-run"], tmp_path / "empty_results", tmp_path)
     elif head[0] == "subnet":
         argv = _subnet_argv(argv, *request.getfixturevalue("subnet_store"), tmp_path)
+    elif head == ["results", "delete"]:  # on a copy, confirmed: the other lines still need the sweep
+        import shutil
+
+        shutil.copytree(tiny_store, tmp_path / "copy")
+        argv = _on_tiny_store([*argv, "--yes"], tmp_path / "copy", tmp_path)
     elif head[0] in ("results", "analyze") or head == ["sweep", "status"]:
         # --watch refreshes until every trial is final, which the tiny store never is; its loop
         # is tested in test_progress.py

@@ -226,6 +226,7 @@ def test_real_sweep_prunes_hopeless_trials(tmp_path: Path):
     for _, row in frame.iterrows():
         f = read_subnet_file(results / "realprune" / "subnets" / f"{row['trial_id']}.safetensors")
         assert f.status == row["status"] and f.config.trial_id == row["trial_id"]
+        assert row["subnet_file"] == f"realprune/subnets/{row['trial_id']}.safetensors"  # the row names it
         if row["status"] == "completed":
             assert f.metrics["test_acc"] == row["test_acc"]
         else:

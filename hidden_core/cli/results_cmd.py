@@ -1,4 +1,4 @@
-"""`hidden results list | show | best | compact`: read the Parquet store from the terminal."""
+"""`hidden results list | show | best | compact | delete`: read the Parquet store from the terminal."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hidden_core.config import ConfigError
+from hidden_core.records import SUBNET_FILE
 from hidden_core.store import (
     CONFIG_COLUMNS,
     TRIAL_READ_SCHEMA,
@@ -117,7 +118,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         frame = summarize(trials, group_by, columns or ["val_acc", "test_acc"])
     else:
         varying = varying_config_columns(trials)
-        columns = columns or ["trial_id", "status", *varying, "seed", *SHOWN_METRICS, *shown_controls(trials)]
+        files = [SUBNET_FILE] if SUBNET_FILE in trials and trials[SUBNET_FILE].notna().any() else []  # where each trial's subnetwork is
+        columns = columns or ["trial_id", "status", *varying, "seed", *SHOWN_METRICS, *shown_controls(trials), *files]
         frame = trials.sort_values([c for c in [*varying, "seed"] if c in trials.columns], kind="stable")[columns]
     emit(frame.reset_index(drop=True), args.format, args.output)
     if note and args.format == "table":
@@ -143,6 +145,71 @@ def cmd_compact(args: argparse.Namespace) -> int:
     require_writable(store)
     stats = store.compact(args.sweep)
     print(f"compacted {args.sweep}: {stats['files_merged']} files merged, {stats['rows_dropped']} superseded rows dropped")
+    return 0
+
+
+def _describe_sweep(store: ResultStore, sweep: str) -> str:
+    from hidden_core import paths
+
+    files = store.sweep_files(sweep)
+    prefix = f"{store.root}/{sweep}/"
+    subnets = sum(f.path.startswith(prefix + paths.SUBNETS_DIR + "/") and f.path.endswith(paths.SUBNET_SUFFIX) for f in files)
+    trials = len(store.load_trials(sweep, columns=["trial_id"])) if sweep in store.sweeps() else 0
+    others = sorted({f.path[len(prefix):].split("/", 1)[0] for f in files} - set(paths.SWEEP_ENTRIES))
+    size = sum(f.size or 0 for f in files)
+    extra = f"; also not written by hidden: {', '.join(others[:10])}" if others else ""
+    return f"sweep {sweep!r} in {store.uri}: {trials} trials, {subnets} subnet files, {len(files)} files, {size / 1e6:.1f} MB{extra}"
+
+
+def _refuse_live_driver(store: ResultStore, sweep: str) -> None:
+    from hidden_core import paths
+    from hidden_core.tune.lease import SweepLeaseHeld, live_holder
+
+    lease = f"{store.root}/{sweep}/{paths.LEASE_FILE}"
+    try:
+        with store.fs.open_input_stream(lease) as f:
+            data = f.read()
+    except (FileNotFoundError, OSError):
+        return
+    holder = live_holder(data)
+    if holder is not None:
+        raise SweepLeaseHeld([f"results delete: sweep {sweep!r} is being run by a live driver ({holder.describe()}; lease {lease}); "
+                              "stop it first (a driver that died stops counting after its heartbeat is 30 s old)"])
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete a sweep with all its files, after a confirmation, never under a live driver."""
+    import contextlib
+
+    from hidden_core.store import _check_sweep_name
+
+    store = open_store(args)
+    _check_sweep_name(args.sweep)
+    known = store.sweep_folders()
+    if args.sweep not in known:
+        raise ConfigError([f"sweep: no sweep named {args.sweep!r} in {store.uri}; known sweeps: {', '.join(known) or '(none)'}"])
+    require_writable(store)
+    _refuse_live_driver(store, args.sweep)
+    description = _describe_sweep(store, args.sweep)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError([f"results delete: not deleting {description}: confirmation needs a terminal; pass --yes to delete without asking"])
+        print(f"This deletes {description}, with every row and file of it. It cannot be undone.")
+        try:
+            answer = input(f"Type the sweep name ({args.sweep}) to delete it: ")
+        except EOFError:
+            answer = ""
+        if answer.strip() != args.sweep:
+            print("not deleted")
+            return 1
+    hold: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if store._local:  # hold the lease while deleting: no driver starts on the sweep meanwhile
+        from hidden_core.tune.lease import SweepLease
+
+        hold = SweepLease(store.root, args.sweep, heartbeat_s=3600)  # the folder is gone long before a heartbeat
+    with hold:
+        stats = store.delete_sweep(args.sweep)
+    print(f"deleted sweep {args.sweep} from {store.uri}: {stats['files']} files, {stats['bytes'] / 1e6:.1f} MB")
     return 0
 
 
@@ -184,3 +251,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("sweep", metavar="SWEEP", help="sweep name")
     add_results_option(p)
     p.set_defaults(func=cmd_compact)
+
+    p = actions.add_parser("delete", help="delete a sweep with all its rows and files (asks first)", description=(
+        "Delete SWEEP: its rows, subnet files, checkpoints, lease, Optuna studies and analysis outputs; other sweeps "
+        "are untouched. Asks for the sweep name first (or --yes; without a terminal --yes is required). "
+        "Refused while a live driver runs the sweep."))
+    p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
+    p.add_argument("--yes", "-y", action="store_true", help="delete without asking")
+    add_results_option(p)
+    p.set_defaults(func=cmd_delete)

@@ -44,6 +44,11 @@ _STREAM = {"random": 0, "shuffled": 1}  # the permutations' generator stream of 
 
 
 def controlled_kind(f: SubnetFile) -> str:
+    if f.config.method == "lottery_ticket":  # its own, trained controls are in the epochs table
+        raise ConfigError(["method: lottery_ticket trained its kept weights under its mask, so untrained controls (a random or shuffled "
+                           "mask, fresh weights) would not test the mask; a lottery trial trains its own controls at every level "
+                           "(lottery_controls: true: reinit, random_prune) and scores the supermask (its mask on the initial weights): "
+                           "the epochs table's branch column, `hidden analyze lottery`"])
     for kind, methods in CONTROLLED_KINDS.items():
         if f.config.method in methods:
             return kind

@@ -4,6 +4,7 @@ because it reads training's checkpoint, and training imports state.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -12,25 +13,39 @@ import torch
 from hidden_core.config import TrialConfig
 from hidden_core.methods import build_model
 from hidden_core.subnet.state import save_subnet
-from hidden_core.training import CHECKPOINT_FILE, EpochRecord, _result
+from hidden_core.training import CHECKPOINT_FILE, EpochRecord, TrialResult, _result
 
 
 def save_subnet_from_checkpoint(path: str | os.PathLike[str], checkpoint_folder: str | os.PathLike[str], config: TrialConfig, status: str) -> Path | None:
     """A trial that ended without writing its file (a sweep's pruned trial: Tune stops it
     between epochs) keeps what its latest checkpoint holds: the network of its last
-    checkpointed epoch, with that epoch's metrics and `status` in the header. None when the
-    folder has no checkpoint (nothing was learned yet)."""
-    checkpoint = Path(checkpoint_folder) / CHECKPOINT_FILE
-    if not checkpoint.exists():
-        return None
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if state.get("trial_id") != config.trial_id:
-        raise ValueError(f"{checkpoint} is the checkpoint of trial {state.get('trial_id')}, not of trial {config.trial_id}")
-    model = build_model(config, torch.device("cpu"))
-    initial_states = model.weight_states()
-    model.load_state_dict(state["model"])
-    history = [EpochRecord(**r) for r in state["history"]]
+    checkpointed epoch, with that epoch's metrics and `status` in the header. A lottery
+    trial keeps its newest ticket: the level in training at its last checkpointed epoch,
+    else the last finished level (with that level's summary). None when the folder has no
+    checkpoint (nothing was learned yet)."""
+    trained_on = torch.device("cpu")
+    if config.method == "lottery_ticket":
+        from hidden_core.lottery import latest_ticket
+
+        found = latest_ticket(checkpoint_folder, config)
+        if found is None:
+            return None
+        model, progress = found
+        if isinstance(progress, TrialResult):  # a finished level: its own summary
+            return save_subnet(path, model, config, result=dataclasses.replace(progress, status=status))
+        history = progress
+    else:
+        checkpoint = Path(checkpoint_folder) / CHECKPOINT_FILE
+        if not checkpoint.exists():
+            return None
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("trial_id") != config.trial_id:
+            raise ValueError(f"{checkpoint} is the checkpoint of trial {state.get('trial_id')}, not of trial {config.trial_id}")
+        model = build_model(config, torch.device("cpu"))
+        model.load_state_dict(state["model"])
+        history = [EpochRecord(**r) for r in state["history"]]
+        trained_on = torch.device("cuda" if state.get("rng_cuda") is not None else "cpu")  # for the header: where its metrics were measured
+    initial_states = build_model(config, torch.device("cpu")).weight_states()
     seconds = sum(r.seconds for r in history)
-    trained_on = torch.device("cuda" if state.get("rng_cuda") is not None else "cpu")  # for the header: where its metrics were measured
     result = _result(status, None, history, model, initial_states, seconds, 0.0, trained_on)
     return save_subnet(path, model, config, result=result)

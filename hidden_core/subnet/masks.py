@@ -26,7 +26,7 @@ import pandas as pd
 
 from hidden_core.subnet.fileformat import SubnetFile, read_subnet_file
 
-SELECTING_METHODS = ("edge_popup", "free_prune", "supermask", "sign_flip")
+SELECTING_METHODS = ("edge_popup", "free_prune", "supermask", "sign_flip", "lottery_ticket")
 
 
 def cell_key(f: SubnetFile) -> str:
@@ -46,7 +46,7 @@ def initial_weights(f: SubnetFile) -> dict[str, np.ndarray]:
 
 def selected(f: SubnetFile, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     method = f.config.method
-    if method in ("edge_popup", "free_prune", "supermask"):  # supermask: the mask it evaluates
+    if method in ("edge_popup", "free_prune", "supermask", "lottery_ticket"):  # supermask: the mask it evaluates; lottery: the final ticket
         return f.layers("mask")
     if method == "sign_flip":
         return {name: signs != (weights[name] >= 0) for name, signs in f.layers("sign").items()}

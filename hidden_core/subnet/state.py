@@ -12,6 +12,9 @@ What each method keeps (one fact, here; docs/subnetworks.md repeats it for reade
     bn_only                 BatchNorm gamma/beta (and the output layer if it was trained)
     random_features         the output layer
     dense                   every weight
+    lottery_ticket          the final ticket's mask (1 bit per weight) and the trained values
+                            of its kept weights (32 bits per kept weight, in the flat order
+                            of the mask); the initial weights come from the seed
 and for every method the parameters it trained outside the weight layers and the buffers
 training changed (BatchNorm running statistics), which evaluation needs.
 """
@@ -51,6 +54,7 @@ WEIGHT_STATE_KIND: dict[str, str | None] = {
     "bn_only": None,
     "random_features": None,
     "dense": None,
+    "lottery_ticket": "ticket",  # mask/ + values/ of the kept weights
 }
 _INTERNAL = "parametrizations."  # parameters and buffers that belong to a parametrization
 RUN_FIELDS = ("amp", "channels_last", "eval_batch_size", "compile")
@@ -84,6 +88,9 @@ def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[s
             tensors[f"logits/{name}"] = _numpy(p.logits.float())
         elif kind == "values":
             tensors[f"values/{name}"] = _numpy(p.values[p.subset])
+        elif kind == "ticket":  # lottery_ticket: the weight is trained * mask; pruned entries are zero
+            tensors[f"mask/{name}"] = pack_bits(_numpy(p.mask))
+            tensors[f"values/{name}"] = _numpy(p.trained[p.mask])
         else:
             raise ValueError(f"method {model.method.name} has no state for parametrized layer {name}")
         shapes[name] = list(original_weight(modules[name]).shape)
@@ -173,6 +180,9 @@ def materialize(
     config = f.config if weights_seed is None else f.config.model_copy(update={"seed": weights_seed})
     hidden = build_model(config, device)
     expected, expected_shapes = learned_tensors(hidden)
+    if WEIGHT_STATE_KIND[f.config.method] == "ticket":  # as many values as the file's mask keeps
+        kept = {layer: int(mask.sum()) for layer, mask in f.layers("mask").items()}
+        expected = {n: v[: kept.get(n.partition("/")[2], v.size)] if n.startswith("values/") else v for n, v in expected.items()}
     _check_matches(f, expected, expected_shapes)
     replace = replace or {}
     masks, signs = ({**f.layers(kind), **replace.get(kind, {})} for kind in ("mask", "sign"))
@@ -184,7 +194,14 @@ def materialize(
     for name in weight_layer_names(hidden.net):
         layer = hidden_modules[name]
         original = original_weight(layer)
-        if name in masks:
+        if name in masks and f"values/{name}" in f.tensors:  # lottery_ticket: trained values on the kept positions
+            mask = _on(masks[name], device)
+            values = _on(f.tensors[f"values/{name}"], device)
+            if values.numel() != int(mask.sum()):
+                raise SubnetFormatError(f.path, f"layer {name!r}: {values.numel()} values for a mask keeping {int(mask.sum())} weights")
+            weight = torch.zeros_like(original)
+            weight[mask] = values.to(original.dtype)
+        elif name in masks:
             weight = original * _on(masks[name], device).to(original.dtype)
         elif name in signs:
             weight = original.abs() * torch.where(_on(signs[name], device), 1.0, -1.0).to(original.dtype)

@@ -129,39 +129,38 @@ def trial_final(results_root: str, sweep: str, trial_id: str, config: dict[str, 
     discard(folder)
 
 
-# Methods whose trials keep no subnet file: a lottery ticket trains several networks
-# (levels and control branches), which one file of one network does not describe.
-NO_SUBNET_METHODS = frozenset({"lottery_ticket"})
-
-
-def keeps_subnet(config: dict[str, Any]) -> bool:
-    return config.get("method") not in NO_SUBNET_METHODS
-
-
 def keep_subnet(results_root: str, sweep: str, trial_id: str, checkpoint_folder: str, config: dict[str, Any], status: str) -> str | None:
     """Make sure a final trial's ``subnets/<trial_id>.safetensors`` exists before its
     checkpoint goes. A trial that returned wrote it already (the trainable's `save_subnet`
     run option); a pruned one was stopped between epochs, so its file is made here from its
-    latest checkpoint. Returns the file's path, or None when there is nothing to keep (a
-    method without subnet files, or no checkpoint: a train function that writes none)."""
-    if not keeps_subnet(config):
-        return None
+    latest checkpoint (a lottery trial: from its newest ticket). Returns the file's path, or
+    None when there is nothing to keep (no checkpoint: a train function that writes none)."""
     target = paths.trial_subnet_path(results_root, sweep, trial_id)
     if _exists(target):
         return target
     remote = paths.is_url(checkpoint_folder)
     with _local_copy(checkpoint_folder) as folder:
-        if not os.path.exists(os.path.join(folder, CHECKPOINT_FILE)):
+        if not _holds_state(folder):
             return None
         # torch is imported only when a file is made here
         from hidden_core.config import TrialConfig
         from hidden_core.subnet.from_checkpoint import save_subnet_from_checkpoint
 
         local_target = os.path.join(folder, "subnet.safetensors") if remote else target
-        save_subnet_from_checkpoint(local_target, folder, TrialConfig.model_validate(config), status)
+        if save_subnet_from_checkpoint(local_target, folder, TrialConfig.model_validate(config), status) is None:
+            return None
         if remote:
             upload_file(local_target, target)
     return target
+
+
+def _holds_state(folder: str) -> bool:
+    """Whether a checkpoint folder holds anything of training (trial.json alone does not):
+    checkpoint.pt, or a lottery trial's state and level folders."""
+    try:
+        return any(name != TRIAL_FILE and not name.startswith(".") for name in os.listdir(folder))
+    except OSError:
+        return False
 
 
 class _local_copy:

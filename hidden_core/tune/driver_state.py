@@ -33,6 +33,7 @@ from hidden_core.records import (
     REPORT_FAILED,
     REPORT_FINAL,
     RUN_INFO_FIELDS,
+    SUBNET_FILE,
 )
 from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec
 from hidden_core.store import ResultStore
@@ -151,7 +152,7 @@ class SweepRuntime:
             "report_every_s": self.report_every_s,
             "checkpoint_dir": paths.trial_checkpoint_dir(self.results_root, self.spec.name, trial_id),
             # what the trial learned, written by `train` when it returns (the save_subnet run option)
-            "subnet_path": paths.trial_subnet_path(self.results_root, self.spec.name, trial_id) if checkpoints.keeps_subnet(config.model_dump()) else None,
+            "subnet_path": paths.trial_subnet_path(self.results_root, self.spec.name, trial_id),
         }
 
     def unfinished(self) -> int:
@@ -224,6 +225,12 @@ class SweepRuntime:
     def write(self, rec: TrialRecord, status: str, error: str | None = None) -> None:
         epochs = [rec.epochs[e] for e in sorted(rec.epochs)]
         row = self.trial_row(rec, status, epochs, error)
+        if status in FINAL_STATUSES:  # the file first, so a row never names a file that is not there
+            try:
+                if checkpoints.keep_subnet(self.results_root, self.spec.name, rec.trial_id, paths.trial_checkpoint_dir(self.results_root, self.spec.name, rec.trial_id), rec.config, status):
+                    row[SUBNET_FILE] = paths.subnet_file_name(self.spec.name, rec.trial_id)
+            except Exception as err:  # the row goes without it; trial_final tries again and keeps the checkpoint if it fails
+                log.warning("could not keep the subnet file of trial %s: %s", rec.trial_id, err)
         try:
             self.store.write_trial(self.spec.name, row, epochs)
         except Exception:

@@ -182,6 +182,24 @@ class _ObjectFile:
             pass
 
 
+def why_stale(other: Holder, host: str, stale_after_s: float = STALE_AFTER_S) -> str | None:
+    """Why `other` no longer holds its sweep, as judged from `host`; None while it does."""
+    if other.host == host and not pid_alive(other.pid):
+        return f"its process {other.pid} on this host is gone"
+    age = time.time() - other.heartbeat_at
+    if age > stale_after_s:
+        return f"no heartbeat for {age:.0f} s"
+    return None
+
+
+def live_holder(data: bytes | None) -> Holder | None:
+    """The driver a lease file's contents name, while it is alive (seen from this host)."""
+    other = _parse(data)
+    if other is None or why_stale(other, socket.gethostname()) is not None:
+        return None
+    return other
+
+
 def _parse(data: bytes | None) -> Holder | None:
     if not data:
         return None
@@ -212,12 +230,7 @@ class SweepLease:
 
     def stale(self, other: Holder) -> str | None:
         """Why `other` no longer holds the sweep, or None while it does."""
-        if other.host == self.holder.host and not pid_alive(other.pid):
-            return f"its process {other.pid} on this host is gone"
-        age = time.time() - other.heartbeat_at
-        if age > self.stale_after_s:
-            return f"no heartbeat for {age:.0f} s"
-        return None
+        return why_stale(other, self.holder.host, self.stale_after_s)
 
     def acquire(self) -> None:
         for _ in range(20):
