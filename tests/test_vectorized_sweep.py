@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hidden_core.config import RunOptions
@@ -23,6 +24,7 @@ from test_vectorized import ACC_TOLERANCE, LOSS_TOLERANCE
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
+PERCENTILE = 25.0
 
 
 def _spec(vectorize: str, seeds: list[int], **extra) -> dict:
@@ -32,6 +34,9 @@ def _spec(vectorize: str, seeds: list[int], **extra) -> dict:
         "grid": {"method": ["dense", {"method": "edge_popup", "keep_fraction": 0.3}], "seed": seeds},
         "report_every_s": 0,
         "vectorize": vectorize,
+        # keeps the top 25% of each cell at epoch 1; nothing is pruned before 3 seeds of the
+        # cell completed, so only the grown grid below prunes
+        "pruner": {"type": "percentile", "percentile": PERCENTILE, "n_startup_trials": 3, "n_warmup_steps": 0},
         **extra,
     }
 
@@ -114,14 +119,28 @@ def test_vectorized_sweep_equals_one_trial_per_seed(tmp_path: Path, local_ray):
     again = run_sweep(spec, vec_root, progress=False)
     assert again.to_run == 0 and again.trials == []
 
-    # two more seeds: each cell has 3 final seeds and trains only the 2 left, together
+    # two more seeds: each cell has 3 final seeds and trains only the 2 left, together, and
+    # each new seed is pruned on its own: after epoch 1 exactly when its val_acc is under
+    # the cell's completed seeds' (75th) percentile at epoch 1 (Optuna's PercentilePruner)
     grown = parse_spec(_spec("seeds", [0, 1, 2, 3, 4]))
     todo = plan_todo(grown, b)
     assert todo.count == 4 and todo.tune_count == 2 and [c.seeds for c in todo.cells] == [[3, 4], [3, 4]]
     more = run_sweep(grown, vec_root, progress=False)
-    assert more.skipped == 6 and more.counts["completed"] == 4
+    assert more.skipped == 6 and more.counts["completed"] + more.counts["pruned"] == 4
     assert sorted(s.trial_id for s in more.trials) == sorted(t.trial_id for t in grown.plan().trials if t.config.seed >= 3)
-    assert len(b.load_trials("vec")) == 10
+    rows = b.load_trials("vec").set_index("trial_id")
+    first = b.load_epochs("vec").query("epoch == 1").set_index("trial_id").val_acc
+    expected = {}
+    for trial_id, row in rows[rows.seed >= 3].iterrows():
+        completed = rows[(rows.cell_id == row.cell_id) & (rows.seed < 3)].index
+        threshold = np.nanpercentile(first[completed].to_numpy(), 100 - PERCENTILE)
+        expected[trial_id] = "pruned" if first[trial_id] < threshold else "completed"
+    assert dict(rows[rows.seed >= 3].status) == expected
+    assert "pruned" in expected.values()  # (this data prunes some seeds: the case under test)
+    for trial_id, status in expected.items():
+        assert rows.loc[trial_id, "epochs_run"] == (1 if status == "pruned" else 2)  # a pruned seed stopped training
+        assert (folder / f"{trial_id}.safetensors").exists()  # a pruned seed's made from its checkpoint
+    assert not (vec_root / "vec" / "checkpoints").exists()
 
 
 def test_vectorize_option_is_strict_and_not_identity():

@@ -99,6 +99,8 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
         unreported = {seed: list(h) for seed, h in histories.items()}  # a resumed seed re-sends its earlier epochs
         # seeds the driver pruned before it was killed: pruned at their checkpoint, not trained again
         pruned = {seed for seed, s in seeds.items() if resumed[seed] and is_pruned(s["checkpoint_dir"])}
+        for seed in pruned:
+            unreported[seed] = []  # decided already: its rows go with the final report only
         subnet_paths = {seed: (f"{folders[seed]}/subnet.safetensors" if checkpoints[seed].remote else s["subnet_path"])
                         for seed, s in seeds.items() if s.get("subnet_path")}
         run = RunOptions.model_validate({**config["run"], "checkpoint_dir": None, "save_subnet": None})

@@ -277,10 +277,10 @@ class SweepRuntime:
         for rec in self.seed_records(trial) if trial.trial_id in self.records or trial.trial_id in self.cell_seeds else []:
             if rec.written:
                 continue
-            if rec.final is not None and rec.final.get("kind") == REPORT_FAILED:
-                self.write(rec, FAILED, error=rec.final.get("error"))
-            elif rec.ray_id in self.pruned:
+            if rec.ray_id in self.pruned:  # (a seed pruned before its cell failed is still pruned)
                 self.write(rec, PRUNED)
+            elif rec.final is not None and rec.final.get("kind") == REPORT_FAILED:
+                self.write(rec, FAILED, error=rec.final.get("error"))
             elif rec.final is not None:
                 self.write(rec, rec.final.get("status") or COMPLETED)
             # else: stopped before it ended (the run was interrupted): resumes next time

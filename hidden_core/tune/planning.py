@@ -59,8 +59,6 @@ def vectorize_refusal(spec: SweepSpec, config: TrialConfig) -> str | None:
         return "run.compile (train_seeds runs eager)"
     if run.get("channels_last") and spec.resources.gpu > 0 and config.model != "mlp":
         return "run.channels_last (train_seeds runs in the default memory format)"
-    if spec.pruner.enabled:
-        return "a pruner: each seed is pruned on its own, in a trial of its own"
     if spec.vectorize == "auto" and config.model != "mlp":
         return f"vectorize: auto vectorizes MLP cells only (measured to win there); set vectorize: seeds for {config.model}"
     return None
