@@ -16,6 +16,7 @@ A spec names a sweep and says what to cross::
     max_concurrent: 8                                      # default: as many as the cluster holds
     max_failures: 1                                        # retries after a lost worker/node
     report_every_s: 1.0                                    # see below
+    vectorize: auto                                        # seeds | none | auto: see below
     run: {amp: true}                                       # RunOptions (not device/threads)
     loggers: [mlflow, tensorboard, wandb]                  # trackers: hidden_core/tune/trackers.py
 
@@ -35,6 +36,14 @@ the points of one cell (its seeds) share one Optuna study.
 plus a checkpoint) at most this often, and after its last epoch; 0 reports every epoch.
 Pruning decides at reports, so 0 gives the finest pruning on short epochs, while the
 default spares sub-second epochs a driver round trip and a checkpoint copy each.
+
+``vectorize``: ``seeds`` trains the seeds of one grid cell (trials equal but for ``seed``)
+as one Tune trial running ``hidden_core.vectorized.train_seeds``; every seed stays its own
+trial to every reader (its row, epochs, checkpoint, subnet file, pruning decision).
+``none``: one Tune trial per seed. ``auto`` (the default): ``seeds`` for MLP cells (where it
+was measured to win; benchmarks/bench_vectorized.py), ``none`` otherwise. Cells it cannot
+vectorize (a lottery ticket, ``search``, ``compile``, one seed left) run one trial per seed
+either way; ``--dry-run`` lists which trials run together. Not part of any trial's identity.
 
 Validation reports every problem at once (up to ``MAX_PROBLEMS``), each with its path in the
 file (``grid.keep_fraction[2]: 1.5 is not in (0, 1]``), as a ``ConfigError``. This module
@@ -305,6 +314,7 @@ class SweepSpec(_Strict):
     max_failures: int = Field(1, ge=-1, le=100)
     report_every_s: float = Field(1.0, ge=0, le=86_400)
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=MAX_MAX_TRIALS)
+    vectorize: Literal["auto", "seeds", "none"] = "auto"
     run: dict[str, Any] = Field(default_factory=dict)
     loggers: dict[str, dict[str, Any]] = Field(default_factory=dict)  # experiment trackers: hidden_core/tune/trackers.py
     subnet_controls: SubnetControls | None = None  # found subnetworks vs controls, per final trial
@@ -477,7 +487,7 @@ def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> Sweep
 
     subnet_controls = _check_subnet_controls(data.get("subnet_controls"), problems)
 
-    rest = {k: data[k] for k in ("description", "samples_per_cell", "sampler", "seed", "study_storage", "resources", "max_concurrent", "max_failures", "report_every_s", "max_trials") if k in data}
+    rest = {k: data[k] for k in ("description", "samples_per_cell", "sampler", "seed", "study_storage", "resources", "max_concurrent", "max_failures", "report_every_s", "max_trials", "vectorize") if k in data}
     if max_trials is not None:
         rest["max_trials"] = max_trials
     try:
@@ -521,6 +531,7 @@ class _Rest(_Strict):
     max_failures: int = Field(1, ge=-1, le=100)
     report_every_s: float = Field(1.0, ge=0, le=86_400)
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=MAX_MAX_TRIALS)
+    vectorize: Literal["auto", "seeds", "none"] = "auto"
 
 
 def _check_subnet_controls(raw: Any, problems: list[str]) -> SubnetControls | None:

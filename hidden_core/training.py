@@ -291,7 +291,12 @@ def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], de
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
-    # Atomic: a reader (or a crash) never sees half a checkpoint.
+    write_checkpoint(path, state)
+
+
+def write_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: a reader (or a crash) never sees half a checkpoint. (hidden_core.vectorized
+    writes each seed's checkpoint in this same format.)"""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint-", suffix=".tmp")
     os.close(fd)
     torch.save(state, tmp)

@@ -35,32 +35,26 @@ number of seeds still training (its share), so the seeds' train_seconds add up t
 cell's wall time.
 
 Not supported here (train one seed per trial instead): torch.compile and channels_last
-(the vmapped forward runs eager, in the default memory format), and resuming from a
-checkpoint (a cell interrupted mid-way trains again from its start).
+(the vmapped forward runs eager, in the default memory format).
 
-How a sweep runner dispatches a cell (not wired yet; for the runner of hidden_core.tune):
-- Group the planned grid trials (no `search`: sampled parameters differ between seeds) by
-  cell_id; the trials of a cell differ only in `seed`. Leave out seeds whose trial_id is
-  already final in the store; a cell with one seed left runs as today.
-- One Tune trial per cell, with one trial's resources; its trainable calls
-  `train_seeds(cell_config, seeds, run, data=..., on_epoch=...)` with the data already
-  placed on the actor.
-- on_epoch(seed, record): write the epoch row under that seed's own trial_id
-  (`cell_config.model_copy(update={"seed": seed}).trial_id`), ask the cell's pruner about
-  that seed (it compares a trial only with its own cell, i.e. with the other seeds here,
-  which all report epoch e before any reports e+1) and return True to prune it.
-- At the end write one final row per seed from its TrialResult (status completed,
-  diverged or pruned), exactly as for an unvectorized trial; Tune sees the cell as one
-  trial (report, e.g., the cell's best val_acc so its own pruner, if any, stays off).
+Checkpoints (checkpoint_dirs): each seed's own, after every epoch, in the format and under
+the trial_id `train` uses, so a seed resumes alone or in a cell from either's checkpoint
+(tests/test_vectorized.py resumes one by the other). Seeds whose checkpoints are at
+different epochs train in groups of equal epoch, the least advanced group first.
+
+A sweep runs a cell through hidden_core/tune/cells.py (the spec's `vectorize`; planning.py
+groups the seeds left of each grid cell; per-seed pruning decisions come back from the
+driver's scheduler through `after_epoch`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,13 +75,17 @@ from hidden_core.methods.learn_fraction import LearnedSubset
 from hidden_core.methods.sign_flip import LearnedSign
 from hidden_core.methods.supermask import BernoulliMask, evaluation_mask
 from hidden_core.models import build_architecture
+from hidden_core.records import COMPLETED, DIVERGED
 from hidden_core.training import (
+    CHECKPOINT_FILE,
+    CheckpointMismatch,
     EpochRecord,
     TrialResult,
     _result,
     make_optimizer,
     make_schedule,
     training_setup,
+    write_checkpoint,
 )
 
 PRUNED = records.PRUNED  # the trial-record status of a seed stopped by its cell's pruner
@@ -100,6 +98,8 @@ ELEMENTWISE = (LearnedSign, PositiveScoreMask, LearnedSubset)
 
 # on_epoch(seed, record) -> True to stop (prune) that seed after this epoch.
 OnEpoch = Callable[[int, EpochRecord], bool | None]
+# after_epoch(epoch, {seed: record}) -> the seeds to stop (prune) after this epoch.
+AfterEpoch = Callable[[int, dict[int, EpochRecord]], Collection[int] | None]
 
 
 # ---- effective weights of all seeds at once -------------------------------------------
@@ -323,6 +323,46 @@ class SeedStack:
         counts_host = torch.stack(counts).tolist() if counts else []
         return [[c / t if t else float("nan") for c in row] for row, t in zip(counts_host, totals, strict=True)]
 
+    # -- one seed's checkpoint (the format of hidden_core.training's)
+    def learned_order_matches(self, model: HiddenNetwork) -> bool:
+        return [n for n, p in model.net.named_parameters() if p.requires_grad] == self.learned
+
+    def seed_optimizer_state(self, index: int) -> dict:
+        """The state_dict a one-seed optimizer of this seed would have: the stacked
+        per-parameter state sliced (a scalar such as Adam's step is every seed's)."""
+        stacked = self.optimizer.state_dict()
+        state = {k: {name: (v[index].clone() if torch.is_tensor(v) and v.dim() > 0 else v) for name, v in entry.items()}
+                 for k, entry in stacked["state"].items()}
+        return {"state": state, "param_groups": stacked["param_groups"]}
+
+    def load_optimizer(self, states: list[dict], schedule: dict) -> None:
+        """Resume: the seeds' one-seed optimizer states (in stack order) stacked, and the
+        schedule (the same for every seed of a cell at one epoch)."""
+        first = states[0]
+        state = {k: {name: (torch.stack([s["state"][k][name] for s in states]) if torch.is_tensor(v) and v.dim() > 0 else v)
+                     for name, v in entry.items()} for k, entry in first["state"].items()}
+        self.optimizer.load_state_dict({"state": state, "param_groups": first["param_groups"]})
+        self.schedule.load_state_dict(schedule)
+
+    def save_checkpoint(self, index: int, trial: "_Seed", folder: str, device: torch.device) -> None:
+        """The seed's checkpoint, as `train` writes it for the trial alone (its model,
+        optimizer, schedule, history and random stream), so either can resume it."""
+        if not self.learned_order_matches(trial.model):
+            raise AssertionError("the stacked parameters are not in the network's order; checkpoints would not match `train`'s")
+        trial.model.net.load_state_dict(self.seed_state(index))
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        cuda = device.type == "cuda"
+        write_checkpoint(path / CHECKPOINT_FILE, {
+            "trial_id": trial.trial_id,
+            "model": trial.model.state_dict(),
+            "optimizer": self.seed_optimizer_state(index),
+            "schedule": self.schedule.state_dict(),
+            "history": [r.to_dict() for r in trial.history],
+            "rng_cpu": torch.get_rng_state() if cuda else trial.generator.get_state(),
+            "rng_cuda": trial.generator.get_state() if cuda else None,
+        })
+
     # -- seeds leaving
     def seed_state(self, index: int) -> dict[str, torch.Tensor]:
         """One seed's network state (its HiddenNetwork.net state_dict keys)."""
@@ -373,6 +413,7 @@ class _Seed:
     model: HiddenNetwork
     initial_states: list[torch.Tensor]
     generator: torch.Generator
+    trial_id: str
     history: list[EpochRecord] = field(default_factory=list)
     train_seconds: float = 0.0
     sample_seconds: float = 0.0
@@ -393,28 +434,78 @@ def train_seeds(
     *,
     data: DataSplits | None = None,
     on_epoch: OnEpoch | None = None,
+    after_epoch: AfterEpoch | None = None,
+    checkpoint_dirs: Mapping[int, str] | None = None,
+    subnet_paths: Mapping[int, str] | None = None,
     forward: str = "auto",
 ) -> list[TrialResult]:
     """Train `config` once per seed in `seeds`, vectorized; results in the order of `seeds`.
     on_epoch(seed, record) is called after each seed's epoch (not after a diverged one, as
-    in `train`); returning True stops that seed (status "pruned"). forward: "auto" (the
-    batched layer interpreter where it applies, else vmap), "layers" or "vmap"
-    (hidden_core.batched_forward)."""
+    in `train`); returning True stops that seed (status "pruned"). after_epoch(epoch,
+    {seed: record}) is called once per epoch after on_epoch, with the records of the
+    seeds that ran it (diverged ones left out) and after their checkpoints are written;
+    it returns the seeds to stop (pruned) too. forward: "auto" (the batched layer
+    interpreter where it applies, else vmap), "layers" or "vmap"
+    (hidden_core.batched_forward).
+
+    checkpoint_dirs {seed: folder}: each seed checkpoints into its own folder after every
+    epoch, in the format (and with the trial_id) `train` writes, and resumes from what is
+    there: a seed's checkpoint can be resumed by `train` alone and the other way round.
+    Seeds whose checkpoints are at different epochs train in groups of equal epoch, one
+    group after the other (the least advanced first). subnet_paths {seed: file}: what each
+    seed learned, written when it ends completed or diverged (as `train`'s save_subnet;
+    a pruned seed's file is made from its checkpoint, as for a pruned trial)."""
     check_cell(config, seeds)
+    run = run or RunOptions()
+    resumed = {s: _read_checkpoint(checkpoint_dirs, config, s) for s in seeds} if checkpoint_dirs else {}
+    groups: dict[int, list[int]] = {}
+    for s in seeds:
+        groups.setdefault(len(resumed[s]["history"]) if resumed.get(s) else 0, []).append(s)
+    if len(groups) > 1:
+        if data is None:
+            data = training_setup(config, run, None)[2]
+        results: dict[int, TrialResult] = {}
+        for _, group in sorted(groups.items()):
+            for s, result in zip(group, train_seeds(config, group, run, data=data, on_epoch=on_epoch, after_epoch=after_epoch,
+                                                      checkpoint_dirs=checkpoint_dirs, subnet_paths=subnet_paths, forward=forward), strict=True):
+                results[s] = result
+        return [results[s] for s in seeds]
+    return _train_group(config, list(seeds), run, data, on_epoch, after_epoch, checkpoint_dirs or {}, subnet_paths or {}, resumed, forward)
+
+
+def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: DataSplits | None, on_epoch: OnEpoch | None,
+                 after_epoch: AfterEpoch | None, checkpoint_dirs: Mapping[int, str], subnet_paths: Mapping[int, str],
+                 resumed: dict[int, dict | None], forward: str) -> list[TrialResult]:
+    """train_seeds for seeds whose checkpoints (if any) are all at the same epoch."""
     run, device, splits, loader = training_setup(config, run, data)
     configs = [config.model_copy(update={"seed": s}) for s in seeds]
     trials = []
     for c in configs:
         model = build_model(c, device)
         generator = torch.Generator(device=device).manual_seed(c.seed)  # = train's torch.manual_seed(seed)
-        trials.append(_Seed(c.seed, model, model.weight_states(), generator))
+        trial = _Seed(c.seed, model, model.weight_states(), generator, c.trial_id)  # initial states before any resume, as `train`
+        state = resumed.get(c.seed)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            generator.set_state((state["rng_cuda"] if device.type == "cuda" else state["rng_cpu"]).cpu())
+            trial.history = [EpochRecord(**r) for r in state["history"]]
+            trial.train_seconds = sum(r.seconds for r in trial.history)
+        trials.append(trial)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if run.amp and device.type == "cuda" else nullcontext()
     stack = SeedStack(config, [t.model for t in trials], device, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), autocast, forward)
+    states = [resumed.get(s) for s in seeds]
+    if states[0] is not None:
+        stack.load_optimizer([s["optimizer"] for s in states], states[0]["schedule"])
     results: dict[int, TrialResult] = {}
     active = list(trials)
     n = loader.n_train
+    done = len(trials[0].history)
+    if done >= config.epochs:  # every epoch ran before (a checkpoint of the last epoch)
+        for i, trial in enumerate(trials):
+            results[trial.seed] = _finish(trial, COMPLETED, config.epochs, stack.seed_state(i), device, config, run, subnet_paths)
+        active = []
 
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(done + 1, config.epochs + 1 if active else 0):
         started = time.perf_counter()
         lr = stack.optimizer.param_groups[0]["lr"]
         generators = [t.generator for t in active]
@@ -438,23 +529,32 @@ def train_seeds(
         accuracies = stack.evaluate(loader, ("val", "test"), run.eval_batch_size) if any(finite) else None
         share = (time.perf_counter() - started) / len(active)
         stopped: dict[int, str] = {}
+        ran: dict[int, EpochRecord] = {}
         for i, trial in enumerate(active):
             trial.sample_seconds += train_elapsed / len(active)
             trial.samples += n
             trial.train_seconds += share
             if not finite[i]:
                 trial.history.append(EpochRecord(epoch, train_losses[i], train_accs[i], float("nan"), float("nan"), lr, share))
-                stopped[i] = "diverged"
+                stopped[i] = DIVERGED
                 continue
             record = EpochRecord(epoch, train_losses[i], train_accs[i], accuracies[0][i], accuracies[1][i], lr, share)
             trial.history.append(record)
-            if on_epoch is not None and on_epoch(trial.seed, record):
+            ran[trial.seed] = record
+            if trial.seed in checkpoint_dirs:
+                stack.save_checkpoint(i, trial, checkpoint_dirs[trial.seed], device)
+        for i, trial in enumerate(active):
+            if i not in stopped and on_epoch is not None and on_epoch(trial.seed, ran[trial.seed]):
                 stopped[i] = PRUNED
-            elif epoch == config.epochs:
-                stopped[i] = "completed"
+        prune = set(after_epoch(epoch, ran) or ()) if after_epoch is not None and ran else set()
+        for i, trial in enumerate(active):
+            if i not in stopped and trial.seed in prune:
+                stopped[i] = PRUNED
+            elif i not in stopped and epoch == config.epochs:
+                stopped[i] = COMPLETED
         for i, status in stopped.items():
             trial = active[i]
-            results[trial.seed] = _finish(trial, status, epoch, stack.seed_state(i), device)
+            results[trial.seed] = _finish(trial, status, epoch, stack.seed_state(i), device, config, run, subnet_paths)
         if stopped:
             active = [t for i, t in enumerate(active) if i not in stopped]
             if not active:
@@ -463,16 +563,39 @@ def train_seeds(
     return [results[s] for s in seeds]
 
 
+def _read_checkpoint(folders: Mapping[int, str], config: TrialConfig, seed: int) -> dict | None:
+    """The seed's checkpoint (None without one); another trial's is a CheckpointMismatch."""
+    folder = folders.get(seed)
+    if not folder:
+        return None
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    trial_id = config.model_copy(update={"seed": seed}).trial_id
+    if state.get("trial_id") != trial_id:
+        raise CheckpointMismatch(path, state.get("trial_id") or "(unnamed)", trial_id)
+    return state
+
+
 def _augment(x: torch.Tensor, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     with _global_rng(generator, device):
         return random_crop_flip(x, CROP_PADDING)
 
 
-def _finish(trial: _Seed, status: str, epoch: int, state: dict[str, torch.Tensor], device: torch.device) -> TrialResult:
-    """The seed's TrialResult, its statistics computed on its own network."""
+def _finish(trial: _Seed, status: str, epoch: int, state: dict[str, torch.Tensor], device: torch.device, config: TrialConfig,
+            run: RunOptions, subnet_paths: Mapping[int, str]) -> TrialResult:
+    """The seed's TrialResult, its statistics computed on its own network; its subnet file
+    written (completed or diverged) as `train` writes it."""
     trial.model.net.load_state_dict(state)
     sps = trial.samples / trial.sample_seconds if trial.sample_seconds else 0.0
-    return _result(status, epoch if status == "diverged" else None, trial.history, trial.model, trial.initial_states, trial.train_seconds, sps, device)
+    result = _result(status, epoch if status == DIVERGED else None, trial.history, trial.model, trial.initial_states, trial.train_seconds, sps, device)
+    path = subnet_paths.get(trial.seed)
+    if path and status != PRUNED:
+        from hidden_core.subnet.state import save_subnet
+
+        save_subnet(path, trial.model, config.model_copy(update={"seed": trial.seed}), result=result, run=run)
+    return result
 
 
 __all__ = ["PRUNED", "SeedStack", "batched_top_k_threshold", "check_cell", "train_seeds"]

@@ -219,3 +219,78 @@ def test_batched_threshold_in_place_equals_the_copy():
     reordered = magnitudes.clone()
     assert torch.equal(batched_top_k_threshold(reordered, 300, in_place=True), expected)
     assert torch.equal(reordered.sort(1).values, magnitudes.sort(1).values)  # the same values, reordered
+
+
+# ---- per-seed checkpoints: the format `train` writes, resumable by either ----------------
+class Killed(Exception):
+    pass
+
+
+def _kill_after(epoch_to_die: int):
+    def after_epoch(epoch, records):
+        if epoch == epoch_to_die:
+            raise Killed
+        return ()
+
+    return after_epoch
+
+
+def test_seed_checkpoints_resume_alone_or_vectorized(tmp_path):
+    config = small("edge_popup", optimizer="adam", lr=0.003)
+    data = load_data(config, RUN)
+    folders = {s: str(tmp_path / f"seed{s}") for s in SEEDS}
+    with pytest.raises(Killed):
+        train_seeds(config, SEEDS, RUN, data=data, checkpoint_dirs=folders, after_epoch=_kill_after(1))
+    copies = {s: str(tmp_path / f"copy{s}") for s in SEEDS}
+    import shutil
+
+    for s in SEEDS:
+        shutil.copytree(folders[s], copies[s])
+    references = {s: train(config.model_copy(update={"seed": s}), RUN, data=data) for s in SEEDS}
+    # each seed's checkpoint resumed by `train` alone...
+    for s in SEEDS:
+        alone = train(config.model_copy(update={"seed": s}), RUN.model_copy(update={"checkpoint_dir": copies[s]}), data=data)
+        assert_same(alone, references[s])
+    # ...and the cell resumed vectorized: only the epochs left are trained
+    seen = []
+    results = train_seeds(config, SEEDS, RUN, data=data, checkpoint_dirs=folders, on_epoch=lambda seed, r: seen.append((seed, r.epoch)))
+    assert sorted(seen) == [(s, e) for s in SEEDS for e in (2, 3)]
+    for s, got in zip(SEEDS, results, strict=True):
+        assert [r.epoch for r in got.history] == [1, 2, 3]
+        assert_same(got, references[s])
+
+
+def test_seeds_at_different_epochs_resume_in_groups(tmp_path):
+    """A driver killed between two seeds' checkpoint writes leaves them an epoch apart: the
+    cell resumes them in groups of equal epoch, the least advanced first, each as alone."""
+    config = small("sign_flip", penalty=0.1)
+    data = load_data(config, RUN)
+    seeds = [0, 1, 2]
+    folders = {s: str(tmp_path / f"seed{s}") for s in seeds}
+    with pytest.raises(Killed):
+        train_seeds(config, [0], RUN, data=data, checkpoint_dirs=folders, after_epoch=_kill_after(2))
+    with pytest.raises(Killed):
+        train_seeds(config, [1, 2], RUN, data=data, checkpoint_dirs=folders, after_epoch=_kill_after(1))
+    order = []
+    results = train_seeds(config, seeds, RUN, data=data, checkpoint_dirs=folders, on_epoch=lambda seed, r: order.append((seed, r.epoch)))
+    assert order == [(1, 2), (2, 2), (1, 3), (2, 3), (0, 3)]
+    for s, got in zip(seeds, results, strict=True):
+        assert_same(got, train(config.model_copy(update={"seed": s}), RUN, data=data))
+
+
+def test_subnet_files_for_seeds_that_end_not_for_pruned_ones(tmp_path):
+    from hidden_core.subnet.fileformat import read_subnet_file
+
+    config = small("edge_popup", epochs=2)
+    data = load_data(config, RUN)
+    paths = {s: str(tmp_path / f"{s}.safetensors") for s in SEEDS}
+    results = train_seeds(config, SEEDS, RUN, data=data, subnet_paths=paths, after_epoch=lambda epoch, records: {SEEDS[0]})
+    assert results[0].status == PRUNED and results[1].status == "completed"
+    assert not (tmp_path / f"{SEEDS[0]}.safetensors").exists()
+    alone = str(tmp_path / "alone.safetensors")
+    train(config.model_copy(update={"seed": SEEDS[1]}), RUN.model_copy(update={"save_subnet": alone}), data=data)
+    got, want = read_subnet_file(paths[SEEDS[1]]), read_subnet_file(alone)
+    assert got.config == want.config and got.status == want.status == "completed"
+    assert got.tensors.keys() == want.tensors.keys()
+    masks_equal = [bool((got.tensors[k] == want.tensors[k]).mean() > 0.99) for k in got.tensors]
+    assert all(masks_equal)  # the same masks but for near-ties of the scores (float rounding)

@@ -1,6 +1,10 @@
 """The driver's state during one run of a sweep: the queue of trials to hand out, one
 record per Tune trial (its epochs and final report), and the store writer.
 
+A vectorized cell (planning.Cell: the seeds of one grid cell trained by one Tune trial) has
+one record per seed, keyed ``<ray trial id>/<trial_id>``; each seed's row, epochs, pruning
+decision and checkpoint are its own, exactly as if it had run alone.
+
 The scheduler, searcher and callback (pruning.py, search.py, tune_callbacks.py) hold a
 reference to the one `SweepRuntime` of their run, given to them when run_sweep builds
 them: no registry, no lookup by key. Tune pickles them into its experiment state, which
@@ -38,7 +42,7 @@ from hidden_core.records import (
 from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec
 from hidden_core.store import ResultStore
 from hidden_core.tune import checkpoints
-from hidden_core.tune.planning import Todo
+from hidden_core.tune.planning import Cell, Todo
 from hidden_core.tune.report import TrialSummary
 
 log = logging.getLogger(__name__)
@@ -69,14 +73,15 @@ class SweepRuntime:
         self.run_values = run_values
         self.provenance = provenance
         self.progress = progress
-        self.queue: deque[PlannedTrial] = deque()
+        self.queue: deque[PlannedTrial | Cell] = deque()
         self.points: list[list[Any]] = []  # [SearchPoint, remaining]
         self._point_cursor = 0
         self.wanted_cells: set[str] = set()
         self.final_ids: set[str] = set()
         self.issued_ids: set[str] = set()
-        self.records: dict[str, TrialRecord] = {}
-        self.pruned: set[str] = set()
+        self.records: dict[str, TrialRecord] = {}  # ray trial id (a cell's seeds: ray id/trial_id) -> record
+        self.cell_seeds: dict[str, list[str]] = {}  # ray id of a vectorized cell -> its seeds' record keys
+        self.pruned: set[str] = set()  # record keys
         self.optuna_numbers: dict[str, int] = {}
         self.summaries: list[TrialSummary] = []
         self.started: set[str] = set()
@@ -85,7 +90,15 @@ class SweepRuntime:
 
     # -- planning --
     def load(self, todo: Todo) -> None:
-        self.queue = deque(todo.trials)
+        in_cell = {t.trial_id: c for c in todo.cells for t in c.trials}
+        queue: list[PlannedTrial | Cell] = []
+        for t in todo.trials:  # a cell where its first seed is in the plan
+            cell = in_cell.get(t.trial_id)
+            if cell is None:
+                queue.append(t)
+            elif cell.trials[0].trial_id == t.trial_id:
+                queue.append(cell)
+        self.queue = deque(queue)
         self.points = [[p, n] for p, n in todo.points]
         self._point_cursor = 0
         self.final_ids = set(todo.final_ids)
@@ -96,6 +109,13 @@ class SweepRuntime:
         with self.lock:
             while self.queue:
                 planned = self.queue.popleft()
+                if isinstance(planned, Cell):
+                    members = [t for t in planned.trials if t.trial_id not in self.final_ids and t.trial_id not in self.issued_ids]
+                    if len(members) > 1:
+                        self.issued_ids.update(t.trial_id for t in members)
+                        return self._cell_suggestion(planned.cell_id, members)
+                    self.queue.extendleft(members)  # one seed left (or none): a trial of its own
+                    continue
                 if planned.trial_id in self.final_ids or planned.trial_id in self.issued_ids:
                     continue
                 self.issued_ids.add(planned.trial_id)
@@ -155,22 +175,49 @@ class SweepRuntime:
             "subnet_path": paths.trial_subnet_path(self.results_root, self.spec.name, trial_id),
         }
 
+    def _cell_suggestion(self, cell: str, members: list[PlannedTrial]) -> dict[str, Any]:
+        """One Tune trial for the seeds `members` of a cell (hidden_core.vectorized)."""
+        suggestion = self._suggestion(members[0].config, f"cell-{cell}", cell, None, {})
+        suggestion["checkpoint_dir"] = suggestion["subnet_path"] = None
+        suggestion["seeds"] = [{
+            "seed": t.config.seed,
+            "trial_id": t.trial_id,
+            "checkpoint_dir": paths.trial_checkpoint_dir(self.results_root, self.spec.name, t.trial_id),
+            "subnet_path": paths.trial_subnet_path(self.results_root, self.spec.name, t.trial_id),
+        } for t in members]
+        return suggestion
+
     def unfinished(self) -> int:
         """Trials this run started that did not reach the store: the next run resumes them
         from their checkpoints."""
-        return sum(1 for ray_id in self.started if not self.records.get(ray_id, TrialRecord("", "", "", {})).written)
+        keys = [key for ray_id in self.started for key in self.cell_seeds.get(ray_id, [ray_id])]
+        return sum(1 for key in keys if not self.records.get(key, TrialRecord("", "", "", {})).written)
 
     # -- results --
     def record(self, trial: Any) -> TrialRecord:
-        rec = self.records.get(trial.trial_id)
-        if rec is None:
-            config = trial.config
-            rec = TrialRecord(trial.trial_id, config["trial_id"], config["cell_id"], dict(config["trial"]))
-            self.records[trial.trial_id] = rec
-        return rec
+        """The record of a Tune trial (of a vectorized cell: of its first seed)."""
+        return self.seed_records(trial)[0]
 
-    def mark_pruned(self, ray_id: str) -> None:
-        self.pruned.add(ray_id)
+    def seed_records(self, trial: Any) -> list[TrialRecord]:
+        """The records a Tune trial writes: its own, or one per seed of a vectorized cell."""
+        keys = self.cell_seeds.get(trial.trial_id)
+        if keys is None:
+            config = trial.config
+            if not config.get("seeds"):
+                rec = self.records.get(trial.trial_id)
+                if rec is None:
+                    rec = self.records[trial.trial_id] = TrialRecord(trial.trial_id, config["trial_id"], config["cell_id"], dict(config["trial"]))
+                return [rec]
+            keys = self.cell_seeds[trial.trial_id] = []
+            for seed in config["seeds"]:
+                key = seed_key(trial.trial_id, seed["trial_id"])
+                self.records[key] = TrialRecord(key, seed["trial_id"], config["cell_id"], {**config["trial"], "seed": seed["seed"]})
+                keys.append(key)
+        return [self.records[k] for k in keys]
+
+    def mark_pruned(self, key: str) -> None:
+        """key: a Tune trial's id, or seed_key(...) of one seed of a vectorized cell."""
+        self.pruned.add(key)
 
     def final_result(self, ray_id: str) -> dict[str, Any] | None:
         rec = self.records.get(ray_id)
@@ -181,6 +228,9 @@ class SweepRuntime:
         self.record(trial)
 
     def on_result(self, trial: Any, result: dict[str, Any]) -> None:
+        if trial.config.get("seeds"):
+            self._on_cell_result(trial, result)
+            return
         rec = self.record(trial)
         kind = result.get("kind")
         for key in RUN_INFO_FIELDS:
@@ -199,28 +249,52 @@ class SweepRuntime:
         if self.progress is not None and kind == REPORT_EPOCH:
             self.progress.on_epoch(trial.trial_id, rec, result)
 
+    def _on_cell_result(self, trial: Any, result: dict[str, Any]) -> None:
+        """A vectorized cell's report: `seeds` (JSON) holds, per seed's trial_id, its epochs
+        since the last report (an epoch report) or its ending (the final one)."""
+        kind = result.get("kind")
+        per_seed = json.loads(result.get("seeds") or "{}")
+        for rec in self.seed_records(trial):
+            entry = per_seed.get(rec.trial_id)
+            if entry is None:
+                continue
+            for key in RUN_INFO_FIELDS:
+                value = entry.get(key, result.get(key))
+                if value is not None:
+                    rec.info[key] = value
+            if entry.get("resumed_from"):
+                rec.info["resumed_from"] = int(entry["resumed_from"])
+            for row in entry.get("epochs") or []:
+                rec.epochs[int(row["epoch"])] = {k: row.get(k) for k in EPOCH_FIELDS}
+            if kind in (REPORT_FINAL, REPORT_FAILED) and entry.get("kind"):
+                if entry.get("status") == PRUNED:  # a pruned seed's row comes from its epochs, as a pruned trial's
+                    self.mark_pruned(rec.ray_id)
+                else:
+                    rec.final = {k: v for k, v in entry.items() if k != "epochs"}
+        if self.progress is not None and kind == REPORT_EPOCH:
+            self.progress.on_epoch(trial.trial_id, self.record(trial), result)
+
     def on_complete(self, trial: Any) -> None:
-        rec = self.records.get(trial.trial_id)
-        if rec is None or rec.written:
-            return
-        if rec.final is not None and rec.final.get("kind") == REPORT_FAILED:
-            self.write(rec, FAILED, error=rec.final.get("error"))
-        elif trial.trial_id in self.pruned:
-            self.write(rec, PRUNED)
-        elif rec.final is not None:
-            self.write(rec, rec.final.get("status") or COMPLETED)
-        # else: stopped before it ended (the run was interrupted): resumes next time
+        for rec in self.seed_records(trial) if trial.trial_id in self.records or trial.trial_id in self.cell_seeds else []:
+            if rec.written:
+                continue
+            if rec.ray_id in self.pruned:  # (a seed pruned before its cell failed is still pruned)
+                self.write(rec, PRUNED)
+            elif rec.final is not None and rec.final.get("kind") == REPORT_FAILED:
+                self.write(rec, FAILED, error=rec.final.get("error"))
+            elif rec.final is not None:
+                self.write(rec, rec.final.get("status") or COMPLETED)
+            # else: stopped before it ended (the run was interrupted): resumes next time
 
     def on_error(self, trial: Any) -> None:
-        rec = self.record(trial)
-        if rec.written:
-            return
         error = None
         with contextlib.suppress(Exception):
             error = trial.get_error()
         if not error:
             error = getattr(trial, "error_msg", None) or "the trial's worker failed (no error text; see the Ray logs)"
-        self.write(rec, FAILED, error=str(error))
+        for rec in self.seed_records(trial):
+            if not rec.written:
+                self.write(rec, FAILED, error=str(error))
 
     def write(self, rec: TrialRecord, status: str, error: str | None = None) -> None:
         epochs = [rec.epochs[e] for e in sorted(rec.epochs)]
@@ -294,3 +368,6 @@ def _metrics_from_epochs(epochs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def seed_key(ray_id: str, trial_id: str) -> str:
+    """The record key of one seed of a vectorized cell run as Tune trial `ray_id`."""
+    return f"{ray_id}/{trial_id}"

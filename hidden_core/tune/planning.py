@@ -1,10 +1,11 @@
 """What a run of a sweep has left to do, read from the store alone (no Ray): the grid trials
-not final yet and, for `search`, the samples each grid point still lacks. Plus the dry-run
+not final yet, which of them train together as one vectorized cell (the spec's
+`vectorize`), and, for `search`, the samples each grid point still lacks. Plus the dry-run
 description and finding a spec by file or name."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,71 @@ from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec, find_spec_fil
 from hidden_core.store import ResultStore
 
 
+@dataclass(frozen=True)
+class Cell:
+    """The seeds of one grid cell still to run (configs equal but for `seed`), trained as one
+    Tune trial by hidden_core.vectorized.train_seeds; each seed stays its own trial."""
+
+    cell_id: str
+    trials: tuple[PlannedTrial, ...]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [t.config.seed for t in self.trials]
+
+
 @dataclass
 class Todo:
-    trials: list[PlannedTrial]  # grid trials not final in the store
+    trials: list[PlannedTrial]  # grid trials not final in the store (those in `cells` too)
     points: list[tuple[SearchPoint, int]]  # search points with the samples they still need
     skipped: int  # planned trials (and samples) already final
     final_ids: set[str]
+    cells: list[Cell] = field(default_factory=list)  # grid trials that run vectorized, by cell
+    not_vectorized: dict[str, str] = field(default_factory=dict)  # cell_id -> why its seeds run one per trial
 
     @property
     def count(self) -> int:
+        """Trials to run (a vectorized cell counts each of its seeds)."""
         return len(self.trials) + sum(n for _, n in self.points)
+
+    @property
+    def tune_count(self) -> int:
+        """Tune trials to run: a vectorized cell is one."""
+        return self.count - sum(len(c.trials) for c in self.cells) + len(self.cells)
+
+
+def vectorize_refusal(spec: SweepSpec, config: TrialConfig) -> str | None:
+    """Why the seeds of `config`'s cell do not train as one vectorized trial (None: they do)."""
+    if spec.vectorize == "none":
+        return "vectorize: none"
+    if config.method == "lottery_ticket":
+        return "lottery_ticket trains several networks per trial (not supported by train_seeds)"
+    run = spec.run
+    if run.get("compile"):
+        return "run.compile (train_seeds runs eager)"
+    if run.get("channels_last") and spec.resources.gpu > 0 and config.model != "mlp":
+        return "run.channels_last (train_seeds runs in the default memory format)"
+    if spec.vectorize == "auto" and config.model != "mlp":
+        return f"vectorize: auto vectorizes MLP cells only (measured to win there); set vectorize: seeds for {config.model}"
+    return None
+
+
+def group_cells(spec: SweepSpec, trials: list[PlannedTrial]) -> tuple[list[Cell], dict[str, str]]:
+    """The cells whose seeds run vectorized (two seeds or more left), in plan order, and why
+    each other cell with two seeds or more left does not."""
+    by_cell: dict[str, list[PlannedTrial]] = {}
+    for t in trials:
+        by_cell.setdefault(t.cell_id, []).append(t)
+    cells, refused = [], {}
+    for cell, members in by_cell.items():
+        if len(members) < 2:
+            continue
+        reason = vectorize_refusal(spec, members[0].config)
+        if reason is None:
+            cells.append(Cell(cell, tuple(members)))
+        else:
+            refused[cell] = reason
+    return cells, refused
 
 
 def planned_epochs(config: TrialConfig) -> int:
@@ -37,7 +93,9 @@ def planned_epochs(config: TrialConfig) -> int:
     return config.epochs
 
 
-def plan_todo(spec: SweepSpec, store: ResultStore) -> Todo:
+def plan_todo(spec: SweepSpec, store: ResultStore, *, vectorize: bool = True) -> Todo:
+    """vectorize=False: no cell runs vectorized whatever the spec says (a sweep run with a
+    replacement train function, which trains one seed)."""
     plan = spec.plan()
     final = store.final_trial_ids(spec.name)
     trials = [t for t in plan.trials if t.trial_id not in final]
@@ -55,7 +113,8 @@ def plan_todo(spec: SweepSpec, store: ResultStore) -> Todo:
             skipped += have
             if point.samples - have > 0:
                 points.append((point, point.samples - have))
-    return Todo(trials, points, skipped, final)
+    cells, refused = group_cells(spec, trials) if vectorize else ([], {})
+    return Todo(trials, points, skipped, final, cells, refused)
 
 
 def describe_todo(spec: SweepSpec, todo: Todo) -> list[str]:
@@ -69,7 +128,17 @@ def describe_todo(spec: SweepSpec, todo: Todo) -> list[str]:
     if spec.search:
         lines.append(f"  search: {', '.join(spec.search)} - {spec.samples_per_cell} samples per grid point ({spec.sampler} sampler), {len(plan.points)} points")
     lines.append(f"  skipped (already final in the store): {todo.skipped}")
-    lines.append(f"  would run: {todo.count}")
+    lines.append(f"  would run: {todo.count}" + (f" as {todo.tune_count} Tune trials" if todo.cells else ""))
+    together = {t.trial_id: c for c in todo.cells for t in c.trials}
+    if todo.cells:
+        lines.append(f"  vectorized: {len(todo.cells)} cells train their seeds together as one trial (vectorize: {spec.vectorize}):")
+        for c in todo.cells:
+            lines.append(f"    cell {c.cell_id}: seeds {', '.join(map(str, c.seeds))} -> trials {' '.join(t.trial_id for t in c.trials)}")
+    reasons: dict[str, list[str]] = {}
+    for cell, reason in todo.not_vectorized.items():
+        reasons.setdefault(reason, []).append(cell)
+    for reason, cells in reasons.items():
+        lines.append(f"  not vectorized ({reason}): {len(cells)} cells, one trial per seed")
     if todo.trials:
         lines.append("    trial_id          axis values | every other field that differs from its config default")
         lines.append("    (a field not listed runs at its default: `hidden train --help` shows each default)")
@@ -79,7 +148,8 @@ def describe_todo(spec: SweepSpec, todo: Todo) -> list[str]:
         # the trial's identity (normalized, defaults left out): no default can leak into a
         # recipe unseen, and no spec value can be silently dropped by normalization
         others = " ".join(f"{k}={_short(v, k)}" for k, v in t.config.canonical().items() if k not in axes)
-        lines.append(f"    {t.trial_id}  {point}" + (f" | {others}" if others else ""))
+        mark = f" [cell {together[t.trial_id].cell_id[:8]}]" if t.trial_id in together else ""
+        lines.append(f"    {t.trial_id}  {point}" + (f" | {others}" if others else "") + mark)
     for p, n in todo.points:
         point = " ".join(f"{a}={_short(v, a)}" for a, v in p.point)
         lines.append(f"    {n} x sample({', '.join(p.space)})  cell {p.cell_id}  {point}")

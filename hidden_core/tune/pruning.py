@@ -11,7 +11,9 @@ grid_search, so the sweep drives Optuna itself:
   at each report, the trial stops when the study's pruner says prune. A pruned trial is
   told to Optuna as PRUNED, a finished one as COMPLETE (value: best val_acc), a failed one
   as FAIL. Because each cell has its own study, a trial is only ever compared with trials
-  of its own cell.
+  of its own cell. A vectorized cell (cells.py) is one Tune trial but each of its seeds is
+  its own Optuna trial: the scheduler decides seed by seed and hands each prune decision
+  back to the cell's trial (cells.write_prune_decision), which stops that seed only.
 
 The scheduler works on the driver's live ``SweepRuntime``, which run_sweep hands to it;
 Tune pickles the scheduler into its experiment state (never restored) without it.
@@ -259,6 +261,9 @@ class PruningScheduler(TrialScheduler):
         studies = runtime.studies
         if studies is None:
             return TrialScheduler.CONTINUE
+        if trial.config.get("seeds"):
+            self._on_cell_result(trial, result)
+            return TrialScheduler.CONTINUE  # a cell stops when its last seed does
         field = "epochs" if kind == REPORT_EPOCH else "history"
         # Only the trial's own training is compared: a lottery ticket's control branches
         # (supermask, reinit, random_prune) are other networks and never reach the pruner.
@@ -278,8 +283,60 @@ class PruningScheduler(TrialScheduler):
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
+    def _on_cell_result(self, trial: Trial, result: dict) -> None:
+        """Each seed of a vectorized cell: its val_acc to its own Optuna trial, its own
+        decision; a pruned seed's decision goes into its checkpoint folder, where the cell's
+        trial reads it right after this report."""
+        from hidden_core.tune.cells import write_prune_decision
+        from hidden_core.tune.driver_state import seed_key
+
+        runtime, studies = self.runtime, self.runtime.studies
+        kind = result.get("kind")
+        folders = {s["trial_id"]: s["checkpoint_dir"] for s in trial.config["seeds"]}
+        planned = self._planned_epochs(trial)
+        for trial_id, entry in json.loads(result.get("seeds") or "{}").items():
+            key = seed_key(trial.trial_id, trial_id)
+            if key in runtime.pruned or entry.get("kind") == REPORT_FAILED or (kind == REPORT_FINAL and entry.get("status") == "pruned"):
+                continue  # decided already (in this run, or by an earlier driver, which told Optuna then)
+            values = [(int(row["epoch"]), float(row[SELECTION_METRIC])) for row in entry.get("epochs") or []
+                      if row.get(SELECTION_METRIC) is not None and row.get("branch") in PRUNED_BRANCHES]
+            if not values:
+                continue
+            number = self._seed_number(trial, trial_id)
+            last = max(epoch for epoch, _ in values)
+            if studies.report(trial.config["cell_id"], number, values, decide=kind == REPORT_EPOCH and last < planned):
+                studies.finish(trial.config["cell_id"], number, "pruned")
+                runtime.mark_pruned(key)
+                write_prune_decision(folders[trial_id], last)
+
+    def _seed_number(self, trial: Trial, trial_id: str) -> int:
+        from hidden_core.tune.driver_state import seed_key
+
+        key = seed_key(trial.trial_id, trial_id)
+        number = self.runtime.optuna_numbers.get(key)
+        if number is None:
+            number = self.runtime.optuna_numbers[key] = self.runtime.studies.register(trial.config["cell_id"], trial_id)
+        return number
+
+    def _finish_cell(self, trial: Trial, error: bool) -> None:
+        """A vectorized cell ended: tell Optuna how each seed not pruned ended."""
+        runtime = self.runtime
+        for rec in runtime.seed_records(trial):
+            if rec.ray_id in runtime.pruned or (rec.final is None and not error):
+                continue
+            if rec.ray_id not in runtime.optuna_numbers and not rec.epochs:
+                continue  # never reported: it has no Optuna trial
+            number = self._seed_number(trial, rec.trial_id)
+            if error or rec.final.get("kind") == REPORT_FAILED:
+                runtime.studies.finish(rec.cell_id, number, "fail")
+            else:
+                runtime.studies.finish(rec.cell_id, number, "complete", rec.final.get("best_val_acc"))
+
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
         runtime = self.runtime
+        if runtime.studies is not None and trial.config.get("seeds"):
+            self._finish_cell(trial, error=False)
+            return
         if runtime.studies is None or trial.trial_id in runtime.pruned:
             return
         final = runtime.final_result(trial.trial_id)
@@ -294,6 +351,9 @@ class PruningScheduler(TrialScheduler):
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         runtime = self.runtime
         if runtime.studies is None:
+            return
+        if trial.config.get("seeds"):
+            self._finish_cell(trial, error=True)
             return
         cell, number = self._optuna_trial(runtime, trial)
         runtime.studies.finish(cell, number, "fail")

@@ -11,7 +11,8 @@ Flow of one run:
    skipped; with `search`, each grid point only asks for the samples it still lacks.
 4. Start an embedded Ray or join the cluster (ray_setup.py) and check that some node can
    hold one trial; the data goes into the object store meanwhile.
-5. One Tune run over what is left. Each trial checkpoints into its own folder keyed by its
+5. One Tune run over what is left; the seeds of a grid cell run as one vectorized Tune trial
+   where the spec's `vectorize` says so (cells.py), each seed still its own trial. Each trial checkpoints into its own folder keyed by its
    trial_id (checkpoints.py) and resumes from it whoever starts it: Tune's retry after a
    lost worker, or this run after an earlier driver was killed. So a re-run after a killed
    driver is an ordinary run; Tune's experiment state is never restored.
@@ -86,7 +87,8 @@ def run_sweep(
     plan = spec.plan()
     store = ResultStore(results_root)
     report = SweepReport(sweep=spec.name, planned=plan.total)
-    todo = plan_todo(spec, store)
+    vectorize = train_fn is None  # a replacement train function trains one seed: no cell runs vectorized
+    todo = plan_todo(spec, store, vectorize=vectorize)
     report.skipped, report.to_run = todo.skipped, todo.count
     if todo.count == 0 and not controls_pass.pending(spec, store):
         report.wall_seconds = time.perf_counter() - started
@@ -100,7 +102,7 @@ def run_sweep(
     if address and not ray_setup.ray_initialized():
         address, checked = ray_setup.check_address(address), True
     with SweepLease(results_root, spec.name):
-        todo = plan_todo(spec, store)  # again, now that no other driver can change it
+        todo = plan_todo(spec, store, vectorize=vectorize)  # again, now that no other driver can change it
         report.skipped, report.to_run = todo.skipped, todo.count
         if todo.count:
             _run(spec, store, results_root, todo, report, address=address, checked=checked, study_storage=study_storage, progress=progress,
@@ -154,7 +156,7 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         if "error" in data_box:
             raise data_box["error"]
         data_refs = {key: ray.put(splits) for key, splits in data_box.pop("data").items()}
-        report.concurrency = min(max(1, max_concurrent or spec.max_concurrent or ray_setup.capacity(spec, nodes)), max(todo.count, 1))
+        report.concurrency = min(max(1, max_concurrent or spec.max_concurrent or ray_setup.capacity(spec, nodes)), max(todo.tune_count, 1))
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(report.concurrency)
         tune_dir = _tune_dir(ray_started)
         _fit(spec, store, results_root, todo, report, study_storage=study_storage, progress=progress, run_values=run_values,
@@ -218,7 +220,7 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
             tune_config=tune.TuneConfig(
                 search_alg=SweepSearcher(runtime),
                 scheduler=PruningScheduler(runtime),
-                num_samples=todo.count,
+                num_samples=todo.tune_count,
                 max_concurrent_trials=report.concurrency,
                 reuse_actors=True,
                 trial_name_creator=trial_name,

@@ -106,6 +106,12 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     run_values = dict(config["run"])
     threads = int(run_values.get("threads") or 1)
     torch.set_num_threads(threads)
+    if config.get("seeds"):  # the seeds of one grid cell, vectorized (cells.py)
+        from hidden_core.tune.cells import cell_trainable, error_text
+
+        common = {"node": _node(), "device": run_values.get("device", "cpu"), "torch_version": torch.__version__, "threads": threads}
+        cell_trainable(config, _splits(config["trial"], data_refs), common, lambda err: error_text(err, MAX_ERROR_CHARS))
+        return
 
     checkpoint = TrialCheckpoint(config["checkpoint_dir"], config["trial_id"])
     folder = checkpoint.open()
