@@ -29,6 +29,10 @@ EPOCH_MEASURES: tuple[str, ...] = ("train_loss", "train_acc", "val_acc", "test_a
 # epoch of that training's schedule, and the density of its mask (docs/lottery.md)
 LEVEL_FIELDS: tuple[str, ...] = ("level", "branch", "level_epoch", "density")
 EPOCH_FIELDS: tuple[str, ...] = ("epoch", *EPOCH_MEASURES, *LEVEL_FIELDS)
+# Epoch rows that describe the trial itself (every method's rows, branch None, and a lottery
+# ticket's own levels), not a lottery control branch: what pruning compares and a pruned
+# trial's row summarises.
+TRIAL_BRANCHES: tuple[str | None, ...] = (None, "ticket")
 
 # -- per-trial metrics (training.TrialResult, the store's trials table) ---------------------
 METRIC_FIELDS: tuple[str, ...] = (

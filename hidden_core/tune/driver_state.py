@@ -38,6 +38,7 @@ from hidden_core.records import (
     REPORT_FINAL,
     RUN_INFO_FIELDS,
     SUBNET_FILE,
+    TRIAL_BRANCHES,
 )
 from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec
 from hidden_core.store import ResultStore
@@ -352,18 +353,21 @@ class SweepRuntime:
 
 
 def _metrics_from_epochs(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Metrics of a trial that did not finish (pruned, failed): from its epoch rows."""
-    out: dict[str, Any] = {"epochs_run": len(epochs)}
-    if not epochs:
+    """Metrics of a trial that did not finish (pruned, failed): from its epoch rows; a lottery
+    trial's from its latest ticket level, as a finished one's row (hidden_core/lottery.py)."""
+    out: dict[str, Any] = {"epochs_run": len(epochs), "train_seconds": float(sum(e.get("seconds") or 0.0 for e in epochs))}
+    own = [e for e in epochs if e.get("branch") in TRIAL_BRANCHES]
+    if own and own[-1].get("level") is not None:
+        own = [e for e in own if e.get("level") == own[-1]["level"]]
+    if not own:
         return out
-    last = epochs[-1]
-    scored = [e for e in epochs if e.get("val_acc") is not None and math.isfinite(e["val_acc"])]
+    last = own[-1]
+    scored = [e for e in own if e.get("val_acc") is not None and math.isfinite(e["val_acc"])]
     best = max(scored, key=lambda e: e["val_acc"]) if scored else None
     out.update(
         val_acc=last.get("val_acc"), test_acc=last.get("test_acc"), train_loss=last.get("train_loss"), train_acc=last.get("train_acc"),
         best_val_acc=best["val_acc"] if best else None, best_epoch=best["epoch"] if best else None,
         test_acc_at_best_val=best["test_acc"] if best else None,
-        train_seconds=float(sum(e.get("seconds") or 0.0 for e in epochs)),
     )
     return out
 

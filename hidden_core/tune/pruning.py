@@ -32,12 +32,10 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from hidden_core import paths
-from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
+from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC, TRIAL_BRANCHES
 from hidden_core.spec import PrunerSpec, SearchPoint, SweepSpec
 from hidden_core.tune.planning import planned_epochs
 
-# Rows the pruner sees: every method's epochs (branch None) and a lottery ticket's own levels.
-PRUNED_BRANCHES = (None, "ticket")
 
 if TYPE_CHECKING:
     import optuna
@@ -268,7 +266,7 @@ class PruningScheduler(TrialScheduler):
         # Only the trial's own training is compared: a lottery ticket's control branches
         # (supermask, reinit, random_prune) are other networks and never reach the pruner.
         values = [(int(row["epoch"]), float(row[SELECTION_METRIC])) for row in json.loads(result.get(field) or "[]")
-                  if row.get(SELECTION_METRIC) is not None and row.get("branch") in PRUNED_BRANCHES]
+                  if row.get(SELECTION_METRIC) is not None and row.get("branch") in TRIAL_BRANCHES]
         cell, number = self._optuna_trial(runtime, trial)
         # a finished trial's epochs go in too (the pruner compares trials step by step).
         # A lottery ticket reports every level's epochs, numbered on (planned_epochs): every
@@ -299,7 +297,7 @@ class PruningScheduler(TrialScheduler):
             if key in runtime.pruned or entry.get("kind") == REPORT_FAILED or (kind == REPORT_FINAL and entry.get("status") == "pruned"):
                 continue  # decided already (in this run, or by an earlier driver, which told Optuna then)
             values = [(int(row["epoch"]), float(row[SELECTION_METRIC])) for row in entry.get("epochs") or []
-                      if row.get(SELECTION_METRIC) is not None and row.get("branch") in PRUNED_BRANCHES]
+                      if row.get(SELECTION_METRIC) is not None and row.get("branch") in TRIAL_BRANCHES]
             if not values:
                 continue
             number = self._seed_number(trial, trial_id)
