@@ -118,7 +118,7 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 def cmd_masks(args: argparse.Namespace) -> int:
     from hidden_core.paths import SUBNET_SUFFIX, subnets_dir
-    from hidden_core.subnet.masks import analyze_files, plot
+    from hidden_core.subnet.masks import SELECTING_METHODS, analyze_files, plot
 
     if bool(args.sweep) == bool(args.files):
         raise ConfigError(["sweep: give a SWEEP or --files FILE..., not both and not neither"])
@@ -135,7 +135,7 @@ def cmd_masks(args: argparse.Namespace) -> int:
     _, table = analyze_files(paths)
     if table.empty:
         where = f"sweep {args.sweep!r}" if args.sweep else "the files given"
-        raise ConfigError([f"sweep: {where} has no subnetwork files of a method that selects weights (edge_popup, free_prune, supermask, sign_flip)"])
+        raise ConfigError([f"sweep: {where} has no subnetwork files of a method that selects weights ({', '.join(SELECTING_METHODS)})"])
     if args.output:
         table.to_csv(args.output, index=False)
     shown = table.drop(columns=["cell"])
