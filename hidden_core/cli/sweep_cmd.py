@@ -74,6 +74,11 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             print(line)
         if largest is not None:
             print(f"  {describe(*largest)}")
+        if spec.subnet_controls is not None:
+            from hidden_core.tune.controls_pass import pending
+
+            print(f"  subnet_controls: after the trials, {spec.subnet_controls.draws} draws of each control per final trial on device "
+                  f"{spec.subnet_controls.device}; {len(pending(spec, store))} trials in the store lack some")
         return 0
     if args.study_storage is not None:
         from hidden_core.spec import storage_url_problems
