@@ -101,9 +101,10 @@ def run(spec: SweepSpec, store: ResultStore, out: Any = None) -> ControlsPassRep
             # data.load_data keeps the last splits loaded: the trials of a sweep share them
             evaluator = Evaluator(f, device=options.device, data_root=data_root)
             rows = score_controls(f, evaluator, item.missing)
-        except ConfigError as err:  # a damaged file or missing data never stops the sweep; it is reported
-            log.warning("controls of trial %s skipped: %s", item.trial_id, "; ".join(err.problems))
-            print(f"controls: trial {item.trial_id} skipped: {'; '.join(err.problems)}", file=out, flush=True)
+        except Exception as err:  # a damaged file, missing data, no memory: reported, never lost (the next run retries it)
+            problem = "; ".join(err.problems) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+            log.warning("controls of trial %s skipped: %s", item.trial_id, problem)
+            print(f"controls: trial {item.trial_id} skipped ({problem}); the next run of the sweep tries it again", file=out, flush=True)
             report.skipped.append(item.trial_id)
             continue
         device = str(evaluator.device)
