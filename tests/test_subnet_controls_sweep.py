@@ -213,3 +213,36 @@ def test_analyze_controls_matches_hand_computation(tmp_path, capsys):
     write_synthetic_sweep(store, "plain", grid(methods=("edge_popup",), widths=(1,), seeds=(0,)))
     code, _, err = hidden(capsys, "analyze", "controls", "plain", "--results", root, "--out", out)
     assert code == 2 and "subnet_controls" in err
+
+
+def test_a_damaged_file_is_reported_and_retried_never_stops_the_pass(tmp_path):
+    import io
+
+    from hidden_core.paths import trial_subnet_path
+    from hidden_core.tune import controls_pass
+
+    store, ids = _store(tmp_path / "r")
+    path = trial_subnet_path(store.root, "s", ids["ep1"])
+    data = bytearray(open(path, "rb").read())
+    data[-1] ^= 0xFF  # a flipped bit in the last tensor
+    open(path, "wb").write(bytes(data))
+    out = io.StringIO()
+    report = controls_pass.run(_spec(1), store, out=out)
+    assert report.trials == 2 and report.skipped == [ids["ep1"]]
+    assert f"trial {ids['ep1']} skipped" in out.getvalue() and "sha256 does not match" in out.getvalue()
+    assert set(store.load_controls("s")["trial_id"]) == {ids["ep0"], ids["sf0"]}
+    assert [w.trial_id for w in controls_pass.pending(_spec(1), store)] == [ids["ep1"]]
+
+
+def test_sweep_status_counts_controls(tmp_path, capsys):
+    from hidden_core.tune import controls_pass
+
+    store, _ = _store(tmp_path / "r")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nbase: {dataset: mnist1d, width: 0.3, epochs: 2}\ngrid: {method: [edge_popup], seed: [0, 1]}\nsubnet_controls: {draws: 1, device: cpu}\n")
+    code, out, err = hidden(capsys, "sweep", "status", spec, "--results", tmp_path / "r")
+    assert code == 0, err
+    assert "subnet_controls: 0 trials have controls, 3 lack some" in out
+    controls_pass.run(_spec(1), store)
+    code, out, err = hidden(capsys, "sweep", "status", spec, "--results", tmp_path / "r")
+    assert "subnet_controls: 3 trials have controls, 0 lack some" in out

@@ -126,7 +126,14 @@ def cmd_lottery(args: argparse.Namespace) -> int:
 
 
 def cmd_controls(args: argparse.Namespace) -> int:
-    from hidden_core.analysis.controls import caption, chance_of, control_points, plot_controls, require_controls, summary_table
+    from hidden_core.analysis.controls import (
+        caption,
+        chance_of,
+        control_points,
+        plot_controls,
+        require_controls,
+        summary_table,
+    )
     from hidden_core.analysis.plots import save_figure
     from hidden_core.analysis.tables import format_table
 

@@ -74,6 +74,11 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             print(line)
         if largest is not None:
             print(f"  {describe(*largest)}")
+        if spec.subnet_controls is not None:
+            from hidden_core.tune.controls_pass import pending
+
+            print(f"  subnet_controls: after the trials, {spec.subnet_controls.draws} draws of each control per final trial on device "
+                  f"{spec.subnet_controls.device}; {len(pending(spec, store))} trials in the store lack some")
         return 0
     if args.study_storage is not None:
         from hidden_core.spec import storage_url_problems
@@ -134,6 +139,11 @@ def status_cmd(args: argparse.Namespace) -> int:
     outside = set(frame["trial_id"]) - set(plan.by_id) if not plan.points else set()
     if outside:
         print(f"  ({len(outside)} trials in the store are not in the spec any more)")
+    if spec.subnet_controls is not None:
+        from hidden_core.tune.controls_pass import pending
+
+        done, missing = int(frame["control_found_test_acc"].notna().sum()), len(pending(spec, store))
+        print(f"  subnet_controls: {done} trials have controls, {missing} lack some (the next `hidden sweep run` computes them)")
     _print_tables(store, spec.name)
     return 0
 

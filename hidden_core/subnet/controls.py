@@ -100,14 +100,24 @@ def _summary(name: str, description: str, accuracies: list[dict[str, float]]) ->
     return row
 
 
+def method_controls(method: str) -> tuple[str, ...]:
+    """found and the controls of a controlled method (records.CONTROLLED_METHODS), in table order."""
+    return (FOUND, *DRAWN_CONTROLS, *(("initial",) if CONTROLLED_METHODS[method] == "sign" else ()))
+
+
+def method_draws(method: str, draws: int) -> list[tuple[str, int]]:
+    """(control, draw) pairs of a full table: found and initial once, the others `draws` times."""
+    return [(c, d) for c in method_controls(method) for d in (range(draws) if c in DRAWN_CONTROLS else (0,))]
+
+
 def control_names(f: SubnetFile) -> tuple[str, ...]:
-    """found and the controls of the file's method, in table order."""
-    return (FOUND, *DRAWN_CONTROLS, *(("initial",) if controlled_kind(f) == "sign" else ()))
+    controlled_kind(f)  # a clear error for a method without controls
+    return method_controls(f.config.method)
 
 
 def wanted_draws(f: SubnetFile, draws: int) -> list[tuple[str, int]]:
-    """(control, draw) pairs of a full table: found and initial once, the others `draws` times."""
-    return [(c, d) for c in control_names(f) for d in (range(draws) if c in DRAWN_CONTROLS else (0,))]
+    controlled_kind(f)
+    return method_draws(f.config.method, draws)
 
 
 def trial_seed(f: SubnetFile) -> int:

@@ -25,9 +25,10 @@ from typing import Any
 
 from hidden_core import paths
 from hidden_core.config import ConfigError
-from hidden_core.records import CONTROLLED_METHODS, DRAWN_CONTROLS, FINAL_STATUSES, FOUND
+from hidden_core.records import CONTROLLED_METHODS, FINAL_STATUSES
 from hidden_core.spec import SweepSpec
 from hidden_core.store import ResultStore
+from hidden_core.subnet.controls import method_draws
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,6 @@ class ControlsPassReport:
     skipped: list[str] = field(default_factory=list)  # trial_ids whose file could not be used (logged)
 
 
-def wanted(method: str, draws: int) -> list[tuple[str, int]]:
-    """Every (control, draw) a trial of `method` has with `draws` draws (controls.wanted_draws,
-    from the method alone: no file needed to plan)."""
-    names = (FOUND, *DRAWN_CONTROLS, *(("initial",) if CONTROLLED_METHODS[method] == "sign" else ()))
-    return [(c, d) for c in names for d in (range(draws) if c in DRAWN_CONTROLS else (0,))]
-
-
 def pending(spec: SweepSpec, store: ResultStore) -> list[ControlsWork]:
     """The final trials of the sweep with a controlled method, a subnet file, and control
     rows missing. Empty when the spec asks for no controls or the sweep has no trials yet."""
@@ -71,7 +65,7 @@ def pending(spec: SweepSpec, store: ResultStore) -> list[ControlsWork]:
     stored = set(zip(have["trial_id"], have["control"], have["draw"], strict=True))
     work = []
     for trial_id, method, write_id in zip(trials["trial_id"], trials["method"], trials["write_id"], strict=True):
-        missing = [(c, d) for c, d in wanted(method, options.draws) if (trial_id, c, d) not in stored]
+        missing = [(c, d) for c, d in method_draws(method, options.draws) if (trial_id, c, d) not in stored]
         if missing and _exists(store, paths.trial_subnet_path(store.root, spec.name, trial_id)):
             work.append(ControlsWork(trial_id, write_id, method, missing))
     return work
@@ -101,9 +95,10 @@ def run(spec: SweepSpec, store: ResultStore, out: Any = None) -> ControlsPassRep
             # data.load_data keeps the last splits loaded: the trials of a sweep share them
             evaluator = Evaluator(f, device=options.device, data_root=data_root)
             rows = score_controls(f, evaluator, item.missing)
-        except ConfigError as err:  # a damaged file or missing data never stops the sweep; it is reported
-            log.warning("controls of trial %s skipped: %s", item.trial_id, "; ".join(err.problems))
-            print(f"controls: trial {item.trial_id} skipped: {'; '.join(err.problems)}", file=out, flush=True)
+        except Exception as err:  # a damaged file, missing data, no memory: reported, never lost (the next run retries it)
+            problem = "; ".join(err.problems) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+            log.warning("controls of trial %s skipped: %s", item.trial_id, problem)
+            print(f"controls: trial {item.trial_id} skipped ({problem}); the next run of the sweep tries it again", file=out, flush=True)
             report.skipped.append(item.trial_id)
             continue
         device = str(evaluator.device)
