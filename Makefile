@@ -27,7 +27,8 @@ demo: install
 	$(BIN)/hidden analyze scaling quickstart --x width --by method --results $(RESULTS)
 
 # Each paper's claim at small scale (sweeps/repro/, MNIST-1D, CPU): runs the sweeps (finished
-# trials are skipped), then writes REPRODUCTIONS.md and docs/reproductions/*.png from the store.
+# trials are skipped), then writes REPRODUCTIONS.md and docs/reproductions/ from the store.
+# One claim alone: $(BIN)/python -m hidden_core.reproduce --results $(RESULTS)/repro --only g
 reproduce: install
 	$(BIN)/python -m hidden_core.reproduce --results $(RESULTS)/repro
 

@@ -81,11 +81,10 @@ def test_a_split_line_is_refused():
         reproduce.lottery_levels(frame)
 
 
-def test_report_section_g_reads_the_store(tmp_path, monkeypatch):
+def write_lottery_store(root) -> None:
     """Trials of the repro spec with per-level epoch rows: a worse-validation epoch per level
-    carries another test accuracy, so selection on validation is what the table shows."""
-    monkeypatch.setattr(reproduce, "FIGURE_DIR", tmp_path / "figures")
-    store = ResultStore(tmp_path / "store", compact_every=None)
+    carries another test accuracy (0.99), so selection on validation is what a table shows."""
+    store = ResultStore(root, compact_every=None)
     plan = load_spec(reproduce.REPRO_DIR / "lottery.yaml").plan()
     rows, epochs = [], []
     for t in plan.trials:
@@ -104,6 +103,11 @@ def test_report_section_g_reads_the_store(tmp_path, monkeypatch):
                     epochs.append({"trial_id": t.trial_id, "epoch": epoch, "val_acc": val, "test_acc": test, "level": level, "branch": branch, "density": DENSITIES[level]})
     store.write_trials("repro_lottery", rows, epochs)
     store.flush()
+
+
+def test_report_section_g_reads_the_store(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "FIGURE_DIR", tmp_path / "figures")
+    write_lottery_store(tmp_path / "store")
     text = reproduce.write_report(str(tmp_path / "store"), None)
     g = text.split("## (g)")[1].split("\n## ")[0]
     assert "**Result.** Reproduced" in g and "Frankle & Carbin 2019" in g
@@ -115,3 +119,25 @@ def test_report_section_g_reads_the_store(tmp_path, monkeypatch):
     assert (tmp_path / "figures" / "claim_g.png").stat().st_size > 0
     per_seed = pd.read_csv(tmp_path / "figures" / "claim_g.csv")
     assert len(per_seed) == len(SEEDS) * (1 + 7 * 4)
+
+
+def test_only_g_rewrites_its_section_and_keeps_the_others_byte_for_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "FIGURE_DIR", tmp_path / "figures")
+    old = ResultStore(tmp_path / "old", compact_every=None)  # another store made section (f)
+    plan = load_spec(reproduce.REPRO_DIR / "supermask.yaml").plan()
+    old.write_trials("repro_supermask", [{**t.config.model_dump(), "trial_id": t.trial_id, "cell_id": t.cell_id, "status": "completed",
+                                          "test_acc_at_best_val": 0.4, "train_seconds": 30.0, "density": 0.5} for t in plan.trials])
+    old.flush()
+    out = tmp_path / "REPRODUCTIONS.md"
+    assert reproduce.main(["--results", str(tmp_path / "old"), "--report-only", "--out", str(out)]) == 0
+    before = out.read_text()
+    section_f = "## (f)" + before.split("## (f)")[1].split("\n## ")[0]
+    assert "Reproduced" in section_f and "Not run yet" in before.split("## (g)")[1]
+    write_lottery_store(tmp_path / "new")  # holds no supermask trials: (f) must be kept, not rewritten
+    assert reproduce.main(["--results", str(tmp_path / "new"), "--report-only", "--only", "g", "--out", str(out)]) == 0
+    after = out.read_text()
+    assert "## (f)" + after.split("## (f)")[1].split("\n## ")[0] == section_f
+    assert "**Result.** Reproduced" in after.split("## (g)")[1]
+    # totals add every section: 4 supermask trials x 30 s and 10 lottery trials x 1 s
+    assert f"Training time summed over all trials: {(4 * 30 + 10) / 60:.1f} min" in after
+    assert after.count("## (") == len(reproduce.CLAIMS)
