@@ -15,8 +15,12 @@ from hidden_core.tune.checkpoints import CHECKPOINT_FILE, TRIAL_FILE, TrialCheck
 
 @pytest.fixture
 def as_remote(monkeypatch, tmp_path):
-    """file:// URLs go through the object-store code (pyarrow filesystems)."""
+    """file:// URLs go through the object-store code (pyarrow filesystems), and so do
+    fakebucket://<path> ones (an object store on local disk; paths.py keeps them URLs)."""
+    import pyarrow.fs as pafs
+
     monkeypatch.setattr(paths, "is_url", lambda root: "://" in root)
+    monkeypatch.setattr(checkpoints, "_fs", lambda url: (pafs.LocalFileSystem(), url.split("://", 1)[1]))
     monkeypatch.setattr(checkpoints, "staging_root", lambda: tmp_path / "staging")
     monkeypatch.setattr(lease, "OBJECT_STORE_SETTLE_S", 0.01)
 
@@ -86,7 +90,7 @@ def test_a_pruned_trial_keeps_its_subnet_from_its_checkpoint(remote, request, tm
 
     if remote:
         request.getfixturevalue("as_remote")
-    root = f"file://{tmp_path / 'bucket'}" if remote else str(tmp_path / "results")
+    root = f"fakebucket://{tmp_path / 'bucket'}" if remote else str(tmp_path / "results")
     local_root = tmp_path / "bucket" if remote else tmp_path / "results"
     config, result = _checkpointed_trial(local_root / "s" / "checkpoints" / "probe")
     folder = local_root / "s" / "checkpoints" / config.trial_id

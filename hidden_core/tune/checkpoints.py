@@ -10,8 +10,17 @@ folders are the whole durable state of a sweep.
   atomically (temporary file + os.replace). ``trial.json`` (written once, atomically) keeps
   when the trial first started.
 - Object stores: the trial works in a local staging folder (``~/.cache/hidden/staging/
-  <trial_id>``, never the system temp dir) and uploads ``checkpoint.pt`` after each report
-  (one PUT: atomic on S3/GCS); a resume downloads it first.
+  <trial_id>``, never the system temp dir) that mirrors the remote folder in full: every
+  file the trial writes there (``checkpoint.pt``; a lottery trial's ``lottery.pt`` and its
+  ``segment-<i>/`` sub-folders) is uploaded after each report, and files deleted locally
+  (a finished lottery segment) are deleted remotely. Only what changed since the last
+  upload goes (a file's mtime, size and inode), oldest change first and deletions last, so
+  a worker lost mid-upload leaves a state the staging folder itself was in (plus, at most,
+  a finished segment folder nobody reads). Each file appears whole: on S3, GCS and Azure
+  one object is written by one PUT (multipart/resumable uploads are committed on close);
+  on filesystems with a rename (local, HDFS) it is written to a hidden temporary name and
+  moved over the target. A start (another worker, another machine) empties the staging
+  folder and restores it in full from the object store.
 - Once a trial's final row is in the store, `trial_final` keeps its subnet file
   (``<results>/<sweep>/subnets/<trial_id>.safetensors``) and then deletes its folder: the
   single hook for what happens to a finished trial's state.
@@ -23,6 +32,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +60,20 @@ class TrialCheckpoint:
         self.trial_id = trial_id
         self.remote = paths.is_url(folder)
         self.local = str(staging_root() / trial_id) if self.remote else folder
+        self._remote_fs: tuple[Any, str] | None = None
+        self._synced: dict[str, tuple[int, int, int]] = {}  # what the object store holds: file -> its local stat key
 
     def open(self) -> str:
-        """Make the local folder ready (downloading a remote checkpoint) and return it: the
-        folder `train` reads and writes its checkpoint in."""
+        """Make the local folder ready and return it: the folder `train` reads and writes its
+        checkpoint in. Remote: the staging folder, emptied (what an earlier attempt on this
+        machine left is not what the store holds) and restored in full from the store."""
+        if self.remote:
+            shutil.rmtree(self.local, ignore_errors=True)
         os.makedirs(self.local, exist_ok=True)
         if self.remote:
-            fs, base = _fs(self.folder)
-            for name in (CHECKPOINT_FILE, TRIAL_FILE):
-                try:
-                    with fs.open_input_stream(f"{base}/{name}") as src:
-                        data = src.readall()
-                except (FileNotFoundError, OSError):
-                    continue
-                _write_atomic(os.path.join(self.local, name), data)
+            fs, base = self._fs()
+            _download_tree(fs, base, self.local)
+            self._synced = _local_files(self.local)
         return self.local
 
     def started_at(self, now: float | None = None) -> float:
@@ -75,28 +85,111 @@ class TrialCheckpoint:
         except (FileNotFoundError, ValueError, KeyError):
             started = time.time() if now is None else now
             _write_atomic(path, json.dumps({"trial_id": self.trial_id, "started_at": started}).encode())
-            self._upload(TRIAL_FILE)
+            self.push()
             return started
 
-    def push(self) -> None:
-        """After `train` wrote a checkpoint: make it durable where the sweep keeps it (a no-op
-        for local folders, which `train` writes directly)."""
-        self._upload(CHECKPOINT_FILE)
+    def push(self) -> int:
+        """After `train` wrote a checkpoint: make the folder durable where the sweep keeps it
+        (a no-op for local folders, which `train` writes directly). Remote: uploads the files
+        that changed since the last push, then deletes remotely what is gone locally.
+        Returns how many files were uploaded or deleted."""
+        if not self.remote:
+            return 0
+        fs, base = self._fs()
+        current = _local_files(self.local)
+        changed = sorted((rel for rel, key in current.items() if self._synced.get(rel) != key), key=lambda rel: (current[rel][0], rel))
+        if changed and not self._synced:
+            fs.create_dir(base, recursive=True)  # object stores have no folders: a no-op or a marker there
+        for rel in changed:  # in the order they were written locally
+            _put(fs, os.path.join(self.local, rel), f"{base}/{rel}")
+            self._synced[rel] = current[rel]  # the stat taken before reading: a later rewrite is sent next time
+        removed = sorted(rel for rel in self._synced if rel not in current)
+        for rel in removed:
+            try:
+                fs.delete_file(f"{base}/{rel}")
+            except FileNotFoundError:
+                pass
+            del self._synced[rel]
+        for folder in sorted({rel.rsplit("/", 1)[0] for rel in removed if "/" in rel}, key=len, reverse=True):
+            if not os.path.isdir(os.path.join(self.local, folder)):
+                try:  # a folder marker, on filesystems with folders the folder itself
+                    fs.delete_dir(f"{base}/{folder}")
+                except (FileNotFoundError, OSError):
+                    pass
+        return len(changed) + len(removed)
 
     def close(self) -> None:
         if self.remote:
             shutil.rmtree(self.local, ignore_errors=True)
 
-    def _upload(self, name: str) -> None:
-        if not self.remote:
-            return
-        source = os.path.join(self.local, name)
-        if not os.path.exists(source):
-            return
-        fs, base = _fs(self.folder)
-        fs.create_dir(base, recursive=True)  # object stores have no folders: a no-op or a marker there
-        with open(source, "rb") as src, fs.open_output_stream(f"{base}/{name}") as dst:
+    def _fs(self) -> tuple[Any, str]:
+        if self._remote_fs is None:  # one client per trial (S3 resolves its region on creation)
+            self._remote_fs = _fs(self.folder)
+        return self._remote_fs
+
+
+STAGED_SUBNET = "subnet.safetensors"  # the trainable's remote subnet file, uploaded on its own to subnets/
+
+
+def _mirrored(name: str) -> bool:
+    """Whether a file of a checkpoint folder is part of the trial's state: not a temporary
+    file of an atomic write (``.checkpoint-*.tmp``, ``.lottery-*.tmp``, an interrupted
+    upload's), nor the staged subnet file."""
+    return not (name.startswith(".") or name.endswith(".tmp") or name == STAGED_SUBNET)
+
+
+def _local_files(root: str) -> dict[str, tuple[int, int, int]]:
+    """Every mirrored file under `root` ('/'-separated relative path) with its stat key:
+    (mtime_ns, size, inode). Every write here is a new file moved into place, so a rewrite
+    changes the inode or the mtime even when the size stays."""
+    found: dict[str, tuple[int, int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not _mirrored(name):
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:  # deleted while we looked
+                continue
+            found[os.path.relpath(path, root).replace(os.sep, "/")] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return found
+
+
+def _download_tree(fs: Any, base: str, local: str) -> None:
+    """Every mirrored file under the remote folder `base` into `local`, each written
+    atomically; a missing folder is an empty one."""
+    import pyarrow.fs as pafs
+
+    for info in fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
+        if info.type != pafs.FileType.File:
+            continue
+        rel = info.path[len(base.rstrip("/")) + 1 :]
+        if not all(_mirrored(part) for part in rel.split("/")):
+            continue
+        target = os.path.join(local, *rel.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with fs.open_input_stream(info.path) as src:
+            _write_atomic(target, src.readall())
+
+
+# Stores where one upload is one object, visible whole or not at all once the stream closes.
+_PUT_IS_ATOMIC = frozenset({"s3", "gcs", "abfs"})
+
+
+def _put(fs: Any, source: str, dest: str) -> None:
+    """Upload one local file so that a reader sees the old file or the new one, never half."""
+    if fs.type_name in _PUT_IS_ATOMIC:
+        with open(source, "rb") as src, fs.open_output_stream(dest) as dst:
             shutil.copyfileobj(src, dst)
+        return
+    parent, name = dest.rsplit("/", 1)
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+    with open(source, "rb") as src, fs.open_output_stream(tmp) as dst:
+        shutil.copyfileobj(src, dst)
+    fs.move(tmp, dest)  # pyarrow: replaces an existing file (a rename on local and HDFS)
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -178,11 +271,7 @@ class _local_copy:
         staging_root().mkdir(parents=True, exist_ok=True)
         self.tmp = tempfile.mkdtemp(prefix="final-", dir=staging_root())
         fs, base = _fs(self.folder)
-        try:
-            with fs.open_input_stream(f"{base}/{CHECKPOINT_FILE}") as src:
-                _write_atomic(os.path.join(self.tmp, CHECKPOINT_FILE), src.readall())
-        except (FileNotFoundError, OSError):
-            pass  # no checkpoint: nothing to keep
+        _download_tree(fs, base, self.tmp)  # the whole folder: a lottery trial's state and segments
         return self.tmp
 
     def __exit__(self, *exc: Any) -> None:
@@ -200,11 +289,10 @@ def _exists(target: str) -> bool:
 
 
 def upload_file(source: str, url: str) -> None:
-    """Copy a local file to an object-store URL (one PUT: a reader never sees half of it)."""
+    """Copy a local file to an object-store URL (a reader never sees half of it: `_put`)."""
     fs, base = _fs(url)
     fs.create_dir(base.rsplit("/", 1)[0], recursive=True)
-    with open(source, "rb") as src, fs.open_output_stream(base) as dst:
-        shutil.copyfileobj(src, dst)
+    _put(fs, source, base)
 
 
 def remove_empty_root(results_root: str, sweep: str) -> None:
