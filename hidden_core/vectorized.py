@@ -436,6 +436,7 @@ def train_seeds(
     on_epoch: OnEpoch | None = None,
     after_epoch: AfterEpoch | None = None,
     checkpoint_dirs: Mapping[int, str] | None = None,
+    checkpoint_due: Callable[[int], bool] | None = None,
     subnet_paths: Mapping[int, str] | None = None,
     forward: str = "auto",
 ) -> list[TrialResult]:
@@ -452,7 +453,9 @@ def train_seeds(
     epoch, in the format (and with the trial_id) `train` writes, and resumes from what is
     there: a seed's checkpoint can be resumed by `train` alone and the other way round.
     Seeds whose checkpoints are at different epochs train in groups of equal epoch, one
-    group after the other (the least advanced first). subnet_paths {seed: file}: what each
+    group after the other (the least advanced first). checkpoint_due(epoch): whether to
+    write this epoch's checkpoints (default: every epoch; a sweep writes them when it
+    reports). subnet_paths {seed: file}: what each
     seed learned, written when it ends completed or diverged (as `train`'s save_subnet;
     a pruned seed's file is made from its checkpoint, as for a pruned trial)."""
     check_cell(config, seeds)
@@ -467,15 +470,16 @@ def train_seeds(
         results: dict[int, TrialResult] = {}
         for _, group in sorted(groups.items()):
             for s, result in zip(group, train_seeds(config, group, run, data=data, on_epoch=on_epoch, after_epoch=after_epoch,
-                                                      checkpoint_dirs=checkpoint_dirs, subnet_paths=subnet_paths, forward=forward), strict=True):
+                                                      checkpoint_dirs=checkpoint_dirs, checkpoint_due=checkpoint_due, subnet_paths=subnet_paths,
+                                                      forward=forward), strict=True):
                 results[s] = result
         return [results[s] for s in seeds]
-    return _train_group(config, list(seeds), run, data, on_epoch, after_epoch, checkpoint_dirs or {}, subnet_paths or {}, resumed, forward)
+    return _train_group(config, list(seeds), run, data, on_epoch, after_epoch, checkpoint_dirs or {}, checkpoint_due, subnet_paths or {}, resumed, forward)
 
 
 def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: DataSplits | None, on_epoch: OnEpoch | None,
-                 after_epoch: AfterEpoch | None, checkpoint_dirs: Mapping[int, str], subnet_paths: Mapping[int, str],
-                 resumed: dict[int, dict | None], forward: str) -> list[TrialResult]:
+                 after_epoch: AfterEpoch | None, checkpoint_dirs: Mapping[int, str], checkpoint_due: Callable[[int], bool] | None,
+                 subnet_paths: Mapping[int, str], resumed: dict[int, dict | None], forward: str) -> list[TrialResult]:
     """train_seeds for seeds whose checkpoints (if any) are all at the same epoch."""
     run, device, splits, loader = training_setup(config, run, data)
     configs = [config.model_copy(update={"seed": s}) for s in seeds]
@@ -530,6 +534,7 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
         share = (time.perf_counter() - started) / len(active)
         stopped: dict[int, str] = {}
         ran: dict[int, EpochRecord] = {}
+        save = bool(checkpoint_dirs) and (checkpoint_due is None or checkpoint_due(epoch))
         for i, trial in enumerate(active):
             trial.sample_seconds += train_elapsed / len(active)
             trial.samples += n
@@ -541,7 +546,7 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
             record = EpochRecord(epoch, train_losses[i], train_accs[i], accuracies[0][i], accuracies[1][i], lr, share)
             trial.history.append(record)
             ran[trial.seed] = record
-            if trial.seed in checkpoint_dirs:
+            if save and trial.seed in checkpoint_dirs:
                 stack.save_checkpoint(i, trial, checkpoint_dirs[trial.seed], device)
         for i, trial in enumerate(active):
             if i not in stopped and on_epoch is not None and on_epoch(trial.seed, ran[trial.seed]):
