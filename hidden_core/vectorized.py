@@ -37,10 +37,11 @@ cell's wall time.
 Not supported here (train one seed per trial instead): torch.compile and channels_last
 (the vmapped forward runs eager, in the default memory format).
 
-Checkpoints (checkpoint_dirs): each seed's own, after every epoch, in the format and under
-the trial_id `train` uses, so a seed resumes alone or in a cell from either's checkpoint
-(tests/test_vectorized.py resumes one by the other). Seeds whose checkpoints are at
-different epochs train in groups of equal epoch, the least advanced group first.
+Checkpoints (checkpoint_dirs): each seed's own, after every epoch (or when checkpoint_due
+says), in the format and under the trial_id `train` uses, so a seed resumes alone or in a
+cell from either's checkpoint (tests/test_vectorized.py resumes one by the other). Seeds
+whose checkpoints are at different epochs train in groups of equal epoch, the least
+advanced group first.
 
 A sweep runs a cell through hidden_core/tune/cells.py (the spec's `vectorize`; planning.py
 groups the seeds left of each grid cell; per-seed pruning decisions come back from the
@@ -344,7 +345,7 @@ class SeedStack:
         self.optimizer.load_state_dict({"state": state, "param_groups": first["param_groups"]})
         self.schedule.load_state_dict(schedule)
 
-    def save_checkpoint(self, index: int, trial: "_Seed", folder: str, device: torch.device) -> None:
+    def save_checkpoint(self, index: int, trial: _Seed, folder: str, device: torch.device) -> None:
         """The seed's checkpoint, as `train` writes it for the trial alone (its model,
         optimizer, schedule, history and random stream), so either can resume it."""
         if not self.learned_order_matches(trial.model):

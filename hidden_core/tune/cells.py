@@ -39,7 +39,14 @@ import traceback
 from typing import Any
 
 from hidden_core import paths
-from hidden_core.records import COMPLETED, PRUNED, REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
+from hidden_core.records import (
+    COMPLETED,
+    PRUNED,
+    REPORT_EPOCH,
+    REPORT_FAILED,
+    REPORT_FINAL,
+    SELECTION_METRIC,
+)
 
 PRUNE_DECISION_FILE = "pruned.json"
 
