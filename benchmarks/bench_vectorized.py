@@ -283,8 +283,55 @@ def conv4_edge_popup(*, device: torch.device, width: float, batch: int, rounds: 
     ]
 
 
+# ---- 4. a sweep of seed cells ---------------------------------------------------------
+def sweep_spec(vectorize: str, seeds: int, epochs: int, device: str, widths: tuple[float, ...] = (1.0, 2.0)) -> dict:
+    return {
+        "name": f"bench_vectorized_{vectorize}",
+        "base": {"dataset": "mnist1d", "model": "mlp", "epochs": epochs},
+        "grid": {"method": ["dense", {"method": "edge_popup", "keep_fraction": 0.5}], "width": list(widths), "seed": list(range(seeds))},
+        "resources": {"cpu": 1, "gpu": 1 if device == "cuda" else 0},
+        "vectorize": vectorize,
+    }
+
+
+def sweep(*, device: torch.device, seeds: int, epochs: int, rounds: int) -> list[dict]:
+    """The same grid (MNIST-1D MLP, dense and edge_popup x widths 1, 2 x `seeds` seeds: 4
+    cells, more than the CPUs here, so actors are reused as in a real sweep) run as a sweep on
+    the embedded local Ray, one trial per seed (vectorize: none) and one vectorized trial
+    per cell (vectorize: seeds), back to back in one Ray (each into a fresh store), `rounds`
+    times alternating. Figure: trials per hour of the Tune phase (Tuner.fit: actors,
+    training, reports, checkpoints, store writes), and of the whole call."""
+    from hidden_core.spec import parse_spec
+    from hidden_core.tune.ray_setup import start_ray, stop_ray
+    from hidden_core.tune.runner import run_sweep
+
+    cores = os.cpu_count() or 1
+    fit: dict[str, list[float]] = {"none": [], "seeds": []}
+    whole: dict[str, list[float]] = {"none": [], "seeds": []}
+    trials = 0
+    started = start_ray(None, cores)
+    try:
+        for _ in range(rounds):
+            for mode in ("none", "seeds"):
+                with tempfile.TemporaryDirectory() as results:
+                    report = run_sweep(parse_spec(sweep_spec(mode, seeds, epochs, device.type)), results, progress=False, num_cpus=cores)
+                trials = len(report.trials)
+                assert report.counts["completed"] == trials == 4 * seeds, report.counts
+                fit[mode].append(trials / report.fit_seconds * 3600)
+                whole[mode].append(trials / report.wall_seconds * 3600)
+    finally:
+        stop_ray(started)
+    ratio = median(fit["seeds"]) / median(fit["none"])
+    name = f"sweep: MLP mnist1d, 4 cells x {seeds} seeds x {epochs} epochs, {cores} CPUs"
+    return [
+        info(f"{name}, one trial per seed: trials/hour (Tune phase | whole call)", f"{median(fit['none']):.0f} | {median(whole['none']):.0f}", "trials/h"),
+        info(f"{name}, vectorized cells: trials/hour (Tune phase | whole call)", f"{median(fit['seeds']):.0f} | {median(whole['seeds']):.0f}", "trials/h"),
+        info(f"{name}: vectorized / one trial per seed, trials/hour of the Tune phase (median of {rounds})", round(ratio, 2), "x"),
+    ]
+
+
 # ---- driver ---------------------------------------------------------------------------
-PARTS = ("cell", "steps", "memory", "methods", "conv4")
+PARTS = ("cell", "steps", "memory", "methods", "conv4", "sweep")
 
 
 def run(device: str = "cpu", quick: bool = False, tiny: bool = False, parts: tuple[str, ...] = PARTS) -> list[dict]:
@@ -298,6 +345,7 @@ def run(device: str = "cpu", quick: bool = False, tiny: bool = False, parts: tup
         rows += memory(device=dev, seeds=2, epochs=1, dataset="digits")
         rows += method_overhead(device=dev, rounds=1, inner=1, budget_s=0, seeds=2)
         rows += conv4_edge_popup(device=dev, width=0.125, batch=2, rounds=1, budget_s=0)
+        rows += sweep(device=dev, seeds=2, epochs=1, rounds=1)
         return rows
     if "cell" in parts:
         rows += cell(device=dev, seeds=CELL_SEEDS, epochs=2, rounds=3 if quick else 7, budget_s=20 if quick else 90)
@@ -312,6 +360,8 @@ def run(device: str = "cpu", quick: bool = False, tiny: bool = False, parts: tup
     if "conv4" in parts:
         width = 8.0 if (cuda or not quick) else 2.0
         rows += conv4_edge_popup(device=dev, width=width, batch=128 if cuda else 16, rounds=3 if quick else 5, budget_s=30 if quick else 120)
+    if "sweep" in parts:
+        rows += sweep(device=dev, seeds=CELL_SEEDS, epochs=3 if quick else 5, rounds=1 if quick else 2)
     return rows
 
 

@@ -42,8 +42,9 @@ as one Tune trial running ``hidden_core.vectorized.train_seeds``; every seed sta
 trial to every reader (its row, epochs, checkpoint, subnet file, pruning decision).
 ``none``: one Tune trial per seed. ``auto`` (the default): ``seeds`` for MLP cells (where it
 was measured to win; benchmarks/bench_vectorized.py), ``none`` otherwise. Cells it cannot
-vectorize (a lottery ticket, ``search``, ``compile``, one seed left) run one trial per seed
-either way; ``--dry-run`` lists which trials run together. Not part of any trial's identity.
+vectorize (a lottery ticket, ``search``, ``compile``, ``loggers``: a tracker run per seed,
+one seed left) run one trial per seed either way; ``--dry-run`` lists which trials run
+together. Not part of any trial's identity.
 
 Validation reports every problem at once (up to ``MAX_PROBLEMS``), each with its path in the
 file (``grid.keep_fraction[2]: 1.5 is not in (0, 1]``), as a ``ConfigError``. This module

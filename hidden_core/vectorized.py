@@ -37,10 +37,11 @@ cell's wall time.
 Not supported here (train one seed per trial instead): torch.compile and channels_last
 (the vmapped forward runs eager, in the default memory format).
 
-Checkpoints (checkpoint_dirs): each seed's own, after every epoch, in the format and under
-the trial_id `train` uses, so a seed resumes alone or in a cell from either's checkpoint
-(tests/test_vectorized.py resumes one by the other). Seeds whose checkpoints are at
-different epochs train in groups of equal epoch, the least advanced group first.
+Checkpoints (checkpoint_dirs): each seed's own, after every epoch (or when checkpoint_due
+says), in the format and under the trial_id `train` uses, so a seed resumes alone or in a
+cell from either's checkpoint (tests/test_vectorized.py resumes one by the other). Seeds
+whose checkpoints are at different epochs train in groups of equal epoch, the least
+advanced group first.
 
 A sweep runs a cell through hidden_core/tune/cells.py (the spec's `vectorize`; planning.py
 groups the seeds left of each grid cell; per-seed pruning decisions come back from the
@@ -344,7 +345,7 @@ class SeedStack:
         self.optimizer.load_state_dict({"state": state, "param_groups": first["param_groups"]})
         self.schedule.load_state_dict(schedule)
 
-    def save_checkpoint(self, index: int, trial: "_Seed", folder: str, device: torch.device) -> None:
+    def save_checkpoint(self, index: int, trial: _Seed, folder: str, device: torch.device) -> None:
         """The seed's checkpoint, as `train` writes it for the trial alone (its model,
         optimizer, schedule, history and random stream), so either can resume it."""
         if not self.learned_order_matches(trial.model):
@@ -436,6 +437,7 @@ def train_seeds(
     on_epoch: OnEpoch | None = None,
     after_epoch: AfterEpoch | None = None,
     checkpoint_dirs: Mapping[int, str] | None = None,
+    checkpoint_due: Callable[[int], bool] | None = None,
     subnet_paths: Mapping[int, str] | None = None,
     forward: str = "auto",
 ) -> list[TrialResult]:
@@ -452,7 +454,9 @@ def train_seeds(
     epoch, in the format (and with the trial_id) `train` writes, and resumes from what is
     there: a seed's checkpoint can be resumed by `train` alone and the other way round.
     Seeds whose checkpoints are at different epochs train in groups of equal epoch, one
-    group after the other (the least advanced first). subnet_paths {seed: file}: what each
+    group after the other (the least advanced first). checkpoint_due(epoch): whether to
+    write this epoch's checkpoints (default: every epoch; a sweep writes them when it
+    reports). subnet_paths {seed: file}: what each
     seed learned, written when it ends completed or diverged (as `train`'s save_subnet;
     a pruned seed's file is made from its checkpoint, as for a pruned trial)."""
     check_cell(config, seeds)
@@ -467,15 +471,16 @@ def train_seeds(
         results: dict[int, TrialResult] = {}
         for _, group in sorted(groups.items()):
             for s, result in zip(group, train_seeds(config, group, run, data=data, on_epoch=on_epoch, after_epoch=after_epoch,
-                                                      checkpoint_dirs=checkpoint_dirs, subnet_paths=subnet_paths, forward=forward), strict=True):
+                                                      checkpoint_dirs=checkpoint_dirs, checkpoint_due=checkpoint_due, subnet_paths=subnet_paths,
+                                                      forward=forward), strict=True):
                 results[s] = result
         return [results[s] for s in seeds]
-    return _train_group(config, list(seeds), run, data, on_epoch, after_epoch, checkpoint_dirs or {}, subnet_paths or {}, resumed, forward)
+    return _train_group(config, list(seeds), run, data, on_epoch, after_epoch, checkpoint_dirs or {}, checkpoint_due, subnet_paths or {}, resumed, forward)
 
 
 def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: DataSplits | None, on_epoch: OnEpoch | None,
-                 after_epoch: AfterEpoch | None, checkpoint_dirs: Mapping[int, str], subnet_paths: Mapping[int, str],
-                 resumed: dict[int, dict | None], forward: str) -> list[TrialResult]:
+                 after_epoch: AfterEpoch | None, checkpoint_dirs: Mapping[int, str], checkpoint_due: Callable[[int], bool] | None,
+                 subnet_paths: Mapping[int, str], resumed: dict[int, dict | None], forward: str) -> list[TrialResult]:
     """train_seeds for seeds whose checkpoints (if any) are all at the same epoch."""
     run, device, splits, loader = training_setup(config, run, data)
     configs = [config.model_copy(update={"seed": s}) for s in seeds]
@@ -530,6 +535,7 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
         share = (time.perf_counter() - started) / len(active)
         stopped: dict[int, str] = {}
         ran: dict[int, EpochRecord] = {}
+        save = bool(checkpoint_dirs) and (checkpoint_due is None or checkpoint_due(epoch))
         for i, trial in enumerate(active):
             trial.sample_seconds += train_elapsed / len(active)
             trial.samples += n
@@ -541,7 +547,7 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
             record = EpochRecord(epoch, train_losses[i], train_accs[i], accuracies[0][i], accuracies[1][i], lr, share)
             trial.history.append(record)
             ran[trial.seed] = record
-            if trial.seed in checkpoint_dirs:
+            if save and trial.seed in checkpoint_dirs:
                 stack.save_checkpoint(i, trial, checkpoint_dirs[trial.seed], device)
         for i, trial in enumerate(active):
             if i not in stopped and on_epoch is not None and on_epoch(trial.seed, ran[trial.seed]):

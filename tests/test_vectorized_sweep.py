@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_vectorized import ACC_TOLERANCE, LOSS_TOLERANCE
 
 from hidden_core.config import RunOptions
 from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
 from hidden_core.tune.planning import describe_todo, plan_todo
 from hidden_core.tune.runner import run_sweep
-from test_vectorized import ACC_TOLERANCE, LOSS_TOLERANCE
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_vectorized_sweep_equals_one_trial_per_seed(tmp_path: Path, local_ray):
         assert (rows_a[key] == rows_b[key]).all(), key
     epochs_a = a.load_epochs("vec").sort_values(["trial_id", "epoch"]).reset_index(drop=True)
     epochs_b = b.load_epochs("vec").sort_values(["trial_id", "epoch"]).reset_index(drop=True)
-    assert list(zip(epochs_a.trial_id, epochs_a.epoch)) == list(zip(epochs_b.trial_id, epochs_b.epoch))
+    assert list(zip(epochs_a.trial_id, epochs_a.epoch, strict=True)) == list(zip(epochs_b.trial_id, epochs_b.epoch, strict=True))
     assert ((epochs_a.train_loss - epochs_b.train_loss).abs() <= LOSS_TOLERANCE).all()
     for key in ("train_acc", "val_acc", "test_acc"):
         assert ((epochs_a[key] - epochs_b[key]).abs() <= ACC_TOLERANCE).all(), key

@@ -2,8 +2,9 @@
 together by `hidden_core.vectorized.train_seeds`, each seed still its own trial.
 
 Per seed, exactly what an unvectorized trial has: its checkpoint folder
-(``<sweep>/checkpoints/<trial_id>/``, written every epoch in `train`'s format, so a seed can
-resume alone or in a cell), its subnet file (``<sweep>/subnets/<trial_id>.safetensors``,
+(``<sweep>/checkpoints/<trial_id>/``, in `train`'s format, so a seed can resume alone or in
+a cell; written at each report, i.e. at most every ``report_every_s`` and after the last
+epoch: a killed cell loses at most the epochs since its last report), its subnet file (``<sweep>/subnets/<trial_id>.safetensors``,
 written when it ends completed or diverged; a pruned seed's is made from its checkpoint by
 checkpoints.trial_final, as a pruned trial's), its epochs, its store row and its pruning
 decision.
@@ -38,7 +39,14 @@ import traceback
 from typing import Any
 
 from hidden_core import paths
-from hidden_core.records import COMPLETED, PRUNED, REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
+from hidden_core.records import (
+    COMPLETED,
+    PRUNED,
+    REPORT_EPOCH,
+    REPORT_FAILED,
+    REPORT_FINAL,
+    SELECTION_METRIC,
+)
 
 PRUNE_DECISION_FILE = "pruned.json"
 
@@ -107,6 +115,13 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
         report_every_s = float(config.get("report_every_s") or 0.0)
         last_epoch = planned_epochs(cell_config)
         last_report = [time.monotonic()]
+        due: dict[int, bool] = {}
+
+        def report_due(epoch: int) -> bool:
+            """Report (and checkpoint first) at most every report_every_s, and after the last epoch."""
+            if epoch not in due:
+                due[epoch] = time.monotonic() - last_report[0] >= report_every_s or epoch >= last_epoch
+            return due[epoch]
 
         def entry(seed: int, **extra: Any) -> dict[str, Any]:
             return {"started_at": started_at[seed], "resumed_from": resumed[seed], "epochs": unreported[seed], **extra}
@@ -116,7 +131,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
                 row = record.to_dict()
                 histories[seed].append(row)
                 unreported[seed].append(row)
-            if time.monotonic() - last_report[0] < report_every_s and epoch < last_epoch:
+            if not report_due(epoch):
                 return set()  # the next report carries these epochs
             for seed in records:
                 checkpoints[seed].push()  # train_seeds wrote this epoch's checkpoints already
@@ -133,7 +148,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
 
         to_train = [seed for seed in seeds if seed not in pruned]
         try:
-            results = dict(zip(to_train, train_seeds(cell_config, to_train, run, data=data, after_epoch=after_epoch, checkpoint_dirs=folders,
+            results = dict(zip(to_train, train_seeds(cell_config, to_train, run, data=data, after_epoch=after_epoch, checkpoint_dirs=folders, checkpoint_due=report_due,
                                                      subnet_paths=subnet_paths), strict=True)) if to_train else {}
         except Exception as err:  # the cell's seeds fail; the sweep goes on
             text = report_error(err)

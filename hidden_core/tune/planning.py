@@ -59,6 +59,8 @@ def vectorize_refusal(spec: SweepSpec, config: TrialConfig) -> str | None:
         return "run.compile (train_seeds runs eager)"
     if run.get("channels_last") and spec.resources.gpu > 0 and config.model != "mlp":
         return "run.channels_last (train_seeds runs in the default memory format)"
+    if spec.loggers:
+        return "loggers (a tracker keeps one run per Tune trial; each seed keeps its own)"
     if spec.vectorize == "auto" and config.model != "mlp":
         return f"vectorize: auto vectorizes MLP cells only (measured to win there); set vectorize: seeds for {config.model}"
     return None

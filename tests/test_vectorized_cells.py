@@ -1,0 +1,87 @@
+"""A vectorized cell's trainable (hidden_core/tune/cells.py) without Ray: the per-seed
+pruning decisions the driver hands back through each seed's checkpoint folder, and a cell
+resumed after a driver that was killed right after deciding to prune a seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ray import tune
+
+from hidden_core.config import RunOptions, make_config
+from hidden_core.data import load_data
+from hidden_core.tune.cells import cell_trainable, is_pruned, write_prune_decision
+from hidden_core.vectorized import train_seeds
+
+RUN = RunOptions(device="cpu", threads=1)
+
+
+def _cell(tmp_path, seeds):
+    config = make_config(method="edge_popup", model="mlp", mlp_units=16, epochs=3, batch_size=512)
+    entries = [{"seed": s, "trial_id": config.model_copy(update={"seed": s}).trial_id, "checkpoint_dir": str(tmp_path / f"ck{s}"),
+                "subnet_path": str(tmp_path / f"{s}.safetensors")} for s in seeds]
+    trial = {"trial": config.model_dump(mode="json"), "run": RUN.model_dump(mode="json"), "seeds": entries, "report_every_s": 0}
+    return config, entries, trial
+
+
+def _run(monkeypatch, trial, data, decide=lambda report: None):
+    reports = []
+
+    def report(metrics):  # the driver: it sees the report, may decide, then the trial goes on
+        reports.append(metrics)
+        decide(metrics)
+
+    monkeypatch.setattr(tune, "report", report)
+    cell_trainable(trial, data, {"node": "here"}, str)
+    return [{**r, "seeds": json.loads(r["seeds"])} for r in reports]
+
+
+def test_a_pruned_seed_stops_the_others_go_on(tmp_path, monkeypatch):
+    config, entries, trial = _cell(tmp_path, [0, 1, 2])
+    data = load_data(config, RUN)
+
+    def prune_seed_1_at_epoch_1(report):
+        if report["kind"] == "epoch" and report["epoch"] == 1:
+            write_prune_decision(entries[1]["checkpoint_dir"], 1)
+
+    reports = _run(monkeypatch, trial, data, prune_seed_1_at_epoch_1)
+    assert [r["kind"] for r in reports] == ["epoch", "epoch", "epoch", "final"]
+    ids = [e["trial_id"] for e in entries]
+    assert [sorted(r["seeds"]) for r in reports[:3]] == [sorted(ids), sorted([ids[0], ids[2]]), sorted([ids[0], ids[2]])]
+    final = reports[-1]["seeds"]
+    assert final[ids[1]]["status"] == "pruned" and [row["epoch"] for row in final[ids[1]]["epochs"]] == [1]
+    assert final[ids[0]]["status"] == final[ids[2]]["status"] == "completed"
+    # each seed as if alone: the cell's results equal train_seeds of the others
+    alone = train_seeds(config, [0, 2], RUN, data=data)
+    assert [final[ids[0]]["epochs_run"], final[ids[2]]["epochs_run"]] == [r.epochs_run for r in alone] == [3, 3]
+    # files: the ended seeds' subnets; the pruned seed's is made later from its checkpoint
+    assert (tmp_path / "0.safetensors").exists() and (tmp_path / "2.safetensors").exists() and not (tmp_path / "1.safetensors").exists()
+    assert (tmp_path / "ck1" / "checkpoint.pt").exists() and is_pruned(entries[1]["checkpoint_dir"])
+
+
+def test_resume_after_a_driver_killed_right_after_a_prune_decision(tmp_path, monkeypatch):
+    config, entries, trial = _cell(tmp_path, [0, 1])
+    data = load_data(config, RUN)
+
+    class Killed(BaseException):  # like the SIGKILL of a driver: nothing in the trial handles it
+        pass
+
+    def killed_after_epoch_1(report):
+        if report["kind"] == "epoch":
+            write_prune_decision(entries[0]["checkpoint_dir"], 1)  # decided, then the driver died
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(monkeypatch, trial, data, killed_after_epoch_1)
+    reports = _run(monkeypatch, trial, data)
+    ids = [e["trial_id"] for e in entries]
+    assert all(ids[0] not in r["seeds"] for r in reports if r["kind"] == "epoch")  # not trained, not reported again
+    first = reports[0]
+    assert first["epoch"] == 2 and [row["epoch"] for row in first["seeds"][ids[1]]["epochs"]] == [1, 2]  # epoch 1 re-sent
+    assert first["seeds"][ids[1]]["resumed_from"] == 1
+    final = reports[-1]["seeds"]
+    assert final[ids[0]]["status"] == "pruned" and [row["epoch"] for row in final[ids[0]]["epochs"]] == [1]
+    assert final[ids[1]]["status"] == "completed" and final[ids[1]]["epochs_run"] == 3
+    (reference,) = train_seeds(config, [1], RUN, data=data)
+    assert [row["train_loss"] for row in final[ids[1]]["epochs"]] == pytest.approx([r.train_loss for r in reference.history], abs=1e-5)
