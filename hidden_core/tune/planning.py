@@ -37,10 +37,28 @@ def planned_epochs(config: TrialConfig) -> int:
     return config.epochs
 
 
+def longest_first(trials: list[PlannedTrial]) -> list[PlannedTrial]:
+    """`trials` dearest first by expected cost, planned epochs x parameters (a stable sort:
+    a cell's seeds stay together). A sweep then ends on its cheapest trials, so no core idles
+    long while the last big one finishes (longest-processing-time-first scheduling)."""
+    from hidden_core.footprint import ARCHITECTURE_FIELDS, parameter_count
+
+    sizes: dict[tuple, int] = {}
+
+    def cost(trial: PlannedTrial) -> int:
+        key = tuple(getattr(trial.config, f) for f in ARCHITECTURE_FIELDS)
+        if key not in sizes:
+            sizes[key] = parameter_count(trial.config)
+        return planned_epochs(trial.config) * sizes[key]
+
+    return sorted(trials, key=cost, reverse=True)
+
+
 def plan_todo(spec: SweepSpec, store: ResultStore) -> Todo:
+    """What is left, grid trials in the order they start (longest_first)."""
     plan = spec.plan()
     final = store.final_trial_ids(spec.name)
-    trials = [t for t in plan.trials if t.trial_id not in final]
+    trials = longest_first([t for t in plan.trials if t.trial_id not in final])
     skipped = len(plan.trials) - len(trials)
     points: list[tuple[SearchPoint, int]] = []
     if plan.points:
