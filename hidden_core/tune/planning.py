@@ -40,7 +40,9 @@ def planned_epochs(config: TrialConfig) -> int:
 def longest_first(trials: list[PlannedTrial]) -> list[PlannedTrial]:
     """`trials` dearest first by expected cost, planned epochs x parameters (a stable sort:
     a cell's seeds stay together). A sweep then ends on its cheapest trials, so no core idles
-    long while the last big one finishes (longest-processing-time-first scheduling)."""
+    long while the last big one finishes (longest-processing-time-first scheduling). Imports
+    torch (parameter counts on the meta device): the runner orders its queue with it once
+    the data thread has imported torch, not before Ray starts."""
     from hidden_core.footprint import ARCHITECTURE_FIELDS, parameter_count
 
     sizes: dict[tuple, int] = {}
@@ -55,10 +57,9 @@ def longest_first(trials: list[PlannedTrial]) -> list[PlannedTrial]:
 
 
 def plan_todo(spec: SweepSpec, store: ResultStore) -> Todo:
-    """What is left, grid trials in the order they start (longest_first)."""
     plan = spec.plan()
     final = store.final_trial_ids(spec.name)
-    trials = longest_first([t for t in plan.trials if t.trial_id not in final])
+    trials = [t for t in plan.trials if t.trial_id not in final]
     skipped = len(plan.trials) - len(trials)
     points: list[tuple[SearchPoint, int]] = []
     if plan.points:
