@@ -160,6 +160,7 @@ BOUNDS: dict[str, Bound] = {
     "step_milestones": Bound(1, MAX_EPOCHS, False, False, "epochs (as epochs); at most 1000 of them"),
     "eval_batch_size": Bound(1, MAX_BATCH, False, False, "as batch_size"),
     "threads": Bound(1, 1024, False, False, "torch CPU threads; no machine we run on has more cores"),
+    "checkpoint_every_s": Bound(0, 86_400, False, False, "seconds of training a kill may lose; a day is the most any run waits"),
     "prune_rate": Bound(0, 1, True, True, "lottery_ticket: a fraction of the remaining weights; 0 never reaches k, 1 prunes everything"),
     "rewind_epoch": Bound(0, MAX_EPOCHS, False, False, "an epoch (as epochs); also checked against epochs"),
     "mlp_layer_units": Bound(1, 100_000, False, False, "per layer, as mlp_units; at most 1000 layers"),
@@ -296,7 +297,7 @@ class TrialConfig(BaseModel):
             data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100", "synthetic_cifar10")
         return data
 
-    @field_validator(*(n for n in BOUNDS if n not in ("step_milestones", "mlp_layer_units", "eval_batch_size", "threads")))
+    @field_validator(*(n for n in BOUNDS if n not in ("step_milestones", "mlp_layer_units", "eval_batch_size", "threads", "checkpoint_every_s")))
     @classmethod
     def _in_bounds(cls, v: Any, info: Any) -> Any:
         return _check_bounds(info.field_name, v)
@@ -381,7 +382,8 @@ class RunOptions(BaseModel):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     data_root: str | None = Field(None, description="folder of torchvision data sets (default $HIDDEN_DATA_ROOT or ~/.cache/hidden/data)")
     download: bool = Field(True, description="download torchvision data sets that are missing")
-    checkpoint_dir: str | None = Field(None, description="save a checkpoint every epoch here and resume from it")
+    checkpoint_dir: str | None = Field(None, description="save a checkpoint here (every checkpoint_every_s) and resume from it")
+    checkpoint_every_s: float = Field(30.0, description="with checkpoint_dir: seconds of training between checkpoints (0: every epoch); a kill loses at most this much plus the epoch in progress")
     save_subnet: str | None = Field(None, description="at the end, write what the trial learned to this .safetensors file (hidden subnet eval FILE re-evaluates it)")
     amp: bool = Field(True, description="bf16 autocast on CUDA")
     channels_last: bool = Field(True, description="channels_last memory format for 2-D conv models on CUDA")
@@ -402,7 +404,7 @@ class RunOptions(BaseModel):
             raise ValueError(f"{brief(v)} is not one of auto, cpu, cuda, cuda:N, mps")
         return v
 
-    @field_validator("eval_batch_size", "threads")
+    @field_validator("eval_batch_size", "threads", "checkpoint_every_s")
     @classmethod
     def _in_bounds(cls, v: Any, info: Any) -> Any:
         return _check_bounds(info.field_name, v)

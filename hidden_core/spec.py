@@ -32,10 +32,12 @@ parameters; ``cell_id`` hashes that, and pruning compares a trial only with its 
 With ``search``, every grid point (seed included) gets ``samples_per_cell`` sampled trials;
 the points of one cell (its seeds) share one Optuna study.
 
-``report_every_s``: a trial reports to Tune (metrics of every epoch since its last report,
-plus a checkpoint) at most this often, and after its last epoch; 0 reports every epoch.
-Pruning decides at reports, so 0 gives the finest pruning on short epochs, while the
-default spares sub-second epochs a driver round trip and a checkpoint copy each.
+``report_every_s``: a trial reports to Tune (metrics of every epoch since its last report)
+at most this often, and after its last epoch; 0 reports every epoch. Pruning decides at
+reports, so 0 gives the finest pruning on short epochs, while the default spares sub-second
+epochs a driver round trip each. Checkpoints have their own cadence, the run option
+``checkpoint_every_s`` (``run: {checkpoint_every_s: 0}`` for every epoch; default 30 s, every
+epoch with a pruner).
 
 ``vectorize``: ``seeds`` trains the seeds of one grid cell (trials equal but for ``seed``)
 as one Tune trial running ``hidden_core.vectorized.train_seeds``; every seed stays its own
@@ -325,8 +327,12 @@ class SweepSpec(_Strict):
     # -- derived --
     def run_options(self, **overrides: Any) -> RunOptions:
         """Execution options of every trial: the spec's `run:` section plus the device and
-        threads its resources imply (overrides win)."""
+        threads its resources imply (overrides win). With a pruner, a checkpoint every epoch
+        unless `run:` says otherwise: a pruned trial's subnet file is made from its last
+        checkpoint, which then holds the epoch it was pruned at."""
         values = {"device": self.resources.device, "threads": self.resources.threads, **self.run, **overrides}
+        if self.pruner.enabled and "checkpoint_every_s" not in self.run:
+            values.setdefault("checkpoint_every_s", 0.0)
         return RunOptions.model_validate(values)
 
     def plan(self) -> Plan:

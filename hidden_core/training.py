@@ -2,9 +2,10 @@
 
 `train_network(config, run, data=..., on_epoch=...)` builds the network, trains it, evaluates it on
 the validation and test splits after every epoch, and returns a TrialResult. With
-run.checkpoint_dir set it saves a checkpoint there after every epoch and, if one is already
-there, resumes from it to the same result an uninterrupted run gives (model, optimizer,
-schedule and RNG states are all restored). A checkpoint names its trial_id: resuming from
+run.checkpoint_dir set it saves a checkpoint there after the last epoch and after any epoch
+that ends run.checkpoint_every_s seconds or more after the last save (0: every epoch) and,
+if one is already there, resumes from it to the same result an uninterrupted run gives
+(model, optimizer, schedule and RNG states are all restored). A checkpoint names its trial_id: resuming from
 another config's checkpoint is a CheckpointMismatch, never a silent mix.
 
 The hot loop has no host synchronisation: losses and correct counts accumulate on the
@@ -162,6 +163,7 @@ def train_network(
         history = _restore(checkpoint, model, optimizer, schedule, device, config.trial_id)
 
     status, diverged_epoch = COMPLETED, None
+    last_saved = time.perf_counter()  # checkpoint cadence: a kill loses at most checkpoint_every_s
     train_seconds = sum(r.seconds for r in history)
     samples = 0
     sample_seconds = 0.0
@@ -200,8 +202,9 @@ def train_network(
         train_seconds += seconds
         record = EpochRecord(epoch, train_loss, train_acc, val_acc, test_acc, lr, seconds)
         history.append(record)
-        if checkpoint is not None:
+        if checkpoint is not None and (epoch == config.epochs or time.perf_counter() - last_saved >= run.checkpoint_every_s):
             _save(checkpoint, model, optimizer, schedule, history, device, config.trial_id)
+            last_saved = time.perf_counter()
         if on_epoch is not None:
             on_epoch(record)
 

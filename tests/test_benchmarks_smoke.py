@@ -97,3 +97,14 @@ def test_edge_popup_works_on_a_channels_last_model():
     for layer in bench_methods.weight_layers(model.net):
         mask = bench_methods.parametrization_of(layer).mask()
         assert mask.sum() == bench_methods.parametrization_of(layer).kept
+
+
+def test_bench_demo_sub_grid_and_no_git_history(tmp_path, monkeypatch):
+    from benchmarks import bench_demo
+
+    quick = bench_demo.sub_grid(quick=True, tiny=False)
+    assert set(quick) <= {"name", "description", "base", "grid", "resources"}  # keys every version of the spec knows
+    assert quick["grid"]["width"] == [0.5, 2] and len(quick["grid"]["method"]) == 7 and quick["base"]["epochs"] == 20
+    monkeypatch.setattr(bench_demo, "ROOT", tmp_path)  # a CI tarball: no .git
+    (rows,) = bench_demo.run(quick=True)
+    assert rows["value"] == "skipped: no git history" and rows["met"] is None

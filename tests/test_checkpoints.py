@@ -47,6 +47,25 @@ def test_remote_checkpoint_uploads_downloads_and_is_discarded(as_remote, tmp_pat
     assert not remote.exists()
 
 
+def test_remote_push_uploads_only_a_checkpoint_written_since_the_last_push(as_remote, tmp_path):
+    remote = tmp_path / "bucket" / "s" / "checkpoints" / "t2"
+    trial = TrialCheckpoint(f"file://{remote}", "t2")
+    local = tmp_path / "staging" / "t2" / CHECKPOINT_FILE
+    trial.open()
+    trial.push()  # no checkpoint yet (checkpoint_every_s not reached): nothing to upload
+    assert not (remote / CHECKPOINT_FILE).exists()
+    local.write_bytes(b"epoch 1")
+    trial.push()
+    assert (remote / CHECKPOINT_FILE).read_bytes() == b"epoch 1"
+    (remote / CHECKPOINT_FILE).write_bytes(b"marker")  # a second push of the same checkpoint would overwrite this
+    trial.push()
+    assert (remote / CHECKPOINT_FILE).read_bytes() == b"marker"
+    local.write_bytes(b"epoch 2 and more")
+    trial.push()
+    assert (remote / CHECKPOINT_FILE).read_bytes() == b"epoch 2 and more"
+    trial.close()
+
+
 def test_trial_final_deletes_the_trials_folder_only(tmp_path):
     for trial in ("a", "b"):
         folder = tmp_path / "s" / "checkpoints" / trial

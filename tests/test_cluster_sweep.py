@@ -39,7 +39,7 @@ from ray_cluster_fixture import LocalRayCluster  # noqa: E402
 EPOCHS = 6
 KILL_EPOCHS = 8  # the kill tests: a kill lands well before the last epoch
 # ~0.5-1 s an epoch on one core of a 2-core machine with both nodes busy: a trial lasts a few
-# seconds, so a kill lands mid-trial; checkpoints at most every report_every_s (default 1 s)
+# seconds, so a kill lands mid-trial; the kill tests checkpoint every epoch (checkpoint_every_s 0)
 BASE = {"dataset": "digits", "model": "mlp", "width": 8, "batch_size": 16, "epochs": EPOCHS, "optimizer": "adam", "lr": 0.003}
 
 
@@ -170,7 +170,8 @@ def test_driver_without_the_token_cannot_run_a_sweep(cluster: LocalRayCluster, t
 @pytest.mark.slow
 def test_killed_driver_rerun_resumes_and_finishes(cluster: LocalRayCluster, tmp_path: Path):
     # a report every epoch
-    spec = _write_spec(tmp_path, "driverkill", {"method": ["dense", "edge_popup"], "seed": [0, 1], "epochs": [KILL_EPOCHS]}, report_every_s=0)
+    spec = _write_spec(tmp_path, "driverkill", {"method": ["dense", "edge_popup"], "seed": [0, 1], "epochs": [KILL_EPOCHS]}, report_every_s=0,
+                       run={"checkpoint_every_s": 0})
     results = tmp_path / "results"
     store = ResultStore(results)
     argv = _sweep_argv(spec, results, cluster.address)
@@ -316,9 +317,9 @@ def test_fractional_gpu_trials_share_the_gpu_node(cluster: LocalRayCluster, tmp_
 
 @pytest.mark.slow
 def test_lost_worker_node_trials_resume_from_checkpoint(cluster: LocalRayCluster, tmp_path: Path):
-    # the spec's defaults: max_failures 1 (one retry), a checkpoint at most every 1 s;
+    # the spec's default max_failures 1 (one retry), a checkpoint every epoch;
     # longer trials, so that the kill lands well before the victim's last epoch
-    spec = _write_spec(tmp_path, "workerkill", {"seed": [0, 1, 2, 3], "epochs": [KILL_EPOCHS]})
+    spec = _write_spec(tmp_path, "workerkill", {"seed": [0, 1, 2, 3], "epochs": [KILL_EPOCHS]}, run={"checkpoint_every_s": 0})
     assert load_spec(spec).max_failures >= 1
     results = tmp_path / "results"
     epoch_log, driver_log = tmp_path / "epochs.jsonl", tmp_path / "driver.log"

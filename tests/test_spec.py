@@ -13,7 +13,7 @@ from hidden_core.config import ConfigError, TrialConfig, make_config
 from hidden_core.spec import cell_id, check_resources, load_spec, parse_spec
 from hidden_core.store import ResultStore
 from hidden_core.strict_yaml import load_yaml_text
-from hidden_core.tune.planning import describe_todo, plan_todo
+from hidden_core.tune.planning import describe_todo, longest_first, plan_todo
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = sorted((Path(__file__).parent / "data" / "bad_specs").glob("*.yaml"))
@@ -198,6 +198,24 @@ def test_run_options_follow_resources():
     run = spec.run_options()
     assert (run.device, run.threads, run.amp) == ("cuda", 2, False)
     assert parse_spec({"name": "x", "grid": {"width": [1]}, "resources": {"cpu": 0.5}}).run_options().threads == 1
+
+
+def test_checkpoint_cadence_every_epoch_with_a_pruner_unless_the_spec_says():
+    plain = {"name": "x", "grid": {"width": [1]}}
+    assert parse_spec(plain).run_options().checkpoint_every_s == 30.0
+    pruned = {**plain, "pruner": "median"}
+    assert parse_spec(pruned).run_options().checkpoint_every_s == 0.0  # the pruned trial's subnet file: its last epoch
+    assert parse_spec({**pruned, "run": {"checkpoint_every_s": 5.0}}).run_options().checkpoint_every_s == 5.0
+    with pytest.raises(ConfigError, match="checkpoint_every_s"):
+        parse_spec({**plain, "run": {"checkpoint_every_s": -1.0}})
+
+
+def test_trials_start_dearest_first_with_a_cells_seeds_together(tmp_path: Path):
+    spec = parse_spec({"name": "x", "base": {"dataset": "mnist1d", "model": "mlp"},
+                       "grid": {"width": [1, 4], "epochs": [2, 8], "seed": [0, 1]}})
+    order = [(t.config.width, t.config.epochs, t.config.seed) for t in longest_first(plan_todo(spec, ResultStore(tmp_path)).trials)]
+    # 4x width is ~10x the parameters of 1x: 2 epochs of it cost more than 8 of the narrow one
+    assert order == [(4.0, 8, 0), (4.0, 8, 1), (4.0, 2, 0), (4.0, 2, 1), (1.0, 8, 0), (1.0, 8, 1), (1.0, 2, 0), (1.0, 2, 1)]
 
 
 # ---- skipping what the store holds -----------------------------------------------------------

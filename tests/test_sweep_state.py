@@ -54,7 +54,7 @@ def _spec_file(tmp_path: Path, name: str, seeds: int, epochs: int, **extra) -> P
         "name": name,
         "base": {"dataset": "mnist1d", "model": "mlp", "width": 4, "epochs": epochs, "optimizer": "adam", "lr": 0.003},
         "grid": {"method": ["dense", "sign_flip"], "seed": list(range(seeds))},
-        "report_every_s": 0, "max_concurrent": 2,
+        "report_every_s": 0, "max_concurrent": 2, "run": {"checkpoint_every_s": 0},  # a checkpoint every epoch: kills land between them
         **extra,
     }))
     return path
@@ -208,7 +208,7 @@ def test_a_killed_worker_is_retried_from_the_trials_checkpoint(tmp_path: Path, r
     spec_path.write_text(yaml.safe_dump({
         "name": "workerkill",
         "base": {"dataset": "mnist1d", "model": "mlp", "width": 4, "epochs": 12, "optimizer": "adam", "lr": 0.003, "method": "dense"},
-        "grid": {"seed": [0]}, "report_every_s": 0, "max_failures": 2,
+        "grid": {"seed": [0]}, "report_every_s": 0, "max_failures": 2, "run": {"checkpoint_every_s": 0},
     }))
     results = tmp_path / "results"
     driver = _driver(spec_path, results, ray_root, tmp_path)

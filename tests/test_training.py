@@ -5,7 +5,7 @@ import torch
 
 from hidden_core import make_config, train
 from hidden_core.config import make_run_options
-from hidden_core.training import CHECKPOINT_FILE
+from hidden_core.training import CHECKPOINT_FILE, checkpoint_history
 
 
 def test_dense_and_edge_popup_learn_mnist1d_well_above_chance():
@@ -47,12 +47,29 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path, method)
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        train(config, make_run_options(checkpoint_dir=str(tmp_path / "split")), on_epoch=stop_after_two)
+        train(config, make_run_options(checkpoint_dir=str(tmp_path / "split"), checkpoint_every_s=0), on_epoch=stop_after_two)
+    assert len(checkpoint_history(tmp_path / "split")) == 2
     resumed = train(config, make_run_options(checkpoint_dir=str(tmp_path / "split")))
     assert [r.train_loss for r in resumed.history] == [r.train_loss for r in whole.history]
     a = torch.load(tmp_path / "whole" / CHECKPOINT_FILE, weights_only=False)["model"]
     b = torch.load(tmp_path / "split" / CHECKPOINT_FILE, weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_cadence_saves_after_the_last_epoch_and_every_checkpoint_every_s(tmp_path):
+    config = make_config(epochs=3)
+    seen = []
+
+    def look(record):  # the checkpoint on disk when the caller hears of an epoch
+        seen.append(len(checkpoint_history(tmp_path) or []))
+
+    train(config, make_run_options(checkpoint_dir=str(tmp_path), checkpoint_every_s=3600), on_epoch=look)
+    assert seen == [0, 0, 3]  # none before an hour has passed, always the last epoch
+    for path in tmp_path.iterdir():
+        path.unlink()
+    seen.clear()
+    train(config, make_run_options(checkpoint_dir=str(tmp_path), checkpoint_every_s=0), on_epoch=look)
+    assert seen == [1, 2, 3]
 
 
 def test_non_finite_loss_ends_the_trial_as_diverged():

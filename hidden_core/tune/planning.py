@@ -95,6 +95,25 @@ def planned_epochs(config: TrialConfig) -> int:
     return config.epochs
 
 
+def longest_first(trials: list[PlannedTrial]) -> list[PlannedTrial]:
+    """`trials` dearest first by expected cost, planned epochs x parameters (a stable sort:
+    a cell's seeds stay together). A sweep then ends on its cheapest trials, so no core idles
+    long while the last big one finishes (longest-processing-time-first scheduling). Imports
+    torch (parameter counts on the meta device): the runner orders its queue with it once
+    the data thread has imported torch, not before Ray starts."""
+    from hidden_core.footprint import ARCHITECTURE_FIELDS, parameter_count
+
+    sizes: dict[tuple, int] = {}
+
+    def cost(trial: PlannedTrial) -> int:
+        key = tuple(getattr(trial.config, f) for f in ARCHITECTURE_FIELDS)
+        if key not in sizes:
+            sizes[key] = parameter_count(trial.config)
+        return planned_epochs(trial.config) * sizes[key]
+
+    return sorted(trials, key=cost, reverse=True)
+
+
 def plan_todo(spec: SweepSpec, store: ResultStore, *, vectorize: bool = True) -> Todo:
     """vectorize=False: no cell runs vectorized whatever the spec says (a sweep run with a
     replacement train function, which trains one seed)."""

@@ -38,7 +38,7 @@ from hidden_core.spec import SweepSpec, check_resources, load_spec
 from hidden_core.store import ResultStore, default_results_root
 from hidden_core.tune import checkpoints, controls_pass, ray_setup
 from hidden_core.tune.lease import SweepLease
-from hidden_core.tune.planning import Todo, plan_todo
+from hidden_core.tune.planning import Todo, longest_first, plan_todo
 from hidden_core.tune.report import SweepReport
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,7 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         loader.join()
         if "error" in data_box:
             raise data_box["error"]
+        todo.trials = longest_first(todo.trials)  # torch is imported by now (the data thread)
         data_refs = {key: ray.put(splits) for key, splits in data_box.pop("data").items()}
         report.concurrency = min(max(1, max_concurrent or spec.max_concurrent or ray_setup.capacity(spec, nodes)), max(todo.tune_count, 1))
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(report.concurrency)

@@ -1,6 +1,6 @@
 """The core `train` as a Ray Tune function trainable.
 
-One call trains one trial. `train` checkpoints every epoch into the trial's own folder
+One call trains one trial. `train` checkpoints (cadence: checkpoints.py) into the trial's own folder
 (``<results>/<sweep>/checkpoints/<trial_id>/``, see checkpoints.py) and resumes from what
 is there: a trial started again (Tune's retry after a lost worker, a re-run after a killed
 driver) goes on from its last checkpoint, whoever runs it. Tune's checkpoints are not used.
@@ -142,7 +142,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
         now = time.monotonic()
         if now - last_report[0] < report_every_s and record.epoch < last_epoch:
             return  # the next report carries this epoch
-        checkpoint.push()  # `train` has written this epoch's checkpoint already
+        checkpoint.push()  # the checkpoint `train` wrote last, if not uploaded yet
         metrics = {"kind": REPORT_EPOCH, **row, "epochs": json.dumps(unreported), **common}
         unreported.clear()
         tune.report(metrics)
