@@ -90,7 +90,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
 
     from hidden_core.config import RunOptions, TrialConfig
     from hidden_core.training import checkpoint_history
-    from hidden_core.tune.checkpoints import TrialCheckpoint, upload_file
+    from hidden_core.tune.checkpoints import STAGED_SUBNET, TrialCheckpoint, upload_file
     from hidden_core.tune.planning import planned_epochs
     from hidden_core.vectorized import train_seeds
 
@@ -109,7 +109,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
         pruned = {seed for seed, s in seeds.items() if resumed[seed] and is_pruned(s["checkpoint_dir"])}
         for seed in pruned:
             unreported[seed] = []  # decided already: its rows go with the final report only
-        subnet_paths = {seed: (f"{folders[seed]}/subnet.safetensors" if checkpoints[seed].remote else s["subnet_path"])
+        subnet_paths = {seed: (f"{folders[seed]}/{STAGED_SUBNET}" if checkpoints[seed].remote else s["subnet_path"])
                         for seed, s in seeds.items() if s.get("subnet_path")}
         run = RunOptions.model_validate({**config["run"], "checkpoint_dir": None, "save_subnet": None})
         report_every_s = float(config.get("report_every_s") or 0.0)

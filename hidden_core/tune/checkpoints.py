@@ -243,7 +243,7 @@ def keep_subnet(results_root: str, sweep: str, trial_id: str, checkpoint_folder:
         from hidden_core.config import TrialConfig
         from hidden_core.subnet.from_checkpoint import save_subnet_from_checkpoint
 
-        local_target = os.path.join(folder, "subnet.safetensors") if remote else target
+        local_target = os.path.join(folder, STAGED_SUBNET) if remote else target
         if save_subnet_from_checkpoint(local_target, folder, TrialConfig.model_validate(config), status) is None:
             return None
         if remote:

@@ -32,10 +32,15 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from hidden_core import paths
-from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC, TRIAL_BRANCHES
+from hidden_core.records import (
+    REPORT_EPOCH,
+    REPORT_FAILED,
+    REPORT_FINAL,
+    SELECTION_METRIC,
+    TRIAL_BRANCHES,
+)
 from hidden_core.spec import PrunerSpec, SearchPoint, SweepSpec
 from hidden_core.tune.planning import planned_epochs
-
 
 if TYPE_CHECKING:
     import optuna

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
-from hidden_core.tune.checkpoints import TrialCheckpoint, upload_file
+from hidden_core.tune.checkpoints import STAGED_SUBNET, TrialCheckpoint, upload_file
 from hidden_core.tune.planning import planned_epochs
 from hidden_core.tune.sweep_data import data_key
 
@@ -129,7 +129,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     }
     subnet_path = config.get("subnet_path")
     # a remote subnet file is written into the staging folder and uploaded before the final report
-    local_subnet = f"{folder}/subnet.safetensors" if subnet_path and checkpoint.remote else subnet_path
+    local_subnet = f"{folder}/{STAGED_SUBNET}" if subnet_path and checkpoint.remote else subnet_path
     run = RunOptions.model_validate({**run_values, "checkpoint_dir": folder, "save_subnet": local_subnet})
     report_every_s = float(config.get("report_every_s") or 0.0)
     last_epoch = planned_epochs(trial_config)  # the last epoch always goes out at once (pruning decides before it)
