@@ -140,7 +140,7 @@ def _run_pushing(config, url, data, *, push_every=1, kill_at=None, seen=None):
         if record.epoch == kill_at:
             raise Killed
 
-    result = train(config, RunOptions(device="cpu", threads=1, checkpoint_dir=folder), data=data, on_epoch=on_epoch)
+    result = train(config, RunOptions(device="cpu", threads=1, checkpoint_dir=folder, checkpoint_every_s=0), data=data, on_epoch=on_epoch)
     cp.close()
     return result, pushed
 
@@ -193,7 +193,7 @@ def test_a_pruned_remote_lottery_trial_keeps_its_newest_ticket(machines, tmp_pat
             raise Killed  # Tune stops a pruned trial between reports
 
     with pytest.raises(Killed):
-        train(config, make_run_options(device="cpu", threads=1, checkpoint_dir=folder), on_epoch=stop)
+        train(config, make_run_options(device="cpu", threads=1, checkpoint_dir=folder, checkpoint_every_s=0), on_epoch=stop)
     machines.fresh()  # the driver finalizes it elsewhere
     checkpoints.trial_final(root, "s", config.trial_id, config.model_dump(mode="json"), "pruned")
     assert not (tmp_path / "bucket" / "s" / "checkpoints" / config.trial_id).exists()

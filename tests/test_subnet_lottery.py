@@ -132,7 +132,7 @@ def test_a_pruned_lottery_trial_keeps_its_newest_ticket(tmp_path, where):
             raise Stopped
 
     with pytest.raises(Stopped):
-        train(config, make_run_options(device="cpu", threads=1, checkpoint_dir=str(folder)), on_epoch=stop)
+        train(config, make_run_options(device="cpu", threads=1, checkpoint_dir=str(folder), checkpoint_every_s=0), on_epoch=stop)
     checkpoints.trial_final(str(tmp_path), "s", config.trial_id, config.model_dump(mode="json"), "pruned")
     assert not folder.exists()
     f = read_subnet_file(tmp_path / "s" / "subnets" / f"{config.trial_id}.safetensors")
