@@ -253,6 +253,19 @@ def latest_ticket(folder: str | os.PathLike[str], config: TrialConfig) -> tuple[
     return ticket_network(config, ticket["model"]), TrialResult(**ticket["summary"], history=[])
 
 
+def resumed_epochs(folder: str | os.PathLike[str]) -> int:
+    """How many of the trial's epoch rows a resume from `folder` does not recompute: every
+    finished segment's plus the checkpointed epochs of the segment in training (the trial's
+    `resumed_from`; a lottery folder has no top-level checkpoint.pt)."""
+    folder = Path(folder)
+    state = _load_state(folder)
+    if state is None:
+        return 0
+    checkpoint = folder / f"segment-{state['done']}" / CHECKPOINT_FILE
+    in_training = len(torch.load(checkpoint, map_location="cpu", weights_only=False)["history"]) if checkpoint.exists() else 0
+    return len(state["records"]) + in_training
+
+
 def _originals(model: HiddenNetwork) -> list[torch.Tensor]:
     return [layer.parametrizations.weight.original.detach() for layer in weight_layers(model.net)]
 

@@ -117,7 +117,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     folder = checkpoint.open()
     started_at = checkpoint.started_at()
     history: list[dict[str, Any]] = list(_checkpoint_history(folder) or [])
-    resumed_from = len(history)
+    resumed_from = len(history) if trial_config.method != "lottery_ticket" else _lottery_resumed_epochs(folder)
     unreported: list[dict[str, Any]] = list(history)  # a resumed trial re-sends its earlier epochs
     common = {
         "resumed_from": resumed_from,
@@ -171,6 +171,12 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
         tune.report(final)
     finally:
         checkpoint.close()  # the folder itself stays until the driver has the trial's final row
+
+
+def _lottery_resumed_epochs(folder: str) -> int:
+    from hidden_core.lottery import resumed_epochs
+
+    return resumed_epochs(folder)
 
 
 def _checkpoint_history(folder: str) -> list[dict[str, Any]] | None:
