@@ -23,3 +23,12 @@ def test_bench_vectorized_tiny():
     names = " ".join(r["name"] for r in rows)
     for part in ("vectorized / one seed per trial", "peak RSS", "on the path / dense today", "Conv4 width", "both vectorized"):
         assert part in names
+
+
+@pytest.mark.slow
+def test_bench_vectorized_sweep_tiny():
+    """The sweep part (two real sweeps on an embedded Ray) runs and says what it measured."""
+    rows = bench_vectorized.sweep(device=torch.device("cpu"), seeds=2, epochs=1, rounds=1, widths=(1.0,))
+    names = [r["name"] for r in rows]
+    assert any("one trial per seed: trials/hour" in n for n in names) and any("vectorized cells: trials/hour" in n for n in names)
+    assert rows[-1]["unit"] == "x" and rows[-1]["value"] > 0

@@ -127,7 +127,7 @@ def _wait_exec(pid: int, word: str, timeout: float = 10) -> None:
 # ------------------------------------------------------------------------------ multi-node
 @pytest.mark.slow
 def test_sweep_runs_trials_on_both_nodes(cluster: LocalRayCluster, tmp_path: Path):
-    spec = _write_spec(tmp_path, "multinode", {"seed": [0, 1, 2, 3]})
+    spec = _write_spec(tmp_path, "multinode", {"seed": [0, 1, 2, 3]}, vectorize="none")  # four trials, not one cell
     results = tmp_path / "results"
     t0 = time.monotonic()
     r = cluster.run(_sweep_argv(spec, results, cluster.address, "--json"), timeout=180)

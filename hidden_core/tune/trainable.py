@@ -1,6 +1,7 @@
 """The core `train` as a Ray Tune function trainable.
 
-One call trains one trial. `train` checkpoints (cadence: checkpoints.py) into the trial's own folder
+One call trains one trial, or, when its config carries `seeds`, the seeds of one grid cell
+as one vectorized model (cells.py: each seed still its own trial). `train` checkpoints (cadence: checkpoints.py) into the trial's own folder
 (``<results>/<sweep>/checkpoints/<trial_id>/``, see checkpoints.py) and resumes from what
 is there: a trial started again (Tune's retry after a lost worker, a re-run after a killed
 driver) goes on from its last checkpoint, whoever runs it. Tune's checkpoints are not used.
