@@ -162,6 +162,7 @@ def caption(points: pd.DataFrame, sweep: str, with_sweep: str | None, ci: float 
     return (
         f"Test accuracy at the best-validation epoch against density (log scale, dense on the left), {where}. "
         f"Lottery lines: per level and branch, the test accuracy at that level's best-validation epoch; "
-        f"edge_popup at density = its keep fraction k; dense (dashed) is unpruned. Points are the mean over seeds, "
+        f"edge_popup at density = its keep fraction k; dense (dashed) is unpruned. One value per seed: where several trials give one "
+        f"(a searched hyperparameter, or trials of different k at their shared levels), the trial of best validation accuracy there. Points are the mean over seeds, "
         f"bands a {ci:.0%} Student-t interval (none for one seed). Seeds per point: {per_line}."
     )
