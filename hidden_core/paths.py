@@ -1,6 +1,7 @@
 """Where a sweep keeps its things under a results root (a folder or an object-store URL).
 
     <results>/<sweep>/trials/, epochs/         the store's Parquet parts (store.py)
+    <results>/<sweep>/controls/                the controls pass's Parquet parts (tune/controls_pass.py)
     <results>/<sweep>/checkpoints/<trial_id>/  a trial's latest checkpoint while it is not final
     <results>/<sweep>/subnets/<trial_id>.safetensors  what a final trial learned (hidden_core/subnet)
     <results>/<sweep>/lease.json               the live driver of the sweep (lease.py)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 
 TABLE_DIRS = ("trials", "epochs")  # the store's Parquet tables (store.TABLES)
+CONTROLS_DIR = "controls"  # the controls pass's Parquet table (store.CONTROLS_TABLE)
 CHECKPOINTS_DIR = "checkpoints"
 SUBNETS_DIR = "subnets"
 SUBNET_SUFFIX = ".safetensors"
@@ -24,7 +26,7 @@ LEASE_FILE = "lease.json"
 STUDIES_FILE = "_studies.db"
 ANALYSIS_DIR = "analysis"  # `hidden analyze` outputs of a local store
 # Everything a sweep folder may hold: `hidden results delete` removes the folder with all of it.
-SWEEP_ENTRIES = (*TABLE_DIRS, CHECKPOINTS_DIR, SUBNETS_DIR, LEASE_FILE, STUDIES_FILE, ANALYSIS_DIR)
+SWEEP_ENTRIES = (*TABLE_DIRS, CONTROLS_DIR, CHECKPOINTS_DIR, SUBNETS_DIR, LEASE_FILE, STUDIES_FILE, ANALYSIS_DIR)
 
 
 def is_url(root: str) -> bool:

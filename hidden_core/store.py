@@ -141,7 +141,7 @@ EPOCH_SCHEMA: pa.Schema = pa.schema(
 )
 # The controls pass (hidden_core/tune/controls_pass.py): one row per trial, control and draw,
 # tied to the trial row (its write_id) whose subnet file it evaluated.
-CONTROLS_TABLE = "controls"
+CONTROLS_TABLE = paths.CONTROLS_DIR
 CONTROL_SCHEMA: pa.Schema = pa.schema(
     _fields("sweep trial_id trial_write_id control", pa.string())
     + _fields("draw", pa.int64())

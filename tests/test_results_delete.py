@@ -201,3 +201,17 @@ def test_compaction_keeps_subnet_files_and_their_column(two_sweeps, capsys):
     assert len(rows) == 4
     for _, row in rows.iterrows():
         assert os.path.isfile(os.path.join(store.root, row["subnet_file"]))
+
+
+def test_the_controls_table_is_named_as_the_sweeps_own(two_sweeps, monkeypatch, capsys):
+    """The controls pass writes `<sweep>/controls/`: the confirmation must not call it a
+    stranger's file ("not written by hidden"), and delete removes it with the rest."""
+    store = two_sweeps
+    trial_id = store.load_trials("a", columns=["trial_id", "write_id"]).iloc[0]
+    store.write_controls("a", [{"trial_id": trial_id["trial_id"], "trial_write_id": trial_id["write_id"], "control": "found",
+                                "draw": 0, "val_acc": 0.5, "test_acc": 0.5, "device": "cpu"}])
+    assert os.path.isdir(os.path.join(paths.sweep_dir(store.root, "a"), "controls"))
+    assert _run(["results", "delete", "a", "--results", store.root], monkeypatch, stdin="", tty=False) == 2
+    assert "not written by hidden" not in capsys.readouterr().err
+    assert _run(["results", "delete", "a", "--yes", "--results", store.root], monkeypatch) == 0
+    assert store.sweep_folders() == ["b"]

@@ -57,6 +57,16 @@ def test_spec_option_on_the_command_line_exits_2(tmp_path, capsys):
     assert code == 2 and "subnet_controls.draws" in err and not (tmp_path / "r").exists()
 
 
+def test_a_controls_device_this_machine_lacks_exits_2_before_any_trial(tmp_path, capsys):
+    """The pass runs in the driver: a device it does not have would train every trial and
+    then skip every control (exit 0); it is refused up front instead, nothing written."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nbase: {dataset: mnist1d, method: edge_popup, epochs: 1}\nsubnet_controls: {device: 'cuda:63'}\n")
+    code, _, err = hidden(capsys, "sweep", "run", spec, "--results", tmp_path / "r")
+    assert code == 2 and "subnet_controls.device: 'cuda:63' is not available" in err and "available here: cpu" in err
+    assert not (tmp_path / "r").exists()
+
+
 # ---- the pass --------------------------------------------------------------------------------
 def _store(root) -> tuple[ResultStore, dict[str, str]]:
     """Sweep 's': edge_popup seeds 0, 1 and sign_flip seed 0 final with files (one pruned),

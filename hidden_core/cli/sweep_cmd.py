@@ -86,6 +86,13 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         if problems := storage_url_problems(args.study_storage, "--study-storage"):
             raise ConfigError(problems)
     require_writable(store)
+    if spec.subnet_controls is not None:  # the controls pass runs in this process, after every trial
+        from hidden_core.footprint import require_device
+
+        try:
+            require_device(spec.subnet_controls.device)
+        except ConfigError as err:
+            raise ConfigError([f"subnet_controls.{p}" for p in err.problems]) from None
     if largest is not None and args.address is None:  # a cluster's nodes are checked by Ray
         require_fit(largest[0], spec.resources.device, largest[1])
     report = run_sweep(
