@@ -97,7 +97,7 @@ def _run_cases() -> list[Hostile]:
             out.append(Hostile(f"run.{name}-runner-set", RUNTIME, _spec(f"run: {{{name}: 'x'}}"), f"run.{name}: set by the sweep runner"))
             continue
         kinds = _kinds(RunOptions, name)
-        value = "'yes'" if bool in kinds else "true" if int in kinds else "12"
+        value = "'yes'" if bool in kinds else "true" if kinds & {int, float} else "12"
         out.append(Hostile(f"run.{name}-type", COERCION, _spec(f"run: {{{name}: {value}}}"), f"run.{name}: "))
     out.append(Hostile("run.eval_batch_size-zero", BOUND, _spec("run: {eval_batch_size: 0}"), "run.eval_batch_size: 0 is not in [1, 1048576]"))
     return out

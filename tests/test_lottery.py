@@ -226,7 +226,7 @@ def test_resume_inside_a_level_gives_the_uninterrupted_result(tmp_path, kill_at)
         if record.epoch == kill_at:
             raise Killed
 
-    run = RunOptions(device="cpu", threads=1, checkpoint_dir=str(tmp_path / "ckpt"))
+    run = RunOptions(device="cpu", threads=1, checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every_s=0)  # a kill lands after a checkpoint
     with pytest.raises(Killed):
         train(config, run, data=data, on_epoch=killer)
     seen = []
