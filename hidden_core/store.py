@@ -830,7 +830,8 @@ class ResultStore:
             folder = f"{self.root}/{sweep}"
             self._made_dirs = {d for d in self._made_dirs if not d.startswith(folder + "/")}
             files = self.sweep_files(sweep)
-            stats = {"files": len(files), "bytes": sum(f.size or 0 for f in files)}
+            data = [f for f in files if f.path != f"{folder}/{paths.LEASE_FILE}"]  # a lease is no data (the CLI holds one while deleting)
+            stats = {"files": len(data), "bytes": sum(f.size or 0 for f in data)}
             if self._local:
                 tombstone = f"{self.root}/{_TOMBSTONE}{sweep}-{uuid.uuid4().hex[:8]}"
                 self.fs.move(folder, tombstone)

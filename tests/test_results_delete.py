@@ -215,3 +215,15 @@ def test_the_controls_table_is_named_as_the_sweeps_own(two_sweeps, monkeypatch, 
     assert "not written by hidden" not in capsys.readouterr().err
     assert _run(["results", "delete", "a", "--yes", "--results", store.root], monkeypatch) == 0
     assert store.sweep_folders() == ["b"]
+
+
+def test_the_files_counted_are_the_files_asked_about(two_sweeps, monkeypatch, capsys):
+    """The delete holds the sweep's lease while it deletes: its own lease file is not one
+    of the sweep's files ("This deletes ... N files" then "deleted ... N files")."""
+    import re
+
+    store = two_sweeps
+    assert _run(["results", "delete", "a", "--results", store.root], monkeypatch) == 2
+    asked = re.search(r"(\d+) files", capsys.readouterr().err).group(1)
+    assert _run(["results", "delete", "a", "--yes", "--results", store.root], monkeypatch) == 0
+    assert re.search(r"(\d+) files", capsys.readouterr().out).group(1) == asked

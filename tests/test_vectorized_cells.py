@@ -14,7 +14,7 @@ from hidden_core.data import load_data
 from hidden_core.tune.cells import cell_trainable, is_pruned, write_prune_decision
 from hidden_core.vectorized import train_seeds
 
-RUN = RunOptions(device="cpu", threads=1)
+RUN = RunOptions(device="cpu", threads=1, checkpoint_every_s=0)  # every epoch, as a sweep with a pruner runs (spec.run_options)
 
 
 def _cell(tmp_path, seeds):
@@ -85,3 +85,26 @@ def test_resume_after_a_driver_killed_right_after_a_prune_decision(tmp_path, mon
     assert final[ids[1]]["status"] == "completed" and final[ids[1]]["epochs_run"] == 3
     (reference,) = train_seeds(config, [1], RUN, data=data)
     assert [row["train_loss"] for row in final[ids[1]]["epochs"]] == pytest.approx([r.train_loss for r in reference.history], abs=1e-5)
+
+
+@pytest.mark.parametrize(("every_s", "report_every_s", "saved_epochs"), [
+    (0.0, 3600.0, [1, 2, 3]),  # every epoch (as a pruner asks) though the cell reports only at its end
+    (3600.0, 0.0, [3]),  # the default cadence's point: not at every report, only after the last epoch
+])
+def test_checkpoints_follow_the_run_option_checkpoint_every_s_not_the_reports(tmp_path, monkeypatch, every_s, report_every_s, saved_epochs):
+    """A vectorized cell checkpoints on `checkpoint_every_s`, as a trial alone does
+    (training.train), whatever `report_every_s` says."""
+    from hidden_core.vectorized import SeedStack
+
+    config, entries, trial = _cell(tmp_path, [0, 1])
+    trial = {**trial, "run": {**trial["run"], "checkpoint_every_s": every_s}, "report_every_s": report_every_s}
+    saved: list[int] = []
+    original = SeedStack.save_checkpoint
+
+    def counting(self, index, seed, folder, device):
+        saved.append(len(seed.history))
+        return original(self, index, seed, folder, device)
+
+    monkeypatch.setattr(SeedStack, "save_checkpoint", counting)
+    _run(monkeypatch, trial, load_data(config, RUN))
+    assert saved == [e for e in saved_epochs for _ in entries]

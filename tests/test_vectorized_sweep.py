@@ -64,7 +64,7 @@ def _leave_checkpoint_at_epoch_1(results: Path, spec, trial) -> None:
 
     folder = paths.trial_checkpoint_dir(results, spec.name, trial.trial_id)
     with pytest.raises(Interrupted):
-        train(trial.config, RunOptions(device="cpu", threads=1, checkpoint_dir=folder, checkpoint_every_s=0), on_epoch=die)
+        train(trial.config, RunOptions(device="cpu", threads=1, checkpoint_dir=folder, checkpoint_every_s=0), on_epoch=die)  # every epoch: the default 30 s would save none
 
 
 def test_vectorized_sweep_equals_one_trial_per_seed(tmp_path: Path, local_ray):

@@ -151,8 +151,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def _describe_sweep(store: ResultStore, sweep: str) -> str:
     from hidden_core import paths
 
-    files = store.sweep_files(sweep)
     prefix = f"{store.root}/{sweep}/"
+    files = [f for f in store.sweep_files(sweep) if f.path != prefix + paths.LEASE_FILE]  # a lease is no data (store.delete_sweep)
     subnets = sum(f.path.startswith(prefix + paths.SUBNETS_DIR + "/") and f.path.endswith(paths.SUBNET_SUFFIX) for f in files)
     trials = len(store.load_trials(sweep, columns=["trial_id"])) if sweep in store.sweeps() else 0
     others = sorted({f.path[len(prefix):].split("/", 1)[0] for f in files} - set(paths.SWEEP_ENTRIES))

@@ -3,8 +3,8 @@ together by `hidden_core.vectorized.train_seeds`, each seed still its own trial.
 
 Per seed, exactly what an unvectorized trial has: its checkpoint folder
 (``<sweep>/checkpoints/<trial_id>/``, in `train`'s format, so a seed can resume alone or in
-a cell; written at each report, i.e. at most every ``report_every_s`` and after the last
-epoch: a killed cell loses at most the epochs since its last report), its subnet file (``<sweep>/subnets/<trial_id>.safetensors``,
+a cell; written after the last epoch and otherwise at most every ``checkpoint_every_s``
+(run option), as `train` writes a trial's: a killed cell loses at most that much training), its subnet file (``<sweep>/subnets/<trial_id>.safetensors``,
 written when it ends completed or diverged; a pruned seed's is made from its checkpoint by
 checkpoints.trial_final, as a pruned trial's), its epochs, its store row and its pruning
 decision.
@@ -123,6 +123,16 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
                 due[epoch] = time.monotonic() - last_report[0] >= report_every_s or epoch >= last_epoch
             return due[epoch]
 
+        last_checkpoint = [time.monotonic()]
+
+        def checkpoint_due(epoch: int) -> bool:
+            """Checkpoint after the last epoch and otherwise at most every checkpoint_every_s
+            (0: every epoch), as training.train does for a trial alone; not tied to reports."""
+            if epoch >= last_epoch or time.monotonic() - last_checkpoint[0] >= run.checkpoint_every_s:
+                last_checkpoint[0] = time.monotonic()
+                return True
+            return False
+
         def entry(seed: int, **extra: Any) -> dict[str, Any]:
             return {"started_at": started_at[seed], "resumed_from": resumed[seed], "epochs": unreported[seed], **extra}
 
@@ -134,7 +144,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
             if not report_due(epoch):
                 return set()  # the next report carries these epochs
             for seed in records:
-                checkpoints[seed].push()  # train_seeds wrote this epoch's checkpoints already
+                checkpoints[seed].push()  # uploads what train_seeds checkpointed since the last report
             values = [r.val_acc for r in records.values()]
             payload = {trial_ids[seed]: entry(seed) for seed in seeds if unreported[seed]}
             tune.report({"kind": REPORT_EPOCH, "epoch": epoch, SELECTION_METRIC: max(values), "seeds": json.dumps(payload), **common})
@@ -148,7 +158,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
 
         to_train = [seed for seed in seeds if seed not in pruned]
         try:
-            results = dict(zip(to_train, train_seeds(cell_config, to_train, run, data=data, after_epoch=after_epoch, checkpoint_dirs=folders, checkpoint_due=report_due,
+            results = dict(zip(to_train, train_seeds(cell_config, to_train, run, data=data, after_epoch=after_epoch, checkpoint_dirs=folders, checkpoint_due=checkpoint_due,
                                                      subnet_paths=subnet_paths), strict=True)) if to_train else {}
         except Exception as err:  # the cell's seeds fail; the sweep goes on
             text = report_error(err)
