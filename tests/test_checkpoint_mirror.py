@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-import torch
+from synthetic_splits import synthetic_splits
 
 from hidden_core import make_config, paths, train
 from hidden_core.config import RunOptions, make_run_options
-from hidden_core.data import DataSplits
 from hidden_core.lottery import STATE_FILE, plan
 from hidden_core.subnet.fileformat import read_subnet_file
 from hidden_core.tune import checkpoints
@@ -100,12 +99,6 @@ def test_a_stale_staging_folder_is_replaced_by_the_stores_copy(machines, tmp_pat
 
 
 # ---- a lottery trial, killed on one machine, resumed on another -----------------------------------
-def _splits(n=96, features=40, classes=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(3 * n, 1, features, generator=g)
-    w = torch.randn(features, classes, generator=g)
-    y = (x[:, 0] @ w).argmax(1)
-    return DataSplits(("synthetic", seed), x[:n], y[:n], x[n : 2 * n], y[n : 2 * n], x[2 * n :], y[2 * n :], classes)
 
 
 class Killed(Exception):
@@ -149,7 +142,7 @@ def _run_pushing(config, url, data, *, push_every=1, kill_at=None, seen=None):
 def test_a_lottery_trial_killed_mid_level_resumes_on_a_fresh_machine(machines, tmp_path, kill_at, push_every):
     config = make_config(method="lottery_ticket", model="mlp", depth=2, mlp_units=24, epochs=3, batch_size=32, lr=0.05,
                          keep_fraction=0.6, prune_rate=0.4, lottery_controls=True, rewind_epoch=1)
-    data = _splits()
+    data = synthetic_splits()
     whole = train(config, RunOptions(device="cpu", threads=1), data=data)
     remote = tmp_path / "bucket" / "s" / "checkpoints" / config.trial_id
     url = f"fakebucket://{remote}"

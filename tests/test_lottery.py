@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from synthetic_splits import synthetic_splits
 
 import hidden_core.lottery as lottery
 from hidden_core.config import ConfigError, RunOptions, make_config
-from hidden_core.data import DataSplits
 from hidden_core.methods import build_model
 from hidden_core.methods.base import parametrization_of, weight_layers
 from hidden_core.methods.lottery_ticket import (
@@ -94,12 +94,6 @@ def test_level_count(k, rate, levels):
     assert level_count(k, rate) == levels
 
 
-def _splits(n=96, features=40, classes=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(3 * n, 1, features, generator=g)
-    w = torch.randn(features, classes, generator=g)
-    y = (x[:, 0] @ w).argmax(1)
-    return DataSplits(("synthetic", seed), x[:n], y[:n], x[n : 2 * n], y[n : 2 * n], x[2 * n :], y[2 * n :], classes)
 
 
 def _config(**fields):
@@ -115,7 +109,7 @@ def test_pruned_weights_stay_exactly_zero_through_training(optimizer, lr):
     masks = [torch.rand(parametrization_of(layer).mask.shape, generator=g) < 0.3 for layer in weight_layers(model.net)]
     lottery.set_masks(model, masks)
     before = [parametrization_of(layer).trained.detach().clone() for layer in weight_layers(model.net)]
-    train_network(config, RUN, data=_splits(), model=model)
+    train_network(config, RUN, data=synthetic_splits(), model=model)
     for layer, mask, start in zip(weight_layers(model.net), masks, before, strict=True):
         trained = parametrization_of(layer).trained.detach()
         assert torch.all(trained[~mask] == 0) and torch.all(layer.weight[~mask] == 0)
@@ -154,7 +148,7 @@ def test_levels_nest_rewind_bit_for_bit_and_reach_k(monkeypatch, rewind_epoch):
         if record.level == 0 and record.level_epoch == rewind_epoch:
             snapshots["rewind"] = {k: v.detach().clone() for k, v in calls[0]["model"].state_dict().items()}
 
-    result = train(config, RUN, data=_splits(), on_epoch=on_epoch)
+    result = train(config, RUN, data=synthetic_splits(), on_epoch=on_epoch)
     levels = level_count(0.3, 0.4)
     assert len(calls) == levels + 1
     reference = snapshots["rewind"] if rewind_epoch else calls[0]["start"]
@@ -190,7 +184,7 @@ def test_levels_nest_rewind_bit_for_bit_and_reach_k(monkeypatch, rewind_epoch):
 def test_controls_use_the_level_mask(monkeypatch):
     config = _config(lottery_controls=True, keep_fraction=0.6)
     calls = _capture(monkeypatch)
-    result = train(config, RUN, data=_splits())
+    result = train(config, RUN, data=synthetic_splits())
     # level 0, then level 1: ticket, reinit, random_prune (the supermask is not trained)
     assert [r.branch for r in result.history if r.level == 1 and r.level_epoch in (0, 1)] == ["ticket", "supermask", "reinit", "random_prune"]
     ticket, reinit, random_prune = calls[1:]
@@ -208,7 +202,7 @@ def test_controls_use_the_level_mask(monkeypatch):
     from hidden_core.data import DeviceData
     from hidden_core.training import evaluate
 
-    assert [supermask.val_acc, supermask.test_acc] == evaluate(model, DeviceData(_splits(), torch.device("cpu"), augment=False), ("val", "test"), 2048)
+    assert [supermask.val_acc, supermask.test_acc] == evaluate(model, DeviceData(synthetic_splits(), torch.device("cpu"), augment=False), ("val", "test"), 2048)
     assert supermask.density == pytest.approx(0.6, abs=0.01)
 
 
@@ -219,7 +213,7 @@ class Killed(Exception):
 @pytest.mark.parametrize("kill_at", [5, 9])  # inside level 1's ticket; inside a control
 def test_resume_inside_a_level_gives_the_uninterrupted_result(tmp_path, kill_at):
     config = _config(lottery_controls=True, keep_fraction=0.6, rewind_epoch=1)
-    data = _splits()
+    data = synthetic_splits()
     whole = train(config, RUN, data=data)
 
     def killer(record):
@@ -265,7 +259,7 @@ def test_lottery_fields_are_not_part_of_other_methods_identity():
 
 def test_global_scope_reaches_k_in_total_with_uneven_layers(monkeypatch):
     calls = _capture(monkeypatch)
-    result = train(_config(prune_scope="global", keep_fraction=0.3), RUN, data=_splits())
+    result = train(_config(prune_scope="global", keep_fraction=0.3), RUN, data=synthetic_splits())
     masks = _masks(calls[-1]["model"])
     total = sum(m.numel() for m in masks)
     assert sum(int(m.sum()) for m in masks) == round(0.3 * total)
@@ -274,7 +268,7 @@ def test_global_scope_reaches_k_in_total_with_uneven_layers(monkeypatch):
 
 
 def test_k_one_is_the_dense_level_alone():
-    result = train(_config(keep_fraction=1.0), RUN, data=_splits())
+    result = train(_config(keep_fraction=1.0), RUN, data=synthetic_splits())
     assert [(r.level, r.branch) for r in result.history] == [(0, "ticket")] * 3
     assert result.density == 1.0 and result.epochs_run == 3
 
@@ -284,7 +278,7 @@ def test_levels_reach_the_store_beside_plain_epochs(tmp_path):
 
     store = ResultStore(tmp_path)
     for config in (_config(keep_fraction=0.6), make_config(method="dense", epochs=2)):
-        result = train(config, RUN, data=_splits())
+        result = train(config, RUN, data=synthetic_splits())
         row = {"trial_id": config.trial_id, "status": result.status, **config.model_dump(), **result.to_dict()}
         row["step_milestones"] = list(config.step_milestones)
         store.write_trial("lt", row, [r.to_dict() for r in result.history])
