@@ -43,7 +43,9 @@ epoch with a pruner).
 as one Tune trial running ``hidden_core.vectorized.train_seeds``; every seed stays its own
 trial to every reader (its row, epochs, checkpoint, subnet file, pruning decision).
 ``none``: one Tune trial per seed. ``auto`` (the default): ``seeds`` for MLP cells (where it
-was measured to win; benchmarks/bench_vectorized.py), ``none`` otherwise. Cells it cannot
+was measured to win; benchmarks/bench_vectorized.py) of a sweep without a pruner (seeds
+trained together finish together, so a median or percentile pruner would stop none),
+``none`` otherwise. Cells it cannot
 vectorize (a lottery ticket, ``search``, ``compile``, ``loggers``: a tracker run per seed,
 one seed left) run one trial per seed either way; ``--dry-run`` lists which trials run
 together. Not part of any trial's identity.

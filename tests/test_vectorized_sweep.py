@@ -150,3 +150,17 @@ def test_vectorize_option_is_strict_and_not_identity():
         parse_spec(_spec("yes", [0, 1]))
     ids = {v: [t.trial_id for t in parse_spec(_spec(v, [0, 1])).plan().trials] for v in ("auto", "seeds", "none")}
     assert ids["auto"] == ids["seeds"] == ids["none"]
+
+
+def test_auto_leaves_cells_unvectorized_under_a_pruner():
+    """Trained together, a cell's seeds finish together and a median/percentile pruner never
+    stops one: auto keeps the store equal to an unvectorized run's; seeds vectorizes anyway."""
+    from hidden_core.tune.planning import group_cells
+
+    pruned = parse_spec(_spec("auto", [0, 1, 2]))
+    cells, refused = group_cells(pruned, pruned.plan().trials)
+    assert cells == [] and len(refused) == 2 and all("under a pruner" in why for why in refused.values())
+    plain = parse_spec({k: v for k, v in _spec("auto", [0, 1, 2]).items() if k != "pruner"})
+    assert [c.seeds for c in group_cells(plain, plain.plan().trials)[0]] == [[0, 1, 2], [0, 1, 2]]
+    forced = parse_spec(_spec("seeds", [0, 1, 2]))
+    assert len(group_cells(forced, forced.plan().trials)[0]) == 2

@@ -61,6 +61,11 @@ def vectorize_refusal(spec: SweepSpec, config: TrialConfig) -> str | None:
         return "run.channels_last (train_seeds runs in the default memory format)"
     if spec.loggers:
         return "loggers (a tracker keeps one run per Tune trial; each seed keeps its own)"
+    if spec.vectorize == "auto" and spec.pruner.enabled:
+        # the pruner compares a cell's seeds as they finish; trained together they finish
+        # together, so a median/percentile pruner would never stop one: auto keeps the store
+        # equal to an unvectorized run's
+        return "vectorize: auto leaves cells unvectorized under a pruner (its seeds would finish together); set vectorize: seeds to vectorize anyway"
     if spec.vectorize == "auto" and config.model != "mlp":
         return f"vectorize: auto vectorizes MLP cells only (measured to win there); set vectorize: seeds for {config.model}"
     return None
