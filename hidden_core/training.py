@@ -163,7 +163,7 @@ def train_network(
         history = _restore(checkpoint, model, optimizer, schedule, device, config.trial_id)
 
     status, diverged_epoch = COMPLETED, None
-    last_saved = time.perf_counter()  # checkpoint cadence: a kill loses at most checkpoint_every_s
+    cadence = CheckpointCadence(run.checkpoint_every_s, config.epochs)
     train_seconds = sum(r.seconds for r in history)
     samples = 0
     sample_seconds = 0.0
@@ -202,9 +202,8 @@ def train_network(
         train_seconds += seconds
         record = EpochRecord(epoch, train_loss, train_acc, val_acc, test_acc, lr, seconds)
         history.append(record)
-        if checkpoint is not None and (epoch == config.epochs or time.perf_counter() - last_saved >= run.checkpoint_every_s):
+        if checkpoint is not None and cadence.due(epoch):
             _save(checkpoint, model, optimizer, schedule, history, device, config.trial_id)
-            last_saved = time.perf_counter()
         if on_epoch is not None:
             on_epoch(record)
 
@@ -317,6 +316,24 @@ def _restore(path: Path, model, optimizer, schedule, device: torch.device, trial
     if state["rng_cuda"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
     return [EpochRecord(**r) for r in state["history"]]
+
+
+class CheckpointCadence:
+    """When a trial saves its checkpoint: after its last epoch and otherwise once
+    `every_s` seconds have passed since the last save (0: every epoch), so a kill loses at
+    most that much training plus the epoch in progress. `train` and a vectorized cell
+    (tune/cells.py) save by the same rule."""
+
+    def __init__(self, every_s: float, last_epoch: int):
+        self.every_s, self.last_epoch = every_s, last_epoch
+        self.saved_at = time.perf_counter()
+
+    def due(self, epoch: int) -> bool:
+        """Whether to save after `epoch`; a True counts as the save."""
+        if epoch >= self.last_epoch or time.perf_counter() - self.saved_at >= self.every_s:
+            self.saved_at = time.perf_counter()
+            return True
+        return False
 
 
 def checkpoint_history(folder: str | os.PathLike[str]) -> list[dict] | None:

@@ -61,28 +61,10 @@ def _runtime(spec, tmp_path: Path, storage: str) -> SweepRuntime:
 
 def _run_trial(scheduler: PruningScheduler, runtime: SweepRuntime, planned, ray_id: str, seed_quality: int | None = None) -> tuple[str, int]:
     """Feed one trial's epochs to the scheduler as Tune would; returns (decision, epochs run)."""
-    config = {"trial": planned.config.model_dump(mode="json"), "trial_id": planned.trial_id, "cell_id": planned.cell_id, "optuna_number": None}
-    trial = FakeTrial(ray_id, config)
-    runtime.on_start(trial)
     width, seed = planned.config.width, planned.config.seed if seed_quality is None else seed_quality
-    history = []
-    for epoch in range(1, EPOCHS + 1):
-        row = {"epoch": epoch, "train_loss": 1.0, "train_acc": 0.5, "val_acc": curve(width, seed, epoch), "test_acc": curve(width, seed, epoch) - 0.01, "lr": 0.1, "seconds": 0.1}
-        history.append(row)
-        result = {"kind": "epoch", **row, "epochs": json.dumps([row])}
-        decision = scheduler.on_trial_result(None, trial, result)
-        runtime.on_result(trial, result)
-        if decision == "STOP":
-            scheduler.on_trial_complete(None, trial, result)
-            runtime.on_complete(trial)
-            return "pruned", epoch
-    final = {"kind": "final", "status": "completed", "epochs_run": EPOCHS, "best_val_acc": max(r["val_acc"] for r in history),
-             "val_acc": history[-1]["val_acc"], "history": json.dumps(history), "train_seconds": 0.8}
-    scheduler.on_trial_result(None, trial, final)
-    runtime.on_result(trial, final)
-    scheduler.on_trial_complete(None, trial, final)
-    runtime.on_complete(trial)
-    return "completed", EPOCHS
+    rows = [{"epoch": epoch, "train_loss": 1.0, "train_acc": 0.5, "val_acc": curve(width, seed, epoch), "test_acc": curve(width, seed, epoch) - 0.01,
+             "lr": 0.1, "seconds": 0.1} for epoch in range(1, EPOCHS + 1)]
+    return _feed(scheduler, runtime, planned, ray_id, rows)
 
 
 def test_pruning_within_cells(tmp_path: Path):

@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import time
-import traceback
 from typing import Any
 
 from hidden_core import paths
@@ -89,7 +88,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
     from ray import tune
 
     from hidden_core.config import RunOptions, TrialConfig
-    from hidden_core.training import checkpoint_history
+    from hidden_core.training import CheckpointCadence, checkpoint_history
     from hidden_core.tune.checkpoints import STAGED_SUBNET, TrialCheckpoint, upload_file
     from hidden_core.tune.planning import planned_epochs
     from hidden_core.vectorized import train_seeds
@@ -123,16 +122,6 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
                 due[epoch] = time.monotonic() - last_report[0] >= report_every_s or epoch >= last_epoch
             return due[epoch]
 
-        last_checkpoint = [time.monotonic()]
-
-        def checkpoint_due(epoch: int) -> bool:
-            """Checkpoint after the last epoch and otherwise at most every checkpoint_every_s
-            (0: every epoch), as training.train does for a trial alone; not tied to reports."""
-            if epoch >= last_epoch or time.monotonic() - last_checkpoint[0] >= run.checkpoint_every_s:
-                last_checkpoint[0] = time.monotonic()
-                return True
-            return False
-
         def entry(seed: int, **extra: Any) -> dict[str, Any]:
             return {"started_at": started_at[seed], "resumed_from": resumed[seed], "epochs": unreported[seed], **extra}
 
@@ -158,7 +147,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
 
         to_train = [seed for seed in seeds if seed not in pruned]
         try:
-            results = dict(zip(to_train, train_seeds(cell_config, to_train, run, data=data, after_epoch=after_epoch, checkpoint_dirs=folders, checkpoint_due=checkpoint_due,
+            results = dict(zip(to_train, train_seeds(cell_config, to_train, run, data=data, after_epoch=after_epoch, checkpoint_dirs=folders, checkpoint_due=CheckpointCadence(run.checkpoint_every_s, last_epoch).due,
                                                      subnet_paths=subnet_paths), strict=True)) if to_train else {}
         except Exception as err:  # the cell's seeds fail; the sweep goes on
             text = report_error(err)
@@ -187,9 +176,3 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
         for cp in checkpoints.values():
             cp.close()
 
-
-def error_text(err: BaseException, limit: int) -> str:
-    text = f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}"
-    if len(text) > limit:
-        text = text[: limit // 2] + "\n...\n" + text[-limit // 2 :]
-    return text

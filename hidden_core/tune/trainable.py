@@ -108,10 +108,10 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     threads = int(run_values.get("threads") or 1)
     torch.set_num_threads(threads)
     if config.get("seeds"):  # the seeds of one grid cell, vectorized (cells.py)
-        from hidden_core.tune.cells import cell_trainable, error_text
+        from hidden_core.tune.cells import cell_trainable
 
         common = {"node": _node(), "device": run_values.get("device", "cpu"), "torch_version": torch.__version__, "threads": threads}
-        cell_trainable(config, _splits(config["trial"], data_refs), common, lambda err: error_text(err, MAX_ERROR_CHARS))
+        cell_trainable(config, _splits(config["trial"], data_refs), common, error_text)
         return
 
     checkpoint = TrialCheckpoint(config["checkpoint_dir"], config["trial_id"])
@@ -155,9 +155,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
             data = _splits(config["trial"], data_refs)
             result = train(trial_config, run, data=data, on_epoch=on_epoch)
         except Exception as err:  # a trial that raises fails; the sweep goes on
-            text = f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}"
-            if len(text) > MAX_ERROR_CHARS:
-                text = text[: MAX_ERROR_CHARS // 2] + "\n...\n" + text[-MAX_ERROR_CHARS // 2 :]
+            text = error_text(err)
             last_val = history[-1][SELECTION_METRIC] if history else float("nan")  # Tune wants the metric in every report
             final = {"kind": REPORT_FAILED, "error": text, SELECTION_METRIC: last_val, "history": json.dumps(history), **common}
         else:
@@ -185,3 +183,11 @@ def _checkpoint_history(folder: str) -> list[dict[str, Any]] | None:
 
     return checkpoint_history(folder)
 
+
+def error_text(err: BaseException) -> str:
+    """A failed trial's error for its row: the exception and its traceback, the middle cut
+    out past MAX_ERROR_CHARS."""
+    text = f"{type(err).__name__}: {err}\n\n{traceback.format_exc()}"
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS // 2] + "\n...\n" + text[-MAX_ERROR_CHARS // 2 :]
+    return text
