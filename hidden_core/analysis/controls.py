@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hidden_core.analysis.health import unhealthy_cells
 from hidden_core.analysis.intervals import paired_interval
 from hidden_core.analysis.plots import OKABE_ITO, _legend, _log_x, _ticks_at
 from hidden_core.analysis.scaling import _auto_split, _labels, chance_level
@@ -80,6 +81,16 @@ def control_points(trials: pd.DataFrame, x: str = "width", by: Sequence[str] = (
                         "ci_low": lo, "ci_high": hi, "gap": gap, "gap_ci_low": gap_lo, "gap_ci_high": gap_hi,
                         "values": " ".join(f"{v:.6g}" for v in values)})
     return pd.DataFrame(out, columns=POINT_COLUMNS)
+
+
+def control_health(trials: pd.DataFrame, x: str = "width", by: Sequence[str] = ("method",)) -> pd.DataFrame:
+    """The unhealthy cells (health.unhealthy_cells) among the cells control_points reports,
+    grouped the same way: columns group, x, n_trials, n_flagged, reasons."""
+    rows = with_controls(trials)
+    if rows.empty:
+        return unhealthy_cells(rows.assign(group=pd.Series(dtype=str)), ["group", x])
+    rows = rows.assign(group=_labels(rows, list(by), _auto_split(rows, x, list(by))).to_numpy())
+    return unhealthy_cells(rows, ["group", x])
 
 
 def summary_table(points: pd.DataFrame, x: str) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+from hidden_core.analysis.health import unhealthy_cells
 from hidden_core.analysis.intervals import paired_interval
 from hidden_core.analysis.metrics import best_by_validation, selection_column
 from hidden_core.analysis.plots import METHOD_COLORS, OKABE_ITO, _legend
@@ -111,6 +112,28 @@ def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: p
             frames.append(_summarize(best_by_validation(rows, ["line", "density", "seed"], LEVEL_SELECTION), method, ci))
     points = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=POINT_COLUMNS)
     return points
+
+
+def lottery_health(lottery_trials: pd.DataFrame, others: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The unhealthy cells (health.unhealthy_cells) behind the lottery figure's lines, one
+    column `cell`: a lottery_ticket trial's health covers all its levels and branches, so its
+    cell is its line's config ('lottery_ticket, width=2'); edge_popup's is its line at one
+    keep fraction; dense's its line."""
+    frames = []
+    lottery = lottery_trials[lottery_trials["method"] == LOTTERY]
+    if len(lottery):
+        suffix, _ = _split_label(lottery, ["keep_fraction"])
+        frames.append(lottery.assign(cell=(LOTTERY + suffix).to_numpy()))
+    if others is not None and len(others):
+        for method, axis in ((EDGE_POPUP, "keep_fraction"), (DENSE, None)):
+            rows = others[others["method"] == method]
+            if rows.empty:
+                continue
+            suffix, _ = _split_label(rows, [axis] if axis else [])
+            at = rows[axis].map(lambda k: f", {axis}={k:g}") if axis else ""
+            frames.append(rows.assign(cell=(method + suffix + at).to_numpy()))
+    rows = pd.concat(frames, ignore_index=True) if frames else lottery_trials.iloc[0:0].assign(cell=pd.Series(dtype=str))
+    return unhealthy_cells(rows, ["cell"])
 
 
 def require_lottery(trials: pd.DataFrame, sweep: str) -> None:

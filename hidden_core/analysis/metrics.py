@@ -25,9 +25,6 @@ METRIC_LABELS = {
     "val_acc": "validation accuracy at the final epoch",
     "train_acc": "training accuracy at the final epoch",
 }
-# A trial whose accuracy is at most this multiple of chance (1 / classes) learned nothing;
-# fits leave it out and the report counts it.
-CHANCE_FACTOR = 1.2
 
 
 def metric_label(metric: str) -> str:

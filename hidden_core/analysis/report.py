@@ -2,7 +2,9 @@
 
 The report says what was run (every config field that varies or matters, seeds per group,
 store, commit and version), how points were selected, which metric, what was left out and
-why, and how much to trust each number (intervals, flags on weak or extrapolated fits)."""
+why, and how much to trust each number (intervals, flags on weak or extrapolated fits), and
+which cells rest on an unhealthy training run, with every headline number also computed
+without them (analysis/health.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import pandas as pd
 
 from hidden_core import __version__
 from hidden_core.analysis.fits import CI_METHOD, MIN_R2, PARAMS
-from hidden_core.analysis.metrics import CHANCE_FACTOR, metric_label, selection_column
+from hidden_core.analysis.health import UNKNOWN, unknown_only
+from hidden_core.analysis.metrics import metric_label, selection_column
 from hidden_core.analysis.plots import (
     plot_accuracy_vs_keep_fraction,
     plot_accuracy_vs_x,
@@ -95,6 +98,7 @@ def gap_table(analysis: ScalingAnalysis) -> pd.DataFrame:
         "gap (pp) [CI]": [with_ci(v, lo, hi, scale=100) for v, lo, hi in zip(gaps["gap"], gaps["gap_lo"], gaps["gap_hi"], strict=True)],
         "paired gap (pp) [CI]": [with_ci(v, lo, hi, scale=100) for v, lo, hi in zip(gaps["paired_gap"], gaps["paired_lo"], gaps["paired_hi"], strict=True)],
         "seeds": gaps["n"], "dense seeds": gaps["n_dense"], "pairs": gaps["n_pairs"],
+        **({"health flags": gaps["health"]} if "health" in gaps.columns and gaps["health"].fillna("").ne("").any() else {}),
     })
 
 
@@ -104,12 +108,51 @@ def headline_table(analysis: ScalingAnalysis) -> pd.DataFrame:
         return pd.DataFrame()
     last = analysis.gaps.sort_values(analysis.x).groupby("label").tail(1).set_index("label").reindex([g for g in analysis.labels if g in set(analysis.gaps["label"])])
     notes = analysis.fits.set_index("label")["match_note"]
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "group": last.index, f"largest {analysis.x}": last[analysis.x].to_numpy(),
         "accuracy": [_percent(v) for v in last["acc"]], f"dense at that {analysis.x}": [_percent(v) for v in last["dense_acc"]],
         "gap (pp) [CI]": [with_ci(v, lo, hi, scale=100) for v, lo, hi in zip(last["gap"], last["gap_lo"], last["gap_hi"], strict=True)],
         f"reaches dense at {analysis.x} {analysis.reference_x:g}?": notes.reindex(last.index).to_numpy(),
     })
+    if "health" in last.columns and last["health"].fillna("").ne("").any():
+        table["health flags"] = last["health"].fillna("").to_numpy()
+    return table
+
+
+def health_table(analysis: ScalingAnalysis) -> pd.DataFrame:
+    """The flagged cells (label, x): trials judged, flagged, reasons."""
+    flagged = analysis.flagged
+    return pd.DataFrame({"group": flagged["label"], analysis.x: flagged[analysis.x], "trials": flagged["n_trials"], "flagged": flagged["n_flagged"], "reasons": flagged["reasons"]})
+
+
+def worsening_table(analysis: ScalingAnalysis) -> pd.DataFrame:
+    w = analysis.worsening
+    if w.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "group": w["label"], f"from {analysis.x}": w["x_from"], f"to {analysis.x}": w["x_to"],
+        "change (pp) [95% paired CI]": [with_ci(v, lo, hi, scale=100) for v, lo, hi in zip(w["mean_change"], w["ci_low"], w["ci_high"], strict=True)],
+        "seeds": w["n_seeds"], "baseline": ["yes" if str(label).startswith(DENSE) else "" for label in w["label"]],
+    })
+
+
+def health_summary(analysis: ScalingAnalysis) -> list[str]:
+    """Plain lines (terminal and report): flagged cells, unknown health, worsening lines."""
+    x = analysis.x
+    lines = []
+    flagged, unknown = analysis.flagged, unknown_only(analysis.health)
+    if len(flagged):
+        lines.append(f"{len(flagged)} of {analysis.points.groupby(['label', x]).ngroups} cells flagged (every number is also given without them):")
+        lines += [f"  {r['label']}, {x} {r[x]:g}: {r['reasons']}" for _, r in flagged.iterrows()]
+    if len(unknown):
+        lines.append(f"{UNKNOWN} for {len(unknown)} cells ({int(unknown['n_trials'].sum())} trials without a health record: "
+                     "written before hidden recorded training health; they cannot be checked)")
+    for _, r in analysis.worsening.iterrows():
+        lines.append(f"gets worse: {r['label']} from {x} {r['x_from']:g} to {r['x_to']:g}: {100 * r['mean_change']:+.2f} pp "
+                     f"[{100 * r['ci_low']:.2f}, {100 * r['ci_high']:.2f}] over {r['n_seeds']} seeds (paired)")
+    if not lines:
+        lines.append("training health: every cell healthy")
+    return lines
 
 
 def _values(series: pd.Series) -> str:
@@ -151,6 +194,18 @@ def write_scaling_report(analysis: ScalingAnalysis, out_dir: str | Path, *, swee
     if not analysis.gaps.empty:
         analysis.gaps.to_csv(out / "gaps.csv", index=False)
         written["gaps.csv"] = out / "gaps.csv"
+    analysis.health.to_csv(out / "health.csv", index=False)
+    written["health.csv"] = out / "health.csv"
+    if not analysis.worsening.empty:
+        analysis.worsening.to_csv(out / "worsening.csv", index=False)
+        written["worsening.csv"] = out / "worsening.csv"
+    healthy = analysis.without_flagged
+    if healthy is not None:
+        healthy.fits.to_csv(out / "fits_without_flagged.csv", index=False)
+        written["fits_without_flagged.csv"] = out / "fits_without_flagged.csv"
+        if not healthy.gaps.empty:
+            healthy.gaps.to_csv(out / "gaps_without_flagged.csv", index=False)
+            written["gaps_without_flagged.csv"] = out / "gaps_without_flagged.csv"
     k_figure = plot_accuracy_vs_keep_fraction(trials, metric=analysis.metric) if x == "keep_fraction" and trials is not None else None
     # on the k axis, edge-popup's figure (with dense of each model as a line) is the main one
     figures = {f"accuracy_vs_{x}": k_figure or plot_accuracy_vs_x(analysis)}
@@ -221,8 +276,8 @@ def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figu
         f"(selected on validation, reported on test); one point per group, {x} and seed: "
         f"{len(analysis.points)} points in {len(analysis.fits)} groups.",
         "",
-        f"**Left out of every fit and table:** {excluded} (only completed trials above chance level, "
-        f"accuracy > {CHANCE_FACTOR:g} / classes, are analyzed).",
+        f"**Left out of every fit and table:** {excluded} (only completed trials are analyzed; no trial is left out "
+        "for its own accuracy: cells with an unhealthy training run are flagged as whole cells, see Training health).",
         "",
     ]
     if trials is not None:
@@ -231,6 +286,7 @@ def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figu
     headline = headline_table(analysis)
     if not headline.empty:
         lines += ["## Headline", "", format_table(headline, markdown=True), ""]
+    lines += _health_markdown(analysis)
     lines += ["## Figures", ""]
     captions = _captions(analysis)
     for stem in figures:
@@ -278,4 +334,57 @@ def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figu
             f"share their initial weights), with a {level}% paired t interval. Full numbers: `gaps.csv`.", "",
             format_table(gap_table(analysis), markdown=True), "",
         ]
+    lines += _without_flagged_markdown(analysis)
     return "\n".join(lines)
+
+
+def _health_markdown(analysis: ScalingAnalysis) -> list[str]:
+    x = analysis.x
+    lines = [
+        "## Training health", "",
+        f"Each trial records its training health (`health_flags`: a layer dead beyond its threshold, loss stuck at ln(classes), "
+        f"train accuracy near chance, an early loss spike; results/README.md). A cell (group and {x}) is flagged when at least one "
+        "of its selected completed trials carries a flag: one seed of five that kills a layer makes the recipe fragile. The rule "
+        "acts on whole cells, never on one trial's own accuracy (leaving out the unlucky seeds would bias the mean). Flagged "
+        "cells stay in every table above, marked; the section *Without the flagged cells* repeats the numbers without them "
+        "(docs/methods.md, Training health). Full list: `health.csv`.", "",
+    ]
+    flagged, unknown = analysis.flagged, unknown_only(analysis.health)
+    if len(flagged):
+        lines += [format_table(health_table(analysis), markdown=True), ""]
+    else:
+        lines += ["No cell is flagged." if not len(unknown) else "No cell with a health record is flagged.", ""]
+    if len(unknown):
+        lines += [f"**{UNKNOWN.capitalize()}** for {len(unknown)} of {analysis.points.groupby(['label', x]).ngroups} cells "
+                  f"({int(unknown['n_trials'].sum())} trials have no health record: written before hidden recorded training "
+                  "health). Their health cannot be checked: treat them as unverified, not as healthy.", ""]
+    if analysis.law_fitted:
+        lines += [f"**Lines that get worse as {x} grows** (beyond the seed spread: the 95% paired t interval over seeds of the "
+                  f"change between consecutive {x} values lies below 0; full numbers: `worsening.csv`). A baseline that gets "
+                  "worse as it grows usually trained badly there (a recipe that does not scale), not a law of nature.", ""]
+        table = worsening_table(analysis)
+        lines += [format_table(table, markdown=True) if not table.empty else "None.", ""]
+    return lines
+
+
+def _without_flagged_markdown(analysis: ScalingAnalysis) -> list[str]:
+    healthy = analysis.without_flagged
+    if not len(analysis.flagged):
+        return []
+    lines = ["## Without the flagged cells", ""]
+    if healthy is None:
+        return [*lines, "Every cell is flagged: nothing is left to analyze without them.", ""]
+    n = len(analysis.flagged)
+    lines += [f"The same analysis on the {len(healthy.points)} points outside the {n} flagged cell{'s' if n != 1 else ''} "
+              "(`fits_without_flagged.csv`, `gaps_without_flagged.csv`); compare with the tables above.", ""]
+    headline = headline_table(healthy)
+    if not headline.empty:
+        lines += ["Headline:", "", format_table(headline, markdown=True), ""]
+    if healthy.law_fitted:
+        lines += ["Fitted laws:", "", format_table(fits_table(healthy), markdown=True), ""]
+    matches = match_table(healthy)
+    if not matches.empty:
+        lines += [f"{analysis.x.capitalize()} at which each fit reaches dense:", "", format_table(matches, markdown=True), ""]
+    if not healthy.gaps.empty:
+        lines += [f"Gap to dense at each {analysis.x}:", "", format_table(gap_table(healthy), markdown=True), ""]
+    return lines

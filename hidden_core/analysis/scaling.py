@@ -2,6 +2,10 @@
 untrained method reaches dense-trained accuracy, and its gap to dense at every measured
 size (unpaired, and paired over seeds that share their initial weights).
 
+Training health (analysis/health.py): every (group, x) cell with a flagged trial is listed,
+with lines that get worse as x grows; the whole analysis is repeated without the flagged
+cells (`without_flagged`), so a reader sees both. No trial is left out for its own accuracy.
+
 Works on any DataFrame with the store's columns, so it runs on a laptop with pandas.
 """
 
@@ -16,6 +20,12 @@ import numpy as np
 import pandas as pd
 
 from hidden_core.analysis.fits import PARAMS, PowerLawFit, fit_power_law
+from hidden_core.analysis.health import (
+    flagged_only,
+    in_cells,
+    unhealthy_cells,
+    worsening_baselines,
+)
 from hidden_core.analysis.intervals import (
     crossing_interval,
     paired_interval,
@@ -23,7 +33,6 @@ from hidden_core.analysis.intervals import (
     welch_interval,
 )
 from hidden_core.analysis.metrics import (
-    CHANCE_FACTOR,
     TEST_METRIC,
     best_by_validation,
     metric_label,
@@ -39,6 +48,9 @@ from hidden_core.config import (
 )
 from hidden_core.records import (
     ANALYZED_STATUSES,  # diverged, pruned and failed rows are counted, not fitted
+    DEAD_UNITS_MAX,
+    EARLY_LOSS_PEAK,
+    HEALTH_FLAGS,
 )
 
 DENSE = "dense"
@@ -69,6 +81,19 @@ class ScalingAnalysis:
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> trials left out
     notes: list[str] = field(default_factory=list)
     ci: float = 0.95
+    # health.unhealthy_cells of the points over HEALTH_CELL (label, x): flagged or unknown cells
+    health: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["label", "x", "n_trials", "n_flagged", "reasons"]))
+    worsening: pd.DataFrame = field(default_factory=pd.DataFrame)  # health.worsening_baselines per label
+    without_flagged: ScalingAnalysis | None = None  # the same analysis without the flagged cells
+
+    @property
+    def health_cells(self) -> list[str]:
+        return ["label", self.x]
+
+    @property
+    def flagged(self) -> pd.DataFrame:
+        """The cells with a flagged trial (unknown-only cells are not dropped anywhere)."""
+        return flagged_only(self.health) if len(self.health) else self.health
 
     @property
     def labels(self) -> list[str]:
@@ -123,8 +148,9 @@ def chance_level(rows: pd.DataFrame) -> pd.Series:
 
 
 def usable_rows(trials: pd.DataFrame, x: str, metric: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The completed trials with a metric and an x value above chance level, and a count of
-    what was left out and why."""
+    """The completed trials with a metric and an x value, and a count of what was left out
+    and why. No trial is left out for its own accuracy: that keeps the seeds that happened to
+    land high and biases the mean (a whole-cell health rule replaces it, analysis/health.py)."""
     excluded: dict[str, int] = {}
     rows = trials
     if "status" in rows.columns:
@@ -134,12 +160,7 @@ def usable_rows(trials: pd.DataFrame, x: str, metric: str) -> tuple[pd.DataFrame
     missing = rows[metric].isna() | rows[x].isna()
     if missing.any():
         excluded[f"no {metric} or {x} value"] = int(missing.sum())
-    rows = rows[~missing]
-    chance = chance_level(rows)
-    at_chance = rows[metric] <= CHANCE_FACTOR * chance
-    if at_chance.any():
-        excluded[f"chance level (accuracy <= {CHANCE_FACTOR:g} / classes)"] = int(at_chance.sum())
-    return rows[~at_chance.fillna(False)], excluded
+    return rows[~missing], excluded
 
 
 def no_rows_reason(trials: pd.DataFrame, metric: str, excluded: dict[str, int]) -> str:
@@ -170,7 +191,7 @@ def _select(trials: pd.DataFrame, x: str, by: Sequence[str], metric: str, select
     select_by = select_by or selection_column(metric)
     points = (best_by_validation(rows, [*keys, x, "seed"], select_by) if select_by in rows.columns else rows.drop_duplicates([*keys, x, "seed"])).copy()
     points["label"] = _labels(points, by, split)
-    columns = ["label", *keys, x, "seed", metric] + [c for c in ("trial_id", "dataset") if c in points.columns]
+    columns = ["label", *keys, x, "seed", metric] + [c for c in ("trial_id", "dataset", "status", HEALTH_FLAGS, EARLY_LOSS_PEAK, DEAD_UNITS_MAX, "train_acc") if c in points.columns]
     points = points[list(dict.fromkeys(columns))]
     order = sorted(points["label"].unique(), key=lambda lab: (not lab.startswith(DENSE), natural_key(lab)))
     points["label"] = pd.Categorical(points["label"], categories=order, ordered=True)
@@ -208,6 +229,25 @@ def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str]
     notes = [f"also split by {', '.join(split)} (they vary across grid cells)"] if split else []
     if x not in SIZE_AXES:
         notes.append(f"{x} is not a size axis: means per {x} only, no power law (laws are fitted against {', '.join(sorted(SIZE_AXES))})")
+    health = unhealthy_cells(points, ["label", x])  # judged on the selected trials: the recipe each point used
+    analysis = _analyze_points(points, x, keys, split, metric, reference_x, ci, excluded, notes, health)
+    if x in SIZE_AXES:
+        analysis.worsening = worsening_baselines(points, x, ["label"], metric)
+    flagged = analysis.flagged
+    if len(flagged):
+        keep = ~in_cells(points, flagged, analysis.health_cells)
+        if not keep.any():
+            analysis.notes.append("every cell is flagged: no analysis without the flagged cells")
+        else:
+            analysis.without_flagged = _analyze_points(points[keep].reset_index(drop=True), x, keys, split, metric, reference_x, ci, excluded, [], health[health["n_flagged"] == 0])
+    return analysis
+
+
+def _analyze_points(points: pd.DataFrame, x: str, keys: list[str], split: list[str], metric: str, reference_x: float | None, ci: float, excluded: dict[str, int], notes: list[str], health: pd.DataFrame) -> ScalingAnalysis:
+    """Fits and gaps of selected points (one per group, x and seed); `health`: their
+    unhealthy cells (health.unhealthy_cells over label and x)."""
+    notes = list(notes)
+    cell_health = {(str(r["label"]), float(r[x])): r["reasons"] for _, r in flagged_only(health).iterrows()}
 
     fit_results: dict[str, PowerLawFit] = {}
     rows = []
@@ -233,20 +273,20 @@ def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str]
         dense = points[points["method"] == DENSE]
         match_on = [k for k in keys if k != "method" and dense[k].astype(str).nunique() > 1]
         reference = float(reference_x) if reference_x is not None else _default_reference(x, dense[x].to_numpy(float))
-        fits, gaps = _compare_to_dense(points, fits, fit_results, dense, match_on, keys, x, metric, reference, ci)
+        fits, gaps = _compare_to_dense(points, fits, fit_results, dense, match_on, keys, x, metric, reference, ci, cell_health)
         notes.append(f"dense reference: dense-trained {metric_label(metric)} at {x} = {reference:g}")
     elif not comparable:
         notes.append(f"no gaps to dense: dense does not vary along {x}")
     else:
         notes.append("no dense trials in the selection: no dense reference and no gaps")
-    return ScalingAnalysis(x=x, metric=metric, keys=keys, auto_split=split, points=points, fits=fits, gaps=gaps, fit_results=fit_results, reference_x=reference, excluded=excluded, notes=notes, ci=ci)
+    return ScalingAnalysis(x=x, metric=metric, keys=keys, auto_split=split, points=points, fits=fits, gaps=gaps, fit_results=fit_results, reference_x=reference, excluded=excluded, notes=notes, ci=ci, health=health)
 
 
 def GAP_COLUMNS(keys: list[str], x: str) -> list[str]:  # noqa: N802 - a column list, read like a constant
-    return ["label", *keys, x, "gap", "gap_lo", "gap_hi", "acc", "dense_acc", "n", "n_dense", "paired_gap", "paired_lo", "paired_hi", "n_pairs"]
+    return ["label", *keys, x, "gap", "gap_lo", "gap_hi", "acc", "dense_acc", "n", "n_dense", "paired_gap", "paired_lo", "paired_hi", "n_pairs", "health"]
 
 
-def _compare_to_dense(points: pd.DataFrame, fits: pd.DataFrame, fit_results: dict[str, PowerLawFit], dense: pd.DataFrame, match_on: list[str], keys: list[str], x: str, metric: str, reference: float, ci: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _compare_to_dense(points: pd.DataFrame, fits: pd.DataFrame, fit_results: dict[str, PowerLawFit], dense: pd.DataFrame, match_on: list[str], keys: list[str], x: str, metric: str, reference: float, ci: float, cell_health: dict[tuple[str, float], str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     match_columns = {c: [] for c in ("reference_x", "dense_acc_at_reference", "match_x", "match_x_lo", "match_x_hi", "match_x_extrapolated", "match_note")}
     gap_rows = []
     for _, row in fits.iterrows():
@@ -279,32 +319,45 @@ def _compare_to_dense(points: pd.DataFrame, fits: pd.DataFrame, fit_results: dic
         for c in match_columns:
             match_columns[c].append(values[c])
         if row["method"] != DENSE:
-            gap_rows += _gaps(row, own, twin, keys, x, metric, ci)
+            gap_rows += _gaps(row, own, twin, keys, x, metric, ci, cell_health)
     fits = fits.assign(**match_columns)
     gaps = pd.DataFrame(gap_rows, columns=GAP_COLUMNS(keys, x))
     return fits, gaps
 
 
-def _gaps(row: pd.Series, own: pd.DataFrame, twin: pd.DataFrame, keys: list[str], x: str, metric: str, ci: float) -> list[dict]:
+def _gaps(row: pd.Series, own: pd.DataFrame, twin: pd.DataFrame, keys: list[str], x: str, metric: str, ci: float, cell_health: dict[tuple[str, float], str]) -> list[dict]:
     """Per x: mean minus dense's mean (Welch interval), and the mean of per-seed differences
-    over the seeds both have (same seed = same initial weights; paired t interval)."""
+    over the seeds both have (same seed = same initial weights; paired t interval). `health`:
+    the flags of either side's cell ('' when both are healthy or unknown)."""
     out = []
+    twin_x, twin_values, twin_seeds, twin_labels = twin[x].to_numpy(float), twin[metric].to_numpy(float), twin["seed"].to_numpy(), twin["label"].astype(str).to_numpy()
     for value, group in own.groupby(x):
-        dense_rows = twin[np.isclose(twin[x].to_numpy(float), float(value))]
-        if dense_rows.empty:
+        near = np.isclose(twin_x, float(value))
+        if not near.any():
             continue
-        values, dense_values = group[metric].to_numpy(float), dense_rows[metric].to_numpy(float)
+        values, dense_values = group[metric].to_numpy(float), twin_values[near]
         lo, hi = welch_interval(values, dense_values, ci)
-        paired = group.groupby("seed")[metric].mean().to_frame("own").join(dense_rows.groupby("seed")[metric].mean().rename("dense"), how="inner")
-        differences = (paired["own"] - paired["dense"]).to_numpy(float)
+        own_means, dense_means = _seed_means(group["seed"].to_numpy(), values), _seed_means(twin_seeds[near], dense_values)
+        differences = np.array([own_means[s] - dense_means[s] for s in sorted(own_means.keys() & dense_means.keys())], float)
         p_lo, p_hi = paired_interval(differences, ci)
+        flags = [f"{label}: {cell_health[(label, float(value))]}" for label in dict.fromkeys([str(row["label"]), *twin_labels[near]]) if (label, float(value)) in cell_health]
         out.append({
             "label": row["label"], **{k: row[k] for k in keys}, x: float(value),
             "gap": values.mean() - dense_values.mean(), "gap_lo": lo, "gap_hi": hi,
             "acc": values.mean(), "dense_acc": dense_values.mean(), "n": len(values), "n_dense": len(dense_values),
             "paired_gap": differences.mean() if len(differences) else math.nan, "paired_lo": p_lo, "paired_hi": p_hi, "n_pairs": len(differences),
+            "health": " | ".join(flags),
         })
     return out
+
+
+def _seed_means(seeds: np.ndarray, values: np.ndarray) -> dict:
+    """{seed: mean of its values} (several rows of one seed are averaged)."""
+    sums: dict = {}
+    for seed, value in zip(seeds.tolist(), values.tolist(), strict=True):
+        total, count = sums.get(seed, (0.0, 0))
+        sums[seed] = (total + value, count + 1)
+    return {seed: total / count for seed, (total, count) in sums.items()}
 
 
 def extrapolation_check(analysis: ScalingAnalysis) -> pd.DataFrame:

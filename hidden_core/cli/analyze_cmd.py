@@ -32,7 +32,7 @@ def default_out_dir(store_root: str, local: bool, sweep: str, x: str) -> Path:
 
 def cmd_scaling(args: argparse.Namespace) -> int:
     from hidden_core.analysis import analyze_scaling, format_table, write_scaling_report
-    from hidden_core.analysis.report import headline_table
+    from hidden_core.analysis.report import headline_table, health_summary
 
     by = split_names(args.by) or ["method"]
     check_columns("by", [*by, args.metric])
@@ -60,9 +60,34 @@ def cmd_scaling(args: argparse.Namespace) -> int:
             print(f"not fitted: {row['label']}: {row['reason']}")
     for _, row in analysis.fits[analysis.fits["flags"] != ""].iterrows():
         print(f"flagged: {row['label']}: {row['flags']}")
+    for line in health_summary(analysis):
+        print(f"health: {line}")
+    if analysis.without_flagged is not None:
+        healthy = headline_table(analysis.without_flagged)
+        if not healthy.empty:
+            print("\nwithout the flagged cells:")
+            print(format_table(healthy))
+            print()
     print(f"wrote {', '.join(sorted(written))} to {out}")
     print(f"report: {written['report.md']}")
     return 0
+
+
+def health_lines(cells: pd.DataFrame, cell_columns: list[str], limit: int = 12) -> list[str]:
+    """'health: <cell>: <reasons>' per unhealthy cell (health.unhealthy_cells), or one line
+    saying every cell is healthy."""
+    from hidden_core.analysis.health import describe_cells
+
+    if cells.empty:
+        return ["health: every cell healthy (no trial carries a health flag)"]
+    return [f"health: {line}" for line in describe_cells(cells, cell_columns, limit)]
+
+
+def health_markdown(lines: list[str]) -> str:
+    """The health lines as a report section (docs/methods.md, Training health)."""
+    items = "\n".join(f"- {line.removeprefix('health: ')}" for line in lines)
+    return ("## Training health\n\nA cell is flagged when at least one of its trials carries a health flag or diverged; "
+            f"a cell whose trials have no health record is 'health unknown', not healthy (docs/methods.md, Training health).\n\n{items}\n")
 
 
 def check_numeric(kind: str, name: str) -> None:
@@ -96,7 +121,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 
 def cmd_lottery(args: argparse.Namespace) -> int:
-    from hidden_core.analysis.lottery import caption, lottery_points, plot_lottery, require_lottery
+    from hidden_core.analysis.lottery import caption, lottery_health, lottery_points, plot_lottery, require_lottery
     from hidden_core.analysis.plots import save_figure
 
     if not 0 < args.ci < 1:
@@ -117,9 +142,11 @@ def cmd_lottery(args: argparse.Namespace) -> int:
     points.to_csv(out / "lottery_points.csv", index=False)
     paths = save_figure(plot_lottery(points, args.ci), out, "lottery")
     text = caption(points, args.sweep, args.with_sweep, args.ci)
-    (out / "lottery.md").write_text(f"# Lottery curve: {args.sweep}\n\n![lottery curve](lottery.png)\n\n{text}\n\nPoints: `lottery_points.csv`.\n")
+    health = health_lines(lottery_health(trials, others), ["cell"])
+    (out / "lottery.md").write_text(f"# Lottery curve: {args.sweep}\n\n![lottery curve](lottery.png)\n\n{text}\n\nPoints: `lottery_points.csv`.\n\n{health_markdown(health)}")
     for line, group in points.groupby("line", sort=False):
         print(f"{line}: " + ", ".join(f"{d:.4g}: {100 * m:.1f}% (n={n})" for d, m, n in zip(group["density"], group["mean"], group["n"], strict=True)))
+    print("\n".join(health))
     print(f"{note or 'as selected'}")
     print(f"wrote lottery_points.csv, lottery.md, {', '.join(p.name for p in paths)} to {out}")
     return 0
@@ -129,6 +156,7 @@ def cmd_controls(args: argparse.Namespace) -> int:
     from hidden_core.analysis.controls import (
         caption,
         chance_of,
+        control_health,
         control_points,
         plot_controls,
         require_controls,
@@ -153,10 +181,12 @@ def cmd_controls(args: argparse.Namespace) -> int:
     table.to_csv(out / "controls.csv", index=False)
     paths = save_figure(plot_controls(points, args.x, args.ci, chance_of(rows)), out, "controls")
     text = caption(points, args.sweep, args.x, args.ci)
+    health = health_lines(control_health(rows, args.x, by), ["group", args.x])
     (out / "controls.md").write_text(f"# Found vs controls: {args.sweep}\n\n![found vs controls](controls.png)\n\n{text}\n\n"
                                      f"Test accuracy (%), mean [{args.ci:.0%} interval]; gaps in percentage points.\n\n"
-                                     f"{format_table(table, markdown=True)}\n\nPer point: `controls_points.csv`.\n")
+                                     f"{format_table(table, markdown=True)}\n\nPer point: `controls_points.csv`.\n\n{health_markdown(health)}")
     print(format_table(table))
+    print("\n".join(health))
     print(f"{len(rows)} trials with controls ({note or 'as selected'}); test accuracy (%), mean [{args.ci:.0%} Student-t interval over seeds]; "
           f"found - control: paired per trial, in points")
     print(f"wrote controls.csv, controls_points.csv, controls.md, {', '.join(p.name for p in paths)} to {out}")

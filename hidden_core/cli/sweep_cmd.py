@@ -195,7 +195,7 @@ def _watch(spec: Any, store: Any, interval: float) -> int:
 
 
 def _print_tables(store: Any, sweep: str) -> None:
-    from hidden_core.tune.progress import format_frame, method_summary, width_table
+    from hidden_core.tune.progress import format_frame, health_lines, method_summary, width_table
 
     if sweep not in store.sweeps():
         return
@@ -206,6 +206,8 @@ def _print_tables(store: Any, sweep: str) -> None:
     if not table.empty:
         print("\nmean test acc at the best val epoch by method and width (std, seeds):")
         print(table.to_string())
+    for line in health_lines(frame):
+        print(line)
     failed = frame[frame["status"] == "failed"]
     for _, row in failed.head(5).iterrows():
         first = str(row["error"] or "").strip().splitlines()[:1]

@@ -281,3 +281,31 @@ def format_frame(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else floats.format(v))
     return shown.to_string(index=not isinstance(shown.index, pd.RangeIndex))
+
+
+# ---- training health (analysis/health.py) ----------------------------------------------------
+def health_lines(frame: pd.DataFrame, limit: int = 5) -> list[str]:
+    """A few lines for the end-of-sweep summary and `hidden sweep status`: trials flagged
+    (and per flag), then the flagged cells (at most `limit`). Cells are described by the
+    config fields that tell the sweep's grid cells apart. Trials without a health record are
+    counted as unknown, never as healthy."""
+    from collections import Counter
+
+    from hidden_core.analysis.health import describe_cells, flagged_only, judged, trial_flags, unhealthy_cells
+    from hidden_core.analysis.scaling import _auto_split
+
+    rows = judged(frame)
+    if rows.empty:
+        return []
+    flags = trial_flags(rows)
+    known = flags.notna()
+    if not known.any():
+        return [f"health: unknown for all {len(rows)} trials (no health record: written before hidden recorded training health)"]
+    counts = Counter(name for f in flags[known] for name in f)
+    flagged = int(flags[known].map(bool).sum())
+    line = f"health: {flagged} of {int(known.sum())} trials flagged" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else "")
+    if not known.all():
+        line += f"; {int((~known).sum())} without a health record (unknown)"
+    cell_columns = _auto_split(rows, "seed", []) or ["method"]
+    cells = flagged_only(unhealthy_cells(rows, cell_columns))
+    return [line, *(f"  {text}" for text in describe_cells(cells, cell_columns, limit))]
