@@ -158,7 +158,7 @@ def test_gap_intervals_keep_their_coverage_at_a_width_near_chance():
                 for m in ("dense", "edge_popup") for w in WIDTHS for s in SEEDS}
     rows = []
     for i in range(N_SETS):
-        for (m, w, s), row in template.items():
+        for (m, w, _seed), row in template.items():
             acc = (DENSE_ACC if m == "dense" else METHOD_ACC)[w] + rng.normal(0, NOISE)
             rows.append({**row, "lr": 0.1 + i * 1e-3, "trial_id": f"{row['trial_id']}-{i}", TEST_METRIC: acc, "best_val_acc": acc, "test_acc": acc})
     gaps = analyze_scaling(pd.DataFrame(rows), by=["method", "lr"]).gaps
@@ -168,3 +168,39 @@ def test_gap_intervals_keep_their_coverage_at_a_width_near_chance():
     print(f"coverage of nominal 95% gap intervals per width ({N_SETS} sets):\n{per_width}")
     assert (per_width["n"] == N_SETS).all(), "every set has a gap at every width: no width loses seeds for their accuracy"
     assert (per_width["welch"] >= FLOOR).all() and (per_width["paired"] >= FLOOR).all(), per_width
+
+
+# -- controls, lottery and the sweep summary print the health of what they report -----------------
+def test_controls_and_lottery_report_the_health_of_their_cells():
+    from hidden_core.analysis.controls import control_health
+    from hidden_core.analysis.lottery import lottery_health
+    from hidden_core.records import control_column
+
+    frame = _frame(grid(methods=("dense", "edge_popup"), widths=(1, 2))).assign(**{HEALTH_FLAGS: ""})
+    frame[control_column("found")] = np.where(frame["method"] == "edge_popup", frame["test_acc"], np.nan)
+    frame.loc[(frame["method"] == "edge_popup") & (frame["width"] == 2) & (frame["seed"] == 1), HEALTH_FLAGS] = "train_chance"
+    frame.loc[(frame["method"] == "dense") & (frame["width"] == 1) & (frame["seed"] == 0), HEALTH_FLAGS] = "loss_stuck"
+    cells = control_health(frame, "width", ["method"])  # dense has no controls: not a cell of that report
+    assert cells[["group", "width", "reasons"]].values.tolist() == [["edge_popup", 2.0, "train_chance in 1 of 3 seeds"]]
+
+    lottery = frame[frame["method"] == "edge_popup"].assign(method="lottery_ticket")
+    lottery.loc[lottery.index[0], HEALTH_FLAGS] = "dead_units"
+    cells = lottery_health(lottery, frame).set_index("cell")["reasons"].to_dict()
+    # the cells are the figure's lines (split by width as its lines are), edge_popup's at each k
+    assert cells == {"lottery_ticket, width=1.0": "dead_units in 1 of 3 seeds", "lottery_ticket, width=2.0": "train_chance in 1 of 3 seeds",
+                     "dense, width=1.0": "loss_stuck in 1 of 3 seeds", "edge_popup, width=2.0, keep_fraction=0.5": "train_chance in 1 of 3 seeds"}
+
+
+def test_sweep_summary_health_lines_count_flags_and_name_a_few_cells():
+    from hidden_core.tune.progress import health_lines
+
+    frame = _frame(grid(methods=("dense", "edge_popup"), widths=(1, 2, 4, 8))).assign(**{HEALTH_FLAGS: ""})
+    frame.loc[(frame["width"] >= 2) & (frame["seed"] == 0), HEALTH_FLAGS] = "dead_units,loss_spike"
+    frame.loc[frame.index[0], "status"] = "pruned"  # not judged: stopped early by design
+    frame.loc[frame.index[1], HEALTH_FLAGS] = None
+    lines = health_lines(frame, limit=3)
+    assert lines[0] == "health: 6 of 22 trials flagged (dead_units 6, loss_spike 6); 1 without a health record (unknown)"
+    assert lines[1:] == ["  dense, width=2: dead_units in 1 of 3 seeds; loss_spike in 1 of 3 seeds",
+                         "  dense, width=4: dead_units in 1 of 3 seeds; loss_spike in 1 of 3 seeds",
+                         "  dense, width=8: dead_units in 1 of 3 seeds; loss_spike in 1 of 3 seeds", "  ... and 3 more cells"]
+    assert health_lines(frame.drop(columns=[HEALTH_FLAGS])) == ["health: unknown for all 23 trials (no health record: written before hidden recorded training health)"]

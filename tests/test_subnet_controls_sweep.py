@@ -214,6 +214,7 @@ def test_analyze_controls_matches_hand_computation(tmp_path, capsys):
     code, stdout, err = hidden(capsys, "analyze", "controls", "q", "--results", root, "--out", out)
     assert code == 0, err
     assert "found - random" in stdout
+    assert "health: edge_popup, width=1: health unknown for 3 of 3 seeds" in stdout  # a store without health records
     for name in ("controls.csv", "controls_points.csv", "controls.md", "controls.png", "controls.svg"):
         assert (out / name).stat().st_size > 100, name
     assert "Student-t" in (out / "controls.md").read_text()

@@ -130,7 +130,7 @@ def lottery_health(lottery_trials: pd.DataFrame, others: pd.DataFrame | None = N
             if rows.empty:
                 continue
             suffix, _ = _split_label(rows, [axis] if axis else [])
-            at = rows[axis].map(lambda k: f", {axis}={k:g}") if axis else ""
+            at = (f", {axis}=" + rows[axis].map("{:g}".format)) if axis else ""
             frames.append(rows.assign(cell=(method + suffix + at).to_numpy()))
     rows = pd.concat(frames, ignore_index=True) if frames else lottery_trials.iloc[0:0].assign(cell=pd.Series(dtype=str))
     return unhealthy_cells(rows, ["cell"])

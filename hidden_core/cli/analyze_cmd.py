@@ -121,7 +121,13 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 
 def cmd_lottery(args: argparse.Namespace) -> int:
-    from hidden_core.analysis.lottery import caption, lottery_health, lottery_points, plot_lottery, require_lottery
+    from hidden_core.analysis.lottery import (
+        caption,
+        lottery_health,
+        lottery_points,
+        plot_lottery,
+        require_lottery,
+    )
     from hidden_core.analysis.plots import save_figure
 
     if not 0 < args.ci < 1:

@@ -206,8 +206,9 @@ def _print_tables(store: Any, sweep: str) -> None:
     if not table.empty:
         print("\nmean test acc at the best val epoch by method and width (std, seeds):")
         print(table.to_string())
-    for line in health_lines(frame):
-        print(line)
+    health = health_lines(frame)
+    if health:
+        print("\n" + "\n".join(health))
     failed = frame[frame["status"] == "failed"]
     for _, row in failed.head(5).iterrows():
         first = str(row["error"] or "").strip().splitlines()[:1]

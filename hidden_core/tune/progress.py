@@ -291,7 +291,13 @@ def health_lines(frame: pd.DataFrame, limit: int = 5) -> list[str]:
     counted as unknown, never as healthy."""
     from collections import Counter
 
-    from hidden_core.analysis.health import describe_cells, flagged_only, judged, trial_flags, unhealthy_cells
+    from hidden_core.analysis.health import (
+        describe_cells,
+        flagged_only,
+        judged,
+        trial_flags,
+        unhealthy_cells,
+    )
     from hidden_core.analysis.scaling import _auto_split
 
     rows = judged(frame)
