@@ -110,10 +110,22 @@ def test_scaling_report_lists_flagged_cells_and_the_numbers_without_them(tmp_pat
     for text in ("## Training health", "| dense |", "dead_units in 1 of 3 seeds", "## Without the flagged cells",
                  "Lines that get worse as width grows", "|     3 | yes", "health flags"):
         assert text in report, text
+    assert "flagged cells at width 8" in report  # beside dense's law, which the collapse bent
     without = report.split("## Without the flagged cells")[1]
     assert "Fitted laws:" in without and "Gap to dense at each width:" in without
     assert {"health.csv", "worsening.csv", "fits_without_flagged.csv", "gaps_without_flagged.csv"} <= set(written)
     assert pd.read_csv(written["gaps_without_flagged.csv"])["width"].max() == 4
+
+
+def test_a_flagged_dense_reference_is_marked_and_the_reference_stays_without_it():
+    from hidden_core.analysis.report import match_table
+
+    frame = _frame(grid(methods=("dense", "edge_popup"), widths=(0.5, 1, 2, 4, 8))).assign(**{HEALTH_FLAGS: ""})
+    frame.loc[(frame["method"] == "dense") & (frame["width"] == 1) & (frame["seed"] == 2), HEALTH_FLAGS] = "loss_spike"
+    analysis = analyze_scaling(frame)
+    assert match_table(analysis).set_index("group").loc["edge_popup", "health flags"] == "dense at width 1"
+    healthy = analysis.without_flagged.fits.set_index("label").loc["edge_popup"]
+    assert healthy["reference_x"] == 1 and healthy["match_note"] == "no dense trial at width 1 with the same settings"
 
 
 def test_healthy_sweep_has_no_second_analysis_and_says_so(tmp_path):

@@ -15,6 +15,7 @@ _EXPORTS = {
     "summarize": "tables", "best_per_group": "tables", "format_table": "tables",
     "extrapolation_check": "scaling", "plot_accuracy_vs_x": "plots", "plot_gap_vs_x": "plots", "plot_accuracy_vs_keep_fraction": "plots", "save_figure": "plots",
     "write_scaling_report": "report",
+    "unhealthy_cells": "health", "worsening_baselines": "health",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -75,19 +75,33 @@ def fits_table(analysis: ScalingAnalysis) -> pd.DataFrame:
         table[p] = [with_ci(v, lo, hi) for v, lo, hi in zip(fits[p], fits[f"{p}_lo"], fits[f"{p}_hi"], strict=True)]
     table["R^2"] = [f"{v:.3f}" if math.isfinite(v) else "" for v in fits["r2"]]
     table["note"] = [r or f for r, f in zip(fits["reason"], fits["flags"], strict=True)]
+    flagged_x = _flagged_x(analysis)
+    if flagged_x:
+        table["health flags"] = [f"flagged cells at {analysis.x} " + ", ".join(flagged_x[label]) if label in flagged_x else "" for label in fits["label"]]
     return table
+
+
+def _flagged_x(analysis: ScalingAnalysis) -> dict[str, list[str]]:
+    """{label: the x values of its flagged cells, as text}."""
+    flagged = analysis.flagged
+    return {str(label): [f"{v:g}" for v in sorted(rows[analysis.x])] for label, rows in flagged.groupby("label")} if len(flagged) else {}
 
 
 def match_table(analysis: ScalingAnalysis) -> pd.DataFrame:
     if analysis.reference_x is None:
         return pd.DataFrame()
     fits = analysis.fits[analysis.fits["method"] != DENSE]
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "group": fits["label"],
         f"dense at {analysis.x} {analysis.reference_x:g}": [_percent(v) for v in fits["dense_acc_at_reference"]],
         f"{analysis.x} that matches it [CI]": [with_ci(v, lo, hi) for v, lo, hi in zip(fits["match_x_extrapolated"], fits["match_x_lo"], fits["match_x_hi"], strict=True)],
         "verdict": fits["match_note"],
     })
+    flagged_x = _flagged_x(analysis)
+    reference = [f"{label} at {analysis.x} {analysis.reference_x:g}" for label, xs in flagged_x.items() if label.startswith(DENSE) and f"{analysis.reference_x:g}" in xs]
+    if flagged_x:
+        table["health flags"] = ["; ".join([*reference, *([f"own cells at {analysis.x} " + ", ".join(flagged_x[label])] if label in flagged_x else [])]) for label in fits["label"]]
+    return table
 
 
 def gap_table(analysis: ScalingAnalysis) -> pd.DataFrame:

@@ -239,7 +239,9 @@ def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str]
         if not keep.any():
             analysis.notes.append("every cell is flagged: no analysis without the flagged cells")
         else:
-            analysis.without_flagged = _analyze_points(points[keep].reset_index(drop=True), x, keys, split, metric, reference_x, ci, excluded, [], health[health["n_flagged"] == 0])
+            # the same question: the dense reference stays where it was, flagged or not
+            same_reference = analysis.reference_x if analysis.reference_x is not None else reference_x
+            analysis.without_flagged = _analyze_points(points[keep].reset_index(drop=True), x, keys, split, metric, same_reference, ci, excluded, [], health[health["n_flagged"] == 0])
     return analysis
 
 
