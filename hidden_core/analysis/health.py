@@ -28,7 +28,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hidden_core.analysis.intervals import paired_interval
 from hidden_core.analysis.tables import require_columns
 from hidden_core.records import ANALYZED_STATUSES, DIVERGED, HEALTH_FLAGS
 
@@ -139,6 +138,8 @@ def worsening_baselines(trials: pd.DataFrame, x: str, by: Sequence[str], metric:
     selected points). Columns: *by, 'x_from', 'x_to', 'mean_change', 'ci_low', 'ci_high',
     'n_seeds' (only rows where the paired 95% t-interval of the change lies below 0)."""
     by = list(by)
+    from hidden_core.analysis.intervals import paired_interval  # scipy: only when asked (sweep status needs none)
+
     require_columns(trials, [*by, x, metric, "seed"], "worsening baselines")
     columns = [*by, *WORSENING_COLUMNS]
     rows = trials[trials["status"].isin(ANALYZED_STATUSES)] if "status" in trials.columns else trials

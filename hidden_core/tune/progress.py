@@ -287,8 +287,9 @@ def format_frame(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
 def health_lines(frame: pd.DataFrame, limit: int = 5) -> list[str]:
     """A few lines for the end-of-sweep summary and `hidden sweep status`: trials flagged
     (and per flag), then the flagged cells (at most `limit`). Cells are described by the
-    config fields that tell the sweep's grid cells apart. Trials without a health record are
-    counted as unknown, never as healthy."""
+    config fields that tell the sweep's grid cells apart, most flagged first. Trials without a
+    health record are counted as unknown, never as healthy. Imports no scipy: `sweep status
+    --watch` redraws this."""
     from collections import Counter
 
     from hidden_core.analysis.health import (
@@ -298,8 +299,6 @@ def health_lines(frame: pd.DataFrame, limit: int = 5) -> list[str]:
         trial_flags,
         unhealthy_cells,
     )
-    from hidden_core.analysis.scaling import _auto_split
-
     rows = judged(frame)
     if rows.empty:
         return []
@@ -312,6 +311,23 @@ def health_lines(frame: pd.DataFrame, limit: int = 5) -> list[str]:
     line = f"health: {flagged} of {int(known.sum())} trials flagged" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})" if counts else "")
     if not known.all():
         line += f"; {int((~known).sum())} without a health record (unknown)"
-    cell_columns = _auto_split(rows, "seed", []) or ["method"]
-    cells = flagged_only(unhealthy_cells(rows, cell_columns))
+    if not flagged:
+        return [line]
+    hit = flags.map(bool) & known
+    if "cell_id" in rows.columns and rows["cell_id"].notna().all():  # only the cells with a flagged trial
+        rows = rows[rows["cell_id"].isin(rows.loc[hit, "cell_id"])]
+    cell_columns = _cell_fields(rows)
+    cells = flagged_only(unhealthy_cells(rows, cell_columns)).sort_values("n_flagged", ascending=False, kind="stable")
     return [line, *(f"  {text}" for text in describe_cells(cells, cell_columns, limit))]
+
+
+def _cell_fields(rows: pd.DataFrame) -> list[str]:
+    """The config fields that tell grid cells apart: they vary across the rows and are constant
+    within each cell (cell_id), as the analysis's automatic split (analysis/scaling.py)."""
+    from hidden_core.config import TrialConfig
+
+    fields = [c for c in TrialConfig.model_fields if c != "seed" and c in rows.columns and rows[c].astype(str).nunique() > 1]
+    if fields and "cell_id" in rows.columns and rows["cell_id"].notna().all():
+        per_cell = rows[["cell_id", *fields]].astype(str).groupby("cell_id").nunique()
+        fields = [c for c in fields if (per_cell[c] <= 1).all()]
+    return fields or ["method"]
