@@ -138,7 +138,9 @@ def worsening_baselines(trials: pd.DataFrame, x: str, by: Sequence[str], metric:
     selected points). Columns: *by, 'x_from', 'x_to', 'mean_change', 'ci_low', 'ci_high',
     'n_seeds' (only rows where the paired 95% t-interval of the change lies below 0)."""
     by = list(by)
-    from hidden_core.analysis.intervals import paired_interval  # scipy: only when asked (sweep status needs none)
+    from hidden_core.analysis.intervals import (
+        paired_interval,  # scipy: only when asked (sweep status needs none)
+    )
 
     require_columns(trials, [*by, x, metric, "seed"], "worsening baselines")
     columns = [*by, *WORSENING_COLUMNS]
