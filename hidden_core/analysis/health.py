@@ -137,11 +137,10 @@ def worsening_baselines(trials: pd.DataFrame, x: str, by: Sequence[str], metric:
     one line, x and seed are averaged (pass one row per seed, e.g. the scaling analysis's
     selected points). Columns: *by, 'x_from', 'x_to', 'mean_change', 'ci_low', 'ci_high',
     'n_seeds' (only rows where the paired 95% t-interval of the change lies below 0)."""
-    by = list(by)
-    from hidden_core.analysis.intervals import (
-        paired_interval,  # scipy: only when asked (sweep status needs none)
-    )
+    # imported here: scipy loads only when asked (the sweep summary needs none of it)
+    from hidden_core.analysis.intervals import paired_interval
 
+    by = list(by)
     require_columns(trials, [*by, x, metric, "seed"], "worsening baselines")
     columns = [*by, *WORSENING_COLUMNS]
     rows = trials[trials["status"].isin(ANALYZED_STATUSES)] if "status" in trials.columns else trials
