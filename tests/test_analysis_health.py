@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_store import grid, make_trial, write_synthetic_sweep
+from synthetic_store import grid, make_trial
 
 from hidden_core.analysis import analyze_scaling, write_scaling_report
 from hidden_core.analysis.health import UNKNOWN, unhealthy_cells, worsening_baselines
@@ -138,9 +138,11 @@ def test_healthy_sweep_has_no_second_analysis_and_says_so(tmp_path):
 
 def test_cli_on_an_old_store_says_health_unknown(tmp_path, capsys):
     from hidden_core.cli import main
+    from hidden_core.records import DEAD_UNITS_MAX, EARLY_LOSS_PEAK
 
     store = ResultStore(tmp_path)
-    write_synthetic_sweep(store, "old", grid(methods=("dense", "edge_popup"), widths=(1, 2, 4)))
+    rows = _frame(grid(methods=("dense", "edge_popup"), widths=(1, 2, 4)))  # rows as a store before health was recorded
+    store.write_trials("old", rows.drop(columns=[HEALTH_FLAGS, EARLY_LOSS_PEAK, DEAD_UNITS_MAX, "sweep"], errors="ignore"))
     assert HEALTH_FLAGS not in store.load_trials("old").columns or store.load_trials("old")[HEALTH_FLAGS].isna().all()
     assert main(["analyze", "scaling", "old", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
