@@ -128,6 +128,17 @@ def test_a_flagged_dense_reference_is_marked_and_the_reference_stays_without_it(
     assert healthy["reference_x"] == 1 and healthy["match_note"] == "no dense trial at width 1 with the same settings"
 
 
+def test_a_seed_lost_to_divergence_flags_its_cell_instead_of_vanishing():
+    frame = _frame(grid(methods=("dense", "edge_popup"), widths=(1, 2, 4, 8))).assign(**{HEALTH_FLAGS: ""})
+    frame.loc[(frame["method"] == "dense") & (frame["width"] == 4) & (frame["seed"] == 1), "status"] = "diverged"
+    # a searched setting that diverged beside a completed trial of the same seed lost nothing
+    extra = frame[(frame["method"] == "edge_popup") & (frame["width"] == 2) & (frame["seed"] == 0)].assign(status="diverged", lr=9.0, trial_id="x")
+    analysis = analyze_scaling(pd.concat([frame, extra], ignore_index=True))
+    assert analysis.excluded == {"diverged": 2}
+    assert analysis.flagged[["label", "width", "n_trials", "reasons"]].values.tolist() == [["dense", 4.0, 3, "diverged in 1 of 3 seeds"]]
+    assert 4.0 not in set(analysis.without_flagged.gaps["width"])
+
+
 def test_healthy_sweep_has_no_second_analysis_and_says_so(tmp_path):
     frame = _frame(grid(methods=("dense", "edge_popup"), widths=(1, 2, 4))).assign(**{HEALTH_FLAGS: ""})
     analysis = analyze_scaling(frame)

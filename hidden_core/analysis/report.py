@@ -358,7 +358,8 @@ def _health_markdown(analysis: ScalingAnalysis) -> list[str]:
         "## Training health", "",
         f"Each trial records its training health (`health_flags`: a layer dead beyond its threshold, loss stuck at ln(classes), "
         f"train accuracy near chance, an early loss spike; results/README.md). A cell (group and {x}) is flagged when at least one "
-        "of its selected completed trials carries a flag: one seed of five that kills a layer makes the recipe fragile. The rule "
+        "of its selected completed trials carries a flag, or a seed of it diverged (and has no completed trial there): one seed of five "
+        "that kills a layer makes the recipe fragile. The rule "
         "acts on whole cells, never on one trial's own accuracy (leaving out the unlucky seeds would bias the mean). Flagged "
         "cells stay in every table above, marked; the section *Without the flagged cells* repeats the numbers without them "
         "(docs/methods.md, Training health). Full list: `health.csv`.", "",

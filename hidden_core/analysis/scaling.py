@@ -49,6 +49,7 @@ from hidden_core.config import (
 from hidden_core.records import (
     ANALYZED_STATUSES,  # diverged, pruned and failed rows are counted, not fitted
     DEAD_UNITS_MAX,
+    DIVERGED,
     EARLY_LOSS_PEAK,
     HEALTH_FLAGS,
 )
@@ -229,7 +230,9 @@ def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str]
     notes = [f"also split by {', '.join(split)} (they vary across grid cells)"] if split else []
     if x not in SIZE_AXES:
         notes.append(f"{x} is not a size axis: means per {x} only, no power law (laws are fitted against {', '.join(sorted(SIZE_AXES))})")
-    health = unhealthy_cells(points, ["label", x])  # judged on the selected trials: the recipe each point used
+    # judged on the selected trials (the recipe each point used) and on the seeds lost to divergence
+    lost = lost_seeds(trials, points, keys, x)
+    health = unhealthy_cells(pd.concat([points, lost], ignore_index=True) if len(lost) else points, ["label", x])
     analysis = _analyze_points(points, x, keys, split, metric, reference_x, ci, excluded, notes, health)
     if x in SIZE_AXES:
         analysis.worsening = worsening_baselines(points, x, ["label"], metric)
@@ -243,6 +246,23 @@ def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str]
             same_reference = analysis.reference_x if analysis.reference_x is not None else reference_x
             analysis.without_flagged = _analyze_points(points[keep].reset_index(drop=True), x, keys, split, metric, same_reference, ci, excluded, [], health[health["n_flagged"] == 0])
     return analysis
+
+
+def lost_seeds(trials: pd.DataFrame, points: pd.DataFrame, keys: list[str], x: str) -> pd.DataFrame:
+    """The diverged trials of a (group, x) cell whose seed has no point there (label, x, seed,
+    status): a seed the cell lost to divergence. Leaving it out silently would keep only the
+    seeds that trained, so it flags its cell instead (health.unhealthy_cells counts
+    'diverged'). A diverged trial beside a completed one of the same seed (a searched setting
+    that diverged) lost nothing and flags nothing."""
+    columns = ["label", x, "seed", "status"]
+    if "status" not in trials.columns or not (trials["status"] == DIVERGED).any():
+        return pd.DataFrame(columns=columns)
+    lost = trials.loc[trials["status"] == DIVERGED, [*dict.fromkeys([*keys, x, "seed", "status"])]]
+    cells = points[[*dict.fromkeys([*keys, x, "label"])]].drop_duplicates([*keys, x])
+    lost = lost.merge(cells, on=[*dict.fromkeys([*keys, x])], how="inner")
+    have = set(zip(points["label"], points[x].astype(float), points["seed"], strict=True))
+    lost = lost[[(label, float(v), s) not in have for label, v, s in zip(lost["label"], lost[x], lost["seed"], strict=True)]]
+    return lost.drop_duplicates(["label", x, "seed"])[columns].reset_index(drop=True)
 
 
 def _analyze_points(points: pd.DataFrame, x: str, keys: list[str], split: list[str], metric: str, reference_x: float | None, ci: float, excluded: dict[str, int], notes: list[str], health: pd.DataFrame) -> ScalingAnalysis:
