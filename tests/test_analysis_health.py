@@ -157,7 +157,7 @@ def test_cli_on_an_old_store_says_health_unknown(tmp_path, capsys):
     assert HEALTH_FLAGS not in store.load_trials("old").columns or store.load_trials("old")[HEALTH_FLAGS].isna().all()
     assert main(["analyze", "scaling", "old", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert f"health: {UNKNOWN} for 6 cells (18 trials without a health record" in out
+    assert f"\n{UNKNOWN} for 6 cells (18 trials without a health record" in out
     report = (tmp_path / "old" / "analysis" / "width" / "report.md").read_text()
     assert "**Health unknown** for 6 of 6 cells" in report
 

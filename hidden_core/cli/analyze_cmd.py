@@ -61,7 +61,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     for _, row in analysis.fits[analysis.fits["flags"] != ""].iterrows():
         print(f"flagged: {row['label']}: {row['flags']}")
     for line in health_summary(analysis):
-        print(f"health: {line}")
+        print(line if "health" in line.split(":")[0] else f"health: {line}")
     if analysis.without_flagged is not None:
         healthy = headline_table(analysis.without_flagged)
         if not healthy.empty:
