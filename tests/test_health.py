@@ -267,3 +267,55 @@ def test_the_store_round_trips_health_and_reads_an_old_store_as_unknown(tmp_path
     assert health.parse_flags(frame.loc["t3", "health_flags"]) is None
     assert health.row_health_flags(frame.loc["t3"].to_dict()) is None
     assert set(store.load_trials("s", where="health_flags == ''")["trial_id"]) == {"t2"}
+
+
+# ---- the report codec: a sweep trial's and a vectorized cell's reports carry health into the row ----
+@dataclasses.dataclass
+class _TuneTrial:
+    """What the driver reads of a Tune trial."""
+
+    trial_id: str
+    config: dict
+
+
+@pytest.mark.parametrize("vectorize", ["none", "seeds"])
+def test_the_reports_carry_health_into_the_store_row(tmp_path, monkeypatch, vectorize):
+    """The trainable's reports (tune.report captured, no Ray started) fed to the driver as
+    Tune feeds them: the row holds the health the trial measured."""
+    import ray.tune
+
+    from hidden_core.spec import parse_spec
+    from hidden_core.tune.driver_state import SweepRuntime
+    from hidden_core.tune.planning import plan_todo
+    from hidden_core.tune.pruning import CellStudies
+    from hidden_core.tune.trainable import sweep_trainable
+
+    base = {"dataset": "mnist1d", "model": "mlp", "mlp_units": 8, "epochs": 2}
+    spec = parse_spec({"name": "health", "base": base, "grid": {"seed": [0, 1]}, "report_every_s": 0, "vectorize": vectorize})
+    store = ResultStore(tmp_path / "results")
+    runtime = SweepRuntime(spec, store, str(tmp_path / "results"), studies=CellStudies(spec, f"sqlite:///{tmp_path / 's.db'}"),
+                           run_values=RUN.model_dump(mode="json"), provenance={"hidden_version": "test"})
+    runtime.load(plan_todo(spec, store))
+    reports: list[dict] = []
+    monkeypatch.setattr(ray.tune, "report", lambda metrics, **_: reports.append(dict(metrics)))
+    number = 0
+    while (suggestion := runtime.next_suggestion()) is not None:
+        reports.clear()
+        sweep_trainable(suggestion)
+        trial = _TuneTrial(f"ray{number}", suggestion)
+        number += 1
+        runtime.on_start(trial)
+        for report in reports:
+            runtime.on_result(trial, report)
+        runtime.on_complete(trial)
+    rows = store.load_trials("health").set_index("seed")
+    assert sorted(rows.index) == [0, 1]
+    # the end-of-sweep summary (tune/report.py) has each trial's flags too
+    assert {t.trial_id: t.health_flags for t in runtime.summaries} == dict(zip(rows["trial_id"], rows["health_flags"], strict=True))
+    for seed in (0, 1):
+        alone = train(make_config({**base, "seed": seed}), RUN)
+        row = rows.loc[seed]
+        assert row["early_loss_peak"] == pytest.approx(alone.early_loss_peak, abs=1e-5)
+        assert row["dead_units_max"] == pytest.approx(alone.dead_units_max, abs=1 / 8 + 1e-9)
+        assert row["train_acc"] == pytest.approx(alone.train_acc, abs=0.005)
+        assert row["health_flags"] == alone.health_flags == health.row_health_flags(row.to_dict() | {"seed": seed})
