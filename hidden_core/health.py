@@ -7,7 +7,7 @@ only judges them. Imports nothing of torch or Ray (the store and the analysis us
 
 The measures (docs/methods.md, results/README.md):
 - early_loss_peak: the largest minibatch training loss of the first epoch, over ln(classes)
-  (1 = a network that predicts uniformly; kaiming-initialized networks start near 1-3).
+  (1 = a network that predicts uniformly; the healthy trials measured peak at 1.0-5.5).
 - dead_units_max: over the network's ReLU layers, the largest fraction of units (a Linear
   layer's features, a conv layer's channels) whose ReLU output is zero on every example of
   the held batch (training.HEALTH_BATCH examples) at the end of training, with the
@@ -15,22 +15,22 @@ The measures (docs/methods.md, results/README.md):
   position of every example.
 - train_acc: the final epoch's training accuracy (as trained: train mode, augmented).
 
-Thresholds, and why (measured on MNIST-1D, numbers in docs/methods.md "Training health"):
-- DEAD_UNITS_MAX 0.5: the dense 1-D Conv2 at width 4 with Adam 0.003 (the recipe of
-  issue 20's broken baseline) ends with 100% of a layer dead, at width 2 with 95-98%; the
-  same networks trained at lr 0.003/width, the dense MLP, edge-popup and supermask trials
-  measured stay at or below about a third. No bias and no normalization means a dead unit
-  never comes back, so a layer beyond half dead has lost most of its capacity.
-- LOSS_STUCK_TOLERANCE 0.05: a final training loss within 5% of ln(classes) is a network
-  that predicts (nearly) uniformly: a dead network without biases outputs zero logits,
-  loss exactly ln(classes); the weakest healthy trials measured end below 0.8 ln(classes).
-- TRAIN_CHANCE_FACTOR 1.5: a final training accuracy at most 1.5 / classes (15% on ten
-  classes) is near chance; the weakest healthy trials measured train above 25%.
-- LOSS_SPIKE_PEAK 10: a first-epoch minibatch loss above ten times ln(classes). The broken
-  width-4 baseline peaks at about 20x, width 2 at about 8x; healthy trials measured stay
-  below about 3x. A spike alone does not make a failed trial (width 1 of the broken recipe
-  peaks at about 2x and trains to 87%), hence the high bar: it says the optimizer's first
-  steps were far too large, which is what kills units.
+Thresholds, and why (measured on MNIST-1D; the table is in docs/methods.md "Training health"):
+- DEAD_UNITS_MAX 0.5: the dense 1-D Conv2 with Adam 0.003 (the recipe of issue 20's broken
+  baseline) ends with 95% (width 2) to 100% (width 4) of a layer dead; the healthy trials
+  measured (the same Conv2 at lr 0.003/width, widths 0.25 and 1, edge-popup, the MLPs) at
+  most 40%. No bias and no normalization means a dead unit never comes back, so a layer
+  more than half dead has lost most of its capacity.
+- LOSS_STUCK_TOLERANCE 0.05 and TRAIN_CHANCE_FACTOR 1.5: a network whose layers all died
+  outputs zero logits: loss exactly ln(classes), accuracy one class's share. The slowest
+  healthy learner measured (a supermask MLP, 10 epochs: train acc 0.18, loss 0.94
+  ln(classes)) stays just outside both: they catch a training that has not measurably
+  moved from chance, nothing slower.
+- LOSS_SPIKE_PEAK 10: the broken width-4 baseline peaks at 20-36x ln(classes), healthy
+  trials at up to 5.5x (edge-popup's signed constants, the Conv2 at its fair lr). A spike
+  alone need not fail a trial (the broken width 2 peaks at 8.6x and is caught by
+  DEAD_UNITS), hence the high bar: it says the first steps were far too large, which is
+  what kills units.
 
 Unknown is not healthy: a measure that was not recorded (a pruned or failed trial, a row
 written before these columns existed: null in the store) gives `None`, never "".

@@ -46,7 +46,8 @@ CONV2_RECIPE = {"dataset": "mnist1d", "model": "convnet", "depth": 2, "width": 4
 @pytest.fixture(scope="module")
 def mnist1d_head():
     full = load_data(make_config(CONV2_RECIPE))
-    return dataclasses.replace(full, x_train=full.x_train[:1024], y_train=full.y_train[:1024])
+    # the test split only costs evaluation time here: a tenth of it
+    return dataclasses.replace(full, x_train=full.x_train[:1024], y_train=full.y_train[:1024], x_test=full.x_test[:100], y_test=full.y_test[:100])
 
 
 def test_the_old_conv2_recipe_is_flagged_and_its_fair_lr_is_not(mnist1d_head):
@@ -232,6 +233,19 @@ def test_a_vectorized_cell_records_each_seeds_health_as_alone(fields):
         assert vectorized.dead_units_max == pytest.approx(alone.dead_units_max, abs=1 / 16 + 1e-9)
         assert vectorized.train_acc == pytest.approx(alone.train_acc, abs=0.005)
         assert vectorized.health_flags == alone.health_flags
+
+
+def test_a_lottery_trial_records_its_last_ticket_levels_health(tmp_path):
+    """The trial's row describes its last ticket level: so does its health (measured on the
+    pruned, trained ticket)."""
+    config = make_config({"method": "lottery_ticket", "model": "mlp", "mlp_units": 24, "epochs": 2, "batch_size": 32, "lr": 0.05,
+                          "keep_fraction": 0.4, "prune_rate": 0.4})
+    result = train(config, RUN, data=synthetic_splits())
+    assert math.isfinite(result.early_loss_peak) and 0.0 <= result.dead_units_max <= 1.0
+    last_ticket = [r for r in result.history if r.branch == "ticket"][-1]
+    assert result.train_acc == last_ticket.train_acc and result.train_loss == last_ticket.train_loss
+    assert result.health_flags == health.health_flags(early_loss_peak=result.early_loss_peak, dead_units_max=result.dead_units_max,
+                                                      train_loss=result.train_loss, train_acc=result.train_acc, classes=10)
 
 
 # ---- (6) the store -------------------------------------------------------------------------------
