@@ -5,6 +5,7 @@ Fast, no Ray."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pandas as pd
@@ -283,6 +284,30 @@ def test_the_store_round_trips_health_and_reads_an_old_store_as_unknown(tmp_path
     assert set(store.load_trials("s", where="health_flags == ''")["trial_id"]) == {"t2"}
 
 
+def test_a_resumed_cell_keeps_each_seeds_early_loss_peak(tmp_path):
+    """The peak is measured in the first epoch only: a seed resumed past it (alone or in a
+    cell, from either's checkpoint) reads it from the checkpoint."""
+    data = synthetic_splits()
+    config = make_config({"model": "mlp", "mlp_units": 16, "epochs": 3, "batch_size": 32, "lr": 0.5})
+    whole = train_seeds(config, [0, 1], RUN, data=data)
+    folders = {seed: str(tmp_path / str(seed)) for seed in (0, 1)}
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(epoch, records):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_seeds(config, [0, 1], RUN, data=data, after_epoch=stop_after_two, checkpoint_dirs=folders)
+    resumed = train_seeds(config, [0, 1], RUN, data=data, checkpoint_dirs=folders)
+    alone = train_network(config.model_copy(update={"seed": 1}), RUN.model_copy(update={"checkpoint_dir": folders[1]}), data=data)
+    for w, r in zip(whole, resumed, strict=True):
+        assert math.isfinite(w.early_loss_peak) and r.early_loss_peak == w.early_loss_peak
+    assert alone.early_loss_peak == whole[1].early_loss_peak
+
+
 # ---- the report codec: a sweep trial's and a vectorized cell's reports carry health into the row ----
 @dataclasses.dataclass
 class _TuneTrial:
@@ -333,3 +358,35 @@ def test_the_reports_carry_health_into_the_store_row(tmp_path, monkeypatch, vect
         assert row["dead_units_max"] == pytest.approx(alone.dead_units_max, abs=1 / 8 + 1e-9)
         assert row["train_acc"] == pytest.approx(alone.train_acc, abs=0.005)
         assert row["health_flags"] == alone.health_flags == health.row_health_flags(row.to_dict() | {"seed": seed})
+
+
+# ---- hidden train ---------------------------------------------------------------------------------
+def test_hidden_train_json_carries_health_as_strict_json(capsys):
+    from hidden_core.cli import main
+
+    assert main(["train", "--mlp-units", "8", "--epochs", "1", "--threads", "1", "--json", "--quiet"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in --json output"))  # NaN is null
+    for key in (*HEALTH_FIELDS, "train_acc"):
+        assert key in result
+    assert result["disabled_features"] is None  # NaN without BatchNorm
+    assert 0.0 <= result["dead_units_max"] <= 1.0 and result["early_loss_peak"] > 0 and isinstance(result["health_flags"], str)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_hidden_train_warns_in_one_line_when_flagged(monkeypatch, capsys, as_json):
+    import hidden_core.trial
+    from hidden_core.cli import main
+
+    flagged = train_network(make_config({"model": "mlp", "mlp_units": 8, "epochs": 1}), RUN, data=synthetic_splits())
+    flagged = dataclasses.replace(flagged, dead_units_max=0.98, early_loss_peak=21.3, health_flags="dead_units,loss_spike")
+    monkeypatch.setattr(hidden_core.trial, "train", lambda *args, **kwargs: flagged)
+    assert main(["train", "--mlp-units", "8", "--epochs", "1", "--quiet", *(["--json"] if as_json else [])]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in (captured.err + captured.out).splitlines() if line.startswith("warning: unhealthy training")]
+    assert len(warnings) == 1 and "dead_units, loss_spike" in warnings[0] and "98%" in warnings[0]
+    if as_json:  # stdout keeps its one JSON line; the warning is on stderr
+        assert warnings[0] in captured.err
+        assert json.loads(captured.out.strip().splitlines()[-1])["health_flags"] == "dead_units,loss_spike"
+    else:
+        assert captured.out.strip().splitlines()[-1] == warnings[0]
