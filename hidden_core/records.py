@@ -35,14 +35,22 @@ EPOCH_FIELDS: tuple[str, ...] = ("epoch", *EPOCH_MEASURES, *LEVEL_FIELDS)
 TRIAL_BRANCHES: tuple[str | None, ...] = (None, "ticket")
 
 # -- per-trial metrics (training.TrialResult, the store's trials table) ---------------------
-METRIC_FIELDS: tuple[str, ...] = (
-    "val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "train_loss", "train_acc",
-    "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
-    "density", "train_seconds", "samples_per_second", "disabled_features",
-)
+# Training health (hidden_core/health.py judges them; docs/methods.md "Training health"):
+# early_loss_peak: the first epoch's largest minibatch loss / ln(classes); dead_units_max: the
+# largest fraction of a ReLU layer's units dead on the held batch at the end of training;
+# health_flags: "" healthy, else the sorted names of the flags raised (health.FLAGS), comma
+# separated. Null (None) for a trial that did not finish (pruned, failed) and in a row
+# written before these columns existed: unknown, never healthy by default.
 EARLY_LOSS_PEAK = "early_loss_peak"
 DEAD_UNITS_MAX = "dead_units_max"
 HEALTH_FLAGS = "health_flags"
+HEALTH_MEASURES: tuple[str, ...] = (EARLY_LOSS_PEAK, DEAD_UNITS_MAX)  # float columns
+HEALTH_FIELDS: tuple[str, ...] = (*HEALTH_MEASURES, HEALTH_FLAGS)
+METRIC_FIELDS: tuple[str, ...] = (
+    "val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "train_loss", "train_acc",
+    "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
+    "density", "train_seconds", "samples_per_second", "disabled_features", *HEALTH_FIELDS,
+)
 # The trials column naming a final trial's subnet file, relative to the results root
 # ('<sweep>/subnets/<trial_id>.safetensors', paths.subnet_file_name); null without a file.
 SUBNET_FILE = "subnet_file"

@@ -61,6 +61,8 @@ from hidden_core.records import (
     EPOCH_MEASURES,
     FINAL_STATUSES,
     FOUND,
+    HEALTH_FLAGS,
+    HEALTH_MEASURES,
     STATUSES,
     SUBNET_FILE,
     control_column,
@@ -121,6 +123,8 @@ def _trial_schema() -> pa.Schema:
         + _fields("epochs_run diverged_epoch params_total params_active params_learned", pa.int64())
         + _fields("changed_fraction density train_seconds samples_per_second", pa.float64())
         + _fields("disabled_features", pa.float64())  # BN features with |gamma| < 0.01 (docs/methods.md)
+        + _fields(" ".join(HEALTH_MEASURES), pa.float64())  # training health (records.HEALTH_FIELDS); null in older rows
+        + _fields(HEALTH_FLAGS, pa.string())
         + _fields("device node", pa.string())
         + _fields(SUBNET_FILE, pa.string())  # the trial's subnet file, relative to the root (records.SUBNET_FILE)
         + _fields("started_at finished_at", _UTC_US)

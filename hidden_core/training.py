@@ -10,6 +10,12 @@ another config's checkpoint is a CheckpointMismatch, never a silent mix.
 
 The hot loop has no host synchronisation: losses and correct counts accumulate on the
 device and are read once per epoch.
+
+Training health (hidden_core/health.py judges it): the first epoch's largest minibatch loss
+is kept on the device beside the loss sum (and in the checkpoint, so a resumed trial keeps
+it); after the last epoch one forward pass over the held batch (`held_batch`: the first
+HEALTH_BATCH validation examples) with forward hooks on the ReLUs measures the fraction of
+dead units per layer (`dead_unit_fractions`).
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from hidden_core import health
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import DataSplits, DeviceData, load_data
 from hidden_core.methods import HiddenNetwork, build_model
+from hidden_core.models.resnet import BasicBlock
 from hidden_core.records import COMPLETED, DIVERGED
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -85,6 +93,11 @@ class TrialResult:
     train_seconds: float
     samples_per_second: float
     device: str
+    # training health (records.HEALTH_FIELDS, hidden_core/health.py); the defaults are what a
+    # summary saved before they existed (a lottery state) reads back as: unknown
+    early_loss_peak: float = float("nan")
+    dead_units_max: float = float("nan")
+    health_flags: str | None = None
     history: list[EpochRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -159,8 +172,9 @@ def train_network(
     history: list[EpochRecord] = []
     torch.manual_seed(config.seed)
     checkpoint = _checkpoint_path(run)
+    early_peak = float("nan")  # the first epoch's largest minibatch loss (not yet normalized)
     if checkpoint is not None and checkpoint.exists():
-        history = _restore(checkpoint, model, optimizer, schedule, device, config.trial_id)
+        history, early_peak = _restore(checkpoint, model, optimizer, schedule, device, config.trial_id)
 
     status, diverged_epoch = COMPLETED, None
     cadence = CheckpointCadence(run.checkpoint_every_s, config.epochs)
@@ -172,6 +186,8 @@ def train_network(
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.int64)
+        first_epoch = epoch == start_epoch + 1  # this training's first epoch (its early_loss_peak)
+        peak = torch.full((), -math.inf, device=device)
         lr = optimizer.param_groups[0]["lr"]
         for x, y in loader.train_batches(config.batch_size):
             if channels_last:
@@ -187,8 +203,12 @@ def train_network(
             optimizer.step()
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
+            if first_epoch:
+                peak = torch.fmax(peak, loss.detach().float())  # fmax: a NaN loss does not hide the finite peak
         schedule.step()
         train_loss = (loss_sum / loader.n_train).item()  # the epoch's one host sync
+        if first_epoch:
+            early_peak = peak.item()
         train_acc = correct.item() / loader.n_train
         sample_seconds += time.perf_counter() - started
         samples += loader.n_train
@@ -203,11 +223,13 @@ def train_network(
         record = EpochRecord(epoch, train_loss, train_acc, val_acc, test_acc, lr, seconds)
         history.append(record)
         if checkpoint is not None and cadence.due(epoch):
-            _save(checkpoint, model, optimizer, schedule, history, device, config.trial_id)
+            _save(checkpoint, model, optimizer, schedule, history, device, config.trial_id, early_peak)
         if on_epoch is not None:
             on_epoch(record)
 
-    result = _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device)
+    dead = max(dead_unit_fractions(model, held_batch(loader)), default=0.0)
+    result = _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device,
+                     early_loss_peak=early_peak, dead_units_max=dead, classes=config.dataset_info.num_classes)
     if run.save_subnet:  # what was learned, for `hidden subnet eval` (imported only when asked)
         from hidden_core.subnet.state import save_subnet
 
@@ -245,12 +267,84 @@ def evaluate(model: nn.Module, loader: DeviceData, splits: tuple[str, ...], batc
     return accuracies
 
 
-def _result(status, diverged_epoch, history, model: HiddenNetwork, initial_states, train_seconds, samples_per_second, device) -> TrialResult:
+# ---- training health ------------------------------------------------------------------
+# The held batch dead units are measured on: the first HEALTH_BATCH validation examples (all
+# of them when there are fewer; the first training examples, unaugmented, without a
+# validation split). Fixed by the data split alone, so every trial of a data set and split
+# is measured on the same examples. 512 keeps the pass one eval batch (negligible next to
+# an epoch) while a unit alive on a few percent of the examples is still seen alive.
+HEALTH_BATCH = 512
+
+
+def held_batch(loader: DeviceData, size: int = HEALTH_BATCH) -> torch.Tensor:
+    """The examples dead units are measured on (see HEALTH_BATCH), prepared as for evaluation."""
+    x = loader.x_val if len(loader.x_val) else loader.x_train
+    return loader._prepare(x[:size])
+
+
+def _relu_sites(net: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """Where the network's ReLUs are: (module, pre) pairs, the module's output either a
+    ReLU's output (pre False) or the input of a functional ReLU (pre True: a unit is active
+    where it is > 0). Every nn.ReLU module, and the two functional ReLUs of a ResNet
+    BasicBlock (after bn1; and the block's own output). tests/test_health.py checks for
+    every architecture that these are all the ReLUs its forward applies."""
+    sites: list[tuple[nn.Module, bool]] = []
+    for module in net.modules():
+        if isinstance(module, nn.ReLU):
+            sites.append((module, False))
+        elif isinstance(module, BasicBlock):
+            sites += [(module.bn1, True), (module, False)]
+    return sites
+
+
+def dead_unit_fractions(model: nn.Module, x: torch.Tensor, batch_size: int = HEALTH_BATCH) -> list[float]:
+    """Per ReLU layer (in forward order), the fraction of its units (features; a conv
+    layer's channels) that are zero on every example of `x` and, for a conv layer, at every
+    position: eval mode, the method's effective weights (what evaluation sees)."""
+    return [(alive.numel() - int(alive.sum())) / alive.numel() for alive in alive_units(model, x, batch_size)]
+
+
+@torch.no_grad()
+def alive_units(model: nn.Module, x: torch.Tensor, batch_size: int = HEALTH_BATCH) -> list[torch.Tensor]:
+    """Per ReLU layer (in forward order), which units are active (nonzero) on some example
+    of `x` (dead_unit_fractions)."""
+    net = model.net if isinstance(model, HiddenNetwork) else model
+    alive: dict[int, torch.Tensor] = {}
+    order: list[int] = []
+
+    def hook(key: int, pre: bool):
+        def record(_module, _inputs, output):
+            active = output > 0 if pre else output != 0  # != 0: a NaN unit is not a dead one
+            per_unit = active.any(0) if active.dim() == 2 else active.transpose(0, 1).flatten(1).any(1)
+            if key not in alive:
+                order.append(key)
+                alive[key] = per_unit
+            else:
+                alive[key] |= per_unit
+        return record
+
+    handles = [module.register_forward_hook(hook(i, pre)) for i, (module, pre) in enumerate(_relu_sites(net))]
+    model.eval()
+    try:
+        with parametrize.cached():
+            for start in range(0, len(x), batch_size):
+                model(x[start : start + batch_size])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [alive[k] for k in order]
+
+
+def _result(status, diverged_epoch, history, model: HiddenNetwork, initial_states, train_seconds, samples_per_second, device, *,
+            early_loss_peak: float = float("nan"), dead_units_max: float = float("nan"), classes: int = 0) -> TrialResult:
+    """The trial's TrialResult. early_loss_peak: the first epoch's largest minibatch loss,
+    normalized here by ln(classes)."""
     stats = model.statistics(initial_states)
     scored = [r for r in history if math.isfinite(r.val_acc)]
     best = max(scored, key=lambda r: r.val_acc) if scored else None
     last = history[-1] if history else None
     nan = float("nan")
+    early_peak = early_loss_peak / math.log(classes) if classes >= 2 else nan
     return TrialResult(
         status=status,
         epochs_run=len(history),
@@ -271,6 +365,11 @@ def _result(status, diverged_epoch, history, model: HiddenNetwork, initial_state
         train_seconds=train_seconds,
         samples_per_second=samples_per_second,
         device=str(device),
+        early_loss_peak=early_peak,
+        dead_units_max=dead_units_max,
+        health_flags=health.health_flags(early_loss_peak=early_peak, dead_units_max=dead_units_max,
+                                         train_loss=last.train_loss if last else None, train_acc=last.train_acc if last else None,
+                                         classes=classes),
         history=history,
     )
 
@@ -283,13 +382,14 @@ def _checkpoint_path(run: RunOptions) -> Path | None:
     return folder / CHECKPOINT_FILE
 
 
-def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], device: torch.device, trial_id: str) -> None:
+def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], device: torch.device, trial_id: str, early_loss_peak: float) -> None:
     state = {
         "trial_id": trial_id,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "history": [r.to_dict() for r in history],
+        "early_loss_peak": early_loss_peak,  # raw (not normalized); absent in older checkpoints
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
@@ -305,7 +405,8 @@ def write_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _restore(path: Path, model, optimizer, schedule, device: torch.device, trial_id: str) -> list[EpochRecord]:
+def _restore(path: Path, model, optimizer, schedule, device: torch.device, trial_id: str) -> tuple[list[EpochRecord], float]:
+    """The checkpoint's epoch records and raw early loss peak (NaN: written before it was kept)."""
     state = torch.load(path, map_location=device, weights_only=False)
     if state.get("trial_id") != trial_id:
         raise CheckpointMismatch(path, state.get("trial_id") or "(unnamed: written before checkpoints named their trial)", trial_id)
@@ -315,7 +416,7 @@ def _restore(path: Path, model, optimizer, schedule, device: torch.device, trial
     torch.set_rng_state(state["rng_cpu"].cpu())
     if state["rng_cuda"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
-    return [EpochRecord(**r) for r in state["history"]]
+    return [EpochRecord(**r) for r in state["history"]], float(state.get("early_loss_peak", float("nan")))
 
 
 class CheckpointCadence:

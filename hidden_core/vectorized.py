@@ -83,6 +83,8 @@ from hidden_core.training import (
     EpochRecord,
     TrialResult,
     _result,
+    dead_unit_fractions,
+    held_batch,
     make_optimizer,
     make_schedule,
     training_setup,
@@ -360,6 +362,7 @@ class SeedStack:
             "optimizer": self.seed_optimizer_state(index),
             "schedule": self.schedule.state_dict(),
             "history": [r.to_dict() for r in trial.history],
+            "early_loss_peak": trial.early_loss_peak,
             "rng_cpu": torch.get_rng_state() if cuda else trial.generator.get_state(),
             "rng_cuda": trial.generator.get_state() if cuda else None,
         })
@@ -419,6 +422,7 @@ class _Seed:
     train_seconds: float = 0.0
     sample_seconds: float = 0.0
     samples: int = 0
+    early_loss_peak: float = math.nan  # the first epoch's largest minibatch loss (raw), as `train` keeps it
 
 
 def check_cell(config: TrialConfig, seeds: Sequence[int]) -> None:
@@ -494,6 +498,7 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
             model.load_state_dict(state["model"])
             generator.set_state((state["rng_cuda"] if device.type == "cuda" else state["rng_cpu"]).cpu())
             trial.history = [EpochRecord(**r) for r in state["history"]]
+            trial.early_loss_peak = float(state.get("early_loss_peak", math.nan))
             trial.train_seconds = sum(r.seconds for r in trial.history)
         trials.append(trial)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if run.amp and device.type == "cuda" else nullcontext()
@@ -504,10 +509,11 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
     results: dict[int, TrialResult] = {}
     active = list(trials)
     n = loader.n_train
+    held = held_batch(loader)
     done = len(trials[0].history)
     if done >= config.epochs:  # every epoch ran before (a checkpoint of the last epoch)
         for i, trial in enumerate(trials):
-            results[trial.seed] = _finish(trial, COMPLETED, config.epochs, stack.seed_state(i), device, config, run, subnet_paths)
+            results[trial.seed] = _finish(trial, COMPLETED, config.epochs, stack.seed_state(i), device, config, run, subnet_paths, held)
         active = []
 
     for epoch in range(done + 1, config.epochs + 1 if active else 0):
@@ -517,6 +523,7 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
         order = torch.stack([torch.randperm(n, device=device, generator=g) for g in generators])
         loss_sum = torch.zeros(len(active), device=device)
         correct = torch.zeros(len(active), device=device, dtype=torch.int64)
+        peak = torch.full((len(active),), -math.inf, device=device)  # each seed's largest minibatch loss, first epoch only
         for start in range(0, n, config.batch_size):
             idx = order[:, start : start + config.batch_size]
             x = loader.x_train[idx]
@@ -526,8 +533,13 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
             losses, hits = stack.step(x, y, generators)
             loss_sum += losses * idx.shape[1]
             correct += hits
+            if epoch == 1:
+                peak = torch.fmax(peak, losses.float())
         stack.schedule.step()
         train_losses = (loss_sum / n).tolist()  # the epoch's one host sync
+        if epoch == 1:
+            for trial, value in zip(active, peak.tolist(), strict=True):
+                trial.early_loss_peak = value
         train_accs = [c / n for c in correct.tolist()]
         train_elapsed = time.perf_counter() - started
         finite = [math.isfinite(v) for v in train_losses]
@@ -560,7 +572,7 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
                 stopped[i] = COMPLETED
         for i, status in stopped.items():
             trial = active[i]
-            results[trial.seed] = _finish(trial, status, epoch, stack.seed_state(i), device, config, run, subnet_paths)
+            results[trial.seed] = _finish(trial, status, epoch, stack.seed_state(i), device, config, run, subnet_paths, held)
         if stopped:
             active = [t for i, t in enumerate(active) if i not in stopped]
             if not active:
@@ -590,12 +602,15 @@ def _augment(x: torch.Tensor, generator: torch.Generator, device: torch.device) 
 
 
 def _finish(trial: _Seed, status: str, epoch: int, state: dict[str, torch.Tensor], device: torch.device, config: TrialConfig,
-            run: RunOptions, subnet_paths: Mapping[int, str]) -> TrialResult:
-    """The seed's TrialResult, its statistics computed on its own network; its subnet file
-    written (completed or diverged) as `train` writes it."""
+            run: RunOptions, subnet_paths: Mapping[int, str], held: torch.Tensor) -> TrialResult:
+    """The seed's TrialResult, its statistics and dead units measured on its own network
+    (the pass `train` makes, on the same held batch); its subnet file written (completed
+    or diverged) as `train` writes it."""
     trial.model.net.load_state_dict(state)
     sps = trial.samples / trial.sample_seconds if trial.sample_seconds else 0.0
-    result = _result(status, epoch if status == DIVERGED else None, trial.history, trial.model, trial.initial_states, trial.train_seconds, sps, device)
+    dead = max(dead_unit_fractions(trial.model, held), default=0.0)
+    result = _result(status, epoch if status == DIVERGED else None, trial.history, trial.model, trial.initial_states, trial.train_seconds, sps, device,
+                     early_loss_peak=trial.early_loss_peak, dead_units_max=dead, classes=config.dataset_info.num_classes)
     path = subnet_paths.get(trial.seed)
     if path and status != PRUNED:
         from hidden_core.subnet.state import save_subnet

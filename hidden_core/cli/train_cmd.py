@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import typing
@@ -141,12 +142,31 @@ def run_train(args: argparse.Namespace) -> int:
     except CheckpointMismatch as err:
         raise ConfigError([f"checkpoint_dir: {err}"]) from err
     summary = {"trial_id": config.trial_id, **result.to_dict()}
+    warning = _health_warning(result)
     if args.json:
-        print(json.dumps(summary, default=_json_default))
+        if warning:
+            print(warning, file=sys.stderr)  # stdout keeps its one JSON line
+        # strict JSON: NaN and infinities (disabled_features without BatchNorm, a diverged
+        # loss) are null, so any JSON reader takes the line
+        print(json.dumps({k: _json_value(v) for k, v in summary.items()}, allow_nan=False))
     else:
         print(f"{result.status}: test {result.test_acc:.4f}  val {result.val_acc:.4f}  best val {result.best_val_acc:.4f} (epoch {result.best_epoch})  "
               f"{result.params_learned:,} learned of {result.params_total:,}  changed {result.changed_fraction:.3f}  {result.train_seconds:.1f}s")
+        if warning:
+            print(warning)
     return 0
+
+
+def _health_warning(result) -> str | None:
+    """One line naming the health flags the trial raised (None when healthy or unknown)."""
+    from hidden_core.health import parse_flags
+
+    flags = parse_flags(result.health_flags)
+    if not flags:
+        return None
+    return (f"warning: unhealthy training ({', '.join(flags)}): train acc {result.train_acc:.3f}, "
+            f"dead units up to {result.dead_units_max:.0%} of a layer, first-epoch loss peak {result.early_loss_peak:.1f}x ln(classes) "
+            "(thresholds: docs/methods.md, Training health)")
 
 
 def _trial_checkpoint_dir(run: RunOptions, trial_id: str) -> RunOptions:
@@ -161,8 +181,8 @@ def _trial_checkpoint_dir(run: RunOptions, trial_id: str) -> RunOptions:
     return run.model_copy(update={"checkpoint_dir": folder})
 
 
-def _json_default(value: Any) -> Any:
-    return None if value != value else value  # NaN -> null
+def _json_value(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def run_inspect(args: argparse.Namespace) -> int:

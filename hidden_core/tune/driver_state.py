@@ -31,6 +31,7 @@ from hidden_core.records import (
     EPOCH_FIELDS,
     FAILED,
     FINAL_STATUSES,
+    HEALTH_FLAGS,
     METRIC_FIELDS,
     PRUNED,
     REPORT_EPOCH,
@@ -323,7 +324,7 @@ class SweepRuntime:
             status=status, epochs_run=int(row.get("epochs_run") or 0), train_seconds=float(row.get("train_seconds") or 0.0),
             best_val_acc=row.get("best_val_acc"), test_acc_at_best_val=row.get("test_acc_at_best_val"),
             node=row.get("node"), started_at=rec.info.get("started_at"), finished_at=time.time(),
-            resumed_from_epoch=int(rec.info.get("resumed_from") or 0),
+            resumed_from_epoch=int(rec.info.get("resumed_from") or 0), health_flags=row.get(HEALTH_FLAGS),
         )
         self.summaries.append(summary)
         if self.progress is not None:

@@ -23,6 +23,7 @@ class TrialSummary:
     started_at: float | None
     finished_at: float
     resumed_from_epoch: int = 0  # epochs its checkpoint already held when this run started it
+    health_flags: str | None = None  # the row's health_flags: "" healthy, None unknown (records.HEALTH_FLAGS)
 
 
 @dataclass
@@ -51,6 +52,11 @@ class SweepReport:
         return out
 
     @property
+    def flagged(self) -> list[TrialSummary]:
+        """The trials this run ended whose training health raised a flag (hidden_core/health.py)."""
+        return [t for t in self.trials if t.health_flags]
+
+    @property
     def train_seconds(self) -> float:
         return float(sum(t.train_seconds for t in self.trials if t.train_seconds and math.isfinite(t.train_seconds)))
 
@@ -65,6 +71,7 @@ class SweepReport:
             "sweep": self.sweep, "planned": self.planned, "skipped": self.skipped, "to_run": self.to_run,
             "resumed": self.resumed, "concurrency": self.concurrency, "wall_seconds": self.wall_seconds,
             "startup_seconds": self.startup_seconds, "fit_seconds": self.fit_seconds, "counts": self.counts,
+            "health_flagged": len(self.flagged),
             "train_seconds": self.train_seconds, "efficiency": self.efficiency, "unfinished": self.unfinished,
             **({"controls": vars(self.controls)} if self.controls is not None else {}),
         }

@@ -16,7 +16,8 @@ Reports carry a ``kind`` (records.REPORT_KINDS):
   do not pay a driver round trip each; the scheduler and the store writer still see every
   epoch. The first report after a resume re-sends the epochs of the checkpoint, so a new
   driver writes every epoch row; ``resumed_from`` says how many epochs were not recomputed.
-- ``final``: after `train` returns: its TrialResult and the whole history (JSON).
+- ``final``: after `train` returns: its TrialResult (records.METRIC_FIELDS, the training
+  health among them: the driver copies those into the store row) and the whole history (JSON).
 - ``failed``: `train` raised. The error text is reported and the function returns, so a
   bug fails its trial at once instead of being retried; Tune's `max_failures` retries are
   left for lost workers and nodes.
