@@ -146,3 +146,40 @@ def test_status_watch_follows_the_store_until_every_trial_is_final(tmp_path):
     assert lines[-1] == "sweep tiny: every trial is final (3 of 3)"
     bad = subprocess.run(cmd[:-1] + ["0"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--interval" in bad.stderr
+
+
+# ---- the end-of-sweep / `sweep status` tables (issue 22, point 2) -------------------------
+def test_width_table_splits_every_varying_axis_and_counts_seeds_only():
+    from synthetic_store import grid, make_trial
+
+    import numpy as np
+    from hidden_core.tune.progress import width_table, width_title
+
+    rng = np.random.default_rng(0)
+    rows = [make_trial(c, noise=0.01, rng=rng, index=i)[0]
+            for i, c in enumerate(grid(methods=("dense", "edge_popup"), widths=(1, 2), depths=(2, 3), seeds=(0, 1)))]
+    frame = pd.DataFrame(rows)
+    table = width_table(frame)
+    assert list(table.index.names) == ["method", "depth"] and len(table) == 4
+    assert all(cell.endswith("(2)") for cell in table.to_numpy().ravel())  # 2 seeds, never 2 seeds x 2 depths
+    dense = frame[(frame["method"] == "dense") & (frame["depth"] == 3) & (frame["width"] == 2)]
+    assert table.loc[("dense", 3), "w=2"].startswith(f"{dense['test_acc_at_best_val'].mean():.3f}")
+    assert width_title(frame).startswith("mean test_acc_at_best_val by method, depth and width")
+
+
+def test_status_counts_add_up_to_the_plan(tmp_path, capsys):
+    from hidden_core.cli import main as cli_main
+    from hidden_core.store import ResultStore
+
+    spec_path = tmp_path / "adds.yaml"
+    spec_path.write_text("name: adds\nbase: {epochs: 1}\ngrid: {seed: [0, 1, 2, 3]}\n")
+    spec = load_spec(spec_path)
+    rows, epochs = _rows(spec, 3, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    rows[2]["status"] = "failed"
+    old = dict(rows[0], trial_id="0123456789abcdef", lr=0.5)  # a trial of an earlier version of the spec
+    store = ResultStore(tmp_path / "results")
+    store.write_trials("adds", [*rows, old], epochs)
+    assert cli_main(["sweep", "status", str(spec_path), "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "sweep adds: 4 trials planned = 2 final (completed 2, pruned 0, diverged 0) + 2 still to run (1 of them failed before)" in out
+    assert "(1 more trials in the store are not in the spec" in out

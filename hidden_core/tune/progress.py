@@ -23,6 +23,8 @@ from typing import Any
 
 import pandas as pd
 
+from hidden_core.analysis.metrics import selection_column
+from hidden_core.analysis.tables import cell_axes, describe_pooled, one_per_seed
 from hidden_core.records import TEST_METRIC
 from hidden_core.spec import SweepSpec
 
@@ -233,16 +235,21 @@ def _acc(value: float) -> str:
 
 
 # ---- tables from the store -------------------------------------------------------------------
+# Both tables take one value per cell and seed (analysis.tables.one_per_seed: with a search,
+# the sample validation chooses), so their counts are seeds and agree with `hidden results
+# best` and `hidden analyze`, which select the same way.
 def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per method: trials by status; over the completed trials, the mean best validation
-    accuracy and the mean and std of the one test metric (records.TEST_METRIC: test accuracy
-    at the best-validation epoch, the number `hidden analyze` reports too); the mean
-    training seconds per trial."""
+    """Per method: trials by status; over the completed trials (one per cell and seed), the
+    mean best validation accuracy and the mean and std of the one test metric
+    (records.TEST_METRIC: test accuracy at the best-validation epoch, the number `hidden
+    analyze` reports too); the mean training seconds per trial. It pools every other axis:
+    summary_title says which."""
     if frame.empty:
         return pd.DataFrame(columns=["method", "trials", "completed", "pruned", "diverged", "failed", "best_val_acc", TEST_METRIC, f"{TEST_METRIC}_std", "train_s_mean"])
+    scored_all = one_per_seed(frame[frame["status"] == "completed"], selection_column(TEST_METRIC))
     rows = []
     for method, group in frame.groupby("method", sort=True):
-        scored = group[group["status"] == "completed"]
+        scored = scored_all[scored_all["method"] == method]
         rows.append({
             "method": method,
             "trials": len(group),
@@ -255,22 +262,44 @@ def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def summary_title(frame: pd.DataFrame) -> str:
+    """The header of method_summary: what it averages and which axes it pools."""
+    done = frame[frame["status"] == "completed"] if not frame.empty else frame
+    pooled = describe_pooled(done, ["method"]) if not done.empty else "no completed trials"
+    return f"per method (completed trials, one per cell and seed: mean best_val_acc, mean and std of {TEST_METRIC}; {pooled}):"
+
+
+def width_axes(frame: pd.DataFrame) -> list[str]:
+    """The row axes of width_table: method and every other grid axis that varies among the
+    completed trials (width is the columns, seed the count, searched axes are selected)."""
+    done = frame[frame["status"] == "completed"] if not frame.empty else frame
+    grid, _ = cell_axes(done) if not done.empty else ([], [])
+    return ["method", *[c for c in grid if c not in ("method", "width")]]
+
+
 def width_table(frame: pd.DataFrame, value: str = TEST_METRIC) -> pd.DataFrame:
-    """Mean `value` of completed trials by method (rows) and width (columns), with the seed
-    count: 'mean±std (n)'."""
+    """Mean `value` of completed trials per row (method and every other grid axis that
+    varies: width_axes) and width (columns): 'mean±std (n)' over n seeds, one value per seed
+    (with a search, the sample validation chooses)."""
     done = frame[frame["status"] == "completed"]
     if done.empty:
         return pd.DataFrame()
-    cells: dict[tuple[str, float], str] = {}
-    for (method, width), group in done.groupby(["method", "width"]):
+    rows = one_per_seed(done, selection_column(value)).dropna(subset=[value])
+    axes = width_axes(frame)
+    cells: dict[tuple[tuple, float], str] = {}
+    for key, group in rows.groupby([*axes, "width"], dropna=False, sort=True):
         values = group[value].astype(float)
         spread = f"±{values.std():.3f}" if len(values) > 1 else ""
-        cells[(method, width)] = f"{values.mean():.3f}{spread} ({len(values)})"
-    methods = sorted({m for m, _ in cells})
+        cells[(tuple(key[:-1]), float(key[-1]))] = f"{values.mean():.3f}{spread} ({group['seed'].nunique()})"
+    labels = sorted({k for k, _ in cells}, key=lambda k: tuple(str(v) for v in k))
     widths = sorted({w for _, w in cells})
-    table = pd.DataFrame([[cells.get((m, w), "") for w in widths] for m in methods], index=methods, columns=[f"w={w:g}" for w in widths])
-    table.index.name = "method"
-    return table
+    index = pd.MultiIndex.from_tuples(labels, names=axes) if len(axes) > 1 else pd.Index([k[0] for k in labels], name=axes[0])
+    return pd.DataFrame([[cells.get((k, w), "") for w in widths] for k in labels], index=index, columns=[f"w={w:g}" for w in widths])
+
+
+def width_title(frame: pd.DataFrame, value: str = TEST_METRIC) -> str:
+    axes = [*width_axes(frame), "width"]
+    return f"mean {value} by {', '.join(axes[:-1])} and {axes[-1]} (±std over seeds, (n) seeds; one trial per cell and seed):"
 
 
 def format_frame(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
