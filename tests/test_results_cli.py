@@ -201,3 +201,25 @@ def test_best_cell_mean_takes_per_seed_the_sample_validation_chooses(hidden, tmp
         per_seed = cell.loc[cell.groupby("seed")["best_val_acc"].idxmax()]
         assert row["cell_test_acc_at_best_val_mean"] == pytest.approx(per_seed["test_acc_at_best_val"].mean())
         assert row["cell_test_acc_at_best_val_mean"] != pytest.approx(cell["test_acc_at_best_val"].mean())  # never the samples' mean
+
+
+def test_subnet_export_best_picks_the_trial_results_best_picks(tmp_path, capsys):
+    """One selection rule (issue 22, point 7): the final epoch's val_acc favours another trial
+    than best_val_acc does; `subnet export --best` follows `results best` (best_val_acc)."""
+    import numpy as np
+    from synthetic_store import make_trial
+
+    rng = np.random.default_rng(3)
+    rows = [make_trial(c, noise=0.01, rng=rng, index=i)[0] for i, c in enumerate(grid(methods=("dense",), widths=(1, 2), seeds=(0, 1)))]
+    by_best = max(rows, key=lambda r: r["best_val_acc"])["trial_id"]
+    other = next(r for r in rows if r["trial_id"] != by_best)
+    other["val_acc"] = 0.999  # the final epoch's best, not the best epoch's
+    store = ResultStore(tmp_path)
+    store.write_trials("pick", rows)
+    assert cli.main(["results", "best", "pick", "--by", "sweep", "--format", "csv", "--results", str(tmp_path)]) == 0
+    chosen = pd.read_csv(io.StringIO(capsys.readouterr().out))["trial_id"].iloc[0]
+    assert chosen == by_best
+    # no subnet files in a synthetic store: the refusal names the trial --best chose
+    assert cli.main(["subnet", "export", "pick", "--best", "-o", str(tmp_path / "x.safetensors"), "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"trial {by_best} " in err and other["trial_id"] not in err

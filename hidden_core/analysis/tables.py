@@ -90,7 +90,7 @@ def summarize(trials: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = 
     return out.reset_index()
 
 
-def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = "best_val_acc", report: Sequence[str] = ("test_acc_at_best_val",)) -> pd.DataFrame:
+def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = SUMMARY_METRICS[0], report: Sequence[str] = (TEST_METRIC,)) -> pd.DataFrame:
     """The trial with the highest `select_by` in each group (metrics.best_by_validation: the
     rule of every selection, `subnet export --best` included), with the mean of the reported
     metrics over its grid cell's seeds next to it, so one lucky seed is visible as such.

@@ -264,7 +264,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and the --report columns (test accuracy at the best-validation epoch by default) of that trial."))
     p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--by", nargs="+", required=True, metavar="COL", help="group columns, e.g. method width")
-    p.add_argument("--metric", default="best_val_acc", help="chosen by (default best_val_acc: never select on test)")
+    p.add_argument("--metric", default=selection_column(TEST_METRIC), help=f"chosen by (default {selection_column(TEST_METRIC)}: never select on test; `subnet export --best` chooses the same way)")
     p.add_argument("--report", nargs="+", default=["test_acc_at_best_val"], metavar="COL", help="reported for the chosen trial, metrics also as the mean over its cell's seeds (default test_acc_at_best_val: test accuracy at the best-validation epoch)")
     p.add_argument("--where", metavar="EXPR", help="filter the trials first, e.g. \"width >= 1\"")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
