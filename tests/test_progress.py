@@ -150,9 +150,9 @@ def test_status_watch_follows_the_store_until_every_trial_is_final(tmp_path):
 
 # ---- the end-of-sweep / `sweep status` tables (issue 22, point 2) -------------------------
 def test_width_table_splits_every_varying_axis_and_counts_seeds_only():
+    import numpy as np
     from synthetic_store import grid, make_trial
 
-    import numpy as np
     from hidden_core.tune.progress import width_table, width_title
 
     rng = np.random.default_rng(0)

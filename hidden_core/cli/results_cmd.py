@@ -101,7 +101,9 @@ def emit(frame: pd.DataFrame, fmt: str, output: str | None) -> None:
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
-        text = frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
+        from hidden_core.strict_json import frame_dumps
+
+        text = frame_dumps(frame) + "\n"
     else:
         from hidden_core.analysis.tables import format_table
 

@@ -8,14 +8,13 @@ a sweep's seeds found. The file format is in hidden_core/subnet/fileformat.py.""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import tempfile
 
-from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
 from hidden_core.analysis.metrics import selection_column
+from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
 from hidden_core.config import ConfigError
 from hidden_core.records import TEST_METRIC
 
@@ -94,7 +93,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "stored_device": f.run.get("device"), **accuracy, "stored_val_acc": stored.get("val_acc"),
               "stored_test_acc": stored.get("test_acc"), "matches_stored": same}
     if args.json:
-        print(json.dumps(report))
+        from hidden_core.strict_json import dumps
+
+        print(dumps(report))
         return 0
     print(f"{f.config.method} trial {f.config.trial_id} on {evaluator.device}: val {accuracy['val_acc']:.4f}  test {accuracy['test_acc']:.4f}")
     if stored:

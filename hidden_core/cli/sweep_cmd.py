@@ -12,7 +12,6 @@ SPEC is a file, or the name of one in the repository's sweeps/ folder.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from hidden_core.config import ConfigError
@@ -120,7 +119,9 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             print(f"{report.unfinished} trials did not finish; run the same command again to resume them")
         _print_tables(store, spec.name)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        from hidden_core.strict_json import dumps
+
+        print(dumps(report.to_dict()))
     return 1 if report.unfinished else 0
 
 
@@ -224,7 +225,13 @@ def _watch(spec: Any, store: Any, interval: float) -> int:
 
 
 def _print_tables(store: Any, sweep: str) -> None:
-    from hidden_core.tune.progress import format_frame, method_summary, summary_title, width_table, width_title
+    from hidden_core.tune.progress import (
+        format_frame,
+        method_summary,
+        summary_title,
+        width_table,
+        width_title,
+    )
 
     if sweep not in store.sweeps():
         return
