@@ -323,7 +323,7 @@ class SweepRuntime:
             status=status, epochs_run=int(row.get("epochs_run") or 0), train_seconds=float(row.get("train_seconds") or 0.0),
             best_val_acc=row.get("best_val_acc"), test_acc_at_best_val=row.get("test_acc_at_best_val"),
             node=row.get("node"), started_at=rec.info.get("started_at"), finished_at=time.time(),
-            resumed_from_epoch=int(rec.info.get("resumed_from") or 0),
+            resumed_from_epoch=int(rec.info.get("resumed_from") or 0), run=rec.ray_id.split("/", 1)[0],  # seed_key: '<run>/<trial_id>'
         )
         self.summaries.append(summary)
         if self.progress is not None:

@@ -7,18 +7,27 @@ accuracies shown are the leaders that fit, then "+N" for the rest.
 
     [ 1m05s] quickstart 12/84 14% ETA 6m20s | run 2 wait 70 | prun 1 fail 2 | best dense .612 +5
 
-ETA: the mean duration of the trials finished so far times the trials left, divided by the
-trials that can run at once (the concurrency, or fewer when fewer are left), less half a
-trial for those already in flight. It is shown once a trial has finished ('ETA ?' before).
+ETA (EtaModel): each trial to run is known by its planned epochs, its parameter count and
+the run it trains in (one Tune trial: a trial, or the seeds of a vectorized cell, which end
+together in a burst). Runs are timed as they end and a run's seconds per seed-epoch are
+fitted as a + b x parameters (least squares over the runs timed, a, b >= 0): the wide trials
+a sweep starts with (dearest first) do not make the narrow ones left look as slow, and a
+cell of three seeds counts as three trials of work done in one run's time. The runs left are
+then scheduled as the runner does (dearest first, each on the first free slot of the
+concurrency, those in flight about half done); the ETA is when the last one ends. Shown once
+a run has ended ('ETA ?' before). A progress object started without the plan's work falls
+back on the mean trial duration times the trials left over the concurrency (eta_seconds).
 Pruned, failed and diverged counts appear once they are not zero.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -54,14 +63,17 @@ class Progress:
         self.best: dict[str, float] = {}
         self.running = 0
         self.durations: list[float] = []  # wall seconds of each finished trial
+        self.model: EtaModel | None = None
         self.started = time.monotonic()
         self._last_print = 0.0
         self._last_line = ""
 
     # -- events --
-    def start(self, total: int, concurrency: int) -> None:
+    def start(self, total: int, concurrency: int, work: tuple[dict[str, Work], list[Work]] | None = None) -> None:
+        """`work`: plan_work(todo), what each trial to run costs (the ETA's model)."""
         self.total = total
         self.concurrency = concurrency
+        self.model = EtaModel(*work) if work is not None else None
         self.started = time.monotonic()
         self.message(f"sweep {self.spec.name}: {total} trials to run, {concurrency} at a time")
 
@@ -80,6 +92,8 @@ class Progress:
         duration = _duration(summary)
         if duration is not None:
             self.durations.append(duration)
+        if self.model is not None:
+            self.model.ended(summary.trial_id, getattr(summary, "run", "") or summary.trial_id, duration)
         if summary.best_val_acc is not None and math.isfinite(summary.best_val_acc):
             if summary.best_val_acc > self.best.get(summary.method, -1.0):
                 self.best[summary.method] = summary.best_val_acc
@@ -103,6 +117,8 @@ class Progress:
     def eta_seconds(self) -> float | None:
         """Seconds until the last trial ends, from the finished trials' mean duration (see
         the module docstring); None before any trial has finished."""
+        if self.model is not None:
+            return self.model.eta(self.running, self.concurrency)
         return eta_seconds(self.durations, self.total - self.done, self.running, self.concurrency)
 
     def line(self) -> str:
@@ -142,6 +158,125 @@ def _duration(summary: Any) -> float | None:
         return float(finished - started)
     seconds = getattr(summary, "train_seconds", None)
     return float(seconds) if seconds is not None and math.isfinite(seconds) and seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one trial to run costs: its planned epochs (a lottery ticket: every row of its
+    level plan), its network's parameter count, and the run it trains in (a vectorized
+    cell's id for its seeds, else its own trial_id)."""
+
+    epochs: int
+    params: int
+    run: str = ""
+    method: str = ""
+
+
+def plan_work(todo: Any) -> tuple[dict[str, Work], list[Work]]:
+    """The Work of every trial of `todo` (planning.Todo): by trial_id for the grid trials, a
+    list for a search's samples (their ids come with the sample). Imports torch (parameter
+    counts on the meta device), as the runner's longest-first order does."""
+    from hidden_core.footprint import ARCHITECTURE_FIELDS, parameter_count
+    from hidden_core.tune.planning import planned_epochs
+
+    sizes: dict[tuple, int] = {}
+    cell_of = {t.trial_id: c.cell_id for c in todo.cells for t in c.trials}
+
+    def work(config: Any, run: str) -> Work:
+        key = tuple(getattr(config, f) for f in ARCHITECTURE_FIELDS)
+        if key not in sizes:
+            sizes[key] = parameter_count(config)
+        return Work(planned_epochs(config), sizes[key], run, config.method)
+
+    trials = {t.trial_id: work(t.config, cell_of.get(t.trial_id, t.trial_id)) for t in todo.trials}
+    return trials, [work(p.template, f"sample-{i}-{j}") for i, (p, n) in enumerate(todo.points) for j in range(n)]
+
+
+class EtaModel:
+    """The ETA from the work left and the runs timed so far (see the module docstring)."""
+
+    def __init__(self, trials: dict[str, Work], samples: list[Work]):
+        self.pending = dict(trials)
+        # a search sample's id is not known in advance: an ended unknown trial takes the
+        # dearest sample left (samples start dearest first, as the grid does)
+        self.samples = sorted(samples, key=lambda w: w.epochs * w.params, reverse=True)
+        self.runs: dict[str, list[float]] = {}  # run -> [seconds, seed-epochs, parameter-epochs, seeds]
+        self.run_method: dict[str, str] = {}
+
+    def ended(self, trial_id: str, run: str, duration: float | None) -> None:
+        work = self.pending.pop(trial_id, None)
+        if work is None and self.samples:
+            work = self.samples.pop(0)
+        if work is None:
+            return
+        record = self.runs.setdefault(run, [0.0, 0.0, 0.0, 0.0])
+        self.run_method[run] = work.method
+        if duration is not None:  # the seeds of one run end together: the run took the longest
+            record[0] = max(record[0], duration)
+        record[1] += work.epochs
+        record[2] += work.epochs * work.params
+        record[3] += 1
+
+    def rate(self) -> tuple[float, float, dict[str, float]] | None:
+        """(a, b, factor): seconds per seed-epoch = factor[method] x (a + b x parameters),
+        fitted over the timed runs weighted by their seed-epochs (methods differ in cost at
+        one size: a mask's sort, a frozen body's short backward pass); None before any run is
+        timed. A method not timed yet has factor 1."""
+        timed = [(d / e, pe / e, e, self.run_method.get(r, "")) for r, (d, e, pe, _) in self.runs.items() if d > 0 and e > 0]
+        if not timed:
+            return None
+        factor: dict[str, float] = defaultdict(lambda: 1.0)
+        a = b = 0.0
+        for _ in range(5):  # alternate: the line given the factors, the factors given the line
+            a, b = _line_fit([(y / factor[m], x, n) for y, x, n, m in timed])
+            ratios: dict[str, list[float]] = defaultdict(list)
+            for y, x, _, m in timed:
+                ratios[m].append(y / (a + b * x) if a + b * x > 0 else 1.0)
+            raw = {m: sum(v) / len(v) for m, v in ratios.items()}
+            mean = sum(raw.values()) / len(raw)
+            factor = defaultdict(lambda: 1.0, {m: v / mean for m, v in raw.items()})
+        return a, b, factor
+
+    def eta(self, running: int, concurrency: int) -> float | None:
+        """The end of the runs left, scheduled as the runner does: dearest first, each on the
+        first free slot, the `running` dearest already under way and about half done."""
+        if not self.pending and not self.samples:
+            return 0.0
+        rate = self.rate()
+        if rate is None:
+            return None
+        a, b, factor = rate
+        runs: dict[str, float] = defaultdict(float)
+        for w in [*self.pending.values(), *self.samples]:
+            runs[w.run] += w.epochs * factor[w.method] * (a + b * w.params)
+        queue = sorted(runs.values(), reverse=True)
+        slots = max(1, concurrency)
+        flying = min(running, slots, len(queue))
+        # in flight: the run a slot took when the last trial ended has barely started (the
+        # cheapest of them, dearest first), the others are about half done
+        flight = [0.5 * d for d in queue[:flying - 1]] + queue[flying - 1:flying] if flying else []
+        free = sorted(flight + [0.0] * (slots - flying))
+        for seconds in queue[flying:]:
+            heapq.heapreplace(free, free[0] + seconds)
+        return max(free)
+
+
+def _line_fit(points: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """(a, b) >= 0 of y = a + b x by weighted least squares over (y, x, weight): a flat rate
+    where y does not grow with x (or x does not vary), a proportional one where the line
+    would cross below 0."""
+    w = sum(n for _, _, n in points)
+    mx = sum(x * n for _, x, n in points) / w
+    my = sum(y * n for y, _, n in points) / w
+    sxx = sum(n * (x - mx) ** 2 for _, x, n in points)
+    if sxx <= 1e-12 * max(1.0, mx * mx) * w:
+        return my, 0.0
+    b = sum(n * (x - mx) * (y - my) for y, x, n in points) / sxx
+    if b < 0:
+        return my, 0.0
+    if my - b * mx < 0:
+        return 0.0, sum(y * x * n for y, x, n in points) / sum(x * x * n for _, x, n in points)
+    return my - b * mx, b
 
 
 def eta_seconds(durations: list[float], left: int, running: int, concurrency: int) -> float | None:

@@ -23,6 +23,7 @@ class TrialSummary:
     started_at: float | None
     finished_at: float
     resumed_from_epoch: int = 0  # epochs its checkpoint already held when this run started it
+    run: str = ""  # the Tune trial that trained it: the seeds of a vectorized cell share one (the ETA times runs)
 
 
 @dataclass
