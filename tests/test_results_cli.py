@@ -223,3 +223,22 @@ def test_subnet_export_best_picks_the_trial_results_best_picks(tmp_path, capsys)
     assert cli.main(["subnet", "export", "pick", "--best", "-o", str(tmp_path / "x.safetensors"), "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"trial {by_best} " in err and other["trial_id"] not in err
+
+
+def test_show_best_status_and_analyze_agree_on_each_cell(hidden, tmp_path):
+    """One number per cell whichever command prints it (issue 22, point 1): the mean over
+    seeds of the test metric, each seed's searched sample chosen by validation."""
+    from hidden_core.analysis import analyze_scaling
+    from hidden_core.tune.progress import width_table
+
+    trials = _searched_store(tmp_path)
+    _, out, _ = hidden("results", "show", "searched", "--group-by", "method", "depth", "--format", "csv", "--results", str(tmp_path))
+    shown = pd.read_csv(io.StringIO(out)).set_index(["method", "depth"])["test_acc_at_best_val_mean"]
+    _, out, _ = hidden("results", "best", "searched", "--by", "method", "depth", "--format", "csv", "--results", str(tmp_path))
+    best = pd.read_csv(io.StringIO(out)).set_index(["method", "depth"])["cell_test_acc_at_best_val_mean"]
+    status = width_table(trials)["w=1"].map(lambda cell: float(cell.split("±")[0]))
+    points = analyze_scaling(trials, x="depth", by=["method"]).points
+    analyzed = points.groupby(["method", "depth"])["test_acc_at_best_val"].mean()
+    for key in shown.index:
+        assert best[key] == pytest.approx(shown[key]) and analyzed[key] == pytest.approx(shown[key])
+        assert status[key] == pytest.approx(shown[key], abs=5e-4)  # printed to 3 decimals
