@@ -10,12 +10,14 @@ accuracies shown are the leaders that fit, then "+N" for the rest.
 ETA (EtaModel): each trial to run is known by its planned epochs, its parameter count and
 the run it trains in (one Tune trial: a trial, or the seeds of a vectorized cell, which end
 together in a burst). Runs are timed as they end and a run's seconds per seed-epoch are
-fitted as a + b x parameters (least squares over the runs timed, a, b >= 0): the wide trials
-a sweep starts with (dearest first) do not make the narrow ones left look as slow, and a
-cell of three seeds counts as three trials of work done in one run's time. The runs left are
-then scheduled as the runner does (dearest first, each on the first free slot of the
-concurrency, those in flight about half done); the ETA is when the last one ends. Shown once
-a run has ended ('ETA ?' before). A progress object started without the plan's work falls
+fitted as its method's factor x (a + b x parameters) (least squares over the runs timed,
+a, b >= 0): the wide trials a sweep starts with (dearest first) do not make the narrow ones
+left look as slow, and a cell of three seeds counts as three trials of work done in one
+run's time. The runs left are then scheduled as the runner does (dearest first, each on the
+first free slot of the concurrency; of the runs in flight, the one a slot took when the last
+trial ended is counted whole, the others half done); the ETA is when the last one ends.
+Checked on a simulated sweep in tests/test_progress.py. Shown once a run has ended ('ETA ?'
+before). A progress object started without the plan's work falls
 back on the mean trial duration times the trials left over the concurrency (eta_seconds).
 Pruned, failed and diverged counts appear once they are not zero.
 """
@@ -200,7 +202,7 @@ class EtaModel:
         # a search sample's id is not known in advance: an ended unknown trial takes the
         # dearest sample left (samples start dearest first, as the grid does)
         self.samples = sorted(samples, key=lambda w: w.epochs * w.params, reverse=True)
-        self.runs: dict[str, list[float]] = {}  # run -> [seconds, seed-epochs, parameter-epochs, seeds]
+        self.runs: dict[str, list[float]] = {}  # run -> [seconds, seed-epochs, parameter-epochs]
         self.run_method: dict[str, str] = {}
 
     def ended(self, trial_id: str, run: str, duration: float | None) -> None:
@@ -209,20 +211,19 @@ class EtaModel:
             work = self.samples.pop(0)
         if work is None:
             return
-        record = self.runs.setdefault(run, [0.0, 0.0, 0.0, 0.0])
+        record = self.runs.setdefault(run, [0.0, 0.0, 0.0])
         self.run_method[run] = work.method
         if duration is not None:  # the seeds of one run end together: the run took the longest
             record[0] = max(record[0], duration)
         record[1] += work.epochs
         record[2] += work.epochs * work.params
-        record[3] += 1
 
     def rate(self) -> tuple[float, float, dict[str, float]] | None:
         """(a, b, factor): seconds per seed-epoch = factor[method] x (a + b x parameters),
         fitted over the timed runs weighted by their seed-epochs (methods differ in cost at
         one size: a mask's sort, a frozen body's short backward pass); None before any run is
         timed. A method not timed yet has factor 1."""
-        timed = [(d / e, pe / e, e, self.run_method.get(r, "")) for r, (d, e, pe, _) in self.runs.items() if d > 0 and e > 0]
+        timed = [(d / e, pe / e, e, self.run_method.get(r, "")) for r, (d, e, pe) in self.runs.items() if d > 0 and e > 0]
         if not timed:
             return None
         factor: dict[str, float] = defaultdict(lambda: 1.0)
@@ -239,7 +240,7 @@ class EtaModel:
 
     def eta(self, running: int, concurrency: int) -> float | None:
         """The end of the runs left, scheduled as the runner does: dearest first, each on the
-        first free slot, the `running` dearest already under way and about half done."""
+        first free slot, the `running` dearest already under way (see the module docstring)."""
         if not self.pending and not self.samples:
             return 0.0
         rate = self.rate()
