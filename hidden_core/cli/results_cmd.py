@@ -249,8 +249,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
     p = actions.add_parser("show", help="trials of a sweep, or mean/std/count per group with --group-by", description=(
-        "Show the trials of SWEEP (one row per trial, the config columns that vary, seed and metrics), "
-        "or with --group-by the mean, std and count of metrics over the completed trials of each group."))
+        "Show the trials of SWEEP (one row per trial, the config columns that vary, seed, best_val_acc and the test metric "
+        "test_acc_at_best_val, or with --metric test_acc the final epoch's val_acc and test_acc), or with --group-by the mean and std "
+        "over the completed trials of each group, one per cell and seed (a search's sample of best validation); n counts the rows, "
+        "seeds the seeds, and a line under the table names the metric and the axes the groups pool."))
     p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--where", metavar="EXPR", help="filter, e.g. \"method == 'edge_popup' and width >= 1\"")
     p.add_argument("--columns", nargs="+", metavar="COL", help="columns to show (with --group-by: the metrics to average)")
@@ -267,7 +269,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--by", nargs="+", required=True, metavar="COL", help="group columns, e.g. method width")
     p.add_argument("--metric", default=selection_column(TEST_METRIC), help=f"chosen by (default {selection_column(TEST_METRIC)}: never select on test; `subnet export --best` chooses the same way)")
-    p.add_argument("--report", nargs="+", default=["test_acc_at_best_val"], metavar="COL", help="reported for the chosen trial, metrics also as the mean over its cell's seeds (default test_acc_at_best_val: test accuracy at the best-validation epoch)")
+    p.add_argument("--report", nargs="+", default=["test_acc_at_best_val"], metavar="COL", help="reported for the chosen trial, metrics also as cell_<metric>_mean, the mean over its cell's seeds (cell: every config axis but seed and searched ones; one value per seed, with a search that seed's sample of best validation; cell_seeds counts them) (default test_acc_at_best_val: test accuracy at the best-validation epoch)")
     p.add_argument("--where", metavar="EXPR", help="filter the trials first, e.g. \"width >= 1\"")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
