@@ -174,7 +174,7 @@ def test_best_counts_every_seed_and_never_averages_config_columns():
     best = best_per_group(rows, ["width"], report=[TEST_METRIC, "seed"])
     first = best.set_index("width").loc[1.0]
     cell = rows[rows["width"] == 1.0]
-    assert first["n_in_group"] == 5 and first["cell_n"] == 5 and first["n_without_best_val_acc"] == 1
+    assert first["n_in_group"] == 5 and first["cell_seeds"] == 5 and first["n_without_best_val_acc"] == 1
     assert first[f"cell_{TEST_METRIC}_mean"] == pytest.approx(cell[TEST_METRIC].mean())
     assert "cell_seed_mean" not in best.columns
     with pytest.raises(ConfigError, match="no validation split"):

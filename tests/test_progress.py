@@ -146,3 +146,115 @@ def test_status_watch_follows_the_store_until_every_trial_is_final(tmp_path):
     assert lines[-1] == "sweep tiny: every trial is final (3 of 3)"
     bad = subprocess.run(cmd[:-1] + ["0"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--interval" in bad.stderr
+
+
+# ---- the end-of-sweep / `sweep status` tables (issue 22, point 2) -------------------------
+def test_width_table_splits_every_varying_axis_and_counts_seeds_only():
+    import numpy as np
+    from synthetic_store import grid, make_trial
+
+    from hidden_core.tune.progress import width_table, width_title
+
+    rng = np.random.default_rng(0)
+    rows = [make_trial(c, noise=0.01, rng=rng, index=i)[0]
+            for i, c in enumerate(grid(methods=("dense", "edge_popup"), widths=(1, 2), depths=(2, 3), seeds=(0, 1)))]
+    frame = pd.DataFrame(rows)
+    table = width_table(frame)
+    assert list(table.index.names) == ["method", "depth"] and len(table) == 4
+    assert all(cell.endswith("(2)") for cell in table.to_numpy().ravel())  # 2 seeds, never 2 seeds x 2 depths
+    dense = frame[(frame["method"] == "dense") & (frame["depth"] == 3) & (frame["width"] == 2)]
+    assert table.loc[("dense", 3), "w=2"].startswith(f"{dense['test_acc_at_best_val'].mean():.3f}")
+    assert width_title(frame).startswith("mean test_acc_at_best_val by method, depth and width")
+
+
+def test_status_counts_add_up_to_the_plan(tmp_path, capsys):
+    from hidden_core.cli import main as cli_main
+    from hidden_core.store import ResultStore
+
+    spec_path = tmp_path / "adds.yaml"
+    spec_path.write_text("name: adds\nbase: {epochs: 1}\ngrid: {seed: [0, 1, 2, 3]}\n")
+    spec = load_spec(spec_path)
+    rows, epochs = _rows(spec, 3, datetime(2026, 1, 1, tzinfo=timezone.utc))
+    rows[2]["status"] = "failed"
+    old = dict(rows[0], trial_id="0123456789abcdef", lr=0.5)  # a trial of an earlier version of the spec
+    store = ResultStore(tmp_path / "results")
+    store.write_trials("adds", [*rows, old], epochs)
+    assert cli_main(["sweep", "status", str(spec_path), "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "sweep adds: 4 trials planned = 2 final (completed 2, pruned 0, diverged 0) + 2 still to run (1 of them failed before)" in out
+    assert "(1 more trials in the store are not in the spec" in out
+
+
+# ---- the ETA of a sweep of vectorized cells (issue 22, point 9) ---------------------------
+def _simulated_demo(slots: int = 4, seed: int = 0):
+    """The quickstart's shape, simulated: 7 methods x 6 widths x 2 seeds of 20 epochs, each
+    cell's 2 seeds trained together as one run (ending in a burst), dearest first on `slots`
+    slots. A run takes 20 epochs x 1.4 (two seeds vectorized) x (a fixed 50 ms + 0.2 us per
+    parameter) x a per-method factor x 10% noise. Returns (work by trial_id, events): each
+    event (time, [(trial_id, run, started, finished)], runs in flight after it)."""
+    import numpy as np
+
+    from hidden_core.tune.progress import Work
+
+    rng = np.random.default_rng(seed)
+    methods = {m: float(rng.uniform(0.6, 1.6)) for m in ("dense", "edge_popup", "sign_flip", "free_prune", "learn_fraction", "random_features", "bn_only")}
+    cells = []
+    for method, factor in methods.items():
+        for width in (0.25, 0.5, 1, 2, 4, 8):
+            units = round(100 * width)
+            params = 40 * units + units * units + 10 * units
+            seconds = 20 * 1.4 * (0.05 + 2e-7 * params) * factor * float(rng.lognormal(0, 0.1))
+            cells.append((f"{method}-{width}", params, seconds))
+    cells.sort(key=lambda c: c[1], reverse=True)  # the runner's longest-first order
+    work = {f"{name}/s{s}": Work(20, params, name, name.split("-")[0]) for name, params, _ in cells for s in (0, 1)}
+    free = [0.0] * slots
+    spans = []
+    for name, _, seconds in cells:
+        i = min(range(slots), key=lambda k: free[k])
+        spans.append((name, free[i], free[i] + seconds))
+        free[i] += seconds
+    events = []
+    for name, start, end in sorted(spans, key=lambda s: s[2]):
+        in_flight = sum(1 for _, s0, e0 in spans if s0 <= end < e0)
+        events.append((end, [(f"{name}/s{s}", name, start, end) for s in (0, 1)], in_flight))
+    return work, events
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_eta_of_vectorized_cells_is_within_a_factor_1_5_after_a_quarter(seed):
+    spec = load_spec("sweeps/quickstart.yaml")
+    work, events = _simulated_demo(seed=seed)
+    end = events[-1][0]
+    with_work, without = Progress(spec, out=io.StringIO(), interval_s=1e9), Progress(spec, out=io.StringIO(), interval_s=1e9)
+    with_work.start(len(work), 4, work=(work, []))
+    without.start(len(work), 4)
+    ratios, old_ratios = [], []
+    for t, burst, in_flight in events:
+        for progress in (with_work, without):
+            for trial_id, run, started, finished in burst:
+                progress.on_trial_end(SimpleNamespace(trial_id=trial_id, run=run, status="completed", method="dense", best_val_acc=0.5,
+                                                      started_at=started, finished_at=finished, train_seconds=finished - started))
+            progress.running = in_flight
+        left = end - t
+        if with_work.done >= len(work) / 4 and left > 0.1 * end:  # after a quarter of the trials, until the last tenth of the time
+            ratios.append(with_work.eta_seconds() / left)
+            old_ratios.append(without.eta_seconds() / left)
+    assert ratios and all(1 / 1.5 <= r <= 1.5 for r in ratios), [round(r, 2) for r in ratios]
+    assert max(old_ratios) > 1.5  # the mean trial duration misleads on this sequence (as `make demo` showed)
+    assert with_work.eta_seconds() == 0.0
+
+
+def test_eta_model_counts_a_cells_seeds_as_work_done_in_one_run():
+    from hidden_core.tune.progress import EtaModel, Work
+
+    cells = "abcd"
+    model = EtaModel({f"{c}{i}": Work(10, 1000, f"cell-{c}") for c in cells for i in range(4)}, [])
+    assert model.eta(running=0, concurrency=2) is None
+    for i in range(4):  # one run of 4 seeds, ending in a burst: 40 s
+        model.ended(f"a{i}", "cell-a", 40.0)
+    # 3 such runs left on 2 slots: two waves of 40 s
+    assert model.eta(running=0, concurrency=2) == pytest.approx(80.0)
+    # 2 in flight: one about half done, the one the ended run's slot just took not begun;
+    # the last run follows on the first slot free: 20 + 40
+    assert model.eta(running=2, concurrency=2) == pytest.approx(60.0)
+    assert model.eta(running=0, concurrency=8) == pytest.approx(40.0)  # fewer runs than slots: one wave

@@ -300,6 +300,6 @@ def test_status_reads_the_store_alone(tmp_path: Path, capsys):
         store.write_trial("st", row)
     assert cli_main(["sweep", "status", str(path), "--results", str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
-    assert "sweep st: 4 trials planned; 2 final (completed 2, pruned 0, diverged 0), failed 1, still to run 2" in out
+    assert "sweep st: 4 trials planned = 2 final (completed 2, pruned 0, diverged 0) + 2 still to run (1 of them failed before)" in out
     assert "failed " in out and "ValueError: boom" in out
     assert "w=1" in out

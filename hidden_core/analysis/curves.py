@@ -19,14 +19,28 @@ CURVE_LABELS = {"test_acc": "test accuracy", "val_acc": "validation accuracy", "
 
 def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, by: Sequence[str], metric: str = "test_acc") -> pd.DataFrame:
     """Per group and epoch: mean, std and count over trials (seeds). Config fields that vary
-    across the selected trials besides `by` split the groups, as in the scaling analysis."""
+    across the selected trials besides `by` split the groups, as in the scaling analysis.
+
+    A lottery ticket trial trains one network per level and branch (records.LEVEL_FIELDS);
+    each is its own curve ('..., level 2 reinit'), over the epochs of its own training
+    (level_epoch), never one line through all of them. Columns: label, level, branch (None
+    for other methods), epoch, mean, std, count."""
     by = list(by)
     require_columns(trials, [*by, "trial_id", "seed"], "curves")
     require_columns(epochs, ["trial_id", "epoch", metric], "curves")
     split = _auto_split(trials, "seed", by)  # epoch is no config field: split on every varying one
     trials = trials.assign(label=_labels(trials, by, split).to_numpy() if len(trials) else [])
-    merged = epochs[["trial_id", "epoch", metric]].merge(trials[["trial_id", "label"]], on="trial_id")
+    rows = epochs.assign(**{c: epochs[c] if c in epochs.columns else None for c in ("level", "branch", "level_epoch")})
+    leveled = rows["level"].notna() & rows["branch"].notna()
+    rows = rows.assign(epoch=rows["level_epoch"].where(leveled, rows["epoch"]), leveled=leveled)
+    merged = rows[["trial_id", "epoch", "level", "branch", "leveled", metric]].merge(trials[["trial_id", "label"]], on="trial_id")
+    merged["label"] = [f"{label}, level {int(level)} {branch}" if leveled else label
+                       for label, level, branch, leveled in zip(merged["label"], merged["level"], merged["branch"], merged["leveled"], strict=True)]
     stats = merged.groupby(["label", "epoch"])[metric].agg(["mean", "std", "count"]).reset_index()
+    parts = merged.drop_duplicates("label").set_index("label")
+    stats.insert(1, "level", stats["label"].map(parts["level"]).astype("Int64"))
+    stats.insert(2, "branch", stats["label"].map(parts["branch"]))
+    stats["epoch"] = stats["epoch"].astype(int)
     order = {label: i for i, label in enumerate(sorted(stats["label"].unique(), key=natural_key))}
     return stats.sort_values(["label", "epoch"], key=lambda s: s.map(order) if s.name == "label" else s).reset_index(drop=True)
 
@@ -42,7 +56,7 @@ def plot_learning_curves(curves: pd.DataFrame, metric: str) -> Figure:
         n = int(group["count"].min())
         ax.fill_between(group["epoch"], scale * (group["mean"] - std), scale * (group["mean"] + std), color=color, alpha=0.15, linewidth=0)
         ax.plot(group["epoch"], scale * group["mean"], color=color, marker=MARKERS[(i // len(OKABE_ITO)) % len(MARKERS)], markersize=3, linewidth=1.5, label=f"{label} (n={n})")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch of each level's training" if "level" in curves and curves["level"].notna().any() else "epoch")
     ax.set_ylabel(CURVE_LABELS.get(metric, metric) + (" (%)" if percent else ""))
     ax.set_title(fontsize=10, label=f"{CURVE_LABELS.get(metric, metric)} per epoch\nmean over seeds (band: +-1 std, n: seeds)")
     _legend(ax)

@@ -3,13 +3,16 @@ reinit, random_prune), beside edge_popup at its keep fractions and dense.
 
 A lottery trial keeps one epochs row per trained epoch of every level and branch. Each
 (trial, level, branch) is scored as a whole trial is (records.TEST_METRIC): the test accuracy
-at that level's best-validation epoch (the earliest on ties, as training._result). Where
-several trials give a value for one point and seed (a searched hyperparameter: several
-trials per cell and seed; or trials of different k, which share their levels above k), the
-one with the best validation accuracy at that point is kept (metrics.best_by_validation, the
-rule of every analysis: select on validation, report test), so each seed counts once. Points
-are the mean over seeds with a Student-t interval (intervals.paired_interval: the interval
-for a mean, n - 1 df; NaN for one seed).
+at that level's best-validation epoch (the earliest on ties, as training._result). A line is
+a branch within one keep fraction (and any other config field that varies: ', width=2'):
+trials of different k prune at different rates, so their levels are different networks.
+A point is a level (its index, never its float density: one level's density can read 0.4998
+in one trial and 0.5 in another) of a line; its density is the mean of its trials'. Where
+several trials give a value for one level and seed (a searched hyperparameter: several
+trials per cell and seed), the one with the best validation accuracy at that level is kept
+(metrics.best_by_validation, the rule of every analysis: select on validation, report
+test), so each seed counts once. Points are the mean over seeds with a Student-t interval
+(intervals.paired_interval: the interval for a mean, n - 1 df; NaN for one seed).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ EDGE_POPUP = "edge_popup"
 BRANCHES = ("ticket", "reinit", "random_prune", "supermask")
 BRANCH_COLORS = {"ticket": "#0072B2", "reinit": "#D55E00", "random_prune": "#CC79A7", "supermask": "#009E73"}  # Okabe-Ito; edge_popup keeps its orange
 DENSITY_DIGITS = 9  # a level's density is a ratio of whole counts: equal masks, equal floats to far more digits
-POINT_COLUMNS = ["line", "source", "density", "n", "mean", "ci_low", "ci_high", "values", "seeds"]
+POINT_COLUMNS = ["line", "source", "level", "density", "n", "mean", "ci_low", "ci_high", "values", "seeds"]
 LEVEL_SELECTION = selection_column(TEST_METRIC)  # a level's best validation accuracy, named as a trial's
 
 
@@ -69,30 +72,33 @@ def _split_label(trials: pd.DataFrame, skip: Sequence[str]) -> tuple[pd.Series, 
     return suffix, split
 
 
-def _summarize(rows: pd.DataFrame, source: str, ci: float) -> pd.DataFrame:
-    """Mean and interval over the seeds of each (line, density); `rows` has one row per seed."""
+def _summarize(rows: pd.DataFrame, source: str, ci: float, point: str = "level") -> pd.DataFrame:
+    """Mean and interval over the seeds of each (line, `point`): a lottery level, or the
+    density of a method without levels; `rows` has one row per seed and point."""
     out = []
-    for (line, density), group in rows.sort_values("seed", kind="stable").groupby(["line", "density"], sort=True):
+    for (line, at), group in rows.sort_values("seed", kind="stable").groupby(["line", point], sort=True):
         values = group[TEST_METRIC].to_numpy(float)
         lo, hi = paired_interval(values, ci)
         seeds = " ".join(str(int(s)) for s in group["seed"])
-        out.append({"line": line, "source": source, "density": float(density), "n": len(values), "mean": float(values.mean()), "ci_low": lo, "ci_high": hi, "values": " ".join(f"{v:.6g}" for v in values), "seeds": seeds})
+        level = int(at) if point == "level" else None
+        density = round(float(group["density"].mean()), DENSITY_DIGITS) if point == "level" else float(at)
+        out.append({"line": line, "source": source, "level": level, "density": density, "n": len(values), "mean": float(values.mean()), "ci_low": lo, "ci_high": hi, "values": " ".join(f"{v:.6g}" for v in values), "seeds": seeds})
     return pd.DataFrame(out, columns=POINT_COLUMNS)
 
 
 def lottery_seed_scores(lottery_trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (line, density, seed) of the lottery branches: the level score of the trial
+    """One row per (line, level, seed) of the lottery branches: the level score of the trial
     with the best validation accuracy there (line = branch plus the config fields that split
-    lines, e.g. ', width=2'). Columns: line, branch, level, density, seed, trial_id,
-    best_epoch, best_val_acc, test_acc_at_best_val."""
+    lines, e.g. ', keep_fraction=0.3, width=2'). Columns: line, branch, level, density, seed,
+    trial_id, best_epoch, best_val_acc, test_acc_at_best_val."""
     usable = lottery_trials[(lottery_trials["method"] == LOTTERY) & lottery_trials["status"].isin(ANALYZED_STATUSES)]
     scores = level_scores(epochs[epochs["trial_id"].isin(usable["trial_id"])])
-    suffix, _ = _split_label(usable, ["keep_fraction"])  # k only says where a trial stops
+    suffix, _ = _split_label(usable, [])  # keep_fraction included: each k prunes at its own rate
     scores = scores.merge(pd.DataFrame({"trial_id": usable["trial_id"], "seed": usable["seed"], "suffix": suffix}), on="trial_id")
     scores["line"] = scores["branch"] + scores["suffix"]
-    chosen = best_by_validation(scores, ["line", "density", "seed"], LEVEL_SELECTION)
+    chosen = best_by_validation(scores, ["line", "level", "seed"], LEVEL_SELECTION)
     columns = ["line", "branch", "level", "density", "seed", "trial_id", "best_epoch", LEVEL_SELECTION, TEST_METRIC]
-    return chosen[columns].sort_values(["line", "density", "seed"], ascending=[True, False, True]).reset_index(drop=True)
+    return chosen[columns].sort_values(["line", "level", "seed"]).reset_index(drop=True)
 
 
 def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: pd.DataFrame | None = None, ci: float = 0.95) -> pd.DataFrame:
@@ -109,7 +115,7 @@ def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: p
                 continue
             suffix, _ = _split_label(rows, [axis] if axis else [])
             rows = rows.assign(line=method + suffix, density=rows[axis].astype(float).round(DENSITY_DIGITS) if axis else 1.0)
-            frames.append(_summarize(best_by_validation(rows, ["line", "density", "seed"], LEVEL_SELECTION), method, ci))
+            frames.append(_summarize(best_by_validation(rows, ["line", "density", "seed"], LEVEL_SELECTION), method, ci, "density"))
     points = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=POINT_COLUMNS)
     return points
 
@@ -184,8 +190,8 @@ def caption(points: pd.DataFrame, sweep: str, with_sweep: str | None, ci: float 
     where = f"sweep `{sweep}`" + (f", edge_popup and dense from `{with_sweep}`" if with_sweep else "")
     return (
         f"Test accuracy at the best-validation epoch against density (log scale, dense on the left), {where}. "
-        f"Lottery lines: per level and branch, the test accuracy at that level's best-validation epoch; "
+        f"Lottery lines: one per branch and keep fraction, a point per pruning level (its mean density), the test accuracy at that level's best-validation epoch; "
         f"edge_popup at density = its keep fraction k; dense (dashed) is unpruned. One value per seed: where several trials give one "
-        f"(a searched hyperparameter, or trials of different k at their shared levels), the trial of best validation accuracy there. Points are the mean over seeds, "
+        f"(a searched hyperparameter), the trial of best validation accuracy there. Points are the mean over seeds, "
         f"bands a {ci:.0%} Student-t interval (none for one seed). Seeds per point: {per_line}."
     )

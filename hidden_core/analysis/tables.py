@@ -9,10 +9,57 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from hidden_core.analysis.metrics import best_by_validation
+from hidden_core.analysis.metrics import best_by_validation, selection_column
 from hidden_core.config import ConfigError, TrialConfig
+from hidden_core.records import TEST_METRIC
 
-SUMMARY_METRICS = ("val_acc", "test_acc")
+# what a summary averages by default: the selection metric and the one test metric
+SUMMARY_METRICS = (selection_column(TEST_METRIC), TEST_METRIC)
+CONFIG_FIELDS: tuple[str, ...] = tuple(TrialConfig.model_fields)
+
+
+def cell_axes(trials: pd.DataFrame, skip: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """(grid axes, searched axes): the config fields (seed and `skip` aside) whose values
+    differ among `trials`. A field that differs inside one cell (same cell_id: every config
+    axis but seed and the searched ones) was searched: its values belong to the trial that
+    validation chooses, never a group of their own."""
+    skip = {"seed", *skip}
+    varying = [c for c in CONFIG_FIELDS if c in trials.columns and c not in skip and trials[c].astype(str).nunique() > 1]
+    if "cell_id" not in trials.columns or not trials["cell_id"].notna().all() or trials.empty:
+        return varying, []
+    inside = trials.groupby("cell_id")
+    searched = [c for c in varying if (inside[c].agg(lambda s: s.astype(str).nunique()) > 1).any()]
+    return [c for c in varying if c not in searched], searched
+
+
+def cell_keys(trials: pd.DataFrame) -> list[str]:
+    """The columns that tell cells apart: cell_id where every row has one, else every
+    varying config field but seed."""
+    if "cell_id" in trials.columns and trials["cell_id"].notna().all():
+        return ["cell_id"]
+    return cell_axes(trials)[0] or []
+
+
+def one_per_seed(trials: pd.DataFrame, select_by: str = SUMMARY_METRICS[0]) -> pd.DataFrame:
+    """Per cell and seed the one trial validation chooses (metrics.best_by_validation): where a
+    search ran several samples for a seed, the sample of best `select_by`; so every mean over
+    "seeds" counts each seed once, as `hidden analyze` does. Without a search: unchanged."""
+    if trials.empty:
+        return trials
+    keys = [*cell_keys(trials), "seed"]
+    return best_by_validation(trials, keys, select_by).sort_index()
+
+
+def describe_pooled(trials: pd.DataFrame, by: Sequence[str]) -> str:
+    """'pooled over depth; seeds: 3; searched (best by validation per seed): lr' for the
+    header of a summary grouped by `by`: the grid axes that vary but are not shown, so a
+    reader knows what one number covers."""
+    grid, searched = cell_axes(trials)
+    pooled = [c for c in grid if c not in by]
+    parts = [f"pooled over {', '.join(pooled)}" if pooled else "no axis pooled (n = seeds)"]
+    if searched:
+        parts.append(f"searched {', '.join(searched)}: per seed the sample of best validation")
+    return "; ".join(parts)
 
 
 def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -22,7 +69,10 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> N
 
 
 def summarize(trials: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Mean, standard deviation and count over the rows (seeds) of each group."""
+    """Mean, standard deviation and count over the rows of each group: `n` rows, `seeds`
+    distinct seeds among them (n > seeds where the group pools other axes; see
+    describe_pooled). Pass the rows through one_per_seed first so a search's samples are
+    not averaged."""
     by, metrics = list(by), [m for m in metrics if m not in by]
     require_columns(trials, [*by, *metrics], "group-by")
     non_numeric = [m for m in metrics if not pd.api.types.is_numeric_dtype(trials[m]) or pd.api.types.is_bool_dtype(trials[m])]
@@ -30,6 +80,8 @@ def summarize(trials: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = 
         raise ConfigError([f"columns: {', '.join(map(repr, non_numeric))} not numeric; with --group-by, --columns names the metrics to average (e.g. val_acc, test_acc, train_seconds)"])
     grouped = trials.groupby(by, dropna=False, sort=True)
     out = grouped.size().rename("n").to_frame()
+    if "seed" in trials.columns and "seed" not in by:
+        out["seeds"] = grouped["seed"].nunique()
     for m in metrics:
         stats = grouped[m].agg(["mean", "std", "count"])
         out[f"{m}_mean"], out[f"{m}_std"] = stats["mean"], stats["std"]
@@ -38,13 +90,17 @@ def summarize(trials: pd.DataFrame, by: Sequence[str], metrics: Sequence[str] = 
     return out.reset_index()
 
 
-def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = "best_val_acc", report: Sequence[str] = ("test_acc_at_best_val",)) -> pd.DataFrame:
-    """The trial with the highest `select_by` in each group, with the mean of the reported
+def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = SUMMARY_METRICS[0], report: Sequence[str] = (TEST_METRIC,)) -> pd.DataFrame:
+    """The trial with the highest `select_by` in each group (metrics.best_by_validation: the
+    rule of every selection, `subnet export --best` included), with the mean of the reported
     metrics over its grid cell's seeds next to it, so one lucky seed is visible as such.
 
-    Counts and cell means cover every seed of the group or cell, including those without a
-    `select_by` value (they cannot be chosen, but they were run). Reported columns that are
-    config fields (seed, width, ...) are shown for the chosen trial, never averaged."""
+    A cell is every config axis but seed and the searched ones (cell_id). Its mean takes one
+    value per seed: the trial validation chooses among that seed's samples (one_per_seed), so
+    `cell_seeds` counts seeds and a search's poor samples never pull the mean down.
+    `n_in_group` counts every trial of the group, including those without a `select_by` value
+    (they cannot be chosen, but they were run). Reported columns that are config fields (seed,
+    width, ...) are shown for the chosen trial, never averaged."""
     by = list(by)
     require_columns(trials, [*by, select_by, *report], "best")
     rows = trials[trials[select_by].notna()]
@@ -64,10 +120,13 @@ def best_per_group(trials: pd.DataFrame, by: Sequence[str], select_by: str = "be
         out.insert(len(by) + 1, f"n_without_{select_by}", n_missing)
     averaged = [m for m in report if m not in TrialConfig.model_fields and m not in by and pd.api.types.is_numeric_dtype(trials[m]) and not pd.api.types.is_bool_dtype(trials[m])]
     if "cell_id" in trials.columns and trials["cell_id"].notna().all():
-        per_cell = trials.groupby("cell_id")
+        # the chosen trial's cell, one value per seed: where a search ran several samples
+        # for a seed, the sample that validation chooses for that seed (the searched values
+        # are that seed's search's choice), never the mean over samples
+        per_cell = one_per_seed(trials, select_by).groupby("cell_id")
         for m in averaged:
             out[f"cell_{m}_mean"] = best["cell_id"].map(per_cell[m].mean()).to_numpy()
-        out["cell_n"] = best["cell_id"].map(per_cell.size()).to_numpy()
+        out["cell_seeds"] = best["cell_id"].map(per_cell["seed"].nunique()).to_numpy()
     return out.sort_values(by).reset_index(drop=True)
 
 

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from hidden_core.analysis.metrics import FINAL_TEST_METRIC, metric_label, selection_column
 from hidden_core.config import ConfigError
-from hidden_core.records import SUBNET_FILE
+from hidden_core.records import SUBNET_FILE, TEST_METRIC
 from hidden_core.store import (
     CONFIG_COLUMNS,
     TRIAL_READ_SCHEMA,
@@ -21,7 +22,23 @@ from hidden_core.store import (
 )
 
 FORMATS = ("table", "csv", "json", "parquet")
-SHOWN_METRICS = ["val_acc", "test_acc", "epochs_run", "train_seconds"]
+# The test metric a table shows (records.TEST_METRIC unless --metric asks for the final
+# epoch's), always beside the validation accuracy it was selected by.
+SHOWN_TEST_METRICS = (TEST_METRIC, FINAL_TEST_METRIC)
+SHOWN_METRICS = ["epochs_run", "train_seconds"]
+
+
+def shown_metric(metric: str) -> list[str]:
+    """[the selection column, the test metric] for --metric, e.g. [best_val_acc, test_acc_at_best_val]."""
+    if metric not in SHOWN_TEST_METRICS:
+        raise ConfigError([f"metric: {metric!r} is not a test metric; allowed: {TEST_METRIC} (default: {metric_label(TEST_METRIC)}), "
+                           f"{FINAL_TEST_METRIC} ({metric_label(FINAL_TEST_METRIC)}); other columns: --columns"])
+    return [selection_column(metric), metric]
+
+
+def metric_note(metric: str) -> str:
+    """The line that names the metric a table shows."""
+    return f"metric: {metric} = {metric_label(metric)}, selected by {selection_column(metric)} ({metric_label(selection_column(metric))})"
 
 
 def add_results_option(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +101,9 @@ def emit(frame: pd.DataFrame, fmt: str, output: str | None) -> None:
     if fmt == "csv":
         text = frame.to_csv(index=False)
     elif fmt == "json":
-        text = frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
+        from hidden_core.strict_json import frame_dumps
+
+        text = frame_dumps(frame) + "\n"
     else:
         from hidden_core.analysis.tables import format_table
 
@@ -107,23 +126,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from hidden_core.analysis.tables import summarize
+    from hidden_core.analysis.tables import describe_pooled, one_per_seed, summarize
 
     store = open_store(args)
     columns, group_by = split_names(args.columns), split_names(args.group_by)
     check_columns("columns", columns)
     check_columns("group-by", group_by)
+    pair = shown_metric(args.metric)
     trials, note = load_selection(store, args.sweep, args.where, completed_only=bool(group_by))
+    notes = [metric_note(args.metric)] if not columns else []
     if group_by:
-        frame = summarize(trials, group_by, columns or ["val_acc", "test_acc"])
+        # one row per cell and seed (a search's samples: the one validation chooses), so `n`
+        # and `seeds` count seeds; grid axes not in --group-by are pooled, and said so
+        rows = one_per_seed(trials, pair[0])
+        frame = summarize(rows, group_by, columns or pair)
+        notes.append(f"mean, std over the n rows of each group, one per seed and cell; {describe_pooled(trials, group_by)}")
     else:
         varying = varying_config_columns(trials)
         files = [SUBNET_FILE] if SUBNET_FILE in trials and trials[SUBNET_FILE].notna().any() else []  # where each trial's subnetwork is
-        columns = columns or ["trial_id", "status", *varying, "seed", *SHOWN_METRICS, *shown_controls(trials), *files]
+        columns = columns or ["trial_id", "status", *varying, "seed", *pair, *SHOWN_METRICS, *shown_controls(trials), *files]
         frame = trials.sort_values([c for c in [*varying, "seed"] if c in trials.columns], kind="stable")[columns]
     emit(frame.reset_index(drop=True), args.format, args.output)
-    if note and args.format == "table":
-        print(f"({len(trials)} {note})", file=sys.stderr)
+    if args.format == "table":
+        for line in [*notes, *([f"{len(trials)} {note}"] if note else [])]:
+            print(f"({line})", file=sys.stderr)
     return 0
 
 
@@ -223,12 +249,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
     p = actions.add_parser("show", help="trials of a sweep, or mean/std/count per group with --group-by", description=(
-        "Show the trials of SWEEP (one row per trial, the config columns that vary, seed and metrics), "
-        "or with --group-by the mean, std and count of metrics over the completed trials of each group."))
+        "Show the trials of SWEEP (one row per trial, the config columns that vary, seed, best_val_acc and the test metric "
+        "test_acc_at_best_val, or with --metric test_acc the final epoch's val_acc and test_acc), or with --group-by the mean and std "
+        "over the completed trials of each group, one per cell and seed (a search's sample of best validation); n counts the rows, "
+        "seeds the seeds, and a line under the table names the metric and the axes the groups pool."))
     p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--where", metavar="EXPR", help="filter, e.g. \"method == 'edge_popup' and width >= 1\"")
     p.add_argument("--columns", nargs="+", metavar="COL", help="columns to show (with --group-by: the metrics to average)")
-    p.add_argument("--group-by", nargs="+", metavar="COL", help="mean, std and count over the completed trials (seeds) of each group")
+    p.add_argument("--group-by", nargs="+", metavar="COL", help="mean, std and count over the seeds of each group (completed trials; with a search, per seed the sample of best validation)")
+    p.add_argument("--metric", default=TEST_METRIC, metavar="METRIC", help=f"the test metric shown, beside the validation accuracy it is selected by: {TEST_METRIC} (default: test accuracy at the best-validation epoch) or {FINAL_TEST_METRIC} (the final epoch's)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table; parquet needs --output or a redirect)")
     p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     add_results_option(p)
@@ -239,8 +268,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and the --report columns (test accuracy at the best-validation epoch by default) of that trial."))
     p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--by", nargs="+", required=True, metavar="COL", help="group columns, e.g. method width")
-    p.add_argument("--metric", default="best_val_acc", help="chosen by (default best_val_acc: never select on test)")
-    p.add_argument("--report", nargs="+", default=["test_acc_at_best_val"], metavar="COL", help="reported for the chosen trial, metrics also as the mean over its cell's seeds (default test_acc_at_best_val: test accuracy at the best-validation epoch)")
+    p.add_argument("--metric", default=selection_column(TEST_METRIC), help=f"chosen by (default {selection_column(TEST_METRIC)}: never select on test; `subnet export --best` chooses the same way)")
+    p.add_argument("--report", nargs="+", default=["test_acc_at_best_val"], metavar="COL", help="reported for the chosen trial, metrics also as cell_<metric>_mean, the mean over its cell's seeds (cell: every config axis but seed and searched ones; one value per seed, with a search that seed's sample of best validation; cell_seeds counts them) (default test_acc_at_best_val: test accuracy at the best-validation epoch)")
     p.add_argument("--where", metavar="EXPR", help="filter the trials first, e.g. \"width >= 1\"")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--output", metavar="FILE", help="write here instead of stdout")

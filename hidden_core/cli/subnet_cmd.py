@@ -8,26 +8,29 @@ a sweep's seeds found. The file format is in hidden_core/subnet/fileformat.py.""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import tempfile
 
+from hidden_core.analysis.metrics import selection_column
 from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
 from hidden_core.config import ConfigError
+from hidden_core.records import TEST_METRIC
 
 ROW_METRICS = ("val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "epochs_run", "density", "changed_fraction")
 
 
 def _trial_row(store, sweep: str, trial_id: str | None, best: bool, where: str | None, metric: str):
     if best:
+        # `results best`'s rule, through the same function (tables.best_per_group ->
+        # metrics.best_by_validation): the completed trial of highest best_val_acc by default
         from hidden_core.analysis.tables import best_per_group
 
         trials, _ = load_selection(store, sweep, where, completed_only=True)
         if metric not in trials.columns:
             raise ConfigError([f"metric: {metric!r} is not a trials column"])
-        chosen = best_per_group(trials.assign(_all=0), ["_all"], metric, ["test_acc"])
+        chosen = best_per_group(trials.assign(_all=0), ["_all"], metric, [TEST_METRIC])
         trial_id = str(chosen["trial_id"].iloc[0])
     trials = store.load_trials(sweep, where=f"trial_id == {trial_id!r}")
     if trials.empty:
@@ -90,7 +93,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "stored_device": f.run.get("device"), **accuracy, "stored_val_acc": stored.get("val_acc"),
               "stored_test_acc": stored.get("test_acc"), "matches_stored": same}
     if args.json:
-        print(json.dumps(report))
+        from hidden_core.strict_json import dumps
+
+        print(dumps(report))
         return 0
     print(f"{f.config.method} trial {f.config.trial_id} on {evaluator.device}: val {accuracy['val_acc']:.4f}  test {accuracy['test_acc']:.4f}")
     if stored:
@@ -154,7 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("trial_id", metavar="TRIAL_ID", nargs="?", help="the trial to export (see `hidden results show SWEEP`); omit with --best")
     p.add_argument("--best", action="store_true", help="the completed trial with the highest --metric (the rule of `results best`)")
-    p.add_argument("--metric", default="val_acc", help="--best chooses by this (default val_acc: never select on test)")
+    p.add_argument("--metric", default=selection_column(TEST_METRIC), help=f"--best chooses by this, as `results best` does (default {selection_column(TEST_METRIC)}: never select on test)")
     p.add_argument("--where", metavar="EXPR", help="--best among these trials only")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the .safetensors file")
     add_results_option(p)

@@ -12,7 +12,6 @@ SPEC is a file, or the name of one in the repository's sweeps/ folder.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from hidden_core.config import ConfigError
@@ -120,7 +119,9 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             print(f"{report.unfinished} trials did not finish; run the same command again to resume them")
         _print_tables(store, spec.name)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        from hidden_core.strict_json import dumps
+
+        print(dumps(report.to_dict()))
     return 1 if report.unfinished else 0
 
 
@@ -137,15 +138,14 @@ def status_cmd(args: argparse.Namespace) -> int:
         print(f"sweep {spec.name}: no results in {store.uri} yet; {plan.total} trials planned")
         return 0
     frame = store.load_trials(spec.name)
-    counts = frame["status"].value_counts().to_dict()
+    counts, outside = planned_counts(plan, frame)
     print(
-        f"sweep {spec.name}: {plan.total} trials planned; {todo.skipped} final "
-        f"(completed {counts.get('completed', 0)}, pruned {counts.get('pruned', 0)}, diverged {counts.get('diverged', 0)}), "
-        f"failed {counts.get('failed', 0)}, still to run {todo.count}"
+        f"sweep {spec.name}: {plan.total} trials planned = {todo.skipped} final "
+        f"(completed {counts.get('completed', 0)}, pruned {counts.get('pruned', 0)}, diverged {counts.get('diverged', 0)}) "
+        f"+ {todo.count} still to run" + (f" ({counts['failed']} of them failed before)" if counts.get("failed") else "")
     )
-    outside = set(frame["trial_id"]) - set(plan.by_id) if not plan.points else set()
     if outside:
-        print(f"  ({len(outside)} trials in the store are not in the spec any more)")
+        print(f"  ({outside} more trials in the store are not in the spec: another version of it, or extra samples; the tables below include them)")
     if spec.subnet_controls is not None:
         from hidden_core.tune.controls_pass import pending
 
@@ -153,6 +153,36 @@ def status_cmd(args: argparse.Namespace) -> int:
         print(f"  subnet_controls: {done} trials have controls, {missing} lack some (the next `hidden sweep run` computes them)")
     _print_tables(store, spec.name)
     return 0
+
+
+def planned_counts(plan: Any, frame: Any) -> tuple[dict[str, int], int]:
+    """Status counts of the store's rows that `plan` asks for, so that final + still to run
+    adds up to the plan (failed rows are among those still to run), and how many rows it
+    holds besides (trials of an earlier version of the spec, samples past samples_per_cell).
+    A grid trial is its trial_id; a search point's samples are rows of its (cell_id, seed),
+    the first `samples` final ones counted."""
+    from hidden_core.records import FAILED, FINAL_STATUSES
+
+    counts: dict[str, int] = {}
+    in_grid = frame[frame["trial_id"].isin(plan.by_id)]
+    for status, n in in_grid["status"].value_counts().items():
+        counts[str(status)] = int(n)
+    used = len(in_grid)
+    if plan.points:
+        need = {p.key: p.samples for p in plan.points}
+        rest = frame[~frame["trial_id"].isin(plan.by_id)]
+        order = "finished_at" if "finished_at" in rest.columns else "trial_id"
+        for (cell, seed), group in rest.groupby(["cell_id", "seed"]):
+            samples = need.get((cell, int(seed)))
+            if samples is None:
+                continue
+            final = group[group["status"].isin(FINAL_STATUSES)].sort_values(order).head(samples)
+            for status, n in final["status"].value_counts().items():
+                counts[str(status)] = counts.get(str(status), 0) + int(n)
+            failed = min(int((group["status"] == FAILED).sum()), samples - len(final))
+            counts[FAILED] = counts.get(FAILED, 0) + failed
+            used += len(final) + failed
+    return counts, len(frame) - used
 
 
 def _watch(spec: Any, store: Any, interval: float) -> int:
@@ -195,16 +225,23 @@ def _watch(spec: Any, store: Any, interval: float) -> int:
 
 
 def _print_tables(store: Any, sweep: str) -> None:
-    from hidden_core.tune.progress import format_frame, health_lines, method_summary, width_table
+    from hidden_core.tune.progress import (
+        format_frame,
+        health_lines,
+        method_summary,
+        summary_title,
+        width_table,
+        width_title,
+    )
 
     if sweep not in store.sweeps():
         return
     frame = store.load_trials(sweep)
-    print("\nper method (completed trials: mean best val acc, mean test acc at the best val epoch):")
+    print("\n" + summary_title(frame))
     print(format_frame(method_summary(frame)))
     table = width_table(frame)
     if not table.empty:
-        print("\nmean test acc at the best val epoch by method and width (std, seeds):")
+        print("\n" + width_title(frame))
         print(table.to_string())
     health = health_lines(frame)
     if health:

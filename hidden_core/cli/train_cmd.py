@@ -8,8 +8,6 @@ a YAML file: one error path for every way in.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 import typing
@@ -18,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from hidden_core import strict_json
 from hidden_core.config import (
     DATASETS,
     ConfigError,
@@ -44,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="parameter counts of a model, as JSON (loads no data)", description="Build a trial's network (no data, no training) and print its parameter counts as JSON.")
     p.add_argument("--config", metavar="FILE.yaml", help="trial config file; flags override it")
     _add_field_flags(p, TrialConfig, only=MODEL_FIELDS)
+    p.add_argument("--json", action="store_true", help="accepted for symmetry with train: inspect always prints one JSON object")
     p.set_defaults(func=run_inspect)
 
     p = sub.add_parser("data", help="data set utilities")
@@ -146,9 +146,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json:
         if warning:
             print(warning, file=sys.stderr)  # stdout keeps its one JSON line
-        # strict JSON: NaN and infinities (disabled_features without BatchNorm, a diverged
-        # loss) are null, so any JSON reader takes the line
-        print(json.dumps({k: _json_value(v) for k, v in summary.items()}, allow_nan=False))
+        print(strict_json.dumps(summary))
     else:
         print(f"{result.status}: test {result.test_acc:.4f}  val {result.val_acc:.4f}  best val {result.best_val_acc:.4f} (epoch {result.best_epoch})  "
               f"{result.params_learned:,} learned of {result.params_total:,}  changed {result.changed_fraction:.3f}  {result.train_seconds:.1f}s")
@@ -181,16 +179,12 @@ def _trial_checkpoint_dir(run: RunOptions, trial_id: str) -> RunOptions:
     return run.model_copy(update={"checkpoint_dir": folder})
 
 
-def _json_value(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def run_inspect(args: argparse.Namespace) -> int:
     config, _ = configs_from_args(args)
     from hidden_core.methods import build_model
 
     model = build_model(config)
-    print(json.dumps({"trial_id": config.trial_id, "model": config.model, "depth": config.depth, "width": config.width, **model.statistics()}))
+    print(strict_json.dumps({"trial_id": config.trial_id, "model": config.model, "depth": config.depth, "width": config.width, **model.statistics()}))
     return 0
 
 

@@ -325,6 +325,7 @@ class SweepRuntime:
             best_val_acc=row.get("best_val_acc"), test_acc_at_best_val=row.get("test_acc_at_best_val"),
             node=row.get("node"), started_at=rec.info.get("started_at"), finished_at=time.time(),
             resumed_from_epoch=int(rec.info.get("resumed_from") or 0), health_flags=row.get(HEALTH_FLAGS),
+            run=rec.ray_id.split("/", 1)[0],  # seed_key: '<run>/<trial_id>'
         )
         self.summaries.append(summary)
         if self.progress is not None:

@@ -7,22 +7,35 @@ accuracies shown are the leaders that fit, then "+N" for the rest.
 
     [ 1m05s] quickstart 12/84 14% ETA 6m20s | run 2 wait 70 | prun 1 fail 2 | best dense .612 +5
 
-ETA: the mean duration of the trials finished so far times the trials left, divided by the
-trials that can run at once (the concurrency, or fewer when fewer are left), less half a
-trial for those already in flight. It is shown once a trial has finished ('ETA ?' before).
+ETA (EtaModel): each trial to run is known by its planned epochs, its parameter count and
+the run it trains in (one Tune trial: a trial, or the seeds of a vectorized cell, which end
+together in a burst). Runs are timed as they end and a run's seconds per seed-epoch are
+fitted as its method's factor x (a + b x parameters) (least squares over the runs timed,
+a, b >= 0): the wide trials a sweep starts with (dearest first) do not make the narrow ones
+left look as slow, and a cell of three seeds counts as three trials of work done in one
+run's time. The runs left are then scheduled as the runner does (dearest first, each on the
+first free slot of the concurrency; of the runs in flight, the one a slot took when the last
+trial ended is counted whole, the others half done); the ETA is when the last one ends.
+Checked on a simulated sweep in tests/test_progress.py. Shown once a run has ended ('ETA ?'
+before). A progress object started without the plan's work falls
+back on the mean trial duration times the trials left over the concurrency (eta_seconds).
 Pruned, failed and diverged counts appear once they are not zero.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from hidden_core.analysis.metrics import selection_column
+from hidden_core.analysis.tables import cell_axes, describe_pooled, one_per_seed
 from hidden_core.records import TEST_METRIC
 from hidden_core.spec import SweepSpec
 
@@ -52,14 +65,17 @@ class Progress:
         self.best: dict[str, float] = {}
         self.running = 0
         self.durations: list[float] = []  # wall seconds of each finished trial
+        self.model: EtaModel | None = None
         self.started = time.monotonic()
         self._last_print = 0.0
         self._last_line = ""
 
     # -- events --
-    def start(self, total: int, concurrency: int) -> None:
+    def start(self, total: int, concurrency: int, work: tuple[dict[str, Work], list[Work]] | None = None) -> None:
+        """`work`: plan_work(todo), what each trial to run costs (the ETA's model)."""
         self.total = total
         self.concurrency = concurrency
+        self.model = EtaModel(*work) if work is not None else None
         self.started = time.monotonic()
         self.message(f"sweep {self.spec.name}: {total} trials to run, {concurrency} at a time")
 
@@ -78,6 +94,8 @@ class Progress:
         duration = _duration(summary)
         if duration is not None:
             self.durations.append(duration)
+        if self.model is not None:
+            self.model.ended(summary.trial_id, getattr(summary, "run", "") or summary.trial_id, duration)
         if summary.best_val_acc is not None and math.isfinite(summary.best_val_acc):
             if summary.best_val_acc > self.best.get(summary.method, -1.0):
                 self.best[summary.method] = summary.best_val_acc
@@ -101,6 +119,8 @@ class Progress:
     def eta_seconds(self) -> float | None:
         """Seconds until the last trial ends, from the finished trials' mean duration (see
         the module docstring); None before any trial has finished."""
+        if self.model is not None:
+            return self.model.eta(self.running, self.concurrency)
         return eta_seconds(self.durations, self.total - self.done, self.running, self.concurrency)
 
     def line(self) -> str:
@@ -140,6 +160,124 @@ def _duration(summary: Any) -> float | None:
         return float(finished - started)
     seconds = getattr(summary, "train_seconds", None)
     return float(seconds) if seconds is not None and math.isfinite(seconds) and seconds > 0 else None
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one trial to run costs: its planned epochs (a lottery ticket: every row of its
+    level plan), its network's parameter count, and the run it trains in (a vectorized
+    cell's id for its seeds, else its own trial_id)."""
+
+    epochs: int
+    params: int
+    run: str = ""
+    method: str = ""
+
+
+def plan_work(todo: Any) -> tuple[dict[str, Work], list[Work]]:
+    """The Work of every trial of `todo` (planning.Todo): by trial_id for the grid trials, a
+    list for a search's samples (their ids come with the sample). Imports torch (parameter
+    counts on the meta device), as the runner's longest-first order does."""
+    from hidden_core.footprint import ARCHITECTURE_FIELDS, parameter_count
+    from hidden_core.tune.planning import planned_epochs
+
+    sizes: dict[tuple, int] = {}
+    cell_of = {t.trial_id: c.cell_id for c in todo.cells for t in c.trials}
+
+    def work(config: Any, run: str) -> Work:
+        key = tuple(getattr(config, f) for f in ARCHITECTURE_FIELDS)
+        if key not in sizes:
+            sizes[key] = parameter_count(config)
+        return Work(planned_epochs(config), sizes[key], run, config.method)
+
+    trials = {t.trial_id: work(t.config, cell_of.get(t.trial_id, t.trial_id)) for t in todo.trials}
+    return trials, [work(p.template, f"sample-{i}-{j}") for i, (p, n) in enumerate(todo.points) for j in range(n)]
+
+
+class EtaModel:
+    """The ETA from the work left and the runs timed so far (see the module docstring)."""
+
+    def __init__(self, trials: dict[str, Work], samples: list[Work]):
+        self.pending = dict(trials)
+        # a search sample's id is not known in advance: an ended unknown trial takes the
+        # dearest sample left (samples start dearest first, as the grid does)
+        self.samples = sorted(samples, key=lambda w: w.epochs * w.params, reverse=True)
+        self.runs: dict[str, list[float]] = {}  # run -> [seconds, seed-epochs, parameter-epochs]
+        self.run_method: dict[str, str] = {}
+
+    def ended(self, trial_id: str, run: str, duration: float | None) -> None:
+        work = self.pending.pop(trial_id, None)
+        if work is None and self.samples:
+            work = self.samples.pop(0)
+        if work is None:
+            return
+        record = self.runs.setdefault(run, [0.0, 0.0, 0.0])
+        self.run_method[run] = work.method
+        if duration is not None:  # the seeds of one run end together: the run took the longest
+            record[0] = max(record[0], duration)
+        record[1] += work.epochs
+        record[2] += work.epochs * work.params
+
+    def rate(self) -> tuple[float, float, dict[str, float]] | None:
+        """(a, b, factor): seconds per seed-epoch = factor[method] x (a + b x parameters),
+        fitted over the timed runs weighted by their seed-epochs (methods differ in cost at
+        one size: a mask's sort, a frozen body's short backward pass); None before any run is
+        timed. A method not timed yet has factor 1."""
+        timed = [(d / e, pe / e, e, self.run_method.get(r, "")) for r, (d, e, pe) in self.runs.items() if d > 0 and e > 0]
+        if not timed:
+            return None
+        factor: dict[str, float] = defaultdict(lambda: 1.0)
+        a = b = 0.0
+        for _ in range(5):  # alternate: the line given the factors, the factors given the line
+            a, b = _line_fit([(y / factor[m], x, n) for y, x, n, m in timed])
+            ratios: dict[str, list[float]] = defaultdict(list)
+            for y, x, _, m in timed:
+                ratios[m].append(y / (a + b * x) if a + b * x > 0 else 1.0)
+            raw = {m: sum(v) / len(v) for m, v in ratios.items()}
+            mean = sum(raw.values()) / len(raw)
+            factor = defaultdict(lambda: 1.0, {m: v / mean for m, v in raw.items()})
+        return a, b, factor
+
+    def eta(self, running: int, concurrency: int) -> float | None:
+        """The end of the runs left, scheduled as the runner does: dearest first, each on the
+        first free slot, the `running` dearest already under way (see the module docstring)."""
+        if not self.pending and not self.samples:
+            return 0.0
+        rate = self.rate()
+        if rate is None:
+            return None
+        a, b, factor = rate
+        runs: dict[str, float] = defaultdict(float)
+        for w in [*self.pending.values(), *self.samples]:
+            runs[w.run] += w.epochs * factor[w.method] * (a + b * w.params)
+        queue = sorted(runs.values(), reverse=True)
+        slots = max(1, concurrency)
+        flying = min(running, slots, len(queue))
+        # in flight: the run a slot took when the last trial ended has barely started (the
+        # cheapest of them, dearest first), the others are about half done
+        flight = [0.5 * d for d in queue[:flying - 1]] + queue[flying - 1:flying] if flying else []
+        free = sorted(flight + [0.0] * (slots - flying))
+        for seconds in queue[flying:]:
+            heapq.heapreplace(free, free[0] + seconds)
+        return max(free)
+
+
+def _line_fit(points: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """(a, b) >= 0 of y = a + b x by weighted least squares over (y, x, weight): a flat rate
+    where y does not grow with x (or x does not vary), a proportional one where the line
+    would cross below 0."""
+    w = sum(n for _, _, n in points)
+    mx = sum(x * n for _, x, n in points) / w
+    my = sum(y * n for y, _, n in points) / w
+    sxx = sum(n * (x - mx) ** 2 for _, x, n in points)
+    if sxx <= 1e-12 * max(1.0, mx * mx) * w:
+        return my, 0.0
+    b = sum(n * (x - mx) * (y - my) for y, x, n in points) / sxx
+    if b < 0:
+        return my, 0.0
+    if my - b * mx < 0:
+        return 0.0, sum(y * x * n for y, x, n in points) / sum(x * x * n for _, x, n in points)
+    return my - b * mx, b
 
 
 def eta_seconds(durations: list[float], left: int, running: int, concurrency: int) -> float | None:
@@ -233,16 +371,21 @@ def _acc(value: float) -> str:
 
 
 # ---- tables from the store -------------------------------------------------------------------
+# Both tables take one value per cell and seed (analysis.tables.one_per_seed: with a search,
+# the sample validation chooses), so their counts are seeds and agree with `hidden results
+# best` and `hidden analyze`, which select the same way.
 def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per method: trials by status; over the completed trials, the mean best validation
-    accuracy and the mean and std of the one test metric (records.TEST_METRIC: test accuracy
-    at the best-validation epoch, the number `hidden analyze` reports too); the mean
-    training seconds per trial."""
+    """Per method: trials by status; over the completed trials (one per cell and seed), the
+    mean best validation accuracy and the mean and std of the one test metric
+    (records.TEST_METRIC: test accuracy at the best-validation epoch, the number `hidden
+    analyze` reports too); the mean training seconds per trial. It pools every other axis:
+    summary_title says which."""
     if frame.empty:
         return pd.DataFrame(columns=["method", "trials", "completed", "pruned", "diverged", "failed", "best_val_acc", TEST_METRIC, f"{TEST_METRIC}_std", "train_s_mean"])
+    scored_all = one_per_seed(frame[frame["status"] == "completed"], selection_column(TEST_METRIC))
     rows = []
     for method, group in frame.groupby("method", sort=True):
-        scored = group[group["status"] == "completed"]
+        scored = scored_all[scored_all["method"] == method]
         rows.append({
             "method": method,
             "trials": len(group),
@@ -255,22 +398,44 @@ def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def summary_title(frame: pd.DataFrame) -> str:
+    """The header of method_summary: what it averages and which axes it pools."""
+    done = frame[frame["status"] == "completed"] if not frame.empty else frame
+    pooled = describe_pooled(done, ["method"]) if not done.empty else "no completed trials"
+    return f"per method (completed trials, one per cell and seed: mean best_val_acc, mean and std of {TEST_METRIC}; {pooled}):"
+
+
+def width_axes(frame: pd.DataFrame) -> list[str]:
+    """The row axes of width_table: method and every other grid axis that varies among the
+    completed trials (width is the columns, seed the count, searched axes are selected)."""
+    done = frame[frame["status"] == "completed"] if not frame.empty else frame
+    grid, _ = cell_axes(done) if not done.empty else ([], [])
+    return ["method", *[c for c in grid if c not in ("method", "width")]]
+
+
 def width_table(frame: pd.DataFrame, value: str = TEST_METRIC) -> pd.DataFrame:
-    """Mean `value` of completed trials by method (rows) and width (columns), with the seed
-    count: 'mean±std (n)'."""
+    """Mean `value` of completed trials per row (method and every other grid axis that
+    varies: width_axes) and width (columns): 'mean±std (n)' over n seeds, one value per seed
+    (with a search, the sample validation chooses)."""
     done = frame[frame["status"] == "completed"]
     if done.empty:
         return pd.DataFrame()
-    cells: dict[tuple[str, float], str] = {}
-    for (method, width), group in done.groupby(["method", "width"]):
+    rows = one_per_seed(done, selection_column(value)).dropna(subset=[value])
+    axes = width_axes(frame)
+    cells: dict[tuple[tuple, float], str] = {}
+    for key, group in rows.groupby([*axes, "width"], dropna=False, sort=True):
         values = group[value].astype(float)
         spread = f"±{values.std():.3f}" if len(values) > 1 else ""
-        cells[(method, width)] = f"{values.mean():.3f}{spread} ({len(values)})"
-    methods = sorted({m for m, _ in cells})
+        cells[(tuple(key[:-1]), float(key[-1]))] = f"{values.mean():.3f}{spread} ({group['seed'].nunique()})"
+    labels = sorted({k for k, _ in cells}, key=lambda k: tuple(str(v) for v in k))
     widths = sorted({w for _, w in cells})
-    table = pd.DataFrame([[cells.get((m, w), "") for w in widths] for m in methods], index=methods, columns=[f"w={w:g}" for w in widths])
-    table.index.name = "method"
-    return table
+    index = pd.MultiIndex.from_tuples(labels, names=axes) if len(axes) > 1 else pd.Index([k[0] for k in labels], name=axes[0])
+    return pd.DataFrame([[cells.get((k, w), "") for w in widths] for k in labels], index=index, columns=[f"w={w:g}" for w in widths])
+
+
+def width_title(frame: pd.DataFrame, value: str = TEST_METRIC) -> str:
+    axes = [*width_axes(frame), "width"]
+    return f"mean {value} by {', '.join(axes[:-1])} and {axes[-1]} (±std over seeds, (n) seeds; one trial per cell and seed):"
 
 
 def format_frame(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:

@@ -24,6 +24,7 @@ class TrialSummary:
     finished_at: float
     resumed_from_epoch: int = 0  # epochs its checkpoint already held when this run started it
     health_flags: str | None = None  # the row's health_flags: "" healthy, None unknown (records.HEALTH_FLAGS)
+    run: str = ""  # the Tune trial that trained it: the seeds of a vectorized cell share one (the ETA times runs)
 
 
 @dataclass

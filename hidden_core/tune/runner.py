@@ -212,7 +212,9 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
     trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     try:
         if progress_obj is not None:
-            progress_obj.start(todo.count, report.concurrency)
+            from hidden_core.tune.progress import plan_work
+
+            progress_obj.start(todo.count, report.concurrency, work=plan_work(todo))
         if studies is not None:
             studies.fail_stale(runtime.wanted_cells | {t.cell_id for t in todo.trials})
         fit_started = time.perf_counter()
