@@ -20,8 +20,8 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,13 +30,13 @@ from matplotlib.figure import Figure
 
 from hidden_core.analysis.health import unhealthy_cells
 from hidden_core.analysis.intervals import paired_interval
-from hidden_core.analysis.metrics import best_by_validation
 from hidden_core.analysis.lottery import lottery_points, lottery_seed_scores, plot_lottery
-from hidden_core.records import HEALTH_FLAGS
+from hidden_core.analysis.metrics import best_by_validation
 from hidden_core.config import make_config
+from hidden_core.records import HEALTH_FLAGS
 from hidden_core.spec import load_spec, parse_spec
-from hidden_core.strict_yaml import load_yaml_file
 from hidden_core.store import ResultStore
+from hidden_core.strict_yaml import load_yaml_file
 
 ROOT = Path(__file__).resolve().parent.parent
 REPRO_DIR = ROOT / "sweeps" / "repro"
@@ -90,7 +90,7 @@ class Check:
     above: bool = True
     metric: str = METRIC
     unit: str = "points"  # "points": x100 in the text; "ratio": as is
-    instead: tuple["Check", ...] = ()
+    instead: tuple[Check, ...] = ()
     decides: bool = True
     note: str = ""
 
@@ -218,12 +218,12 @@ class Decision:
     lines: list[str]  # one per check, each quoting its interval
     straddles: bool  # more seeds could change the verdict
 
-    def text(self, claim: "Claim") -> str:
+    def text(self, claim: Claim) -> str:
         how = "every group must hold" if claim.combine == "all" else "one group suffices"
         return f"**Verdict: {self.verdict}** (three-way, from 95% t-intervals over seeds; {how}).\n\n" + "\n".join(self.lines)
 
 
-def decide_claim(claim: "Claim", data: Mapping[str, pd.DataFrame]) -> Decision:
+def decide_claim(claim: Claim, data: Mapping[str, pd.DataFrame]) -> Decision:
     lines, group_verdicts, straddles = [], [], False
     for group in claim.groups:
         outcomes = [decide(c, data) for c in group.checks]

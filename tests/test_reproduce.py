@@ -91,9 +91,9 @@ def test_each_verdict_arises_from_where_the_interval_lies(diff, verdict):
 
 
 def test_combine_is_three_valued():
-    R, N, I = reproduce.REPRODUCED, reproduce.NOT_REPRODUCED, reproduce.INCONCLUSIVE
-    assert reproduce.combine([R, R], "all") == R and reproduce.combine([R, I], "all") == I and reproduce.combine([I, N], "all") == N
-    assert reproduce.combine([N, R], "any") == R and reproduce.combine([N, I], "any") == I and reproduce.combine([N, N], "any") == N
+    R, N, U = reproduce.REPRODUCED, reproduce.NOT_REPRODUCED, reproduce.INCONCLUSIVE
+    assert reproduce.combine([R, R], "all") == R and reproduce.combine([R, U], "all") == U and reproduce.combine([U, N], "all") == N
+    assert reproduce.combine([N, R], "any") == R and reproduce.combine([N, U], "any") == U and reproduce.combine([N, N], "any") == N
 
 
 def test_a_formula_is_arithmetic_only():
