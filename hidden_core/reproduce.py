@@ -286,7 +286,7 @@ class Claim:
 
     key: str
     title: str
-    published: str  # the abstract sentence(s), quoted; the abstracts are kept in docs/papers.md
+    published: str  # the abstract sentence(s), quoted from docs/papers.md
     sweeps: tuple[str, ...]  # small specs in sweeps/repro (without .yaml)
     paper_spec: str
     # (trials per sweep, figure path[, epochs per sweep]) -> body (tables, figure, notes)
@@ -620,7 +620,7 @@ CLAIMS: tuple[Claim, ...] = (
               Check("learn_fraction k = 0.5 / dense", "repro_learn_fraction", {"x": _k(0.5), "d": {"method": "dense"}}, "x / d", 0.9, unit="ratio", decides=False, note="descriptive"))),),
           tuned=("repro_learn_fraction",), budget="100 epochs."),
     Claim("f", "Zhou et al.: supermasks reach far above chance",
-          "Zhou et al. 2019 (abstract): \"we discover the existence of Supermasks, or masks that can be applied to an untrained, randomly initialized network "
+          "Zhou et al. 2019 (abstract): \"Finally, we discover the existence of Supermasks, or masks that can be applied to an untrained, randomly initialized network "
           "to produce a model with performance far better than chance (86% on MNIST, 41% on CIFAR-10).\"",
           ("repro_supermask",), "sweeps/supermask_mnist.yaml", analyse_supermask,
           (Group("chance-corrected accuracy relative to dense, (acc - chance) / (dense - chance), sampled evaluation (the reference's)", (
