@@ -1,12 +1,14 @@
 """`make reproduce`: run the small reproduction sweeps (sweeps/repro/*.yaml; finished trials
-are skipped by the sweep runner), then write REPRODUCTIONS.md and one figure per claim from
-the results store.
+are skipped by the sweep runner), then write REPRODUCTIONS.md and one figure and one per-seed
+table per claim (docs/reproductions/) from the results store.
 
     python -m hidden_core.reproduce [--results results/repro] [--report-only] [--only KEY]
 
-Every number in the report is read from the store: the published claim, the small spec that
-tests it on MNIST-1D, the paper-scale spec, each cell's seeds and their values, and an
-interval. This module imports neither torch nor Ray (the sweeps run in a subprocess)."""
+Per claim: a tuning sweep picks each cell's lr on validation (tuned specs), the reported
+seeds run with it (5 seeds; 7, then 10 while a verdict straddles its threshold), and the claim
+is decided three-way by its declared checks, each a per-seed quantity's 95% t-interval against
+a fixed threshold (docs/methods.md, "Verdicts"). Every number in the report is read from the
+store. This module imports neither torch nor Ray (the sweeps run in a subprocess)."""
 
 from __future__ import annotations
 
@@ -922,7 +924,7 @@ def _tuning_frames(claim: Claim, store: ResultStore) -> list[pd.DataFrame]:
 
 
 def claim_section(claim: Claim, store: ResultStore, known: set[str], timings: dict) -> Section:
-    lines = [f"## ({claim.key}) {claim.title}", "", f"**Published.** {claim.published}", ""]
+    lines = [f"## ({claim.key}) {claim.title}", "", f"**Published.** {claim.published} (abstracts: docs/papers.md)", ""]
     specs = ", ".join(f"`sweeps/repro/{s.removeprefix('repro_')}.yaml` ({load_spec(spec_file(s)).description})" for s in claim.sweeps)
     paper = claim.paper_spec if claim.paper_spec.startswith("(") else f"`{claim.paper_spec}`"
     lines += [f"**Small spec.** {specs}. **Paper-scale spec.** {paper}.", "", f"**Budget.** {claim.budget}", ""]
