@@ -425,7 +425,17 @@ MATCH_MARGIN = 0.01  # "matches": ticket - dense above -1 point, at every pruned
 CONTROLS = ("reinit", "random_prune")
 LOTTERY_LEVELS = 10  # pruned levels of the repro spec (keep_fraction 0.1074 = 0.8^10)
 PATIENCE = 10  # the dense network has converged when its best validation epoch is at least this many epochs before its last
-LEVELS = "repro_lottery:levels"  # the derived frame the checks of (g) read
+# the two arms of claim (g): the small MLP (with edge_popup at the final k) and the paper's
+# MNIST network, LeNet 300-100 (docs/lottery.md)
+LOTTERY_ARMS: tuple[tuple[str, str], ...] = (("repro_lottery", "MLP 40-100-100"), ("repro_lottery_lenet", "LeNet 300-100"))
+
+
+def levels_key(sweep: str) -> str:
+    """The derived frame the checks of (g) read for one arm."""
+    return f"{sweep}:levels"
+
+
+LEVELS = levels_key("repro_lottery")
 
 
 def _t(values: np.ndarray) -> tuple[float, float, float, int]:
@@ -481,32 +491,38 @@ def dense_convergence(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def lottery_frames(data, epochs) -> dict[str, pd.DataFrame]:
-    """The frame the checks of (g) read: one row per (branch, level, seed), the trial's health
-    flags carried over, and "not_converged" added to the dense level of a trial whose dense
-    training had not converged (a baseline the claim cannot rest on)."""
-    frame, sweep_epochs = data["repro_lottery"], epochs["repro_lottery"]
-    scores = lottery_seed_scores(frame, sweep_epochs)
-    flags = frame.set_index("trial_id")[HEALTH_FLAGS] if HEALTH_FLAGS in frame else pd.Series(dtype="string")
-    scores[HEALTH_FLAGS] = scores["trial_id"].map(flags).astype("string")
-    conv = dense_convergence(sweep_epochs[sweep_epochs["trial_id"].isin(frame["trial_id"])]).set_index("trial_id")["converged"]
-    late = (scores["level"] == 0) & (scores["branch"] == "ticket") & scores["trial_id"].map(conv).eq(False)
-    scores.loc[late, HEALTH_FLAGS] = [",".join(x for x in (str(f) if isinstance(f, str) else "", "not_converged") if x) for f in scores.loc[late, HEALTH_FLAGS]]
-    return {LEVELS: scores}
+    """Per arm, the frame the checks of (g) read: one row per (branch, level, seed), the
+    trial's health flags carried over, and "not_converged" added to the dense level of a trial
+    whose dense training had not converged (a baseline the claim cannot rest on)."""
+    out = {}
+    for sweep, _ in LOTTERY_ARMS:
+        if sweep not in data:
+            continue
+        frame, sweep_epochs = data[sweep], epochs[sweep]
+        scores = lottery_seed_scores(frame, sweep_epochs)
+        flags = frame.set_index("trial_id")[HEALTH_FLAGS] if HEALTH_FLAGS in frame else pd.Series(dtype="string")
+        scores[HEALTH_FLAGS] = scores["trial_id"].map(flags).astype("string")
+        conv = dense_convergence(sweep_epochs[sweep_epochs["trial_id"].isin(frame["trial_id"])]).set_index("trial_id")["converged"]
+        late = (scores["level"] == 0) & (scores["branch"] == "ticket") & scores["trial_id"].map(conv).eq(False)
+        scores.loc[late, HEALTH_FLAGS] = [",".join(x for x in (f if isinstance(f, str) else "", "not_converged") if x) for f in scores.loc[late, HEALTH_FLAGS]]
+        out[levels_key(sweep)] = scores
+    return out
 
 
-def lottery_groups(levels: int = LOTTERY_LEVELS, rate: float = 0.2) -> tuple[Group, ...]:
+def lottery_groups(sweep: str = "repro_lottery", arch: str = "MLP 40-100-100", levels: int = LOTTERY_LEVELS, rate: float = 0.2) -> tuple[Group, ...]:
+    key = levels_key(sweep)
     dense = {"branch": "ticket", "level": 0}
     sparse = [lv for lv in range(1, levels + 1) if (1 - rate) ** lv <= LOTTERY_SPARSE + 1e-3]
     beats = tuple(
-        Check(f"ticket - {c} at level {lv} (density {(1 - rate) ** lv:.3f})", LEVELS, {"t": {"branch": "ticket", "level": lv}, "c": {"branch": c, "level": lv}}, "t - c", 0.0)
+        Check(f"{arch}: ticket - {c} at level {lv} (density {(1 - rate) ** lv:.3f})", key, {"t": {"branch": "ticket", "level": lv}, "c": {"branch": c, "level": lv}}, "t - c", 0.0)
         for lv in sparse for c in CONTROLS
     )
     matches = tuple(
-        Check(f"ticket - dense at level {lv} (density {(1 - rate) ** lv:.3f})", LEVELS, {"t": {"branch": "ticket", "level": lv}, "d": dense}, "t - d", -MATCH_MARGIN)
+        Check(f"{arch}: ticket - dense at level {lv} (density {(1 - rate) ** lv:.3f})", key, {"t": {"branch": "ticket", "level": lv}, "d": dense}, "t - d", -MATCH_MARGIN)
         for lv in range(1, levels + 1)
     )
-    return (Group(f"the ticket beats reinit and random pruning at every level of density <= {LOTTERY_SPARSE:g}", beats),
-            Group(f"the ticket matches the converged dense network (ticket - dense above -{100 * MATCH_MARGIN:g} point) at every pruned level, down to density {(1 - rate) ** levels:.3f}", matches))
+    return (Group(f"{arch}: the ticket beats reinit and random pruning at every level of density <= {LOTTERY_SPARSE:g}", beats),
+            Group(f"{arch}: the ticket matches the converged dense network (ticket - dense above -{100 * MATCH_MARGIN:g} point) at every pruned level, down to density {(1 - rate) ** levels:.3f}", matches))
 
 
 def lottery_table(levels: pd.DataFrame) -> str:
@@ -525,29 +541,38 @@ def lottery_table(levels: pd.DataFrame) -> str:
 
 
 def analyse_lottery(data, fig_path, epochs):
-    frame, sweep_epochs = data["repro_lottery"], epochs["repro_lottery"]
-    scores = lottery_seed_scores(frame, sweep_epochs)
-    levels = lottery_levels(scores)
-    final = levels.iloc[-1]
-    edge = frame[frame["method"] == "edge_popup"].sort_values("seed")
-    at_k = edge[np.isclose(edge["keep_fraction"], final["density"], atol=2e-3)][METRIC].to_numpy()
-    k_line = (
-        f"At k = {final['density']:.3f}: the supermask (the final mask on the initial weights, untrained; Zhou et al. 2019) "
-        f"{_pm(final['supermask'])}%, edge_popup (scores trained on random weights) {_pm(at_k)}% (n = {len(at_k)}), "
-        f"the ticket (trained) {_pm(final['ticket'])}%; chance {100 * CHANCE:.0f}%."
-    )
-    conv = dense_convergence(sweep_epochs[sweep_epochs["trial_id"].isin(frame["trial_id"])])
-    conv_line = (
-        f"Dense network (level 0) trained to convergence by the patience rule (best validation epoch at least {PATIENCE} epochs before the last): "
-        f"{int(conv['converged'].sum())} of {len(conv)} seeds (best epochs {', '.join(str(b) for b in conv['best_epoch'])} of {', '.join(sorted({str(x) for x in conv['last_epoch']}))})."
-        if len(conv) else "Dense convergence: no level-0 epochs stored."
-    )
-    fig = plot_lottery(lottery_points(frame, sweep_epochs, frame))
-    fig_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fig_path, dpi=110)
-    per_seed = fig_path.with_suffix(".csv")  # every seed's value of every point
-    scores.to_csv(per_seed, index=False)
-    return lottery_table(levels) + f" Every seed's value: `docs/reproductions/{per_seed.name}`.\n\n" + k_line + "\n\n" + conv_line + "\n\n" + MLP_NO_BIAS
+    parts = []
+    for sweep, arch in LOTTERY_ARMS:
+        if sweep not in data:
+            parts.append(f"**{arch}.** Not run yet (no finished trials of {sweep}).")
+            continue
+        frame, sweep_epochs = data[sweep], epochs[sweep]
+        scores = lottery_seed_scores(frame, sweep_epochs)
+        levels = lottery_levels(scores)
+        final = levels.iloc[-1]
+        edge = frame[frame["method"] == "edge_popup"].sort_values("seed")
+        at_k = edge[np.isclose(edge["keep_fraction"], final["density"], atol=2e-3)][METRIC].to_numpy()
+        k_line = (
+            f"At k = {final['density']:.3f}: the supermask (the final mask on the initial weights, untrained; Zhou et al. 2019) {_pm(final['supermask'])}%, "
+            + (f"edge_popup (scores trained on random weights) {_pm(at_k)}% (n = {len(at_k)}), " if len(at_k) else "")
+            + f"the ticket (trained) {_pm(final['ticket'])}%; chance {100 * CHANCE:.0f}%."
+        )
+        conv = dense_convergence(sweep_epochs[sweep_epochs["trial_id"].isin(frame["trial_id"])])
+        conv_line = (
+            f"Dense network (level 0) trained to convergence by the patience rule (best validation epoch at least {PATIENCE} epochs before the last): "
+            f"{int(conv['converged'].sum())} of {len(conv)} seeds (best epochs {', '.join(str(b) for b in conv['best_epoch'])} of {', '.join(sorted({str(x) for x in conv['last_epoch']}))})."
+            if len(conv) else "Dense convergence: no level-0 epochs stored."
+        )
+        suffix = "" if sweep == LOTTERY_ARMS[0][0] else "_lenet"
+        path = fig_path.with_name(fig_path.stem + suffix + fig_path.suffix)
+        fig = plot_lottery(lottery_points(frame, sweep_epochs, frame))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        per_seed = path.with_suffix(".csv")  # every seed's value of every point
+        scores.to_csv(per_seed, index=False)
+        image = "" if not suffix else f"\n\n![claim g, {arch}](docs/reproductions/{path.name})"
+        parts.append(f"**{arch}.**\n\n" + lottery_table(levels) + f" Every seed's value: `docs/reproductions/{per_seed.name}`.\n\n" + k_line + "\n\n" + conv_line + image)
+    return "\n\n".join([*parts, MLP_NO_BIAS])
 
 
 def width_group(sweep: str, arch: str, widths: Sequence[float], ratio: float = 0.9) -> Group:
@@ -635,8 +660,9 @@ CLAIMS: tuple[Claim, ...] = (
           "Frankle & Carbin 2019 (abstract): \"We consistently find winning tickets that are less than 10-20% of the size of several fully-connected and "
           "convolutional feed-forward architectures for MNIST and CIFAR10. Above this size, the winning tickets that we find learn faster than the original "
           "network and reach higher test accuracy.\" (docs/lottery.md)",
-          ("repro_lottery",), "sweeps/lottery_conv_cifar10.yaml", analyse_lottery, lottery_groups(),
-          budget="60 epochs per level, 10 pruned levels (density 0.107); LeNet 300-100 arm not run (see the spec).", epochs=True, derive=lottery_frames),
+          tuple(s for s, _ in LOTTERY_ARMS), "sweeps/lottery_conv_cifar10.yaml", analyse_lottery,
+          tuple(g for sweep, arch in LOTTERY_ARMS for g in lottery_groups(sweep, arch)),
+          budget="60 epochs per level, 10 pruned levels (density 0.107), both arms (the small MLP and LeNet 300-100).", epochs=True, derive=lottery_frames),
 )
 
 

@@ -53,9 +53,10 @@ def t_text(values: np.ndarray, signed: bool = False) -> str:
     return f"{100 * np.mean(values):{'+' if signed else ''}.1f} ± {100 * half:.1f}"
 
 
-def decide(frame: pd.DataFrame) -> reproduce.Decision:
+def decide(frame: pd.DataFrame, lenet: pd.DataFrame | None = None) -> reproduce.Decision:
+    """Claim (g) on the MLP arm's `frame` and the LeNet arm's (the designed pattern by default)."""
     claim = next(c for c in reproduce.CLAIMS if c.key == "g")
-    return reproduce.decide_claim(claim, {reproduce.LEVELS: frame})
+    return reproduce.decide_claim(claim, {reproduce.LEVELS: frame, reproduce.levels_key("repro_lottery_lenet"): scores() if lenet is None else lenet})
 
 
 def test_the_designed_pattern_is_reproduced_and_the_table_is_the_hand_computation():
@@ -65,7 +66,7 @@ def test_the_designed_pattern_is_reproduced_and_the_table_is_the_hand_computatio
     ticket = np.array([designed(10, "ticket", s) for s in SEEDS])
     reinit = np.array([designed(10, "reinit", s) for s in SEEDS])
     lo, hi = stats.t.interval(0.95, 4, loc=np.mean(ticket - reinit), scale=stats.sem(ticket - reinit))
-    assert f"ticket - reinit at level 10 (density 0.107): reproduced; `t - c` mean {100 * np.mean(ticket - reinit):+.1f}, 95% t-interval over 5 seeds [{100 * lo:+.1f}, {100 * hi:+.1f}]" in text
+    assert f"MLP 40-100-100: ticket - reinit at level 10 (density 0.107): reproduced; `t - c` mean {100 * np.mean(ticket - reinit):+.1f}, 95% t-interval over 5 seeds [{100 * lo:+.1f}, {100 * hi:+.1f}]" in text
     table = reproduce.lottery_table(reproduce.lottery_levels(scores()))
     row10 = next(line for line in table.splitlines() if line.startswith("| 10 |"))
     dense = np.array([designed(0, "ticket", s) for s in SEEDS])
@@ -76,12 +77,18 @@ def test_the_designed_pattern_is_reproduced_and_the_table_is_the_hand_computatio
 def test_a_control_as_good_as_the_ticket_at_a_sparse_level_is_not_reproduced():
     decision = decide(scores(rp_gap_at_9=-0.05))
     assert decision.verdict == "not reproduced"
-    assert "ticket - random_prune at level 9 (density 0.134): not reproduced" in "\n".join(decision.lines)
+    assert "MLP 40-100-100: ticket - random_prune at level 9 (density 0.134): not reproduced" in "\n".join(decision.lines)
+
+
+def test_the_lenet_arm_decides_too():
+    decision = decide(scores(), lenet=scores(ticket_at_4=0.47))
+    assert decision.verdict == "not reproduced" and "**LeNet 300-100: the ticket matches" in "\n".join(decision.lines)
+    assert decide(scores(), lenet=scores().iloc[:0]).verdict == "inconclusive"  # an arm not run decides nothing
 
 
 def test_a_ticket_below_dense_at_density_041_is_not_reproduced():
     decision = decide(scores(ticket_at_4=0.47))
-    assert decision.verdict == "not reproduced" and "ticket - dense at level 4 (density 0.410): not reproduced" in "\n".join(decision.lines)
+    assert decision.verdict == "not reproduced" and "MLP 40-100-100: ticket - dense at level 4 (density 0.410): not reproduced" in "\n".join(decision.lines)
 
 
 def test_an_unconverged_dense_network_makes_the_match_inconclusive():
@@ -99,11 +106,11 @@ def test_a_split_line_is_refused():
         reproduce.lottery_levels(frame)
 
 
-def write_lottery_store(root) -> None:
-    """Trials of the repro spec with per-level epoch rows: a worse-validation epoch per level
-    carries another test accuracy (0.99), so selection on validation is what a table shows."""
+def write_lottery_store(root, sweep: str = "repro_lottery") -> None:
+    """Trials of a repro spec of (g) with per-level epoch rows: a worse-validation epoch per
+    level carries another test accuracy (0.99), so selection on validation is what a table shows."""
     store = ResultStore(root, compact_every=None)
-    plan = load_spec(reproduce.REPRO_DIR / "lottery.yaml").plan()
+    plan = load_spec(reproduce.spec_file(sweep)).plan()
     rows, epochs = [], []
     for t in plan.trials:
         c = t.config
@@ -123,17 +130,19 @@ def write_lottery_store(root) -> None:
                     epoch += 1
                     epochs.append({"trial_id": t.trial_id, "epoch": epoch, "val_acc": val, "test_acc": test, "level": level, "branch": branch,
                                    "level_epoch": level_epoch, "density": DENSITIES[level]})
-    store.write_trials("repro_lottery", rows, epochs)
+    store.write_trials(sweep, rows, epochs)
     store.flush()
 
 
 def test_report_section_g_reads_the_store(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "FIGURE_DIR", tmp_path / "figures")
     write_lottery_store(tmp_path / "store")
+    write_lottery_store(tmp_path / "store", "repro_lottery_lenet")
     text = reproduce.write_report(str(tmp_path / "store"), None)
     g = text.split("## (g)")[1].split("\n## ")[0]
     assert "**Verdict: reproduced**" in g and "Frankle & Carbin 2019" in g and "10-20% of the size" in g
-    assert f"trained to convergence by the patience rule (best validation epoch at least {reproduce.PATIENCE} epochs before the last): 5 of 5 seeds" in g
+    assert g.count(f"trained to convergence by the patience rule (best validation epoch at least {reproduce.PATIENCE} epochs before the last): 5 of 5 seeds") == 2
+    assert "**LeNet 300-100.**" in g and (tmp_path / "figures" / "claim_g_lenet.png").stat().st_size > 0
     assert "edge_popup (scores trained on random weights) " + t_text(0.28 + SEED_NOISE) + "% (n = 5)" in g
     assert "99.0" not in g  # the worse-validation epochs are never reported
     assert (tmp_path / "figures" / "claim_g.png").stat().st_size > 0
@@ -161,10 +170,11 @@ def test_only_g_rewrites_its_section_and_keeps_the_others_byte_for_byte(tmp_path
     section_f = "## (f)" + before.split("## (f)")[1].split("\n## ")[0]
     assert "**Verdict: reproduced**" in section_f and "Not run yet" in before.split("## (g)")[1]
     write_lottery_store(tmp_path / "new")  # holds no supermask trials: (f) must be kept, not rewritten
+    write_lottery_store(tmp_path / "new", "repro_lottery_lenet")
     assert reproduce.main(["--results", str(tmp_path / "new"), "--report-only", "--only", "g", "--out", str(out)]) == 0
     after = out.read_text()
     assert "## (f)" + after.split("## (f)")[1].split("\n## ")[0] == section_f
     assert "**Verdict: reproduced**" in after.split("## (g)")[1]
-    # totals add every section: 9 tuning + 15 supermask trials x 30 s and 10 lottery trials x 1 s
-    assert f"Training time summed over all trials: {(24 * 30 + 10) / 60:.1f} min" in after
+    # totals add every section: 9 tuning + 15 supermask trials x 30 s and 10 + 5 lottery trials x 1 s
+    assert f"Training time summed over all trials: {(24 * 30 + 15) / 60:.1f} min" in after
     assert after.count("## (") == len(reproduce.CLAIMS)
