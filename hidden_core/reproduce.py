@@ -939,7 +939,10 @@ def _lr_table(claim: Claim, store: ResultStore) -> list[str]:
                   "| cell | best val % per lr tried | chosen lr |", "| --- | --- | --- |"]
         for c in chosen:
             tried = ", ".join(f"{lr:.3g}: {100 * v:.1f}" for lr, v in sorted(c["tried"].items()))
-            lines.append(f"| {cell_name({k: v for k, v in c['cell'].items() if k != 'lr'})} | {tried} | {c['lr']:.3g} |")
+            edge = c["lr"] in (min(c["tried"]), max(c["tried"]))
+            lines.append(f"| {cell_name({k: v for k, v in c['cell'].items() if k != 'lr'})} | {tried} | {c['lr']:.3g}{' (grid edge)' if edge else ''} |")
+        edges = sum(c["lr"] in (min(c["tried"]), max(c["tried"])) for c in chosen)
+        lines += ["", f"{edges} of {len(chosen)} cells chose an lr at the edge of the grid: a wider grid might do better there."] if edges else []
         lines.append("")
     return lines
 

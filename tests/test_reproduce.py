@@ -202,7 +202,8 @@ def test_report_sections_quote_the_interval_and_the_chosen_lr(tmp_path, monkeypa
     f = section(text, "f")
     assert "**Verdict: reproduced**" in f and "`(x - chance) / (d - chance)`" in f
     assert "Zhou et al. 2019 (abstract)" in f and "far better than chance" in f
-    assert "| method supermask, supermask_eval sampled |" in f and "| 300 |" in f  # lr 100 x 3 chosen
+    assert "| method supermask, supermask_eval sampled |" in f and "| 300 (grid edge) |" in f  # lr 100 x 3 chosen
+    assert "3 of 3 cells chose an lr at the edge of the grid" in f
     assert "s0: 60.4, s1: 59.7" in f and "no biases" in f
     assert (tmp_path / "figures" / "claim_f.png").stat().st_size > 0
     assert len(pd.read_csv(tmp_path / "figures" / "claim_f_trials.csv")) == 15
@@ -274,3 +275,22 @@ def test_run_sweeps_starts_nothing_when_every_planned_trial_is_final(tmp_path, m
     monkeypatch.setattr(reproduce.subprocess, "run", no_run)
     reproduce.run_sweeps(str(tmp_path / "store"), tmp_path / "timings.json", only=["b", "e", "f"])
     assert not (tmp_path / "timings.json").exists()  # nothing ran, nothing timed
+
+
+def test_claim_c_decides_growth_and_says_the_disabled_fraction_is_untested_with_its_trend(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "FIGURE_DIR", tmp_path / "figures")
+    store = ResultStore(tmp_path / "store")
+
+    def acc(c):
+        return 0.5 + 0.01 * c.depth + 0.05 * c.width + nz(c.seed)
+
+    def disabled(c):
+        return {"disabled_features": 0.01 * c.epochs / 15}
+
+    for sweep in ("repro_bn_only", "repro_bn_only_dense", "repro_bn_only_budget"):
+        write(store, "c", sweep, acc, extra=disabled)
+    c = section(reproduce.write_report(str(tmp_path / "store"), None), "c")
+    assert "**Verdict: reproduced**" in c and "BN-only ResNet-20 minus ResNet-8 (width 1): reproduced" in c
+    assert "disabled features, BN-only ResNet-20 (not decisive: untested at this budget" in c
+    assert "15: 1.0% (n = 2), 30: 2.0% (n = 2), 60: 4.0% (n = 2), 100: 6.7% (n = 5)" in c
+    assert set(pd.read_csv(tmp_path / "figures" / "claim_c_trials.csv")["sweep"]) == {"repro_bn_only", "repro_bn_only_dense", "repro_bn_only_budget"}
