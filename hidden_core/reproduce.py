@@ -662,7 +662,7 @@ CLAIMS: tuple[Claim, ...] = (
           "network and reach higher test accuracy.\" (docs/lottery.md)",
           tuple(s for s, _ in LOTTERY_ARMS), "sweeps/lottery_conv_cifar10.yaml", analyse_lottery,
           tuple(g for sweep, arch in LOTTERY_ARMS for g in lottery_groups(sweep, arch)),
-          budget="60 epochs per level, 10 pruned levels (density 0.107), both arms (the small MLP and LeNet 300-100).", epochs=True, derive=lottery_frames),
+          budget="50 epochs per level at a constant Adam rate 1.2e-3, 10 pruned levels (density 0.107), both arms (the small MLP and LeNet 300-100); 50 is the largest per-level budget that fits 45 minutes at 10 seeds.", epochs=True, derive=lottery_frames),
 )
 
 
