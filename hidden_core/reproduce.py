@@ -952,6 +952,27 @@ def _tuning_frames(claim: Claim, store: ResultStore) -> list[pd.DataFrame]:
     return [store.load_trials(n) for n in names if n in store.sweeps()]
 
 
+CELL_COLUMNS = ("method", "width", "depth", "keep_fraction", "penalty", "supermask_eval", "epochs")
+
+
+def health_line(frames: Mapping[str, pd.DataFrame]) -> str:
+    """Every cell of the claim's sweeps holding a flagged trial (analysis.health), or that
+    none does, or that the store predates the health record (unknown)."""
+    known, bad = [], []
+    for sweep, frame in frames.items():
+        if HEALTH_FLAGS not in frame or frame[HEALTH_FLAGS].isna().all():
+            continue
+        known.append(sweep)
+        by = [c for c in CELL_COLUMNS if c in frame and frame[c].nunique(dropna=False) > 1] or ["method"]
+        for _, row in unhealthy_cells(frame, by).iterrows():
+            bad.append(f"{sweep} {cell_name({c: row[c] for c in by})}: {int(row['n_flagged'])} of {int(row['n_trials'])} trials ({row['reasons']})")
+    unknown = [s for s in frames if s not in known]
+    text = "**Training health** (analysis.health): " + ("; ".join(bad) + " flagged." if bad else "no flagged trial." if known else "")
+    if unknown:
+        text += f" Unknown for {', '.join(unknown)} (trials written before the health record)."
+    return text
+
+
 def claim_section(claim: Claim, store: ResultStore, known: set[str], timings: dict) -> Section:
     lines = [f"## ({claim.key}) {claim.title}", "", f"**Published.** {claim.published} (abstracts: docs/papers.md)", ""]
     specs = ", ".join(f"`sweeps/repro/{s.removeprefix('repro_')}.yaml` ({load_spec(spec_file(s)).description})" for s in claim.sweeps)
@@ -977,6 +998,8 @@ def claim_section(claim: Claim, store: ResultStore, known: set[str], timings: di
     trials = sum(len(d) for d in data.frames.values()) + sum(len(t) for t in tuning)
     lines += [
         f"**Result.** {decision.text(claim)}",
+        "",
+        health_line(data.frames),
         "",
         f"Sequential seed rule: {'; '.join(steps)}.",
         "",

@@ -241,6 +241,8 @@ def test_a_flagged_baseline_changes_the_decision_basis_and_is_named(tmp_path, mo
     flagged = section(reproduce.write_report(str(tmp_path / "flagged"), None), "a")
     assert "Decided on MLP: the gap shrinks from width 0.5 to 2 instead of MLP: the gap shrinks from width 0.5 to 4" in flagged
     assert "flagged baseline method dense, width 4 (1 of 5 trials flagged: dead_units)" in flagged
+    assert "**Training health** (analysis.health): repro_edge_popup_width method dense, width 4: 1 of 5 trials (dead_units) flagged." in flagged
+    assert "**Training health** (analysis.health): no flagged trial." in mlp
     assert "edge-popup / dense at width 2" in flagged
 
 
