@@ -913,7 +913,7 @@ HEADER = [
     "2.5%, measured in tests/test_reproduce.py). A cell holding a trial flagged unhealthy",
     "(analysis.health: dead units, a loss stuck at ln(classes), train accuracy near chance) never",
     "decides silently: the check falls back to the healthy cells its declaration names, else the",
-    "claim says \"inconclusive (baseline failed: ...)\". Learning rates are chosen per cell on",
+    "claim says \"inconclusive (baseline failed: ...)\". Learning rates (claims a, b, d, e, f) are chosen per cell on",
     f"validation from lr x {{1/3, 1, 3}} on seed {TUNE_SEED} (a seed no reported trial uses); each",
     "section lists the lr chosen per cell.",
     "",
