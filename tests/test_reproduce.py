@@ -144,7 +144,7 @@ def test_the_report_reads_only_the_seeds_the_rule_reached(tmp_path, monkeypatch)
 def test_sequential_rule_error_rate():
     """What the rule costs: at a true difference exactly on the threshold, each look's 95%
     interval errs one way 2.5% of the time; over three looks (5, 7, 10 seeds, stopping once
-    decided) the measured rate of a decisive verdict is about 11% (5% per side), the figure
+    decided) the measured rate of a decisive verdict is about 10% (5% per side), the figure
     REPRODUCTIONS.md's header and docs/methods.md state."""
     from hidden_core.analysis.intervals import paired_interval
 
