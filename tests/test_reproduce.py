@@ -319,3 +319,13 @@ def test_the_per_seed_t_interval_covers_the_checks_quantities(formula):
     half = stats.t.ppf(0.975, 4) * q.std(axis=1, ddof=1) / math.sqrt(5)
     coverage = np.mean(np.abs(q.mean(axis=1) - truth) <= half)
     assert 0.93 <= coverage <= 0.97, coverage
+
+
+def test_a_flagged_method_cell_is_listed_but_does_not_gate_the_check(tmp_path, monkeypatch):
+    """edge-popup at k = 0.05 near chance is claim (b)'s result, not a failed baseline."""
+    monkeypatch.setattr(reproduce, "FIGURE_DIR", tmp_path / "figures")
+    store = ResultStore(tmp_path / "store")
+    write(store, "b", "repro_edge_popup_k", lambda c: 0.5 - abs(c.keep_fraction - 0.5) * 0.5 + nz(c.seed), flags=lambda c: "train_at_chance" if c.keep_fraction < 0.1 else "")
+    b = section(reproduce.write_report(str(tmp_path / "store"), None), "b")
+    assert "**Verdict: reproduced**" in b and "baseline failed" not in b
+    assert "repro_edge_popup_k keep_fraction 0.05: 5 of 5 trials (train_at_chance) flagged." in b
