@@ -51,6 +51,9 @@ METRIC_FIELDS: tuple[str, ...] = (
     "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
     "density", "train_seconds", "samples_per_second", "disabled_features", *HEALTH_FIELDS,
 )
+# Training health of a trial: "" healthy, else comma-separated flag names; missing/null on
+# stores written before it existed (unknown, neither healthy nor flagged).
+HEALTH_FLAGS = "health_flags"
 # The trials column naming a final trial's subnet file, relative to the results root
 # ('<sweep>/subnets/<trial_id>.safetensors', paths.subnet_file_name); null without a file.
 SUBNET_FILE = "subnet_file"
