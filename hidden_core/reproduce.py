@@ -189,7 +189,7 @@ def unhealthy(check: Check, frame: pd.DataFrame) -> list[str]:
         bad = flagged_only(unhealthy_cells(sel, list(selector)))
         if len(bad):
             row = bad.iloc[0]
-            out.append(f"{cell_name(selector)} ({int(row['n_flagged'])} of {int(row['n_trials'])} trials flagged: {row['reasons']})")
+            out.append(f"{cell_name(selector)} ({row['reasons']})")
     return out
 
 
@@ -976,7 +976,7 @@ def health_line(frames: Mapping[str, pd.DataFrame]) -> str:
         known.append(sweep)
         by = [c for c in CELL_COLUMNS if c in frame and frame[c].nunique(dropna=False) > 1] or ["method"]
         for _, row in flagged_only(unhealthy_cells(frame, by)).iterrows():
-            bad.append(f"{sweep} {cell_name({c: row[c] for c in by})}: {int(row['n_flagged'])} of {int(row['n_trials'])} trials ({row['reasons']})")
+            bad.append(f"{sweep} {cell_name({c: row[c] for c in by})}: {row['reasons']}")
     unknown = [s for s in frames if s not in known]
     text = "**Training health** (analysis.health): " + ("; ".join(bad) + " flagged." if bad else "no flagged trial." if known else "")
     if unknown:

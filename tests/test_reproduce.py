@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from hidden_core import reproduce
-from hidden_core.analysis.health import unhealthy_cells
+from hidden_core.analysis.health import flagged_only, unhealthy_cells
 from hidden_core.records import HEALTH_FLAGS
 from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
@@ -240,8 +240,8 @@ def test_a_flagged_baseline_changes_the_decision_basis_and_is_named(tmp_path, mo
     write(store, "a", "repro_edge_popup_width", _width_accuracy, flags=lambda c: "dead_units" if c.method == "dense" and c.width == 4 and c.seed == 1 else "")
     flagged = section(reproduce.write_report(str(tmp_path / "flagged"), None), "a")
     assert "Decided on MLP: the gap shrinks from width 0.5 to 2 instead of MLP: the gap shrinks from width 0.5 to 4" in flagged
-    assert "flagged baseline method dense, width 4 (1 of 5 trials flagged: dead_units)" in flagged
-    assert "**Training health** (analysis.health): repro_edge_popup_width method dense, width 4: 1 of 5 trials (dead_units) flagged." in flagged
+    assert "flagged baseline method dense, width 4 (dead_units in 1 of 5 seeds)" in flagged
+    assert "**Training health** (analysis.health): repro_edge_popup_width method dense, width 4: dead_units in 1 of 5 seeds flagged." in flagged
     assert "**Training health** (analysis.health): no flagged trial." in mlp
     assert "edge-popup / dense at width 2" in flagged
 
@@ -251,16 +251,19 @@ def test_a_flagged_baseline_with_no_healthy_fallback_is_inconclusive(tmp_path, m
     store = ResultStore(tmp_path / "store")
     write(store, "e", "repro_learn_fraction", lambda c: (0.6 if c.method == "dense" else 0.58) + nz(c.seed), flags=lambda c: "loss_stuck" if c.method == "dense" else "")
     e = section(reproduce.write_report(str(tmp_path / "store"), None), "e")
-    assert "**Verdict: inconclusive**" in e and "inconclusive (baseline failed: method dense (5 of 5 trials flagged: loss_stuck))" in e
+    assert "**Verdict: inconclusive**" in e and "inconclusive (baseline failed: method dense (loss_stuck in 5 of 5 seeds))" in e
 
 
 def test_unhealthy_cells_contract():
     trials = pd.DataFrame({"method": ["a", "a", "b", "b", "c"], "seed": [0, 1, 0, 1, 0], HEALTH_FLAGS: ["", "dead_units,loss_stuck", "", None, "train_at_chance"]})
     bad = unhealthy_cells(trials, ["method"])
     assert list(bad.columns) == ["method", "n_trials", "n_flagged", "reasons"]
-    assert bad.to_dict("records") == [{"method": "a", "n_trials": 2, "n_flagged": 1, "reasons": "dead_units,loss_stuck"},
-                                      {"method": "c", "n_trials": 1, "n_flagged": 1, "reasons": "train_at_chance"}]
-    assert unhealthy_cells(trials.drop(columns=[HEALTH_FLAGS]), ["method"]).empty  # old store: unknown, nothing flagged
+    assert bad.to_dict("records") == [
+        {"method": "a", "n_trials": 2, "n_flagged": 1, "reasons": "dead_units in 1 of 2 seeds; loss_stuck in 1 of 2 seeds"},
+        {"method": "b", "n_trials": 2, "n_flagged": 0, "reasons": "health unknown for 1 of 2 seeds (no health record: written before hidden recorded training health)"},
+        {"method": "c", "n_trials": 1, "n_flagged": 1, "reasons": "train_at_chance in 1 of 1 seeds"}]
+    assert list(flagged_only(bad)["method"]) == ["a", "c"]
+    assert flagged_only(unhealthy_cells(trials.drop(columns=[HEALTH_FLAGS]), ["method"])).empty  # old store: unknown, nothing flagged
 
 
 def test_run_sweeps_starts_nothing_when_every_planned_trial_is_final(tmp_path, monkeypatch):
@@ -328,4 +331,4 @@ def test_a_flagged_method_cell_is_listed_but_does_not_gate_the_check(tmp_path, m
     write(store, "b", "repro_edge_popup_k", lambda c: 0.5 - abs(c.keep_fraction - 0.5) * 0.5 + nz(c.seed), flags=lambda c: "train_at_chance" if c.keep_fraction < 0.1 else "")
     b = section(reproduce.write_report(str(tmp_path / "store"), None), "b")
     assert "**Verdict: reproduced**" in b and "baseline failed" not in b
-    assert "repro_edge_popup_k keep_fraction 0.05: 5 of 5 trials (train_at_chance) flagged." in b
+    assert "repro_edge_popup_k keep_fraction 0.05: train_at_chance in 5 of 5 seeds flagged." in b

@@ -96,7 +96,7 @@ def test_an_unconverged_dense_network_makes_the_match_inconclusive():
     frame["health_flags"] = np.where((frame["level"] == 0) & (frame["seed"] == 2), "not_converged", "")
     decision = decide(frame)
     assert decision.verdict == "inconclusive"
-    assert "inconclusive (baseline failed: branch ticket, level 0 (1 of 5 trials flagged: not_converged))" in "\n".join(decision.lines)
+    assert "inconclusive (baseline failed: branch ticket, level 0 (not_converged in 1 of 5 seeds))" in "\n".join(decision.lines)
 
 
 def test_a_split_line_is_refused():
