@@ -32,7 +32,9 @@ SERIES: tuple[str, ...] = (FOUND, *CONTROLS)
 # found is drawn in its method's colour (the colour that method has in every figure); the
 # controls, which are no method, in grey, told apart by line style and marker
 CONTROL_COLOR = "#555555"
-SERIES_STYLES = {FOUND: ("-", "o"), "random": ("--", "v"), "shuffled": ("-.", "s"), "fresh": (":", "D"), "initial": ((0, (6, 2, 1, 2, 1, 2)), "^")}
+# (line style, marker, the words a caption uses for it); plain dotted is chance's
+SERIES_STYLES = {FOUND: ("-", "o", "solid"), "random": ("--", "v", "dashed"), "shuffled": ("-.", "s", "dash-dot"),
+                 "fresh": ((0, (1, 1)), "D", "densely dotted"), "initial": ((0, (6, 2, 1, 2, 1, 2)), "^", "dash-dot-dot")}
 POINT_COLUMNS = ["group", "method", "x", "series", "n", "mean", "ci_low", "ci_high", "gap", "gap_ci_low", "gap_ci_high", "values"]
 # The paired Student-t interval's coverage measured by tests/test_analysis_coverage.py
 # (test_gap_intervals_cover_the_true_gap_unpaired_and_paired: 2000 synthetic data sets each).
@@ -119,7 +121,7 @@ def plot_controls(points: pd.DataFrame, x: str, ci: float = 0.95, chance: float 
             if line.empty:
                 continue
             color = method_color(line["method"].iloc[0]) if series == FOUND else CONTROL_COLOR
-            linestyle, marker = SERIES_STYLES[series]
+            linestyle, marker, _ = SERIES_STYLES[series]
             lo, hi = 100 * line["ci_low"].fillna(line["mean"]), 100 * line["ci_high"].fillna(line["mean"])
             ax.fill_between(line["x"], lo, hi, color=color, alpha=0.15, linewidth=0)
             n = f"n={line['n'].min()}" + (f"-{line['n'].max()}" if line["n"].nunique() > 1 else "")
@@ -137,9 +139,9 @@ def plot_controls(points: pd.DataFrame, x: str, ci: float = 0.95, chance: float 
     for ax in axes[:: min(3, len(axes))]:
         ax.set_ylabel("test accuracy (%)")
     figure_legend(fig, axes)  # every panel's lines (sign_flip's initial, too), each label once
-    fig.suptitle(f"found subnetwork vs controls: mean over seeds, band: {ci:.0%} Student-t interval", fontsize=10)
+    fig.suptitle(f"found subnetwork vs controls: mean over seeds, band: {ci:.0%} Student-t interval", fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right
     drawn = [s for s in SERIES if s in set(points["series"])]
-    set_caption(fig, caption(points, "", x, ci, short=True) + (" Dotted grey: chance (1 / classes)." if chance is not None and np.isfinite(chance) else "")
+    set_caption(fig, caption(points, "", x, ci, short=True) + (" dotted: chance (1 / classes), grey." if chance is not None and np.isfinite(chance) else "")
                 + f" Drawn: {', '.join(drawn)}.")
     return fig
 
@@ -163,8 +165,7 @@ def caption(points: pd.DataFrame, sweep: str, x: str, ci: float = 0.95, *, short
     """Describes the series in `points` (what the figure draws) and nothing else."""
     drawn = [s for s in SERIES if s in set(points["series"])]
     controls = [s for s in drawn if s != FOUND]
-    styles = {"-": "solid", "--": "dashed", "-.": "dash-dot", ":": "dotted"}
-    what = "; ".join(f"{SERIES_TEXT[s]} ({styles.get(SERIES_STYLES[s][0], 'dash-dot-dot')}{'' if s == FOUND else ', grey'})" for s in drawn)
+    what = "; ".join(f"{SERIES_TEXT[s]} ({SERIES_STYLES[s][2]}{'' if s == FOUND else ', grey'})" for s in drawn)
     text = (f"Test accuracy of each trial's found subnetwork and of its controls (each the mean over the trial's draws; docs/subnetworks.md): {what}. "
             f"Per group and {x}: the mean over the cell's trials (seeds, n) with a {ci:.0%} Student-t interval (n - 1 df).")
     if short:

@@ -70,7 +70,7 @@ def plot_learning_curves(curves: pd.DataFrame, metric: str) -> Figure:
         axes[0].set_title(fontsize=10, label=heading)
         _legend(axes[0])
     else:
-        fig.suptitle(heading, fontsize=10)
+        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right
         figure_legend(fig, axes)
     set_caption(fig, f"{CURVE_LABELS.get(metric, metric).capitalize()} per epoch: the mean over seeds of each group (n in the legend), band +-1 std"
                      f"{'; one panel per method' if len(axes) > 1 else ''}.")

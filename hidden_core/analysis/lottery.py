@@ -179,7 +179,7 @@ def caption(points: pd.DataFrame, sweep: str, with_sweep: str | None, ci: float 
     if DENSE in sources:
         lines.append("dashed: dense, unpruned, with its band")
     return (
-        f"Test accuracy at the best-validation epoch against density (log scale, dense on the left), {where}. "
+        f"Test accuracy at the best-validation epoch against density (log scale, from unpruned on the left to sparse on the right), {where}. "
         f"{'; '.join(lines)}. One value per seed: where several trials give one "
         f"(a searched hyperparameter, or trials of different k at their shared levels), the trial of best validation accuracy there. Points are the mean over seeds, "
         f"bands a {ci:.0%} Student-t interval (none for one seed). Seeds per point: {per_line}."

@@ -279,11 +279,11 @@ def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
             labels.append("fitted law")
         _legend(axes[0], handles, labels)
     else:
-        fig.suptitle(heading, fontsize=10)
+        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right
         if any_fit:
             axes[0].plot([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.6, label="fitted law")
         figure_legend(fig, axes)
-    law = ("dashed: the fitted law err = e_inf + a * x^-b, in the group's colour, over the measured range only" if any_fit
+    law = ("dashed: fitted law err = e_inf + a * x^-b, in the group's colour, over the measured range only" if any_fit
            else ("no law could be fitted (see the table)" if analysis.law_fitted else "no law is fitted on this axis"))
     dense_ref = f"; dotted: dense at {x} {analysis.reference_x:g}" if reference else ""
     facet_note = "; one panel per method" if len(axes) > 1 else ""
@@ -337,13 +337,13 @@ def plot_gap_vs_x(analysis: ScalingAnalysis) -> Figure:
         if title:
             ax.set_title(title, fontsize=9)
     for ax in axes[:: min(3, len(axes))]:
-        ax.set_ylabel(f"gap to dense (pp)\n{metric_label(analysis.metric)}")
+        ax.set_ylabel(f"gap to dense, percentage points\n({metric_label(analysis.metric)})")
     heading = f"gap to dense-trained at the same {x}\n(error bars: {int(100 * analysis.ci)}% Welch t interval over seeds)"
     if len(axes) == 1:
         axes[0].set_title(fontsize=10, label=heading)
         _legend(axes[0])
     else:
-        fig.suptitle(heading, fontsize=10)
+        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right
         figure_legend(fig, axes)
     level = int(round(100 * analysis.ci))
     set_caption(fig, f"{metric_label(analysis.metric).capitalize()} minus dense-trained at the same {x}, percentage points (pp); "
@@ -379,7 +379,9 @@ def plot_accuracy_vs_keep_fraction(trials: pd.DataFrame, *, metric: str = TEST_M
     models = sorted(points["model_name"].unique(), key=natural_key)
     sizes = _group_sizes(points, "keep_fraction")
     labels = list(dict.fromkeys(points["label"]))
-    methods = [points.loc[points["label"] == lab, "method"].iloc[0] for lab in labels]
+    # "method" is a key only where it varies; else every line is the one k method's
+    only = at_width.loc[at_width["method"].isin(k_methods), "method"].iloc[0]
+    methods = [points.loc[points["label"] == lab, "method"].iloc[0] if "method" in points.columns else only for lab in labels]
     spacing = min_spacing(points["keep_fraction"].to_numpy(float), log=False)
     seen: dict[str, int] = {}
     for i, (label, method) in enumerate(zip(labels, methods, strict=True)):
