@@ -23,7 +23,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hidden_core.analysis.intervals import paired_interval
-from hidden_core.analysis.plots import _axis_label, _log_x, _ticks_at, figure_legend, method_color, panels, set_caption
+from hidden_core.analysis.plots import (
+    _axis_label,
+    _log_x,
+    _ticks_at,
+    figure_legend,
+    method_color,
+    panels,
+    set_caption,
+)
 from hidden_core.analysis.scaling import _auto_split, _labels, chance_level
 from hidden_core.config import ConfigError
 from hidden_core.records import CONTROLS, FOUND, control_column
@@ -136,7 +144,7 @@ def plot_controls(points: pd.DataFrame, x: str, ci: float = 0.95, chance: float 
         ax.set_title(group, fontsize=9)
         ax.set_xlabel(_axis_label(x, log_x))
         ax.grid(True, alpha=0.25)
-    for ax in axes[:: min(3, len(axes))]:
+    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
         ax.set_ylabel("test accuracy (%)")
     figure_legend(fig, axes)  # every panel's lines (sign_flip's initial, too), each label once
     fig.suptitle(f"found subnetwork vs controls: mean over seeds, band: {ci:.0%} Student-t interval", fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right

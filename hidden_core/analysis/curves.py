@@ -8,7 +8,18 @@ from collections.abc import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hidden_core.analysis.plots import OKABE_ITO, _legend, facets, figure_legend, integer_ticks, label_method, method_color, panels, series_style, set_caption
+from hidden_core.analysis.plots import (
+    OKABE_ITO,
+    _legend,
+    facet_legends,
+    facet_panels,
+    facets,
+    integer_ticks,
+    label_method,
+    method_color,
+    series_style,
+    set_caption,
+)
 from hidden_core.analysis.scaling import _auto_split, _labels, natural_key
 from hidden_core.analysis.tables import require_columns
 
@@ -42,7 +53,7 @@ def plot_learning_curves(curves: pd.DataFrame, metric: str) -> Figure:
         fig = Figure(figsize=(8.5, 5), layout="constrained")
         axes = [fig.add_subplot()]
     else:
-        fig, axes = panels(len(layout))
+        fig, axes = facet_panels(len(layout))
     percent = metric.endswith("_acc")
     scale = 100.0 if percent else 1.0
     seen: dict[object, int] = {}
@@ -63,15 +74,15 @@ def plot_learning_curves(curves: pd.DataFrame, metric: str) -> Figure:
         ax.grid(True, alpha=0.25)
         if title:
             ax.set_title(title, fontsize=9)
-    for ax in axes[:: min(3, len(axes))]:
+    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
         ax.set_ylabel(CURVE_LABELS.get(metric, metric) + (" (%)" if percent else ""))
     heading = f"{CURVE_LABELS.get(metric, metric)} per epoch\nmean over seeds (band: +-1 std, n: seeds)"
     if len(axes) == 1:
         axes[0].set_title(fontsize=10, label=heading)
         _legend(axes[0])
     else:
-        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right
-        figure_legend(fig, axes)
+        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
+        facet_legends(axes, [title for title, _ in layout])
     set_caption(fig, f"{CURVE_LABELS.get(metric, metric).capitalize()} per epoch: the mean over seeds of each group (n in the legend), band +-1 std"
                      f"{'; one panel per method' if len(axes) > 1 else ''}.")
     return fig

@@ -108,9 +108,24 @@ def figure_legend(fig: Figure, axes: Sequence) -> None:
         fig.legend(list(unique.values()), list(unique), loc="outside right upper", fontsize=7 if len(unique) > LEGEND_BESIDE else 8, ncols=columns, frameon=False)
 
 
-def panels(n: int, *, width: float = 4.2, height: float = 3.4, sharey: bool = True, legend_width: float = 2.6) -> tuple[Figure, list]:
-    """A figure of n panels, at most 3 per row, room on the right for one legend."""
-    columns = min(3, max(1, n))
+def facet_legends(axes: Sequence, titles: Sequence[str | None], extra: Sequence[tuple[object, str]] = ()) -> None:
+    """A legend beside each panel of a faceted figure, naming its series without the panel's
+    method (its title) in front: 'width=2, depth=1 (n=3)' under 'edge_popup'."""
+    for ax, title in zip(axes, titles, strict=True):
+        handles, labels = ax.get_legend_handles_labels()
+        prefix = f"{title}, "
+        labels = [label[len(prefix):] if title and label.startswith(prefix) else label for label in labels]
+        _legend(ax, [*handles, *(h for h, _ in extra)], [*labels, *(lab for _, lab in extra)])
+
+
+def facet_panels(n: int) -> tuple[Figure, list]:
+    """Panels for one method each, two per row, each with its legend beside it."""
+    return panels(n, columns=2, width=6.6, legend_width=0.0)
+
+
+def panels(n: int, *, width: float = 4.2, height: float = 3.4, sharey: bool = True, legend_width: float = 2.6, columns: int = 3) -> tuple[Figure, list]:
+    """A figure of n panels, at most `columns` per row, room on the right for one legend."""
+    columns = min(columns, max(1, n))
     rows = -(-max(n, 1) // columns)
     fig = Figure(figsize=(width * columns + legend_width, height * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False, sharey=sharey)
@@ -199,16 +214,18 @@ def _ticks_at(ax, values: np.ndarray, axis: str = "x") -> None:
     where = np.log10(measured) if log else measured
     span = float(where.max() - where.min())
     texts = [f"{v:g}" for v in measured]
-    # a label needs about 3% of a panel's width per character plus a gap (x); rows need less
-    per_char = 0.03 if axis == "x" else 0.0
+    # a character of a tick label is about 0.6 em = 0.083 in at 10 pt; the panel is at most as
+    # wide as its place before the layout (which makes room for labels and legends: 0.75)
+    inches = max(0.5, 0.75 * ax.get_position().width * ax.figure.get_figwidth())
+    per_char = 0.083 / inches if axis == "x" else 0.0
     labelled = [0]
     for j in range(1, len(measured)):
-        need = span * (per_char * (len(texts[j]) + len(texts[labelled[-1]])) / 2 + 0.05)
+        need = span * (per_char * (len(texts[j]) + len(texts[labelled[-1]])) / 2 + 0.03)
         if where[j] - where[labelled[-1]] >= need:
             labelled.append(j)
     if len(labelled) > 1 and labelled[-1] != len(measured) - 1:  # keep the largest labelled: it ends the range
         last = len(measured) - 1
-        need = span * (per_char * (len(texts[last]) + len(texts[labelled[-1]])) / 2 + 0.05)
+        need = span * (per_char * (len(texts[last]) + len(texts[labelled[-1]])) / 2 + 0.03)
         if where[last] - where[labelled[-1]] < need:
             labelled[-1] = last
     target.set_major_locator(FixedLocator(measured[labelled]))
@@ -237,7 +254,7 @@ def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
         fig = Figure(figsize=(8.5, 5), layout="constrained")
         axes = [fig.add_subplot()]
     else:
-        fig, axes = panels(len(layout))
+        fig, axes = facet_panels(len(layout))
     styles = _styles(analysis.labels, methods)
     sizes = _group_sizes(analysis.points, x)
     log_x = _log_x(x, analysis.points[x].to_numpy(float))
@@ -267,7 +284,7 @@ def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
         ax.grid(True, which="both", alpha=0.25)
         if title:
             ax.set_title(title, fontsize=9)
-    for ax in axes[:: min(3, len(axes))]:
+    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
         ax.set_ylabel(_metric_label(metric))
     what = "dashed: fitted err = e_inf + a * x^-b" if any_fit else "no law fitted"
     heading = f"{metric_label(metric)} vs {x}\nmean over seeds (band: +-1 std, n: seeds per point); {what}"
@@ -279,10 +296,9 @@ def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
             labels.append("fitted law")
         _legend(axes[0], handles, labels)
     else:
-        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right
-        if any_fit:
-            axes[0].plot([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.6, label="fitted law")
-        figure_legend(fig, axes)
+        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
+        fitted = [(Line2D([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.6), "fitted law")] if any_fit else []
+        facet_legends(axes, [title for title, _ in layout], fitted)
     law = ("dashed: fitted law err = e_inf + a * x^-b, in the group's colour, over the measured range only" if any_fit
            else ("no law could be fitted (see the table)" if analysis.law_fitted else "no law is fitted on this axis"))
     dense_ref = f"; dotted: dense at {x} {analysis.reference_x:g}" if reference else ""
@@ -316,7 +332,7 @@ def plot_gap_vs_x(analysis: ScalingAnalysis) -> Figure:
         fig = Figure(figsize=(8.5, 5), layout="constrained")
         axes = [fig.add_subplot()]
     else:
-        fig, axes = panels(len(layout))
+        fig, axes = facet_panels(len(layout))
     styles = _styles(analysis.labels, _group_methods(analysis))
     log_x = bool(len(gaps)) and _log_x(x, gaps[x].to_numpy(float))
     spacing = min_spacing(gaps[x].to_numpy(float), log=log_x) if len(gaps) else None
@@ -336,15 +352,15 @@ def plot_gap_vs_x(analysis: ScalingAnalysis) -> Figure:
         ax.grid(True, which="both", alpha=0.25)
         if title:
             ax.set_title(title, fontsize=9)
-    for ax in axes[:: min(3, len(axes))]:
+    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
         ax.set_ylabel(f"gap to dense, percentage points\n({metric_label(analysis.metric)})")
     heading = f"gap to dense-trained at the same {x}\n(error bars: {int(100 * analysis.ci)}% Welch t interval over seeds)"
     if len(axes) == 1:
         axes[0].set_title(fontsize=10, label=heading)
         _legend(axes[0])
     else:
-        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right
-        figure_legend(fig, axes)
+        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
+        facet_legends(axes, [title for title, _ in layout])
     level = int(round(100 * analysis.ci))
     set_caption(fig, f"{metric_label(analysis.metric).capitalize()} minus dense-trained at the same {x}, percentage points (pp); "
                      f"bars: {level}% Welch t intervals over seeds (paired intervals in the table below); series are shifted slightly along {x} "
