@@ -148,7 +148,8 @@ def texts(fig: Figure) -> list:
 
 
 def entries(fig: Figure) -> list[tuple[str, str, str]]:
-    """(legend text, colour, line style) of each legend entry, from the artist it names."""
+    """(legend text, colour, line style) of each legend entry, from the artist it names; a
+    panel's legend that leaves its method to the title ('edge_popup: ...') gets it back."""
     artists = {}
     for ax in fig.axes:
         for line in ax.get_lines():
@@ -157,13 +158,19 @@ def entries(fig: Figure) -> list[tuple[str, str, str]]:
             if isinstance(container, ErrorbarContainer):
                 artists.setdefault(container.get_label(), container.lines[0])
     out = []
+    titles = {id(ax.get_legend()): ax.get_title() for ax in fig.axes if ax.get_legend() is not None}
     for lg in legends(fig):
+        title = re.match(r"[a-z_]+", titles.get(id(lg), ""))
         for text, handle in zip(lg.get_texts(), lg.legend_handles, strict=True):
+            label = text.get_text()
+            head = re.match(r"[a-z_]+", label)
+            if title and title.group() in METHODS and "=" in label and not (head and head.group() in METHODS):  # 'width=2 (n=3)'
+                label = f"{title.group()}, {label}"
             artist = artists.get(text.get_text(), handle)
             color = artist.get_color() if hasattr(artist, "get_color") else artist.get_facecolor()
             color = to_hex(np.asarray(color).reshape(-1, 4)[0] if np.ndim(color) == 2 else color)
             style = artist.get_linestyle() if hasattr(artist, "get_linestyle") else "-"
-            out.append((text.get_text(), color, style if isinstance(style, str) else "-"))
+            out.append((label, color, style if isinstance(style, str) else "-"))
     return out
 
 

@@ -176,8 +176,8 @@ def cell_columns(table: pd.DataFrame) -> list[str]:
 def plot(table: pd.DataFrame, path: str | Path) -> Path:
     """One row of three panels per method (fraction selected, Jaccard vs chance, |w| AUC),
     one line per cell in the method's colour, cells told apart by marker and line style,
-    error bars dodged; one legend on the right naming each cell once."""
-    from hidden_core.analysis.plots import dodge, figure_legend, method_color, series_style
+    error bars dodged; beside each row a legend naming each of its cells once."""
+    from hidden_core.analysis.plots import dodge, facet_legends, method_color, series_style
 
     fields = [c for c in cell_columns(table) if table.groupby("method")[c].agg(lambda s: s.astype(str).nunique()).max() > 1]
     methods = list(dict.fromkeys(table["method"]))
@@ -214,7 +214,7 @@ def plot(table: pd.DataFrame, path: str | Path) -> Path:
         row_axes[2].set_ylabel("AUC")
     for ax in axes[-1]:
         ax.set_xlabel("layer")
-    figure_legend(fig, list(axes.flat))
+    facet_legends(axes[:, 2], methods)  # beside each method's row, its cells without the method in front
     path = Path(path)
     fig.savefig(path, dpi=120)
     return path
