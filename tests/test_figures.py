@@ -235,6 +235,17 @@ def test_one_colour_per_method_across_every_figure(rendered):
     assert len(set(firsts.values())) == len(firsts), f"two methods share a colour: {firsts}"
 
 
+def test_method_colours_follow_the_registry_order():
+    """The colour is the method's place in the catalog; config.METHODS (torch-free, what the
+    figures read) lists the methods in the registry's order."""
+    from hidden_core.analysis.plots import METHOD_PALETTE, method_color
+    from hidden_core.methods import METHOD_REGISTRY
+
+    assert list(METHOD_REGISTRY) == list(METHODS)
+    assert [method_color(m) for m in METHOD_REGISTRY] == list(METHOD_PALETTE[: len(METHODS)])
+    assert method_color("dense") == "#000000"
+
+
 def test_epoch_axes_have_integer_ticks(rendered):
     checked = 0
     for name, (fig, _) in rendered.items():
