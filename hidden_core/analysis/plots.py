@@ -208,8 +208,7 @@ def _ticks_at(ax, values: np.ndarray, axis: str = "x") -> None:
     if log:
         measured = measured[measured > 0]
     if not 0 < len(measured) <= 12:
-        target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        target.set_major_locator(MaxNLocator(nbins=6))
+        target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # matplotlib's own locator: decades on a log axis
         return
     where = np.log10(measured) if log else measured
     span = float(where.max() - where.min())
