@@ -20,8 +20,8 @@ from hidden_core.analysis import (
     write_scaling_report,
 )
 from hidden_core.analysis.fits import PARAMS, error_crossing, saturating_power_law
-from hidden_core.analysis.plots import METHOD_COLORS, OKABE_ITO
-from hidden_core.config import ConfigError
+from hidden_core.analysis.plots import METHOD_PALETTE, OKABE_ITO, method_color
+from hidden_core.config import METHODS, ConfigError
 from hidden_core.store import ResultStore
 
 TRUE = {"e_inf": 0.06, "a": 0.2, "b": 0.6}
@@ -169,8 +169,9 @@ def test_keep_fraction_plot_draws_one_line_per_model(tmp_path):
     assert plot_accuracy_vs_keep_fraction(trials[trials["keep_fraction"] == 0.5]) is None
 
 
-def test_palette_is_okabe_ito():
-    assert set(METHOD_COLORS.values()) <= set(OKABE_ITO) | {"#999999"}
+def test_palette_is_okabe_ito_and_follows_the_method_catalog():
+    assert [method_color(m) for m in METHODS] == list(METHOD_PALETTE[: len(METHODS)])
+    assert set(METHOD_PALETTE) - set(OKABE_ITO) <= {"#999999", "#882255"}  # grey for random_features, Tol's wine for the ninth
 
 
 def test_report_embeds_plots_and_tables(analysis, trials, tmp_path):

@@ -24,13 +24,26 @@ from matplotlib.figure import Figure
 
 from hidden_core.analysis.health import unhealthy_cells
 from hidden_core.analysis.intervals import paired_interval
-from hidden_core.analysis.plots import OKABE_ITO, _legend, _log_x, _ticks_at
+from hidden_core.analysis.plots import (
+    _axis_label,
+    _log_x,
+    _ticks_at,
+    figure_legend,
+    method_color,
+    panels,
+    set_caption,
+)
 from hidden_core.analysis.scaling import _auto_split, _labels, chance_level
 from hidden_core.config import ConfigError
 from hidden_core.records import CONTROLS, FOUND, control_column
 
 SERIES: tuple[str, ...] = (FOUND, *CONTROLS)
-SERIES_COLORS = {FOUND: "#000000", "random": OKABE_ITO[0], "shuffled": OKABE_ITO[1], "fresh": OKABE_ITO[2], "initial": OKABE_ITO[5]}
+# found is drawn in its method's colour (the colour that method has in every figure); the
+# controls, which are no method, in grey, told apart by line style and marker
+CONTROL_COLOR = "#555555"
+# (line style, marker, the words a caption uses for it); plain dotted is chance's
+SERIES_STYLES = {FOUND: ("-", "o", "solid"), "random": ("--", "v", "dashed"), "shuffled": ("-.", "s", "dash-dot"),
+                 "fresh": ((0, (1, 1)), "D", "densely dotted"), "initial": ((0, (6, 2, 1, 2, 1, 2)), "^", "dash-dot-dot")}
 POINT_COLUMNS = ["group", "method", "x", "series", "n", "mean", "ci_low", "ci_high", "gap", "gap_ci_low", "gap_ci_high", "values"]
 # The paired Student-t interval's coverage measured by tests/test_analysis_coverage.py
 # (test_gap_intervals_cover_the_true_gap_unpaired_and_paired: 2000 synthetic data sets each).
@@ -115,44 +128,40 @@ def summary_table(points: pd.DataFrame, x: str) -> pd.DataFrame:
 
 
 def plot_controls(points: pd.DataFrame, x: str, ci: float = 0.95, chance: float | None = None) -> Figure:
-    """One panel per group: test accuracy (%) of found and of each control against x, mean
-    over trials with its interval band; chance as a dotted line."""
+    """One panel per group: test accuracy (%) of found (in the method's colour) and of each
+    control (grey) against x, mean over trials with its interval band; chance dotted."""
     groups = list(dict.fromkeys(points["group"]))
-    columns = min(3, len(groups))
-    rows = -(-len(groups) // columns)
-    fig = Figure(figsize=(4.2 * columns + 1.6, 3.4 * rows), layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
-    for ax, group in zip(axes.flat, groups, strict=False):
+    fig, axes = panels(len(groups))
+    log_x = _log_x(x, points["x"].to_numpy(float))
+    for ax, group in zip(axes, groups, strict=True):
         cell = points[points["group"] == group]
         for series in SERIES:
             line = cell[cell["series"] == series].sort_values("x")
             if line.empty:
                 continue
-            color = SERIES_COLORS[series]
+            color = method_color(line["method"].iloc[0]) if series == FOUND else CONTROL_COLOR
+            linestyle, marker, _ = SERIES_STYLES[series]
             lo, hi = 100 * line["ci_low"].fillna(line["mean"]), 100 * line["ci_high"].fillna(line["mean"])
             ax.fill_between(line["x"], lo, hi, color=color, alpha=0.15, linewidth=0)
             n = f"n={line['n'].min()}" + (f"-{line['n'].max()}" if line["n"].nunique() > 1 else "")
-            ax.plot(line["x"], 100 * line["mean"], color=color, marker="o", markersize=3.5, linewidth=2 if series == FOUND else 1.3,
-                    linestyle="-" if series == FOUND else "--", label=f"{series} ({n})")
+            name = f"{group}: found" if series == FOUND else series  # found differs in colour per panel: one entry each
+            ax.plot(line["x"], 100 * line["mean"], color=color, marker=marker, markersize=3.5, linewidth=2 if series == FOUND else 1.3,
+                    linestyle=linestyle, label=f"{name} ({n})")
         if chance is not None and np.isfinite(chance):
             ax.axhline(100 * chance, color="#888888", linestyle=":", linewidth=1, label="chance")
-        xs = cell["x"].to_numpy(float)
-        if _log_x(x, xs):
+        if log_x:
             ax.set_xscale("log")
-        _ticks_at(ax, xs)
+        _ticks_at(ax, cell["x"].to_numpy(float))
         ax.set_title(group, fontsize=9)
-        ax.set_xlabel(x.replace("_", " "))
+        ax.set_xlabel(_axis_label(x, log_x))
         ax.grid(True, alpha=0.25)
-    for ax in axes.flat[len(groups):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
+    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
         ax.set_ylabel("test accuracy (%)")
-    legend: dict[str, object] = {}  # every panel's lines (sign_flip's initial, too), each label once
-    for ax in axes.flat[:len(groups)]:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            legend.setdefault(label, handle)
-    _legend(axes.flat[len(groups) - 1], list(legend.values()), list(legend))
-    fig.suptitle(f"found subnetwork vs controls: mean over seeds, band: {ci:.0%} Student-t interval", fontsize=10)
+    figure_legend(fig, axes)  # every panel's lines (sign_flip's initial, too), each label once
+    fig.suptitle(f"found subnetwork vs controls: mean over seeds, band: {ci:.0%} Student-t interval", fontsize=10, x=0.01, ha="left")  # left: the legend may fill the right
+    drawn = [s for s in SERIES if s in set(points["series"])]
+    set_caption(fig, caption(points, "", x, ci, short=True) + (" dotted: chance (1 / classes), grey." if chance is not None and np.isfinite(chance) else "")
+                + f" Drawn: {', '.join(drawn)}.")
     return fig
 
 
@@ -161,13 +170,25 @@ def chance_of(trials: pd.DataFrame) -> float | None:
     return float(levels[0]) if len(levels) == 1 else None
 
 
-def caption(points: pd.DataFrame, sweep: str, x: str, ci: float = 0.95) -> str:
-    return (
-        f"Sweep `{sweep}`: test accuracy of each trial's found subnetwork (its stored final state, re-evaluated as the controls are) "
-        f"and of its controls (each the mean over the trial's draws): random = a random mask (flips) at each layer's found density "
-        f"(flip fraction), shuffled = the found mask (flips) permuted within each output unit, fresh = the found mask (signs) on freshly "
-        f"drawn weights, initial = sign_flip's network before any flip (docs/subnetworks.md). Per group and {x}: the mean over the "
-        f"cell's trials (seeds, n) with a {ci:.0%} Student-t interval (n - 1 df); `found - control` is the paired difference per trial "
-        f"with its {ci:.0%} paired Student-t interval: exact for normally distributed seed-to-seed variation; {COVERAGE_NOTE}. "
-        f"One seed gives no interval."
-    )
+# what each series is, for the captions: only the series drawn are described
+SERIES_TEXT = {
+    FOUND: "found = the trial's stored subnetwork re-evaluated as the controls are, in its method's colour",
+    "random": "random = a random mask (flips) at each layer's found density (flip fraction)",
+    "shuffled": "shuffled = the found mask (flips) permuted within each output unit",
+    "fresh": "fresh = the found mask (signs) on freshly drawn weights",
+    "initial": "initial = sign_flip's network before any flip",
+}
+
+
+def caption(points: pd.DataFrame, sweep: str, x: str, ci: float = 0.95, *, short: bool = False) -> str:
+    """Describes the series in `points` (what the figure draws) and nothing else."""
+    drawn = [s for s in SERIES if s in set(points["series"])]
+    controls = [s for s in drawn if s != FOUND]
+    what = "; ".join(f"{SERIES_TEXT[s]} ({SERIES_STYLES[s][2]}{'' if s == FOUND else ', grey'})" for s in drawn)
+    text = (f"Test accuracy of each trial's found subnetwork and of its controls (each the mean over the trial's draws; docs/subnetworks.md): {what}. "
+            f"Per group and {x}: the mean over the cell's trials (seeds, n) with a {ci:.0%} Student-t interval (n - 1 df).")
+    if short:
+        return text
+    gaps = (f" `found - control` ({', '.join(controls)}) is the paired difference per trial with its {ci:.0%} paired Student-t interval: exact for "
+            f"normally distributed seed-to-seed variation; {COVERAGE_NOTE}." if controls else "")
+    return f"Sweep `{sweep}`: " + text + gaps + " One seed gives no interval."

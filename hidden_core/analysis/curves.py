@@ -8,7 +8,18 @@ from collections.abc import Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from hidden_core.analysis.plots import MARKERS, OKABE_ITO, _legend
+from hidden_core.analysis.plots import (
+    OKABE_ITO,
+    _legend,
+    facet_legends,
+    facet_panels,
+    facets,
+    integer_ticks,
+    label_method,
+    method_color,
+    series_style,
+    set_caption,
+)
 from hidden_core.analysis.scaling import _auto_split, _labels, natural_key
 from hidden_core.analysis.tables import require_columns
 
@@ -46,19 +57,46 @@ def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, by: Sequence[str
 
 
 def plot_learning_curves(curves: pd.DataFrame, metric: str) -> Figure:
-    fig = Figure(figsize=(8.5, 5), layout="constrained")
-    ax = fig.add_subplot()
+    """One line per group in its method's colour (groups of one method differ by marker and
+    line style; groups without a method cycle Okabe-Ito); one panel per method when there
+    are more groups than plots.MAX_SERIES."""
+    labels = list(dict.fromkeys(curves["label"]))
+    methods = [label_method(label) for label in labels]
+    layout = facets(labels, methods)
+    if len(layout) == 1:
+        fig = Figure(figsize=(8.5, 5), layout="constrained")
+        axes = [fig.add_subplot()]
+    else:
+        fig, axes = facet_panels(len(layout))
     percent = metric.endswith("_acc")
     scale = 100.0 if percent else 1.0
-    for i, (label, group) in enumerate(curves.groupby("label", sort=False)):
-        color = OKABE_ITO[i % len(OKABE_ITO)]
-        std = group["std"].fillna(0.0)
-        n = int(group["count"].min())
-        ax.fill_between(group["epoch"], scale * (group["mean"] - std), scale * (group["mean"] + std), color=color, alpha=0.15, linewidth=0)
-        ax.plot(group["epoch"], scale * group["mean"], color=color, marker=MARKERS[(i // len(OKABE_ITO)) % len(MARKERS)], markersize=3, linewidth=1.5, label=f"{label} (n={n})")
-    ax.set_xlabel("epoch of each level's training" if "level" in curves and curves["level"].notna().any() else "epoch")
-    ax.set_ylabel(CURVE_LABELS.get(metric, metric) + (" (%)" if percent else ""))
-    ax.set_title(fontsize=10, label=f"{CURVE_LABELS.get(metric, metric)} per epoch\nmean over seeds (band: +-1 std, n: seeds)")
-    _legend(ax)
-    ax.grid(True, alpha=0.25)
+    seen: dict[object, int] = {}
+    for ax, (title, members) in zip(axes, layout, strict=True):
+        for label in members:
+            group = curves[curves["label"] == label]
+            method = label_method(label)
+            i = seen.get(method, 0)
+            seen[method] = i + 1
+            color = method_color(method) if method else OKABE_ITO[i % len(OKABE_ITO)]
+            style = series_style(i) if method else series_style(i // len(OKABE_ITO))
+            std = group["std"].fillna(0.0)
+            n = int(group["count"].min())
+            ax.fill_between(group["epoch"], scale * (group["mean"] - std), scale * (group["mean"] + std), color=color, alpha=0.12, linewidth=0)
+            ax.plot(group["epoch"], scale * group["mean"], color=color, markersize=3, linewidth=1.5, label=f"{label} (n={n})", **style)
+        ax.set_xlabel("epoch of each level's training" if "level" in curves and curves["level"].notna().any() else "epoch")
+        integer_ticks(ax.xaxis)
+        ax.grid(True, alpha=0.25)
+        if title:
+            ax.set_title(title, fontsize=9)
+    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
+        ax.set_ylabel(CURVE_LABELS.get(metric, metric) + (" (%)" if percent else ""))
+    heading = f"{CURVE_LABELS.get(metric, metric)} per epoch\nmean over seeds (band: +-1 std, n: seeds)"
+    if len(axes) == 1:
+        axes[0].set_title(fontsize=10, label=heading)
+        _legend(axes[0])
+    else:
+        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
+        facet_legends(axes, [title for title, _ in layout])
+    set_caption(fig, f"{CURVE_LABELS.get(metric, metric).capitalize()} per epoch: the mean over seeds of each group (n in the legend), band +-1 std"
+                     f"{'; one panel per method' if len(axes) > 1 else ''}.")
     return fig

@@ -22,12 +22,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from hidden_core.analysis.health import unhealthy_cells
 from hidden_core.analysis.intervals import paired_interval
 from hidden_core.analysis.metrics import best_by_validation, selection_column
-from hidden_core.analysis.plots import METHOD_COLORS, OKABE_ITO, _legend
+from hidden_core.analysis.plots import _legend, _ticks_at, method_color, series_style, set_caption
 from hidden_core.analysis.scaling import DENSE, _auto_split
 from hidden_core.analysis.tables import require_columns
 from hidden_core.config import ConfigError
@@ -36,7 +35,6 @@ from hidden_core.records import ANALYZED_STATUSES, SELECTION_METRIC, TEST_METRIC
 LOTTERY = "lottery_ticket"
 EDGE_POPUP = "edge_popup"
 BRANCHES = ("ticket", "reinit", "random_prune", "supermask")
-BRANCH_COLORS = {"ticket": "#0072B2", "reinit": "#D55E00", "random_prune": "#CC79A7", "supermask": "#009E73"}  # Okabe-Ito; edge_popup keeps its orange
 DENSITY_DIGITS = 9  # a level's density is a ratio of whole counts: equal masks, equal floats to far more digits
 POINT_COLUMNS = ["line", "source", "level", "density", "n", "mean", "ci_low", "ci_high", "values", "seeds"]
 LEVEL_SELECTION = selection_column(TEST_METRIC)  # a level's best validation accuracy, named as a trial's
@@ -149,49 +147,69 @@ def require_lottery(trials: pd.DataFrame, sweep: str) -> None:
         raise ConfigError([f"sweep: {sweep!r} has no {LOTTERY} trials in the selection (methods: {', '.join(methods) or 'none'}); run one, e.g. sweeps/lottery_*.yaml"])
 
 
+def _line_style(line: str, source: str, index: int) -> dict:
+    """Every line in its method's colour (the branches are lottery_ticket's); lines of one
+    method differ by marker, dense is a dashed horizontal line."""
+    if source == LOTTERY:
+        branch = line.split(",")[0]
+        style = series_style(BRANCHES.index(branch) if branch in BRANCHES else len(BRANCHES) + index)
+        style["linestyle"] = ":" if branch == "supermask" else "-"
+    else:
+        style = {**series_style(index), "linestyle": "-"}
+    return {"color": method_color(source), **style}
+
+
 def plot_lottery(points: pd.DataFrame, ci: float = 0.95) -> Figure:
     """Test accuracy (%) against density (log x): one line per branch with its interval band,
     edge_popup as another line, dense as a horizontal line with its band."""
     fig = Figure(figsize=(8.5, 5), layout="constrained")
     ax = fig.add_subplot()
-    extra = iter(c for c in OKABE_ITO if c not in BRANCH_COLORS.values())
+    per_source: dict[str, int] = {}
     for line, group in points.groupby("line", sort=False):
         source = group["source"].iloc[0]
-        branch = line.split(",")[0]
-        color = BRANCH_COLORS.get(branch) if source == LOTTERY else METHOD_COLORS.get(source)
-        color = color or next(extra, "#666666")
+        style = _line_style(line, source, per_source.get(source, 0))
+        per_source[source] = per_source.get(source, 0) + 1
+        color = style.pop("color")
         n = f"n={group['n'].min()}" if group["n"].nunique() == 1 else f"n={group['n'].min()}-{group['n'].max()}"
         lo, hi = 100 * group["ci_low"].fillna(group["mean"]), 100 * group["ci_high"].fillna(group["mean"])
         if source == DENSE:
             ax.axhline(100 * group["mean"].iloc[0], color=color, linestyle="--", linewidth=1.2, label=f"{line} ({n})")
             ax.axhspan(lo.iloc[0], hi.iloc[0], color=color, alpha=0.1, linewidth=0)
             continue
-        style = ":" if source == LOTTERY and branch == "supermask" else "-"
-        ax.fill_between(group["density"], lo, hi, color=color, alpha=0.15, linewidth=0)
-        ax.plot(group["density"], 100 * group["mean"], color=color, linestyle=style, marker="s" if source == EDGE_POPUP else "o", markersize=3.5, linewidth=1.5, label=f"{line} ({n})")
+        ax.fill_between(group["density"], lo, hi, color=color, alpha=0.12, linewidth=0)
+        ax.plot(group["density"], 100 * group["mean"], color=color, markersize=3.5, linewidth=1.5, label=f"{line} ({n})", **style)
     ax.set_xscale("log")
-    densities = np.unique(points["density"].to_numpy(float))
-    ax.xaxis.set_major_locator(FixedLocator(densities))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    _ticks_at(ax, points["density"].to_numpy(float))
     ax.invert_xaxis()  # pruning goes right: from dense to sparse
-    ax.set_xlabel("density (fraction of weights kept; edge_popup: keep fraction k)")
+    k_note = "; edge_popup: keep fraction k" if (points["source"] == EDGE_POPUP).any() else ""
+    ax.set_xlabel(f"density (fraction of weights kept{k_note}) (log scale)")
     ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(100.0, ax.get_ylim()[1]))  # an interval past 0 or 100% says little
     ax.set_ylabel("test accuracy at best validation (%)")
-    ax.set_title(fontsize=10, label=f"lottery tickets and controls vs edge_popup\nmean over seeds, band: {ci:.0%} Student-t interval, n: seeds per point")
+    others = [s for s in (EDGE_POPUP, DENSE) if (points["source"] == s).any()]
+    ax.set_title(fontsize=10, label=f"lottery tickets and controls{' vs ' + ' and '.join(others) if others else ''}\nmean over seeds, band: {ci:.0%} Student-t interval, n: seeds per point")
     _legend(ax)
     ax.grid(True, alpha=0.25, which="both")
+    set_caption(fig, caption(points, "", None, ci))
     return fig
 
 
 def caption(points: pd.DataFrame, sweep: str, with_sweep: str | None, ci: float = 0.95) -> str:
-    ns = points.groupby("line")["n"].agg(["min", "max"])
+    """Describes the lines in `points` (what plot_lottery draws) and nothing else."""
+    ns = points.groupby("line", sort=False)["n"].agg(["min", "max"])
     per_line = "; ".join(f"{line}: n={r['min']}" + (f"-{r['max']}" if r["max"] != r["min"] else "") for line, r in ns.iterrows())
-    where = f"sweep `{sweep}`" + (f", edge_popup and dense from `{with_sweep}`" if with_sweep else "")
+    sources = set(points["source"])
+    branches = [b for b in BRANCHES if any(str(line).split(",")[0] == b for line in points.loc[points["source"] == LOTTERY, "line"])]
+    drawn_others = [s for s in (EDGE_POPUP, DENSE) if s in sources]
+    where = (f"sweep `{sweep}`" if sweep else "the lottery sweep") + (f", {' and '.join(drawn_others)} from `{with_sweep}`" if with_sweep and drawn_others else "")
+    lines = [f"Lottery lines (lottery_ticket's colour; {', '.join(branches)}{'; dotted: supermask' if 'supermask' in branches else ''}): per level and branch, "
+             "the test accuracy at that level's best-validation epoch"]
+    if EDGE_POPUP in sources:
+        lines.append("edge_popup at density = its keep fraction k")
+    if DENSE in sources:
+        lines.append("dashed: dense, unpruned, with its band")
     return (
-        f"Test accuracy at the best-validation epoch against density (log scale, dense on the left), {where}. "
-        f"Lottery lines: one per branch and keep fraction, a point per pruning level (its mean density), the test accuracy at that level's best-validation epoch; "
-        f"edge_popup at density = its keep fraction k; dense (dashed) is unpruned. One value per seed: where several trials give one "
+        f"Test accuracy at the best-validation epoch against density (log scale, from unpruned on the left to sparse on the right), {where}. "
+        f"Lottery lines: one per branch and keep fraction, a point per pruning level (its mean density). {'; '.join(lines)}. One value per seed: where several trials give one "
         f"(a searched hyperparameter), the trial of best validation accuracy there. Points are the mean over seeds, "
         f"bands a {ci:.0%} Student-t interval (none for one seed). Seeds per point: {per_line}."
     )

@@ -19,6 +19,7 @@ from hidden_core.analysis.fits import CI_METHOD, MIN_R2, PARAMS
 from hidden_core.analysis.health import UNKNOWN, unknown_only
 from hidden_core.analysis.metrics import metric_label, selection_column
 from hidden_core.analysis.plots import (
+    figure_caption,
     plot_accuracy_vs_keep_fraction,
     plot_accuracy_vs_x,
     plot_gap_vs_x,
@@ -225,21 +226,27 @@ def write_scaling_report(analysis: ScalingAnalysis, out_dir: str | Path, *, swee
     figures = {f"accuracy_vs_{x}": k_figure or plot_accuracy_vs_x(analysis)}
     if not analysis.gaps.empty:
         figures[f"gap_vs_{x}"] = plot_gap_vs_x(analysis)
-    if trials is not None and x != "keep_fraction" and {"keep_fraction", "model", "depth", "width", "method", "seed"} <= set(trials.columns):
+    # figures that do not depend on x (the k figure, the joint law across width and depth) are
+    # written once, by the width analysis, unless this analysis is the only one that can draw them
+    elsewhere = _x_free_figures_elsewhere(trials, analysis)
+    if trials is not None and x != "keep_fraction" and not elsewhere and {"keep_fraction", "model", "depth", "width", "method", "seed"} <= set(trials.columns):
         k_figure = plot_accuracy_vs_keep_fraction(trials, metric=analysis.metric)
         if k_figure is not None:
             figures["accuracy_vs_keep_fraction"] = k_figure
     for stem, fig in figures.items():
         for path in save_figure(fig, out, stem):
             written[path.name] = path
-    joint = joint_law(trials, analysis)
+    captions = {stem: figure_caption(fig) for stem, fig in figures.items()}
+    joint = None if elsewhere else joint_law(trials, analysis)
     if joint is not None:
         joint.fits.to_csv(out / "joint_fits.csv", index=False)
         written["joint_fits.csv"] = out / "joint_fits.csv"
-        for path in save_figure(plot_accuracy_vs_x(joint), out, "accuracy_vs_params_active"):
+        joint_figure = plot_accuracy_vs_x(joint)
+        captions["accuracy_vs_params_active"] = figure_caption(joint_figure)
+        for path in save_figure(joint_figure, out, "accuracy_vs_params_active"):
             written[path.name] = path
     report = out / "report.md"
-    report.write_text(_markdown(analysis, sweep, selection, list(figures), trials, store, joint))
+    report.write_text(_markdown(analysis, sweep, selection, list(figures), trials, store, joint, captions, elsewhere))
     written["report.md"] = report
     return written
 
@@ -259,22 +266,14 @@ def joint_law(trials: pd.DataFrame | None, analysis: ScalingAnalysis) -> Scaling
         return None
 
 
-def _captions(analysis: ScalingAnalysis) -> dict[str, str]:
-    x, metric = analysis.x, metric_label(analysis.metric)
-    level = int(round(100 * analysis.ci))
-    law = "the fitted law err = e_inf + a * x^-b is drawn dashed on top, over the measured range only" if analysis.law_fitted else "no law is fitted on this axis"
-    return {
-        f"accuracy_vs_{x}": f"{metric.capitalize()} against {x}. Dots: seeds; line: their mean; band: +-1 standard deviation; n in the legend: seeds per point; {law}.",
-        f"gap_vs_{x}": f"{metric.capitalize()} minus dense-trained at the same {x}, percentage points; bars: {level}% Welch t intervals over seeds (paired intervals in the table below).",
-        "accuracy_vs_keep_fraction": f"{metric.capitalize()} against the keep fraction k (edge-popup's figure), one line per model and, where they vary, weight distribution and method; bars: +-1 std over seeds; dashed: dense-trained of the same model.",
-    }
+def _x_free_figures_elsewhere(trials: pd.DataFrame | None, analysis: ScalingAnalysis) -> bool:
+    """True when a width analysis of the same trials can draw the figures that do not depend
+    on x, so this one (x = depth, say) leaves them out instead of writing a duplicate."""
+    return trials is not None and analysis.x not in ("width", "keep_fraction") and "width" in trials.columns and trials["width"].nunique() > 1
 
 
-def joint_captions(joint: ScalingAnalysis) -> str:
-    return _captions(joint)["accuracy_vs_params_active"]
-
-
-def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figures: list[str], trials: pd.DataFrame | None, store: str | None, joint: ScalingAnalysis | None = None) -> str:
+def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figures: list[str], trials: pd.DataFrame | None, store: str | None,
+              joint: ScalingAnalysis | None = None, captions: dict[str, str] | None = None, elsewhere: bool = False) -> str:
     x, metric = analysis.x, analysis.metric
     level = int(round(100 * analysis.ci))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -302,9 +301,12 @@ def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figu
         lines += ["## Headline", "", format_table(headline, markdown=True), ""]
     lines += _health_markdown(analysis)
     lines += ["## Figures", ""]
-    captions = _captions(analysis)
+    captions = captions or {}
     for stem in figures:
         lines += [f"![{stem.replace('_', ' ')}]({stem}.png)", "", f"*{captions.get(stem, stem)}*", ""]
+    if elsewhere:
+        lines += ["The keep-fraction figure and the joint law across width and depth do not depend on the x axis: "
+                  "`hidden analyze scaling SWEEP --x width` writes them (in `../width/`).", ""]
     if analysis.law_fitted:
         lines += [
             f"## Fitted laws: test error = e_inf + a * {x}^(-b)", "",
@@ -326,7 +328,7 @@ def _markdown(analysis: ScalingAnalysis, sweep: str, selection: str | None, figu
             "One law per group against active parameters (weights in the forward pass), over every width and depth: "
             "err = e_inf + a * params_active^(-b). Full numbers: `joint_fits.csv`.", "",
             "![accuracy vs params active](accuracy_vs_params_active.png)", "",
-            f"*{joint_captions(joint)}*", "",
+            f"*{captions.get('accuracy_vs_params_active', '')}*", "",
             format_table(fits_table(joint), markdown=True), "",
         ]
         if not check.empty:

@@ -141,9 +141,10 @@ def cmd_masks(args: argparse.Namespace) -> int:
     if table.empty:
         where = f"sweep {args.sweep!r}" if args.sweep else "the files given"
         raise ConfigError([f"sweep: {where} has no subnetwork files of a method that selects weights ({', '.join(SELECTING_METHODS)})"])
+    table = table.drop(columns=["layer_index"])
     if args.output:
-        table.to_csv(args.output, index=False)
-    shown = table.drop(columns=["cell"])
+        table.to_csv(args.output, index=False)  # with `cell`, the cell's whole config as JSON
+    shown = table.drop(columns=["cell"])  # cell_id and the varying config columns tell cells apart
     emit(shown, args.format, None)
     figure = plot(table, args.plot or f"{args.sweep or 'subnet'}-masks.png")
     print(f"(plot: {figure}; jaccard is the mean over seed pairs of a cell, jaccard_chance that of independent masks of the same sizes)", file=sys.stderr)

@@ -12,18 +12,26 @@ overlap between seeds' masks against the overlap expected by chance, and whether
   an unselected one (Mann-Whitney AUC; 0.5 = no preference, 1 = strictly the largest).
 Seeds differ in their random weights too: an overlap above chance means the method prefers
 positions (inputs, units) whatever the weights, not that it found the same weights.
+
+A cell is told apart by every config field that varies between the cells analyzed (each its
+own column, e.g. depth) and by `cell_id` (spec.cell_id: the hash of its config without the
+seed, the sweep's cell_id when nothing was searched); rows are sorted by method (catalog
+order), those fields, then the network's layer order.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
+from hidden_core.config import METHOD_FIELDS, METHOD_SPECIFIC_FIELDS, METHODS
+from hidden_core.spec import cell_id
 from hidden_core.subnet.fileformat import SubnetFile, read_subnet_file
 
 SELECTING_METHODS = ("edge_popup", "free_prune", "supermask", "sign_flip", "lottery_ticket")
@@ -77,19 +85,53 @@ def abs_w_auc(chosen: np.ndarray, weights: np.ndarray) -> float:
     return float((ranks[chosen].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def varying_fields(files: Sequence[SubnetFile]) -> list[str]:
+    """Config fields (not the seed) whose value differs between the files' cells, in
+    TrialConfig's field order: the columns that tell the cells apart."""
+    configs = [f.config.normalized().model_dump() for f in files]
+    if not configs:
+        return []
+    return [name for name in configs[0] if name != "seed" and len({json.dumps(c[name], sort_keys=True, default=str) for c in configs}) > 1]
+
+
+def _identity(f: SubnetFile, fields: Sequence[str]) -> dict[str, object]:
+    """method, the cell fields (None where the method does not read the field: a default
+    it never used is no part of its identity) and cell_id."""
+    config = f.config.normalized().model_dump()
+    unread = METHOD_SPECIFIC_FIELDS - METHOD_FIELDS[f.config.method]
+    return {"method": f.config.method, **{name: None if name in unread else _plain(config[name]) for name in fields}, "cell_id": cell_id(f.config)}
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def cell_label(row: pd.Series | dict, fields: Sequence[str]) -> str:
+    """'edge_popup, depth=2, width=0.5': the method and the fields that tell cells apart."""
+    parts = [str(row["method"])] + [f"{name}={_fmt(row[name])}" for name in fields if name != "method" and not pd.isna(row[name])]
+    return ", ".join(parts)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def analyze_files(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per trial and layer, per cell and layer) tables for the selecting methods' files;
-    other methods' files are skipped."""
+    other methods' files are skipped. Both carry cell_id and every config field that varies
+    between cells; rows are sorted (method in catalog order, those fields, layer order)."""
     files = [read_subnet_file(p) for p in paths]
     files = [f for f in files if f.config.method in SELECTING_METHODS]
+    fields = [name for name in varying_fields(files) if name != "method"]
     per_trial = []
     chosen_by_cell: dict[str, list[tuple[SubnetFile, dict[str, np.ndarray]]]] = {}
     for f in files:
         weights = initial_weights(f)
         chosen = selected(f, weights)
         chosen_by_cell.setdefault(cell_key(f), []).append((f, chosen))
-        for layer, mask in chosen.items():
-            row = {"cell": cell_key(f), "trial_id": f.config.trial_id, "method": f.config.method, "seed": f.config.seed, "layer": layer,
+        identity = _identity(f, fields)
+        for index, (layer, mask) in enumerate(chosen.items()):
+            row = {"cell": cell_key(f), **identity, "trial_id": f.config.trial_id, "seed": f.config.seed, "layer_index": index, "layer": layer,
                    "weights": mask.size, "selected": "flipped" if f.config.method == "sign_flip" else "kept",
                    "fraction": float(mask.mean()), "abs_w_auc": abs_w_auc(mask, weights[layer])}
             per_trial.append(row)
@@ -97,12 +139,13 @@ def analyze_files(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFra
     cells = []
     for key, members in chosen_by_cell.items():
         f0 = members[0][0]
-        for layer in members[0][1]:
+        identity = _identity(f0, fields if "width" in fields else [*fields, "width"])
+        for index, layer in enumerate(members[0][1]):
             pairs = list(itertools.combinations([m[1][layer] for m in members], 2))
             observed = [jaccard(a, b) for a, b in pairs]
             chance = [chance_jaccard(int(a.sum()), int(b.sum()), a.size) for a, b in pairs]
             rows = trials[(trials["cell"] == key) & (trials["layer"] == layer)]
-            cells.append({"cell": key, "method": f0.config.method, "width": f0.config.width, "layer": layer, "seeds": len(members),
+            cells.append({"cell": key, **identity, "layer_index": index, "layer": layer, "seeds": len(members),
                           "selected": rows["selected"].iloc[0], "fraction_mean": rows["fraction"].mean(), "fraction_std": rows["fraction"].std(ddof=1),
                           "jaccard": float(np.mean(observed)) if observed else float("nan"),
                           "jaccard_chance": float(np.mean(chance)) if chance else float("nan"),
@@ -110,36 +153,68 @@ def analyze_files(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFra
     table = pd.DataFrame(cells)
     if not table.empty:
         table["jaccard_over_chance"] = table["jaccard"] / table["jaccard_chance"]
+        table = _sorted(table, [n for n in fields if n != "width"] + ["width"])
+        trials = _sorted(trials, fields, extra=["seed"])
     return trials, table
 
 
+def _sorted(frame: pd.DataFrame, fields: Sequence[str], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Method in catalog order, then the cell fields, cell_id, (seed), layer order."""
+    order = frame.assign(_method=frame["method"].map(lambda m: METHODS.index(m) if m in METHODS else len(METHODS)))
+    keys = ["_method", *(f for f in fields if f in frame.columns and f != "method"), "cell_id", *extra, "layer_index"]
+    sortable = order.assign(**{f: order[f].astype(str) for f in keys if f in order.columns and order[f].map(type).eq(list).any()})
+    return frame.loc[sortable.sort_values(keys, kind="stable").index].reset_index(drop=True)
+
+
+def cell_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of `table` that tell its cells apart (besides method and cell_id)."""
+    fixed = {"cell", "cell_id", "method", "layer_index", "layer", "seeds", "selected", "fraction_mean", "fraction_std", "jaccard", "jaccard_chance",
+             "abs_w_auc_mean", "abs_w_auc_std", "jaccard_over_chance", "trial_id", "seed", "weights", "fraction", "abs_w_auc"}
+    return [c for c in table.columns if c not in fixed]
+
+
 def plot(table: pd.DataFrame, path: str | Path) -> Path:
-    """Three panels per layer: fraction selected, Jaccard vs chance, |w| AUC; one line per cell."""
-    import matplotlib
+    """One row of three panels per method (fraction selected, Jaccard vs chance, |w| AUC),
+    one line per cell in the method's colour, cells told apart by marker and line style,
+    error bars dodged; beside each row a legend naming each of its cells once."""
+    from hidden_core.analysis.plots import dodge, facet_legends, method_color, series_style
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for i, (_, rows) in enumerate(table.groupby("cell", sort=False)):
-        label = f"{rows['method'].iloc[0]} w={rows['width'].iloc[0]:g} ({rows['seeds'].iloc[0]} seeds)"
-        x = np.arange(len(rows))
-        color = f"C{i % 10}"
-        axes[0].errorbar(x, rows["fraction_mean"], yerr=rows["fraction_std"], marker="o", color=color, label=label)
-        axes[1].plot(x, rows["jaccard"], marker="o", color=color, label=label)
-        axes[1].plot(x, rows["jaccard_chance"], linestyle="--", color=color)
-        axes[2].errorbar(x, rows["abs_w_auc_mean"], yerr=rows["abs_w_auc_std"], marker="o", color=color, label=label)
-    layers = list(dict.fromkeys(table["layer"]))
-    if all(len(rows) == len(layers) and list(rows["layer"]) == layers for _, rows in table.groupby("cell", sort=False)):
-        for ax in axes:
+    fields = [c for c in cell_columns(table) if table.groupby("method")[c].agg(lambda s: s.astype(str).nunique()).max() > 1]
+    methods = list(dict.fromkeys(table["method"]))
+    layers: list[str] = []  # every layer once, in network order (a deeper cell adds its own)
+    for _, rows in table.groupby("cell", sort=False):
+        previous = -1
+        for layer in rows["layer"]:
+            if layer not in layers:
+                layers.insert(previous + 1, layer)
+            previous = layers.index(layer)
+    position = {layer: i for i, layer in enumerate(layers)}
+    fig = Figure(figsize=(14, 3.2 * len(methods) + 0.8), layout="constrained")
+    axes = fig.subplots(len(methods), 3, squeeze=False)
+    for row_axes, method in zip(axes, methods, strict=True):
+        cells = table[table["method"] == method]
+        keys = list(dict.fromkeys(cells["cell"]))
+        for i, key in enumerate(keys):
+            rows = cells[cells["cell"] == key]
+            label = f"{cell_label(rows.iloc[0], fields)} ({rows['seeds'].iloc[0]} seeds)"
+            style = {"color": method_color(method), **series_style(i), "markersize": 4}
+            x = dodge(rows["layer"].map(position).to_numpy(float), i, len(keys), log=False, spacing=1.0)
+            row_axes[0].errorbar(x, rows["fraction_mean"], yerr=rows["fraction_std"].fillna(0.0), capsize=2, label=label, **style)
+            row_axes[1].plot(x, rows["jaccard"], label=label, **style)
+            row_axes[1].plot(x, rows["jaccard_chance"], color=style["color"], linestyle=(0, (1, 2)), linewidth=1.0, label="_chance")
+            row_axes[2].errorbar(x, rows["abs_w_auc_mean"], yerr=rows["abs_w_auc_std"].fillna(0.0), capsize=2, label=label, **style)
+        row_axes[2].axhline(0.5, color="gray", linewidth=0.8)
+        for ax, what in zip(row_axes, ("fraction kept (masks) / flipped (signs)", "Jaccard between seeds (dotted: chance)", "P(|w| selected > |w| not selected)"), strict=True):
+            ax.set_title(f"{method}: {what}", fontsize=9)
             ax.set_xticks(np.arange(len(layers)), layers, rotation=30, ha="right", fontsize=8)
-    axes[0].set(title="fraction kept (masks) / flipped (signs)", xlabel="layer", ylabel="fraction")
-    axes[1].set(title="Jaccard between seeds (dashed: chance)", xlabel="layer", ylabel="Jaccard")
-    axes[2].axhline(0.5, color="gray", linewidth=0.8)
-    axes[2].set(title="P(|w| selected > |w| not selected)", xlabel="layer", ylabel="AUC")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+            ax.set_xlim(-0.5, len(layers) - 0.5)
+            ax.grid(True, alpha=0.25)
+        row_axes[0].set_ylabel("fraction")
+        row_axes[1].set_ylabel("Jaccard")
+        row_axes[2].set_ylabel("AUC")
+    for ax in axes[-1]:
+        ax.set_xlabel("layer")
+    facet_legends(axes[:, 2], methods)  # beside each method's row, its cells without the method in front
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
