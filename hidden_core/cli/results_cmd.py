@@ -163,15 +163,10 @@ def _describe_sweep(store: ResultStore, sweep: str) -> str:
 
 def _refuse_live_driver(store: ResultStore, sweep: str) -> None:
     from hidden_core import paths
-    from hidden_core.tune.lease import SweepLeaseHeld, live_holder
+    from hidden_core.tune.lease import SweepLeaseHeld, live_holder, read_lease
 
-    lease = f"{store.root}/{sweep}/{paths.LEASE_FILE}"
-    try:
-        with store.fs.open_input_stream(lease) as f:
-            data = f.read()
-    except (FileNotFoundError, OSError):
-        return
-    holder = live_holder(data)
+    lease = paths.lease_path(store.uri, sweep)
+    holder = live_holder(read_lease(store.uri, sweep))  # bounded read; a broken lease names no live driver
     if holder is not None:
         raise SweepLeaseHeld([f"results delete: sweep {sweep!r} is being run by a live driver ({holder.describe()}; lease {lease}); "
                               "stop it first (a driver that died stops counting after its heartbeat is 30 s old)"])
