@@ -16,7 +16,13 @@ import tracemalloc
 import pytest
 
 from hidden_core.tune import lease as lease_mod
-from hidden_core.tune.lease import MAX_LEASE_BYTES, SweepLease, SweepLeaseHeld, live_holder, read_lease
+from hidden_core.tune.lease import (
+    MAX_LEASE_BYTES,
+    SweepLease,
+    SweepLeaseHeld,
+    live_holder,
+    read_lease,
+)
 from tests.s3_server import s3_server  # noqa: F401 (the fixture)
 
 
