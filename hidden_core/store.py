@@ -27,6 +27,7 @@ Imports neither torch nor Ray: a laptop with pandas and pyarrow reads a cluster'
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import os
 import re
@@ -38,7 +39,7 @@ import types
 import typing
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -464,6 +465,32 @@ class ResultStore:
         selector = pafs.FileSelector(self._dir(sweep, table), allow_not_found=True)
         infos = [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
         return sorted((i for i in infos if i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))), key=lambda i: i.base_name)
+
+    def subnet_path(self, sweep: str, trial_id: str) -> str:
+        """A trial's subnet file as a path of `self.fs` (for an object store: 'bucket/...',
+        no scheme; paths.trial_subnet_path gives the URL)."""
+        return f"{self.root}/{paths.subnet_file_name(sweep, trial_id)}"
+
+    def subnets_folder(self, sweep: str) -> str:
+        return f"{self.root}/{sweep}/{paths.SUBNETS_DIR}"
+
+    @contextlib.contextmanager
+    def local_copy(self, path: str, suffix: str = "") -> Iterator[str]:
+        """A local file with the contents of the store's file `path` (a path of `self.fs`):
+        the file itself in a local store, else a temporary copy (streamed in 8 MiB pieces)
+        removed afterwards. For readers that need a local file (safetensors)."""
+        if self._local:
+            yield path
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".hidden-", suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as dst, self.fs.open_input_stream(path) as src:
+                while chunk := src.read(8 << 20):
+                    dst.write(chunk)
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def sweeps(self) -> list[str]:
         selector = pafs.FileSelector(self.root, allow_not_found=True)

@@ -90,7 +90,7 @@ def run_sweep(
     vectorize = train_fn is None  # a replacement train function trains one seed: no cell runs vectorized
     todo = plan_todo(spec, store, vectorize=vectorize)
     report.skipped, report.to_run = todo.skipped, todo.count
-    if todo.count == 0 and not controls_pass.pending(spec, store):
+    if todo.count == 0 and not controls_pass.pending(spec, store) and not checkpoints.trial_folders(results_root, spec.name):
         report.wall_seconds = time.perf_counter() - started
         return report
     from hidden_core.tune.trackers import tracker_callbacks
@@ -103,6 +103,7 @@ def run_sweep(
         address, checked = ray_setup.check_address(address), True
     with SweepLease(results_root, spec.name):
         todo = plan_todo(spec, store, vectorize=vectorize)  # again, now that no other driver can change it
+        _finish_killed_driver(spec, store, results_root)
         report.skipped, report.to_run = todo.skipped, todo.count
         if todo.count:
             _run(spec, store, results_root, todo, report, address=address, checked=checked, study_storage=study_storage, progress=progress,
@@ -111,6 +112,26 @@ def run_sweep(
         report.controls = controls_pass.run(spec, store, out=out)  # the spec's subnet_controls, after the trials
     report.wall_seconds = time.perf_counter() - started
     return report
+
+
+def _finish_killed_driver(spec: SweepSpec, store: ResultStore, results_root: str) -> None:
+    """A driver killed between a trial's final row and deleting its checkpoint left the
+    checkpoint (and maybe no subnet file yet): finish that trial's ending now, and say so."""
+    if spec.name not in store.sweeps():
+        return
+    left = checkpoints.trial_folders(results_root, spec.name)
+    if not left:
+        return
+    from hidden_core.records import FINAL_STATUSES
+
+    rows = store.load_trials(spec.name, where=f"status in {sorted(FINAL_STATUSES)}", columns=["trial_id", "status"])
+    final = dict(zip(rows["trial_id"], rows["status"], strict=True))
+    planned = spec.plan().by_id
+    configs = {t: planned[t].config.model_dump(mode="json") for t in left if t in final and t in planned}
+    done = checkpoints.finish_final(results_root, spec.name, final, configs)
+    if done:
+        log.warning("sweep %s: %d trial(s) already final kept a checkpoint (an earlier driver was killed); "
+                    "their subnet files are made and checkpoints removed: %s", spec.name, len(done), ", ".join(done[:10]))
 
 
 def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, *, address: str | None,
