@@ -257,18 +257,7 @@ class _ObjectFile:
         self.fs, self.path = pafs.FileSystem.from_uri(url)
 
     def read(self) -> Seen | None:
-        try:
-            info = self.fs.get_file_info(self.path)
-            if info.type.name != "File":
-                return None
-            size = info.size or 0
-            data = b""
-            if size <= MAX_LEASE_BYTES:
-                with self.fs.open_input_stream(self.path) as f:
-                    data = f.read(MAX_LEASE_BYTES + 1)
-        except (FileNotFoundError, OSError):
-            return None
-        return Seen(data, max(size, len(data)), None, _age(info.mtime.timestamp() if info.mtime else None))
+        return read_lease_file(self.fs, self.path)
 
     def _put(self, data: bytes) -> None:
         self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
@@ -417,6 +406,23 @@ def why_stale(other: Holder, host: str, stale_after_s: float = STALE_AFTER_S) ->
     if age > stale_after_s:
         return f"no heartbeat for {age:.0f} s"
     return None
+
+
+def read_lease_file(fs: Any, path: str) -> Seen | None:
+    """A lease file through a pyarrow filesystem (bounded: a file over MAX_LEASE_BYTES is
+    not read), or None when there is none or it cannot be read."""
+    try:
+        info = fs.get_file_info(path)
+        if info.type.name != "File":
+            return None
+        size = info.size or 0
+        data = b""
+        if size <= MAX_LEASE_BYTES:
+            with fs.open_input_stream(path) as f:
+                data = f.read(MAX_LEASE_BYTES + 1)
+    except (FileNotFoundError, OSError):
+        return None
+    return Seen(data, max(size, len(data)), None, _age(info.mtime.timestamp() if info.mtime else None))
 
 
 def read_lease(results_root: str, sweep: str) -> Seen | None:

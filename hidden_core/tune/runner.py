@@ -106,6 +106,7 @@ def run_sweep(
         _finish_killed_driver(spec, store, results_root)
         report.skipped, report.to_run = todo.skipped, todo.count
         if todo.count:
+            store.mark_sweep(spec.name)  # the folder is a sweep from now on (paths.SWEEP_MARKER)
             _run(spec, store, results_root, todo, report, address=address, checked=checked, study_storage=study_storage, progress=progress,
                  skip_resource_check=skip_resource_check, max_concurrent=max_concurrent, num_cpus=num_cpus,
                  train_fn=train_fn, report_every_s=report_every_s, keep_ray=keep_ray, callbacks=callbacks, out=out)
@@ -119,6 +120,10 @@ def _finish_killed_driver(spec: SweepSpec, store: ResultStore, results_root: str
     checkpoint (and maybe no subnet file yet): finish that trial's ending now, and say so."""
     if spec.name not in store.sweeps():
         return
+    aside = store.set_aside_unreadable(spec.name)  # found by plan_todo's reads
+    if aside:
+        log.warning("sweep %s: set aside %d unreadable part file(s) of an interrupted write (renamed to .broken-<name>; "
+                    "their rows are lost, the trials run again): %s", spec.name, len(aside), ", ".join(aside[:10]))
     left = checkpoints.trial_folders(results_root, spec.name)
     if not left:
         return
