@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import io
 import json
 import os
@@ -630,12 +631,21 @@ class ResultStore:
         if folder not in self._made_dirs:  # object stores need no folders, but mock:// and HDFS do
             self.fs.create_dir(folder, recursive=True)
             self._made_dirs.add(folder)
-        if self._local:
-            tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-            pq.write_table(data, tmp, filesystem=self.fs, **options)
-            self.fs.move(tmp, path)
-        else:
-            pq.write_table(data, path, filesystem=self.fs, **options)
+        try:
+            if self._local:
+                tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+                try:
+                    pq.write_table(data, tmp, filesystem=self.fs, **options)
+                except BaseException:
+                    _delete_quietly(self.fs, tmp)  # a full disk leaves no half file behind
+                    raise
+                self.fs.move(tmp, path)
+            else:
+                pq.write_table(data, path, filesystem=self.fs, **options)
+        except OSError as err:
+            if _no_space(err):  # pyarrow's message hides the errno and the path: give both
+                raise OSError(errno.ENOSPC, "No space left on device (ENOSPC)", path) from None
+            raise
         return path
 
     # -- reading --
@@ -1088,6 +1098,10 @@ def _rows_to_keep(merged: pa.Table, table: str, losers: set[str], known: set[str
         born = pc.cast(pc.utf8_slice_codeunits(write_ids, 0, 20), pa.int64()).to_numpy(zero_copy_only=False) / 1e9
         keep &= ~(orphan & (time.time() - born > _ORPHAN_AGE_S))
     return keep
+
+
+def _no_space(err: OSError) -> bool:
+    return err.errno == errno.ENOSPC or "No space left on device" in str(err) or "errno 28" in str(err)
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
