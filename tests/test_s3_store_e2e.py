@@ -120,6 +120,8 @@ def test_sweep_killed_resumed_exported_analyzed_deleted_on_s3(s3_server, tmp_pat
     assert evaluated["matches_stored"] is True
     row = frame.set_index("trial_id").loc[one]
     assert (evaluated["val_acc"], evaluated["test_acc"]) == (row.val_acc, row.test_acc)
+    remote = json.loads(_hidden(capsys, "subnet", "eval", f"{results}/s3sweep/subnets/{one}.safetensors", "--json"))  # by URL
+    assert remote["matches_stored"] is True and remote["test_acc"] == row.test_acc
     masks = _hidden(capsys, "subnet", "masks", "s3sweep", "--results", results, "--format", "json", "--plot", str(tmp_path / "m.png"))
     assert json.loads(masks) and (tmp_path / "m.png").exists()
     compacted = _hidden(capsys, "results", "compact", "s3sweep", "--results", results)

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 
 from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
@@ -72,12 +73,33 @@ def _plain(value):
     return value
 
 
+@contextlib.contextmanager
+def _local_file(file: str):
+    """FILE as a local path: itself, or for an object-store URL (s3://, gs://) a temporary
+    copy, removed afterwards (safetensors reads local files)."""
+    from hidden_core import paths
+
+    if not paths.is_url(file):
+        yield file
+        return
+    from hidden_core.store import ResultStore
+
+    folder, _, name = file.rstrip("/").rpartition("/")
+    store = ResultStore(folder)
+    source = f"{store.root}/{name}"
+    if store.fs.get_file_info(source).type.name != "File":
+        raise ConfigError([f"file: no such file {file}"])
+    with store.local_copy(source, suffix=".safetensors") as local:
+        yield local
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from hidden_core.subnet.evaluate import Evaluator
     from hidden_core.subnet.fileformat import read_subnet_file
     from hidden_core.subnet.state import materialize
 
-    f = read_subnet_file(args.file)
+    with _local_file(args.file) as local:
+        f = read_subnet_file(local)
     evaluator = Evaluator(f, device=args.device, data_root=args.data_root)
     accuracy = evaluator.accuracy(materialize(f, evaluator.device))
     stored = f.metrics
@@ -102,10 +124,14 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
     if args.draws < 2:
         raise ConfigError([f"draws: {args.draws} must be >= 2 (an interval needs two draws)"])
-    f = read_subnet_file(args.file)
+    with _local_file(args.file) as local:
+        f = read_subnet_file(local)
     controlled_kind(f)  # refuse methods without a mask or signs before loading data
     table = run_controls(f, Evaluator(f, device=args.device, data_root=args.data_root), draws=args.draws)
-    target = args.output or controls_path(args.file)
+    from hidden_core import paths
+
+    # next to the file; a file in an object store: its name in the current folder
+    target = args.output or controls_path(args.file if not paths.is_url(args.file) else os.path.basename(args.file))
     table.to_csv(target, index=False)
     emit(table, "json" if args.json else "table", None)
     print(f"(stored in {target}; mean and 95% t-interval of test_acc over {args.draws} draws per control)", file=sys.stderr)
