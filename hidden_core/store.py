@@ -651,31 +651,24 @@ class ResultStore:
     # -- reading --
     def _scan(self, files: list[pafs.FileInfo], table: str, columns: list[str], filter: pc.Expression | None, bad: set[str]) -> pa.Table:
         """Read `columns` of `files`. A file that cannot be read, or that is not one of
-        hidden's (its columns lack the table's keys: `_foreign_reason`), is skipped with a
-        warning naming it and added to `bad`: never merged, never counted, never deleted."""
+        hidden's (rows without the keys hidden always writes: trial_id, write_id), is
+        skipped with a warning naming it and added to `bad`: never merged, never counted,
+        never deleted. The check rides on the scan itself (`__filename`), no extra read."""
         schema = SCHEMAS[table]
         paths = [f.path for f in files if f.path not in bad]
         if not paths:
             return schema.empty_table().select(columns)
+        wanted = list(dict.fromkeys([*columns, *_NEVER_NULL, "__filename"]))
         try:
-            dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
-            if self._skip_foreign(dataset.get_fragments(), table, bad):
-                paths = [p for p in paths if p not in bad]
-                if not paths:
-                    return schema.empty_table().select(columns)
-                dataset = ds.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
-            return dataset.to_table(columns=columns, filter=filter)
+            scanned = ds.dataset(paths, schema=schema, format="parquet", filesystem=self.fs).to_table(columns=wanted, filter=filter)
+            return self._without_foreign(scanned, table, bad).select(columns)
         except (pa.ArrowException, OSError):
             pass
         pieces = []
         for path in paths:  # slow path: find the broken file(s), keep the rest
-            if path in bad:
-                continue
             try:
-                dataset = ds.dataset([path], schema=schema, format="parquet", filesystem=self.fs)
-                if self._skip_foreign(dataset.get_fragments(), table, bad):
-                    continue
-                pieces.append(dataset.to_table(columns=columns, filter=filter))
+                scanned = ds.dataset([path], schema=schema, format="parquet", filesystem=self.fs).to_table(columns=wanted, filter=filter)
+                pieces.append(self._without_foreign(scanned, table, bad).select(columns))
             except (pa.ArrowException, OSError) as err:
                 bad.add(path)
                 self._unreadable.add(path)
@@ -683,15 +676,20 @@ class ResultStore:
                 warnings.warn(f"skipping unreadable part file {path}: {reason}", stacklevel=3)
         return pa.concat_tables(pieces) if pieces else schema.empty_table().select(columns)
 
-    def _skip_foreign(self, fragments: Iterable[Any], table: str, bad: set[str]) -> bool:
-        found = False
-        for fragment in fragments:
-            reason = _foreign_reason(fragment.physical_schema, table)
-            if reason is not None:
-                bad.add(fragment.path)
-                found = True
-                warnings.warn(f"skipping {fragment.path}: not a file of hidden's {table} table ({reason}); it is left where it is", stacklevel=4)
-        return found
+    def _without_foreign(self, scanned: pa.Table, table: str, bad: set[str]) -> pa.Table:
+        """`scanned` without the rows of files that are not hidden's (a row of hidden's always
+        has its keys), each such file warned about once and added to `bad`."""
+        missing = None
+        for name in _NEVER_NULL:
+            column = pc.is_null(scanned[name])
+            missing = column if missing is None else pc.or_(missing, column)
+        if missing is None or not pc.any(missing).as_py():
+            return scanned
+        foreign = set(pc.unique(scanned["__filename"].filter(missing)).to_pylist())
+        for path in sorted(foreign - bad):
+            warnings.warn(f"skipping {path}: not a file of hidden's {table} table (rows without trial_id or write_id); it is left where it is", stacklevel=4)
+        bad.update(foreign)
+        return scanned.filter(pc.invert(pc.is_in(scanned["__filename"], value_set=pa.array(sorted(foreign), pa.string()))))
 
     def _superseded(self, keys: pa.Table) -> set[str]:
         """write_ids of rows that another row of the same trial replaces: a final row beats a
@@ -841,7 +839,7 @@ class ResultStore:
             merged = pa.Table.from_pandas(frame, schema=CONTROL_SCHEMA, preserve_index=False)
             self._put(sweep, CONTROLS_TABLE, f"compacted-{_new_write_id()}.parquet", merged, small=False)
             for f in files:
-                if f.path not in bad and _OWN_PART.fullmatch(f.base_name):
+                if f.path not in bad and self._own_part(f, CONTROLS_TABLE):
                     _delete_quietly(self.fs, f.path)
             return len(files)
 
@@ -889,7 +887,7 @@ class ResultStore:
         epoch_files = [f for f in self._list(sweep, "epochs") if not parts_only or f.base_name.startswith("part-")]
         inputs["epochs"] = (epoch_files, self._scan(epoch_files, "epochs", EPOCH_SCHEMA.names, None, bad))
         for table, (files, merged) in inputs.items():
-            files = [f for f in files if f.path not in bad and _OWN_PART.fullmatch(f.base_name)]  # never delete what could not be read, or another's
+            files = [f for f in files if f.path not in bad and self._own_part(f, table)]  # never delete what could not be read, or another's
             keep = _rows_to_keep(merged, table, losers, known)
             if len(files) < 2 and keep.all():
                 continue
@@ -903,6 +901,15 @@ class ResultStore:
         stats["set_aside"] = self._set_aside_unreadable(sweep, bad)
         stats["foreign"] = self.foreign_files(sweep)
         return stats
+
+    def _own_part(self, info: pafs.FileInfo, table: str) -> bool:
+        """Whether compaction may delete this file: hidden's name and hidden's columns."""
+        if not _OWN_PART.fullmatch(info.base_name) or info.base_name.startswith("."):
+            return False
+        try:
+            return _foreign_reason(self._schema(info.path), table) is None
+        except (pa.ArrowException, OSError):
+            return False
 
     def set_aside_unreadable(self, sweep: str) -> list[str]:
         """Rename the sweep's hidden-named files that this store's reads found unreadable
@@ -1051,6 +1058,8 @@ class ResultStore:
 _TOMBSTONE = ".deleted-"
 
 
+# Columns every row hidden writes has a value in (any table): a row without one is foreign.
+_NEVER_NULL = ("trial_id", "write_id")
 # The columns every file of a table that hidden wrote has; a file without them is foreign.
 _KEYS_OF = {"trials": ("sweep", "trial_id", "status", "finished_at", "write_id"), "epochs": ("trial_id", "epoch", "write_id"),
             CONTROLS_TABLE: ("trial_id", "trial_write_id", "control", "draw", "write_id")}
