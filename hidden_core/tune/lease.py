@@ -536,7 +536,7 @@ class SweepLease:
             self.holder.heartbeat_at = time.time()
             try:
                 ours = self.file.renew(self._data(), self.holder.token)
-            except (OSError, Exception) as err:  # a full disk or a network hiccup: try again next beat
+            except Exception as err:  # a full disk, a network hiccup (OSError, botocore): try again next beat
                 self.holder.heartbeat_at = previous
                 log.warning("sweep %s: could not renew the lease: %s", self.holder.sweep, clip(str(err), 200))
                 continue
