@@ -5,6 +5,7 @@
     <results>/<sweep>/checkpoints/<trial_id>/  a trial's latest checkpoint while it is not final
     <results>/<sweep>/subnets/<trial_id>.safetensors  what a final trial learned (hidden_core/subnet)
     <results>/<sweep>/lease.json               the live driver of the sweep (lease.py)
+    <results>/<sweep>/hidden-sweep.json        the marker: this folder is a sweep hidden made (store.py)
     <results>/<sweep>/_studies.db              Optuna studies (pruning and sampling history)
     <results>/<sweep>/analysis/                `hidden analyze` outputs (local stores)
 
@@ -25,8 +26,11 @@ SUBNET_SUFFIX = ".safetensors"
 LEASE_FILE = "lease.json"
 STUDIES_FILE = "_studies.db"
 ANALYSIS_DIR = "analysis"  # `hidden analyze` outputs of a local store
+# A folder is a sweep when it holds this file (written by the first write to the sweep, and
+# by a driver taking its lease); a folder name alone never makes one (store.ResultStore.sweeps).
+SWEEP_MARKER = "hidden-sweep.json"
 # Everything a sweep folder may hold: `hidden results delete` removes the folder with all of it.
-SWEEP_ENTRIES = (*TABLE_DIRS, CONTROLS_DIR, CHECKPOINTS_DIR, SUBNETS_DIR, LEASE_FILE, STUDIES_FILE, ANALYSIS_DIR)
+SWEEP_ENTRIES = (*TABLE_DIRS, CONTROLS_DIR, CHECKPOINTS_DIR, SUBNETS_DIR, LEASE_FILE, STUDIES_FILE, ANALYSIS_DIR, SWEEP_MARKER)
 
 
 def is_url(root: str) -> bool:

@@ -27,7 +27,10 @@ Imports neither torch nor Ray: a laptop with pandas and pyarrow reads a cluster'
 from __future__ import annotations
 
 import ast
+import contextlib
+import errno
 import io
+import json
 import os
 import re
 import tempfile
@@ -38,7 +41,7 @@ import types
 import typing
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -447,11 +450,13 @@ class ResultStore:
         self._local = isinstance(self.fs, pafs.LocalFileSystem)
         self._buffers: dict[str, dict[str, list[tuple[str, pa.Table]]]] = {}
         self._made_dirs: set[str] = set()
+        self._marked: set[str] = set()  # sweeps whose marker this store has seen or written
+        self._unreadable: set[str] = set()  # hidden-named files its reads found unreadable (set aside by compact)
         self._lock = threading.RLock()  # callbacks of a sweep driver may write from several threads
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy sent to another process starts with nothing to merge: its parts are on disk
-        return {**self.__dict__, "_buffers": {}, "_made_dirs": set(), "_lock": None}
+        return {**self.__dict__, "_buffers": {}, "_made_dirs": set(), "_marked": set(), "_unreadable": set(), "_lock": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -469,14 +474,89 @@ class ResultStore:
         infos = [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
         return sorted((i for i in infos if i.base_name.endswith(".parquet") and not i.base_name.startswith((".", "_"))), key=lambda i: i.base_name)
 
+    def subnet_path(self, sweep: str, trial_id: str) -> str:
+        """A trial's subnet file as a path of `self.fs` (for an object store: 'bucket/...',
+        no scheme; paths.trial_subnet_path gives the URL)."""
+        return f"{self.root}/{paths.subnet_file_name(sweep, trial_id)}"
+
+    def subnets_folder(self, sweep: str) -> str:
+        return f"{self.root}/{sweep}/{paths.SUBNETS_DIR}"
+
+    @contextlib.contextmanager
+    def local_copy(self, path: str, suffix: str = "") -> Iterator[str]:
+        """A local file with the contents of the store's file `path` (a path of `self.fs`):
+        the file itself in a local store, else a temporary copy (streamed in 8 MiB pieces)
+        removed afterwards. For readers that need a local file (safetensors)."""
+        if self._local:
+            yield path
+            return
+        fd, tmp = tempfile.mkstemp(prefix=".hidden-", suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as dst, self.fs.open_input_stream(path) as src:
+                while chunk := src.read(8 << 20):
+                    dst.write(chunk)
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
     def sweeps(self) -> list[str]:
+        """Sweeps of the store: folders holding hidden's marker (paths.SWEEP_MARKER), or,
+        written before the marker existed, a trials/ table of hidden's schema. A folder
+        name alone never makes a sweep."""
         selector = pafs.FileSelector(self.root, allow_not_found=True)
         dirs = [i.base_name for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.Directory and not i.base_name.startswith((".", "_"))]
-        return sorted(d for d in dirs if self.fs.get_file_info(self._dir(d, "trials")).type == pafs.FileType.Directory)
+        return sorted(d for d in dirs if _SWEEP_NAME.fullmatch(d) and self._is_sweep(d))
+
+    def _is_sweep(self, sweep: str) -> bool:
+        if self.fs.get_file_info(self._marker(sweep)).type == pafs.FileType.File:  # asked each time: another process may delete it
+            return True
+        return self._legacy_sweep(sweep)
+
+    def _marker(self, sweep: str) -> str:
+        return f"{self.root}/{sweep}/{paths.SWEEP_MARKER}"
+
+    def _legacy_sweep(self, sweep: str) -> bool:
+        """A sweep written before the marker: one of its first trials/ files (by name) has
+        hidden's key columns. Its marker is written by the next write (`mark_sweep`)."""
+        for info in self._list(sweep, "trials")[:3]:
+            try:
+                schema = self._schema(info.path)
+            except (pa.ArrowException, OSError):
+                continue
+            if _foreign_reason(schema, "trials") is None:
+                return True
+        return False
+
+    def _schema(self, path: str) -> pa.Schema:
+        """A Parquet file's schema (its footer only)."""
+        with self.fs.open_input_file(path) as f:
+            return pq.read_schema(f)
+
+    def mark_sweep(self, sweep: str) -> None:
+        """Write the sweep's marker unless it is there (the first write to a sweep, and a
+        driver taking its lease, call this): from then on the folder is a sweep."""
+        _check_sweep_name(sweep)
+        if sweep in self._marked:
+            return
+        path = self._marker(sweep)
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            data = json.dumps({"format": "hidden-sweep", "version": 1, "sweep": sweep,
+                               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode()
+            self.fs.create_dir(f"{self.root}/{sweep}", recursive=True)
+            if self._local:  # tmp + rename: a reader never sees half of it
+                tmp = f"{self.root}/{sweep}/.{paths.SWEEP_MARKER}.{uuid.uuid4().hex[:8]}.tmp"
+                with self.fs.open_output_stream(tmp) as f:
+                    f.write(data)
+                self.fs.move(tmp, path)
+            else:
+                with self.fs.open_output_stream(path) as f:
+                    f.write(data)
+        self._marked.add(sweep)
 
     def _require_sweep(self, sweep: str) -> None:
         _check_sweep_name(sweep)
-        if self.fs.get_file_info(self._dir(sweep, "trials")).type != pafs.FileType.Directory:
+        if not self._is_sweep(sweep):
             sweeps = self.sweeps()
             available = ", ".join(sweeps) or "(none)"
             raise ConfigError([f"sweep: no sweep named {sweep!r} in {self.uri}{suggestion(sweep, sweeps)}; available sweeps: {available}"])
@@ -500,6 +580,7 @@ class ResultStore:
         if epochs:
             written["epochs"] = _epoch_table(sweep, epochs, dict(zip(written["trials"]["trial_id"].to_pylist(), write_ids, strict=True)))
         with self._lock:
+            self.mark_sweep(sweep)
             buffer = self._buffer_for(sweep)
             # epochs first: a trial row never points at epochs that are not there yet
             for table in ("epochs", "trials"):
@@ -554,34 +635,65 @@ class ResultStore:
         if folder not in self._made_dirs:  # object stores need no folders, but mock:// and HDFS do
             self.fs.create_dir(folder, recursive=True)
             self._made_dirs.add(folder)
-        if self._local:
-            tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-            pq.write_table(data, tmp, filesystem=self.fs, **options)
-            self.fs.move(tmp, path)
-        else:
-            pq.write_table(data, path, filesystem=self.fs, **options)
+        try:
+            if self._local:
+                tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+                try:
+                    pq.write_table(data, tmp, filesystem=self.fs, **options)
+                except BaseException:
+                    _delete_quietly(self.fs, tmp)  # a full disk leaves no half file behind
+                    raise
+                self.fs.move(tmp, path)
+            else:
+                pq.write_table(data, path, filesystem=self.fs, **options)
+        except OSError as err:
+            if _no_space(err):  # pyarrow's message hides the errno and the path: give both
+                raise OSError(errno.ENOSPC, "No space left on device (ENOSPC)", path) from None
+            raise
         return path
 
     # -- reading --
     def _scan(self, files: list[pafs.FileInfo], table: str, columns: list[str], filter: pc.Expression | None, bad: set[str]) -> pa.Table:
-        """Read `columns` of `files`; a file that cannot be read is skipped with a warning."""
+        """Read `columns` of `files`. A file that cannot be read, or that is not one of
+        hidden's (rows without the keys hidden always writes: trial_id, write_id), is
+        skipped with a warning naming it and added to `bad`: never merged, never counted,
+        never deleted. The check rides on the scan itself (`__filename`), no extra read."""
         schema = SCHEMAS[table]
         paths = [f.path for f in files if f.path not in bad]
         if not paths:
             return schema.empty_table().select(columns)
+        wanted = list(dict.fromkeys([*columns, *_NEVER_NULL, "__filename"]))
         try:
-            return ds.dataset(paths, schema=schema, format="parquet", filesystem=self.fs).to_table(columns=columns, filter=filter)
+            scanned = ds.dataset(paths, schema=schema, format="parquet", filesystem=self.fs).to_table(columns=wanted, filter=filter)
+            return self._without_foreign(scanned, table, bad).select(columns)
         except (pa.ArrowException, OSError):
             pass
         pieces = []
         for path in paths:  # slow path: find the broken file(s), keep the rest
             try:
-                pieces.append(ds.dataset([path], schema=schema, format="parquet", filesystem=self.fs).to_table(columns=columns, filter=filter))
+                scanned = ds.dataset([path], schema=schema, format="parquet", filesystem=self.fs).to_table(columns=wanted, filter=filter)
+                pieces.append(self._without_foreign(scanned, table, bad).select(columns))
             except (pa.ArrowException, OSError) as err:
                 bad.add(path)
+                self._unreadable.add(path)
                 reason = str(err).splitlines()[0].replace(f" '{path}'", "")
                 warnings.warn(f"skipping unreadable part file {path}: {reason}", stacklevel=3)
         return pa.concat_tables(pieces) if pieces else schema.empty_table().select(columns)
+
+    def _without_foreign(self, scanned: pa.Table, table: str, bad: set[str]) -> pa.Table:
+        """`scanned` without the rows of files that are not hidden's (a row of hidden's always
+        has its keys), each such file warned about once and added to `bad`."""
+        missing = None
+        for name in _NEVER_NULL:
+            column = pc.is_null(scanned[name])
+            missing = column if missing is None else pc.or_(missing, column)
+        if missing is None or not pc.any(missing).as_py():
+            return scanned
+        foreign = set(pc.unique(scanned["__filename"].filter(missing)).to_pylist())
+        for path in sorted(foreign - bad):
+            warnings.warn(f"skipping {path}: not a file of hidden's {table} table (rows without trial_id or write_id); it is left where it is", stacklevel=4)
+        bad.update(foreign)
+        return scanned.filter(pc.invert(pc.is_in(scanned["__filename"], value_set=pa.array(sorted(foreign), pa.string()))))
 
     def _superseded(self, keys: pa.Table) -> set[str]:
         """write_ids of rows that another row of the same trial replaces: a final row beats a
@@ -659,6 +771,7 @@ class ResultStore:
         rows = [dict(r) for r in rows]
         if not rows:
             return None
+        self.mark_sweep(sweep)  # a sweep written before the marker gets it now
         allowed = set(CONTROL_SCHEMA.names) - _SET_BY_STORE
         problems = []
         for i, row in enumerate(rows):
@@ -716,7 +829,7 @@ class ResultStore:
         draws = controls[controls["control"] != FOUND].groupby("trial_id")["draw"].nunique().reindex(ids)
         return table.append_column(TRIAL_READ_SCHEMA.field(CONTROL_DRAWS_COLUMN), pa.array(draws.to_numpy(dtype=float), pa.float64(), from_pandas=True).cast(pa.int64()))
 
-    def compact_controls(self, sweep: str) -> int:
+    def compact_controls(self, sweep: str, bad: set[str] | None = None) -> int:
         """Merge the controls table's files into one (rows of replaced trial rows and
         copies dropped); returns the files merged. Safe to kill: the merged file is complete
         before its inputs go."""
@@ -725,12 +838,12 @@ class ResultStore:
             files = self._list(sweep, CONTROLS_TABLE)
             if len(files) < 2:
                 return 0
-            bad: set[str] = set()
+            bad = set() if bad is None else bad
             frame = self._current_controls(sweep, files, None, bad)  # never delete what could not be read
             merged = pa.Table.from_pandas(frame, schema=CONTROL_SCHEMA, preserve_index=False)
             self._put(sweep, CONTROLS_TABLE, f"compacted-{_new_write_id()}.parquet", merged, small=False)
             for f in files:
-                if f.path not in bad:
+                if f.path not in bad and self._own_part(f, CONTROLS_TABLE):
                     _delete_quietly(self.fs, f.path)
             return len(files)
 
@@ -747,18 +860,25 @@ class ResultStore:
         return frame
 
     # -- compaction --
-    def compact(self, sweep: str, *, parts_only: bool = False) -> dict[str, int]:
+    def compact(self, sweep: str, *, parts_only: bool = False) -> dict[str, Any]:
         """Merge part files (all files unless parts_only) into one deduped file per table.
         Safe to kill at any point: the merged file is complete before any input is deleted,
-        and reads drop the duplicates a kill leaves behind."""
+        and reads drop the duplicates a kill leaves behind.
+
+        Only hidden's own files are merged and deleted: a file in a table folder that is
+        not one (another name, or Parquet without the table's key columns) stays where it
+        is and is named in stats["foreign"]. A file of hidden's name that cannot be read
+        (truncated by a crash or a full disk) is renamed to `.broken-<name>` in its folder
+        (readers skip it, so they stop warning; its bytes are kept for inspection) and named
+        in stats["set_aside"]."""
         self._require_sweep(sweep)
         with self._lock:
             self._buffers.pop(sweep, None)  # its parts are merged here
             return self._compact(sweep, parts_only)
 
-    def _compact(self, sweep: str, parts_only: bool) -> dict[str, int]:
+    def _compact(self, sweep: str, parts_only: bool) -> dict[str, Any]:
         bad: set[str] = set()
-        stats = {"files_merged": 0, "rows_dropped": 0}
+        stats: dict[str, Any] = {"files_merged": 0, "rows_dropped": 0}
         inputs: dict[str, tuple[list[pafs.FileInfo], pa.Table]] = {}
         trial_files = self._list(sweep, "trials")
         chosen = [f for f in trial_files if not parts_only or f.base_name.startswith("part-")]
@@ -771,7 +891,7 @@ class ResultStore:
         epoch_files = [f for f in self._list(sweep, "epochs") if not parts_only or f.base_name.startswith("part-")]
         inputs["epochs"] = (epoch_files, self._scan(epoch_files, "epochs", EPOCH_SCHEMA.names, None, bad))
         for table, (files, merged) in inputs.items():
-            files = [f for f in files if f.path not in bad]  # never delete what could not be read
+            files = [f for f in files if f.path not in bad and self._own_part(f, table)]  # never delete what could not be read, or another's
             keep = _rows_to_keep(merged, table, losers, known)
             if len(files) < 2 and keep.all():
                 continue
@@ -780,9 +900,80 @@ class ResultStore:
             for f in files:
                 _delete_quietly(self.fs, f.path)
             stats["files_merged"] += len(files)
-        stats["files_merged"] += self.compact_controls(sweep)
+        stats["files_merged"] += self.compact_controls(sweep, bad)
         self._remove_stale_temporaries(sweep)
+        stats["set_aside"] = self._set_aside_unreadable(sweep, bad)
+        stats["foreign"] = self.foreign_files(sweep)
         return stats
+
+    def _own_part(self, info: pafs.FileInfo, table: str) -> bool:
+        """Whether compaction may delete this file: hidden's name and hidden's columns."""
+        if not _OWN_PART.fullmatch(info.base_name) or info.base_name.startswith("."):
+            return False
+        try:
+            return _foreign_reason(self._schema(info.path), table) is None
+        except (pa.ArrowException, OSError):
+            return False
+
+    def set_aside_unreadable(self, sweep: str) -> list[str]:
+        """Rename the sweep's hidden-named files that this store's reads found unreadable
+        (truncated by a crash or a full disk) to `.broken-<name>`; returns them (relative to
+        the sweep). A driver calls this under the sweep's lease, so reads stop warning."""
+        with self._lock:
+            return self._set_aside_unreadable(sweep, set())
+
+    def _set_aside_unreadable(self, sweep: str, bad: set[str]) -> list[str]:
+        """Rename hidden-named files of the sweep that could not be read to `.broken-<name>`."""
+        moved = []
+        folder = f"{self.root}/{sweep}/"
+        for path in sorted(bad | self._unreadable):
+            name = path.rsplit("/", 1)[-1]
+            if not path.startswith(folder) or not _OWN_PART.fullmatch(name) or name.startswith("."):
+                continue
+            try:
+                schema = self._schema(path)
+            except (pa.ArrowException, OSError):
+                schema = None
+            if schema is not None:
+                continue  # readable after all (foreign columns): left where it is
+            target = f"{path.rsplit('/', 1)[0]}/.broken-{name}"
+            try:
+                self.fs.move(path, target)
+            except (FileNotFoundError, OSError):
+                continue
+            self._unreadable.discard(path)
+            moved.append(path[len(folder):])
+        return moved
+
+    def foreign_files(self, sweep: str) -> list[str]:
+        """Files in the sweep folder that hidden did not write, relative to it: anything
+        outside paths.SWEEP_ENTRIES (and the lease's and studies' side files), and files in
+        a table folder that are not hidden's parts or not of its schema."""
+        folder = f"{self.root}/{sweep}/"
+        out = []
+        tables = {*TABLES, CONTROLS_TABLE}
+        for info in self.sweep_files(sweep):
+            rel = info.path[len(folder):]
+            top, _, rest = rel.partition("/")
+            if not rest:
+                if not _own_top_file(top):
+                    out.append(rel)
+                continue
+            if top not in paths.SWEEP_ENTRIES:
+                out.append(rel)
+            elif top in tables and "/" not in rest:
+                if not _OWN_PART.fullmatch(rest):
+                    out.append(rel)
+                elif not rest.startswith("."):
+                    try:
+                        schema = self._schema(info.path)
+                    except (pa.ArrowException, OSError):
+                        continue  # hidden's, damaged: set aside by compact
+                    if _foreign_reason(schema, top) is not None:
+                        out.append(rel)
+            elif top in tables:
+                out.append(rel)
+        return sorted(out)
 
     def _remove_stale_temporaries(self, sweep: str) -> None:
         for table in (*TABLES, CONTROLS_TABLE):
@@ -795,17 +986,11 @@ class ResultStore:
 
     # -- deleting --
     def sweep_folders(self) -> list[str]:
-        """Sweeps `delete_sweep` can remove: listed ones, and folders holding only a sweep's
-        other state (a sweep that never wrote a row: its lease, checkpoints, studies)."""
-        selector = pafs.FileSelector(self.root, allow_not_found=True)
-        found = set(self.sweeps())
-        for info in self.fs.get_file_info(selector):
-            name = info.base_name
-            if info.type == pafs.FileType.Directory and _SWEEP_NAME.fullmatch(name) and name not in found:
-                entries = {i.base_name for i in self.fs.get_file_info(pafs.FileSelector(info.path, allow_not_found=True))}
-                if entries & set(paths.SWEEP_ENTRIES):
-                    found.add(name)
-        return sorted(found)
+        """Sweeps `delete_sweep` can remove: the sweeps (`sweeps`: hidden's marker, or a
+        trials/ table of hidden's schema), also one that never wrote a row (its driver wrote
+        the marker with the lease). A folder that merely holds a checkpoints/ or trials/
+        folder is not one."""
+        return self.sweeps()
 
     def sweep_files(self, sweep: str) -> list[pafs.FileInfo]:
         """Every file under the sweep's folder."""
@@ -813,18 +998,21 @@ class ResultStore:
         selector = pafs.FileSelector(f"{self.root}/{sweep}", allow_not_found=True, recursive=True)
         return [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
 
-    def delete_sweep(self, sweep: str) -> dict[str, int]:
-        """Remove a sweep: its rows (trials/, epochs/) and everything else in its folder
-        (paths.SWEEP_ENTRIES: subnet files, checkpoints, lease, Optuna studies, analysis).
-        Other sweeps are untouched. Returns {"files": n, "bytes": b} removed.
+    def delete_sweep(self, sweep: str) -> dict[str, Any]:
+        """Remove a sweep: its rows (trials/, epochs/) and everything else hidden wrote in
+        its folder (paths.SWEEP_ENTRIES: subnet files, checkpoints, lease, Optuna studies,
+        analysis, the marker). Files hidden did not write (`foreign_files`) stay where they
+        are, named in stats["kept"]. Other sweeps are untouched. Returns {"files": n,
+        "bytes": b, "kept": [...]}.
 
-        Crash-safe order. Local: the folder is first renamed to a hidden tombstone
-        (`.deleted-<sweep>-<id>`, one atomic rename: a reader sees the whole sweep or none
-        of it, and a driver started afterwards begins a new sweep), then removed; a crash
-        leaves only the tombstone, which no reader lists and the next delete removes.
-        Object stores have no folder rename: every file but the trials table goes first and
-        the trials table last, so until the end the sweep is still listed, and running the
-        delete again finishes a crashed one. The caller checks the sweep's lease (the CLI)."""
+        Crash-safe order. Local, nothing foreign: the folder is first renamed to a hidden
+        tombstone (`.deleted-<sweep>-<id>`, one atomic rename: a reader sees the whole sweep
+        or none of it, and a driver started afterwards begins a new sweep), then removed; a
+        crash leaves only the tombstone, which no reader lists and the next delete removes.
+        Otherwise (object stores have no folder rename; a folder with foreign files stays):
+        file by file, the trials table and then the marker last, so until the end the sweep
+        is still listed, and running the delete again finishes a crashed one. The caller
+        checks the sweep's lease (the CLI)."""
         _check_sweep_name(sweep)
         if sweep not in self.sweep_folders():
             raise ConfigError([f"sweep: no sweep named {sweep!r} in {self.uri}{suggestion(sweep, self.sweep_folders())}; "
@@ -833,21 +1021,29 @@ class ResultStore:
             self._buffers.pop(sweep, None)  # nothing of it is written or merged any more
             folder = f"{self.root}/{sweep}"
             self._made_dirs = {d for d in self._made_dirs if not d.startswith(folder + "/")}
-            files = self.sweep_files(sweep)
+            foreign = self.foreign_files(sweep)
+            kept = {f"{folder}/{rel}" for rel in foreign}
+            files = [f for f in self.sweep_files(sweep) if f.path not in kept]
             data = [f for f in files if f.path != f"{folder}/{paths.LEASE_FILE}"]  # a lease is no data (the CLI holds one while deleting)
-            stats = {"files": len(data), "bytes": sum(f.size or 0 for f in data)}
-            if self._local:
+            stats: dict[str, Any] = {"files": len(data), "bytes": sum(f.size or 0 for f in data), "kept": foreign}
+            if self._local and not foreign:
                 tombstone = f"{self.root}/{_TOMBSTONE}{sweep}-{uuid.uuid4().hex[:8]}"
                 self.fs.move(folder, tombstone)
                 self.fs.delete_dir(tombstone)
             else:
-                trials = self._dir(sweep, "trials") + "/"
-                for info in sorted(files, key=lambda f: f.path.startswith(trials)):  # the trials table last
+                trials, marker = self._dir(sweep, "trials") + "/", self._marker(sweep)
+                for info in sorted(files, key=lambda f: (f.path == marker, f.path.startswith(trials))):  # trials, then the marker, last
                     _delete_quietly(self.fs, info.path)
-                try:
-                    self.fs.delete_dir(folder)  # folder markers, where the store keeps them
-                except (FileNotFoundError, OSError):
-                    pass
+                if not foreign:
+                    try:
+                        self.fs.delete_dir(folder)  # folder markers, where the store keeps them
+                    except (FileNotFoundError, OSError):
+                        pass
+                elif self._local:
+                    for dirpath, _, _ in sorted(os.walk(folder), key=lambda w: -len(w[0])):  # deepest first, emptied ones only
+                        with contextlib.suppress(OSError):
+                            os.rmdir(dirpath)
+            self._marked.discard(sweep)
             self.remove_tombstones()
         return stats
 
@@ -864,6 +1060,35 @@ class ResultStore:
 
 
 _TOMBSTONE = ".deleted-"
+
+
+# Columns every row hidden writes has a value in (any table): a row without one is foreign.
+_NEVER_NULL = ("trial_id", "write_id")
+# The columns every file of a table that hidden wrote has; a file without them is foreign.
+_KEYS_OF = {"trials": ("sweep", "trial_id", "status", "finished_at", "write_id"), "epochs": ("trial_id", "epoch", "write_id"),
+            CONTROLS_TABLE: ("trial_id", "trial_write_id", "control", "draw", "write_id")}
+# hidden's own file names inside a table folder (written by _put); others are foreign
+_OWN_PART = re.compile(r"(part|compacted)-\d{20}-[0-9a-f]{8}\.parquet|\..+\.tmp|\.broken-.+")
+
+
+def _own_top_file(name: str) -> bool:
+    """A file directly in a sweep folder that hidden writes: the marker, the lease and its
+    side files, the Optuna studies (SQLite adds -journal/-wal files), the marker's tmp."""
+    return (name in (paths.SWEEP_MARKER, paths.LEASE_FILE, paths.STUDIES_FILE) or name.startswith(paths.LEASE_FILE + ".")
+            or name.startswith(paths.STUDIES_FILE + "-") or (name.startswith(f".{paths.SWEEP_MARKER}.") and name.endswith(".tmp")))
+
+
+def _foreign_reason(schema: pa.Schema, table: str) -> str | None:
+    """Why a Parquet file's schema is not one hidden wrote for `table`, or None."""
+    missing = [c for c in _KEYS_OF[table] if c not in schema.names]
+    if missing:
+        return f"no column {', '.join(repr(c) for c in missing[:3])}"
+    expected = SCHEMAS[table]
+    for name in _KEYS_OF[table]:
+        have, want = schema.field(name).type, expected.field(name).type
+        if have != want and not (pa.types.is_timestamp(have) and pa.types.is_timestamp(want)) and not (pa.types.is_string(want) and pa.types.is_large_string(have)):
+            return f"column {name!r} is {have}, not {want}"
+    return None
 
 
 def _sorted(table: pa.Table, name: str) -> pa.Table:
@@ -886,6 +1111,10 @@ def _rows_to_keep(merged: pa.Table, table: str, losers: set[str], known: set[str
         born = pc.cast(pc.utf8_slice_codeunits(write_ids, 0, 20), pa.int64()).to_numpy(zero_copy_only=False) / 1e9
         keep &= ~(orphan & (time.time() - born > _ORPHAN_AGE_S))
     return keep
+
+
+def _no_space(err: OSError) -> bool:
+    return err.errno == errno.ENOSPC or "No space left on device" in str(err) or "errno 28" in str(err)
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:

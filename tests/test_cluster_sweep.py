@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hidden_core import paths
 from hidden_core.spec import load_spec
 from hidden_core.store import ResultStore
 
@@ -143,7 +144,7 @@ def test_sweep_runs_trials_on_both_nodes(cluster: LocalRayCluster, tmp_path: Pat
     if cluster.isolated:
         assert all(n.startswith("127.0.0.1/") for n in nodes)
     assert frame.ray_version.notna().all() and (frame.device == "cpu").all()
-    assert sorted(p.name for p in (results / "multinode").iterdir()) == ["epochs", "subnets", "trials"]  # no checkpoint, no lease left
+    assert sorted(p.name for p in (results / "multinode").iterdir()) == ["epochs", paths.SWEEP_MARKER, "subnets", "trials"]  # no checkpoint, no lease left
 
 
 # ------------------------------------------------------------------------------ no token

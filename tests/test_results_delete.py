@@ -142,6 +142,7 @@ def test_a_sweep_that_wrote_no_row_yet_can_be_deleted(tmp_path, monkeypatch):
     store = ResultStore(tmp_path, compact_every=None)
     _fill(store, "b")
     _put(store, paths.join(paths.trial_checkpoint_dir(store.root, "early", "feedbeef"), "checkpoint.pt"), b"ckpt")
+    store.mark_sweep("early")  # its driver wrote the marker when it started (run_sweep)
     os.makedirs(tmp_path / "not-a-sweep")
     assert store.sweep_folders() == ["b", "early"]
     assert _run(["results", "delete", "early", "--yes", "--results", store.root], monkeypatch) == 0
@@ -182,8 +183,9 @@ def test_object_store_delete_removes_the_trials_table_last(monkeypatch, capsys):
     real = store_module._delete_quietly
     monkeypatch.setattr(store_module, "_delete_quietly", lambda fs, path: (order.append(path), real(fs, path)))
     assert _run(["results", "delete", "a", "--yes", "--results", root], monkeypatch) == 0
-    kinds = ["trials" if "/a/trials/" in p else "other" for p in order]
+    kinds = ["trials" if "/a/trials/" in p else "marker" if p.endswith(paths.SWEEP_MARKER) else "other" for p in order]
     assert kinds.index("trials") == kinds.count("other") and "trials" in kinds  # every other file went first
+    assert kinds[-1] == "marker" and kinds.count("marker") == 1  # the sweep stays listed until its very end
     assert any("/a/subnets/" in p for p in order) and any("/a/checkpoints/" in p for p in order)
     fresh = ResultStore(root, compact_every=None)
     assert fresh.sweeps() == ["b"] and fresh.sweep_files("a") == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -150,8 +151,14 @@ def test_truncated_part_file_is_skipped_with_a_warning_naming_it(tmp_path):
         sweeps = store.list_sweeps()
     assert int(sweeps["trials"].iloc[0]) == len(ids) - 1
     with pytest.warns(UserWarning):
-        store.compact("s")
-    assert victim.exists(), "compaction must never delete a file it could not read"
+        stats = store.compact("s")
+    # never deleted: set aside under a name readers skip (issue 24: reads stop warning), bytes kept
+    aside = victim.with_name(f".broken-{victim.name}")
+    assert not victim.exists() and aside.read_bytes() == data[: len(data) // 2]
+    assert f"trials/{victim.name}" in stats["set_aside"] and f"epochs/{epoch_victim.name}" in stats["set_aside"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(store.load_trials("s")) == len(ids) - 1
 
 
 def test_compaction_killed_before_deleting_inputs_loses_and_duplicates_nothing(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from hidden_core import paths
 from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
 from hidden_core.tune.runner import run_sweep
@@ -73,7 +74,7 @@ def test_sweep_rows_rerun_growth_and_failure(tmp_path: Path, local_ray):
         assert rows["val_acc"].max() == pytest.approx(row["best_val_acc"])
     # nothing but the store and what the trials learned is left: no checkpoint of a final
     # trial, no lease, no Tune folder
-    assert sorted(p.name for p in (results / "e2e").iterdir()) == ["epochs", "subnets", "trials"]
+    assert sorted(p.name for p in (results / "e2e").iterdir()) == ["epochs", paths.SWEEP_MARKER, "subnets", "trials"]
     _check_subnets(results, frame)
     write_ids = dict(zip(frame.trial_id, store.load_trials("e2e", columns=["trial_id", "write_id"]).write_id, strict=True))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hidden_core import paths
 from hidden_core.spec import load_spec
 from hidden_core.store import ResultStore
 from hidden_core.tune.ray_setup import processes_of
@@ -122,7 +123,7 @@ def test_two_drivers_one_second_apart_and_ray_address_pointing_nowhere(tmp_path:
     assert (stale_tmp / "ray_current_cluster").read_text() == "127.0.0.1:1"  # not ours: untouched
     assert sorted(os.listdir(stale_tmp)) == ["ray_current_cluster"]  # nothing of the run went there
     assert not _folders(ray_root)  # the run's Ray temp dir is gone
-    assert sorted(p.name for p in (results / "twodrivers").iterdir()) == ["epochs", "subnets", "trials"]
+    assert sorted(p.name for p in (results / "twodrivers").iterdir()) == ["epochs", paths.SWEEP_MARKER, "subnets", "trials"]
 
 
 def test_driver_killed_three_times_then_rerun(tmp_path: Path, ray_root: Path):

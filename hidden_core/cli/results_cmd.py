@@ -171,6 +171,11 @@ def cmd_compact(args: argparse.Namespace) -> int:
     require_writable(store)
     stats = store.compact(args.sweep)
     print(f"compacted {args.sweep}: {stats['files_merged']} files merged, {stats['rows_dropped']} superseded rows dropped")
+    if stats.get("set_aside"):
+        print(f"set aside {len(stats['set_aside'])} unreadable part file(s) of an interrupted write (renamed to .broken-<name>; "
+              f"readers skip them): {', '.join(stats['set_aside'][:10])}")
+    if stats.get("foreign"):
+        print(f"left {len(stats['foreign'])} file(s) not written by hidden where they are: {', '.join(stats['foreign'][:10])}")
     return 0
 
 
@@ -181,23 +186,19 @@ def _describe_sweep(store: ResultStore, sweep: str) -> str:
     files = [f for f in store.sweep_files(sweep) if f.path != prefix + paths.LEASE_FILE]  # a lease is no data (store.delete_sweep)
     subnets = sum(f.path.startswith(prefix + paths.SUBNETS_DIR + "/") and f.path.endswith(paths.SUBNET_SUFFIX) for f in files)
     trials = len(store.load_trials(sweep, columns=["trial_id"])) if sweep in store.sweeps() else 0
-    others = sorted({f.path[len(prefix):].split("/", 1)[0] for f in files} - set(paths.SWEEP_ENTRIES))
+    others = store.foreign_files(sweep)
+    files = [f for f in files if f.path[len(prefix):] not in set(others)]
     size = sum(f.size or 0 for f in files)
-    extra = f"; also not written by hidden: {', '.join(others[:10])}" if others else ""
+    extra = f"; {len(others)} file(s) not written by hidden are kept: {', '.join(others[:10])}" if others else ""
     return f"sweep {sweep!r} in {store.uri}: {trials} trials, {subnets} subnet files, {len(files)} files, {size / 1e6:.1f} MB{extra}"
 
 
 def _refuse_live_driver(store: ResultStore, sweep: str) -> None:
     from hidden_core import paths
-    from hidden_core.tune.lease import SweepLeaseHeld, live_holder
+    from hidden_core.tune.lease import SweepLeaseHeld, live_holder, read_lease_file
 
     lease = f"{store.root}/{sweep}/{paths.LEASE_FILE}"
-    try:
-        with store.fs.open_input_stream(lease) as f:
-            data = f.read()
-    except (FileNotFoundError, OSError):
-        return
-    holder = live_holder(data)
+    holder = live_holder(read_lease_file(store.fs, lease))  # bounded read; a broken lease names no live driver
     if holder is not None:
         raise SweepLeaseHeld([f"results delete: sweep {sweep!r} is being run by a live driver ({holder.describe()}; lease {lease}); "
                               "stop it first (a driver that died stops counting after its heartbeat is 30 s old)"])
@@ -236,6 +237,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     with hold:
         stats = store.delete_sweep(args.sweep)
     print(f"deleted sweep {args.sweep} from {store.uri}: {stats['files']} files, {stats['bytes'] / 1e6:.1f} MB")
+    if stats.get("kept"):
+        print(f"kept {len(stats['kept'])} file(s) not written by hidden in {args.sweep}/: {', '.join(stats['kept'][:10])}")
     return 0
 
 

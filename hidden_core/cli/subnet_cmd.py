@@ -8,10 +8,10 @@ a sweep's seeds found. The file format is in hidden_core/subnet/fileformat.py.""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
-import tempfile
 
 from hidden_core.analysis.metrics import selection_column
 from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
@@ -46,17 +46,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(["trial_id: give one TRIAL_ID or --best, not both and not neither"])
     store = open_store(args)
     row = _trial_row(store, args.sweep, args.trial_id, args.best, args.where, args.metric)
-    source = trial_subnet_path(store.root, args.sweep, row["trial_id"])
+    source = store.subnet_path(args.sweep, row["trial_id"])  # a path of store.fs: local folder or bucket alike
     if store.fs.get_file_info(source).type.name != "File":
+        shown = trial_subnet_path(store.uri, args.sweep, row["trial_id"]) if not _local(store) else source
         raise ConfigError([f"trial_id: trial {row['trial_id']} (status {row['status']}) of sweep {args.sweep!r} has no subnetwork file "
-                           f"({source}); files are written for trials that end with a final status by a sweep that saves them"])
+                           f"({shown}); files are written for trials that end with a final status by a sweep that saves them"])
     metrics = {k: _plain(row[k]) for k in ROW_METRICS if k in row.index}
-    with tempfile.TemporaryDirectory() as tmp:
-        local = source
-        if not _local(store):  # safetensors reads local files: copy an object-store file down first
-            local = os.path.join(tmp, "subnet.safetensors")
-            with store.fs.open_input_stream(source) as src, open(local, "wb") as dst:
-                dst.write(src.read())
+    # safetensors reads local files: an object-store file is copied down first (and removed after)
+    with store.local_copy(source, suffix=".safetensors") as local:
         target = update_metadata(local, args.output, sweep=args.sweep, status=str(row["status"]), metrics=metrics,
                                  cell_id=_plain(row.get("cell_id")))
     print(f"exported trial {row['trial_id']} of {args.sweep} (status {row['status']}, val {metrics.get('val_acc')}, test {metrics.get('test_acc')}) to {target}")
@@ -79,12 +76,33 @@ def _plain(value):
     return value
 
 
+@contextlib.contextmanager
+def _local_file(file: str):
+    """FILE as a local path: itself, or for an object-store URL (s3://, gs://) a temporary
+    copy, removed afterwards (safetensors reads local files)."""
+    from hidden_core import paths
+
+    if not paths.is_url(file):
+        yield file
+        return
+    from hidden_core.store import ResultStore
+
+    folder, _, name = file.rstrip("/").rpartition("/")
+    store = ResultStore(folder)
+    source = f"{store.root}/{name}"
+    if store.fs.get_file_info(source).type.name != "File":
+        raise ConfigError([f"file: no such file {file}"])
+    with store.local_copy(source, suffix=".safetensors") as local:
+        yield local
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from hidden_core.subnet.evaluate import Evaluator
     from hidden_core.subnet.fileformat import read_subnet_file
     from hidden_core.subnet.state import materialize
 
-    f = read_subnet_file(args.file)
+    with _local_file(args.file) as local:
+        f = read_subnet_file(local)
     evaluator = Evaluator(f, device=args.device, data_root=args.data_root)
     accuracy = evaluator.accuracy(materialize(f, evaluator.device))
     stored = f.metrics
@@ -111,10 +129,14 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
     if args.draws < 2:
         raise ConfigError([f"draws: {args.draws} must be >= 2 (an interval needs two draws)"])
-    f = read_subnet_file(args.file)
+    with _local_file(args.file) as local:
+        f = read_subnet_file(local)
     controlled_kind(f)  # refuse methods without a mask or signs before loading data
     table = run_controls(f, Evaluator(f, device=args.device, data_root=args.data_root), draws=args.draws)
-    target = args.output or controls_path(args.file)
+    from hidden_core import paths
+
+    # next to the file; a file in an object store: its name in the current folder
+    target = args.output or controls_path(args.file if not paths.is_url(args.file) else os.path.basename(args.file))
     table.to_csv(target, index=False)
     emit(table, "json" if args.json else "table", None)
     print(f"(stored in {target}; mean and 95% t-interval of test_acc over {args.draws} draws per control)", file=sys.stderr)
@@ -122,7 +144,7 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 
 def cmd_masks(args: argparse.Namespace) -> int:
-    from hidden_core.paths import SUBNET_SUFFIX, subnets_dir
+    from hidden_core.paths import SUBNET_SUFFIX
     from hidden_core.subnet.masks import SELECTING_METHODS, analyze_files, plot
 
     if bool(args.sweep) == bool(args.files):
@@ -131,13 +153,15 @@ def cmd_masks(args: argparse.Namespace) -> int:
         store = open_store(args)
         if args.sweep not in store.sweeps():
             raise ConfigError([f"sweep: no sweep named {args.sweep!r} in {store.uri}; available sweeps: {', '.join(store.sweeps()) or '(none)'}"])
-        if not _local(store):
-            raise ConfigError([f"results: mask analysis reads files from a local results folder; {store.uri} is not one (copy the sweep down first)"])
-        folder = subnets_dir(store.root, args.sweep)
-        paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(SUBNET_SUFFIX)) if os.path.isdir(folder) else []
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(store.subnets_folder(args.sweep), allow_not_found=True)
+        stored = sorted(i.path for i in store.fs.get_file_info(selector) if i.type == pafs.FileType.File and i.base_name.endswith(SUBNET_SUFFIX))
+        with contextlib.ExitStack() as copies:  # an object store's files are copied down one by one (removed after)
+            paths = [copies.enter_context(store.local_copy(p, suffix=SUBNET_SUFFIX)) for p in stored]
+            _, table = analyze_files(paths)
     else:
-        paths = args.files
-    _, table = analyze_files(paths)
+        _, table = analyze_files(args.files)
     if table.empty:
         where = f"sweep {args.sweep!r}" if args.sweep else "the files given"
         raise ConfigError([f"sweep: {where} has no subnetwork files of a method that selects weights ({', '.join(SELECTING_METHODS)})"])

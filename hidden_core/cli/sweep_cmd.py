@@ -12,6 +12,7 @@ SPEC is a file, or the name of one in the repository's sweeps/ folder.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from hidden_core.config import ConfigError
@@ -94,16 +95,29 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
             raise ConfigError([f"subnet_controls.{p}" for p in err.problems]) from None
     if largest is not None and args.address is None:  # a cluster's nodes are checked by Ray
         require_fit(largest[0], spec.resources.device, largest[1])
-    report = run_sweep(
-        spec,
-        store.uri,
-        address=args.address,
-        study_storage=args.study_storage,
-        progress=not args.quiet,
-        skip_resource_check=args.skip_resource_check,
-        max_concurrent=args.max_concurrent,
-        num_cpus=args.num_cpus,
-    )
+    from hidden_core.tune.report import SweepStopped
+
+    try:
+        report = run_sweep(
+            spec,
+            store.uri,
+            address=args.address,
+            study_storage=args.study_storage,
+            progress=not args.quiet,
+            skip_resource_check=args.skip_resource_check,
+            max_concurrent=args.max_concurrent,
+            num_cpus=args.num_cpus,
+        )
+    except SweepStopped as stop:  # SIGINT / SIGTERM / a full disk: one line, the run already cleaned up
+        import shlex
+
+        again = ["hidden", "sweep", "run", args.spec, "--results", store.uri] + (["--address", args.address] if args.address else [])
+        try:
+            final = len(store.final_trial_ids(spec.name) & set(spec.plan().by_id)) if not spec.search else None
+        except Exception:  # the store may be what failed (a full disk): count from the report
+            final = None
+        print(f"error: {stop.line(shlex.join(again), final)}", file=sys.stderr, flush=True)
+        return stop.exit_code
     counts = report.counts
     if report.to_run == 0:
         print(f"sweep {spec.name}: nothing to run ({report.skipped} of {report.planned} trials already in {store.uri})")

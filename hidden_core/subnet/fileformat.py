@@ -36,6 +36,16 @@ import numpy as np
 from hidden_core import paths
 from hidden_core.config import ConfigError, TrialConfig, make_config
 
+# Memory budget (docs/subnetworks.md): a file's tensors, and the network its config builds,
+# must fit in this many GiB ($HIDDEN_SUBNET_MEMORY_GB) or the file is refused (exit 2) before
+# anything is read or allocated. Headers are read up to MAX_HEADER_BYTES.
+MEMORY_BUDGET_ENV = "HIDDEN_SUBNET_MEMORY_GB"
+DEFAULT_MEMORY_BUDGET_GB = 4.0
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+# safetensors dtype -> numpy dtype string (what _digest hashes)
+_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "|i1",
+           "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "|u1", "BOOL": "|b1"}
+
 FORMAT = "hidden-subnet"
 FORMAT_VERSION = 1
 SUFFIX = paths.SUBNET_SUFFIX
@@ -100,7 +110,7 @@ def _digest(metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> str:
     for name in sorted(tensors):
         value = np.asarray(tensors[name], order="C")
         h.update(f"\n{name}|{value.dtype.str}|{list(value.shape)}\n".encode())
-        h.update(value.tobytes())
+        h.update(value.reshape(-1).view(np.uint8))  # the bytes, without a copy of them
     return h.hexdigest()
 
 
@@ -127,13 +137,102 @@ def write_subnet_file(path: str | os.PathLike[str], tensors: dict[str, np.ndarra
     return path
 
 
+def memory_budget_bytes() -> int:
+    """The subnet memory budget in bytes ($HIDDEN_SUBNET_MEMORY_GB, default 4 GiB)."""
+    text = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+    if not text:
+        return int(DEFAULT_MEMORY_BUDGET_GB * 2**30)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError([f"{MEMORY_BUDGET_ENV}: {text!r} is not a positive number of GiB (e.g. 4 or 0.5)"])
+    return int(value * 2**30)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _check_header(path: str) -> None:
+    """Bounded checks before safetensors reads anything: the header's length, its tensors'
+    dtypes, shapes and offsets against the file's size, their total against the memory
+    budget, and the sha256 over the file's bytes (streamed, 8 MiB at a time), so an edited,
+    truncated or oversized file is refused without loading its tensors."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise SubnetFormatError(path, f"not a readable safetensors file (truncated or corrupt?): {size} bytes")
+        n = int.from_bytes(head, "little")
+        if n > MAX_HEADER_BYTES or 8 + n > size:
+            raise SubnetFormatError(path, f"not a readable safetensors file (truncated or corrupt?): header of {n:,} bytes "
+                                          f"in a file of {size:,} (headers are read up to {MAX_HEADER_BYTES:,})")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, RecursionError) as err:
+            raise SubnetFormatError(path, f"not a readable safetensors file (truncated or corrupt?): header: {err}") from None
+        if not isinstance(header, dict):
+            raise SubnetFormatError(path, "not a readable safetensors file (truncated or corrupt?): header is not an object")
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise SubnetFormatError(path, "not a readable safetensors file (truncated or corrupt?): metadata is not text")
+        if metadata.get("format") != FORMAT:
+            return  # read_subnet_file names the format problem
+        total, spans = 0, {}
+        for name, entry in header.items():
+            try:
+                dtype, shape, (start, end) = _DTYPES[entry["dtype"]], [int(d) for d in entry["shape"]], entry["data_offsets"]
+                count = math.prod(shape)
+            except (KeyError, TypeError, ValueError) as err:
+                raise SubnetFormatError(path, f"tensor {name!r}: unreadable header entry ({brief_error(err)})") from None
+            if min(shape, default=0) < 0 or not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end):
+                raise SubnetFormatError(path, f"tensor {name!r}: negative shape or offsets in the header")
+            if end - start != count * np.dtype(dtype).itemsize:
+                raise SubnetFormatError(path, f"tensor {name!r}: {end - start:,} bytes for shape {shape} of {entry['dtype']}")
+            total += end - start
+            spans[name] = (dtype, shape, start, end)
+        budget = memory_budget_bytes()
+        if total > budget:
+            raise SubnetFormatError(path, f"its tensors need {_gb(total)} ({total:,} bytes), more than the memory budget of {_gb(budget)} "
+                                          f"(set {MEMORY_BUDGET_ENV} to raise it)")
+        if 8 + n + total != size:
+            raise SubnetFormatError(path, f"not a readable safetensors file (truncated or corrupt?): header declares {8 + n + total:,} bytes, file has {size:,}")
+        h = hashlib.sha256()
+        h.update(json.dumps({k: v for k, v in metadata.items() if k != "sha256"}, sort_keys=True).encode())
+        for name in sorted(spans):
+            dtype, shape, start, end = spans[name]
+            h.update(f"\n{name}|{dtype}|{shape}\n".encode())
+            f.seek(8 + n + start)
+            left = end - start
+            while left:
+                chunk = f.read(min(left, 8 << 20))
+                if not chunk:
+                    raise SubnetFormatError(path, "not a readable safetensors file (truncated or corrupt?)")
+                h.update(chunk)
+                left -= len(chunk)
+    if metadata.get("sha256") != h.hexdigest():
+        raise SubnetFormatError(path, "sha256 does not match the contents: the file was edited or damaged after it was written")
+
+
+def brief_error(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"[:100]
+
+
 def read_subnet_file(path: str | os.PathLike[str]) -> SubnetFile:
-    """Read and verify a file; any problem is a SubnetFormatError naming the file."""
+    """Read and verify a file; any problem is a SubnetFormatError naming the file. The
+    header, sizes, memory budget and sha256 are checked (`_check_header`) before a tensor is
+    loaded."""
     from safetensors import SafetensorError, safe_open
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SubnetFormatError(path, "no such file")
+    try:
+        _check_header(path)
+    except OSError as err:
+        raise SubnetFormatError(path, f"cannot be read: {err.strerror or err}") from None
     try:
         with safe_open(path, framework="np") as f:
             metadata = dict(f.metadata() or {})
@@ -146,8 +245,7 @@ def read_subnet_file(path: str | os.PathLike[str]) -> SubnetFile:
     if version != str(FORMAT_VERSION):
         raise SubnetFormatError(path, f"format_version {version!r} is not supported; this hidden reads format_version {FORMAT_VERSION} "
                                       f"(written by hidden {metadata.get('hidden_version', '?')}; read it with that version)")
-    if metadata.get("sha256") != _digest(metadata, tensors):
-        raise SubnetFormatError(path, "sha256 does not match the contents: the file was edited or damaged after it was written")
+    # the sha256 was checked on the file's bytes by _check_header, before loading
     try:
         config = make_config(json.loads(metadata["config"]))
         shapes = {k: tuple(v) for k, v in json.loads(metadata.get("shapes") or "{}").items()}

@@ -47,7 +47,9 @@ def cell_key(f: SubnetFile) -> str:
 def initial_weights(f: SubnetFile) -> dict[str, np.ndarray]:
     from hidden_core.methods import build_model
     from hidden_core.methods.base import original_weight
+    from hidden_core.subnet.state import require_model_fits
 
+    require_model_fits(f)  # a forged config stops before the network is built
     modules = dict(build_model(f.config).net.named_modules())
     return {name: original_weight(modules[name]).numpy() for name in f.shapes}
 

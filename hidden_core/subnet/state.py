@@ -160,6 +160,26 @@ def _check_matches(f: SubnetFile, expected: dict[str, np.ndarray], expected_shap
             raise SubnetFormatError(f.path, f"tensor {name!r} is {got.dtype}{list(got.shape)}, the network needs {value.dtype}{list(value.shape)}")
 
 
+# Rebuilding a file's network holds, per weight, the method's network (weight and score or
+# mask: 2 float32), the plain network (1 float32) and a temporary: 16 bytes.
+EVAL_BYTES_PER_PARAMETER = 16
+
+
+def require_model_fits(f: SubnetFile) -> None:
+    """SubnetFormatError (exit 2) when the network f's config declares would not fit in the
+    memory budget (fileformat.memory_budget_bytes), measured on the meta device: nothing is
+    allocated. A forged config (a huge width or depth) stops here, not in the allocator."""
+    from hidden_core.footprint import parameter_count
+    from hidden_core.subnet.fileformat import MEMORY_BUDGET_ENV, memory_budget_bytes
+
+    parameters = parameter_count(f.config)
+    need, budget = parameters * EVAL_BYTES_PER_PARAMETER, memory_budget_bytes()
+    if need > budget:
+        raise SubnetFormatError(f.path, f"its config ({f.config.model}, width {f.config.width:g}, depth {f.config.depth}) builds {parameters:,} "
+                                        f"parameters, about {need / 2**30:.2f} GiB to rebuild, more than the memory budget of "
+                                        f"{budget / 2**30:.2f} GiB (set {MEMORY_BUDGET_ENV} to raise it)")
+
+
 def _on(value: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.asarray(value, order="C")).to(device)
 
@@ -177,6 +197,7 @@ def materialize(
     another seed, `replace` = {kind: {layer: array}} replaces stored states (masks and signs
     as bool arrays of the layer's shape)."""
     device = torch.device(device)
+    require_model_fits(f)
     config = f.config if weights_seed is None else f.config.model_copy(update={"seed": weights_seed})
     hidden = build_model(config, device)
     expected, expected_shapes = learned_tensors(hidden)

@@ -307,3 +307,39 @@ def remove_empty_root(results_root: str, sweep: str) -> None:
             os.rmdir(parent)
         except OSError:
             pass
+
+
+def trial_folders(results_root: str, sweep: str) -> list[str]:
+    """trial_ids that have a checkpoint folder in the sweep."""
+    parent = paths.checkpoints_dir(results_root, sweep)
+    if not paths.is_url(parent):
+        try:
+            return sorted(n for n in os.listdir(parent) if os.path.isdir(os.path.join(parent, n)))
+        except OSError:
+            return []
+    import pyarrow.fs as pafs
+
+    fs, base = _fs(parent)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+    except OSError:
+        return []
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def finish_final(results_root: str, sweep: str, final: dict[str, str], configs: dict[str, dict[str, Any]]) -> list[str]:
+    """Finish what a killed driver left half done: trials whose final row is in the store
+    (`final`: trial_id -> status) but whose checkpoint is still there (the driver died
+    between writing the row and deleting the checkpoint). Each gets its subnet file (from
+    `configs`, the spec's plan) and loses its checkpoint, as `trial_final` does. Call it
+    holding the sweep's lease. Returns the trial_ids finished."""
+    done = []
+    for trial_id in trial_folders(results_root, sweep):
+        if trial_id not in final:
+            continue
+        config = configs.get(trial_id)
+        if config is None and not _exists(paths.trial_subnet_path(results_root, sweep, trial_id)):
+            continue  # no subnet file and no config to make one: the checkpoint stays (nothing learned is lost)
+        trial_final(results_root, sweep, trial_id, config, final[trial_id] if config is not None else None)
+        done.append(trial_id)
+    return done

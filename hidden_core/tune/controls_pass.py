@@ -66,7 +66,7 @@ def pending(spec: SweepSpec, store: ResultStore) -> list[ControlsWork]:
     work = []
     for trial_id, method, write_id in zip(trials["trial_id"], trials["method"], trials["write_id"], strict=True):
         missing = [(c, d) for c, d in method_draws(method, options.draws) if (trial_id, c, d) not in stored]
-        if missing and _exists(store, paths.trial_subnet_path(store.root, spec.name, trial_id)):
+        if missing and _exists(store, store.subnet_path(spec.name, trial_id)):
             work.append(ControlsWork(trial_id, write_id, method, missing))
     return work
 
@@ -88,7 +88,7 @@ def run(spec: SweepSpec, store: ResultStore, out: Any = None) -> ControlsPassRep
     data_root = spec.run_options().data_root
     for item in work:
         try:
-            with _local_file(store, paths.trial_subnet_path(store.root, spec.name, item.trial_id)) as local:
+            with _local_file(store, store.subnet_path(spec.name, item.trial_id)) as local:
                 f = read_subnet_file(local)
             if f.config.trial_id != item.trial_id:
                 raise SubnetFormatError(local, f"holds trial {f.config.trial_id}, not {item.trial_id}")

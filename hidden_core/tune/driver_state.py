@@ -14,6 +14,7 @@ is never restored, so their pickled form drops the reference.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -309,6 +310,13 @@ class SweepRuntime:
                 log.warning("could not keep the subnet file of trial %s: %s", rec.trial_id, err)
         try:
             self.store.write_trial(self.spec.name, row, epochs)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:  # every later write would fail too: stop the sweep with one line
+                from hidden_core.tune.report import StoreFull
+
+                raise StoreFull(err) from None
+            log.exception("could not write trial %s to the store; it re-runs next time", rec.trial_id)
+            return
         except Exception:
             log.exception("could not write trial %s to the store; it re-runs next time", rec.trial_id)
             return

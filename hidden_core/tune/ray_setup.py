@@ -7,13 +7,16 @@ Embedded (no ``--address``):
 - Loopback only: ``_node_ip_address="127.0.0.1"`` plus Ray's
   ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` switch (without it Ray 2.60 on Linux swaps a
   loopback node IP for the machine's outward IP, and its gRPC servers then listen on every
-  interface). Measured on Linux with Ray 2.60: GCS, raylet (2 ports), driver and workers
-  listen on 127.0.0.1 only, and the runtime-env and dashboard agents do not listen on TCP.
+  interface). Measured on Linux with Ray 2.60: GCS, raylet (2 ports), driver, workers and
+  the runtime-env agent (``ray::RuntimeEnvAgent``) listen on 127.0.0.1 only; the dashboard
+  agent opens no TCP port.
 - Its own temp dir, never the system one: ``<EMBEDDED_ROOT>/<pid>-<random>`` (short: Ray's
-  Unix socket paths live under it), removed after ``ray.shutdown()``. A driver that was
-  SIGKILLed leaves its folder and possibly some Ray agents behind; the next embedded start
-  ends those processes (found by the folder in their command line or their RAY_TMPDIR)
-  and removes the folder.
+  Unix socket paths live under it; mode 0700), removed after ``ray.shutdown()``. A driver
+  that was SIGKILLed leaves its folder and possibly some Ray agents behind; the next
+  embedded start of the same user ends those processes (found by the folder in their
+  command line or their RAY_TMPDIR) and removes the folder. Per user: only folders owned by
+  this user whose driver pid is dead, and only processes of this user, are touched; another
+  user's runs sharing the root (a shared ``$HIDDEN_RAY_TEMP`` or home) are left alone.
 """
 
 from __future__ import annotations
@@ -59,10 +62,10 @@ def embedded_root() -> Path:
     return Path(tempfile.gettempdir()) / f"hidden-ray-{os.getuid()}"
 
 
-def processes_of(folder: str) -> list[int]:
+def processes_of(folder: str, uid: int | None = None) -> list[int]:
     """Live processes of the Ray that ran in `folder`: the folder in their command line, or
-    the RAY_TMPDIR they inherited (Ray's agents rename their command lines). Linux /proc;
-    elsewhere none are found."""
+    the RAY_TMPDIR they inherited (Ray's agents rename their command lines); with `uid`,
+    only that user's. Linux /proc; elsewhere none are found."""
     pids = []
     marker = f"RAY_TMPDIR={folder}".encode()
     proc = Path("/proc")
@@ -72,6 +75,8 @@ def processes_of(folder: str) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
+            if uid is not None and entry.stat().st_uid != uid:
+                continue
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
             environ = (entry / "environ").read_bytes()
         except OSError:
@@ -97,16 +102,22 @@ def end_processes(pids: Iterable[int], grace_s: float = 3.0) -> None:
 
 
 def clean_stale(root: Path) -> int:
-    """End the Ray processes of earlier embedded runs whose driver is gone and remove their
-    temp dirs; returns how many folders were removed."""
+    """End the Ray processes of this user's earlier embedded runs whose driver is gone and
+    remove their temp dirs; returns how many folders were removed. Folders and processes of
+    other users are never touched (a pid of theirs may look dead or alive to us alike)."""
     removed = 0
     if not root.is_dir():
         return 0
+    uid = os.getuid()
     for folder in root.iterdir():
         pid_text = folder.name.split("-", 1)[0]
-        if not pid_text.isdigit() or pid_alive(int(pid_text)):
+        try:
+            mine = folder.is_dir() and folder.stat().st_uid == uid
+        except OSError:
             continue
-        leftover = processes_of(str(folder))
+        if not mine or not pid_text.isdigit() or pid_alive(int(pid_text)):
+            continue
+        leftover = processes_of(str(folder), uid)
         if leftover:
             log.warning("ending %d Ray process(es) left by an embedded sweep whose driver died (%s)", len(leftover), folder)
             end_processes(leftover)
@@ -132,7 +143,7 @@ class EmbeddedRay:
         self.root.mkdir(parents=True, exist_ok=True)
         clean_stale(self.root)
         self.folder = str(self.root / f"{os.getpid()}-{secrets.token_hex(3)}")
-        os.makedirs(self.folder)
+        os.makedirs(self.folder, mode=0o700)  # this user's: sockets and logs of its run
         # the trial workers inherit this environment through the raylet
         env = {"RAY_TMPDIR": self.folder, LOCAL_ONLY_VAR: "0", "RAY_ADDRESS": None, **WORKER_ENV}
         for key, value in env.items():
@@ -161,7 +172,7 @@ class EmbeddedRay:
             ray.shutdown()
         ray_constants.ENABLE_RAY_CLUSTER = True
         if self.folder is not None:
-            leftover = processes_of(self.folder)
+            leftover = processes_of(self.folder, os.getuid())
             if leftover:
                 end_processes(leftover)
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from hidden_core.records import FINAL_STATUSES as FINAL
 from hidden_core.records import STATUSES
 
 
@@ -76,3 +77,56 @@ class SweepReport:
             "train_seconds": self.train_seconds, "efficiency": self.efficiency, "unfinished": self.unfinished,
             **({"controls": vars(self.controls)} if self.controls is not None else {}),
         }
+
+
+class SweepStopped(BaseException):
+    """Ends a sweep before its trials are done. A BaseException, like KeyboardInterrupt, so
+    that no `except Exception` on the way (Tune's, the callbacks') swallows it; the run's
+    cleanup (lease, Ray, temp dirs) runs as for any error, then the CLI prints `line()` and
+    exits `exit_code`. run_sweep attaches the run's report."""
+
+    exit_code = 1
+    report: SweepReport | None = None
+
+    def what(self) -> str:
+        return "stopped"
+
+    def line(self, command: str, final_in_store: int | None = None) -> str:
+        """One line: what stopped the sweep, how many of its trials are final (counted in
+        the store when the caller can: a signal may land between a row and its summary),
+        how to resume."""
+        report = self.report
+        if report is None:
+            return f"sweep {self.what()}; run the same command again to resume: {command}"
+        final = final_in_store if final_in_store is not None else report.skipped + sum(1 for s in report.trials if s.status in FINAL)
+        return (f"sweep {report.sweep} {self.what()}: {final} of {report.planned} trials are final in the store "
+                f"({max(0, final - report.skipped)} finished in this run); run the same command again to resume: {command}")
+
+
+class SweepInterrupted(SweepStopped):
+    """SIGINT or SIGTERM reached the driver (exit 128 + the signal: 130, 143)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.name = signal.Signals(signum).name
+
+    def what(self) -> str:
+        return f"interrupted by {self.name}"
+
+
+class StoreFull(SweepStopped):
+    """The results store's disk is full (ENOSPC): the sweep stops at the first write that
+    fails, the trials not written re-run next time (exit 2, like any OSError of the CLI)."""
+
+    exit_code = 2
+
+    def __init__(self, err: OSError, path: str | None = None):
+        super().__init__(err)
+        self.path = path or err.filename or "?"
+
+    def what(self) -> str:
+        return f"stopped: no space left on device (ENOSPC) writing {self.path}"

@@ -24,13 +24,15 @@ checkpoint goes. A killed driver loses at most the epochs since the last checkpo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from hidden_core import paths
@@ -39,7 +41,7 @@ from hidden_core.store import ResultStore, default_results_root
 from hidden_core.tune import checkpoints, controls_pass, ray_setup
 from hidden_core.tune.lease import SweepLease
 from hidden_core.tune.planning import Todo, longest_first, plan_todo
-from hidden_core.tune.report import SweepReport
+from hidden_core.tune.report import SweepInterrupted, SweepReport, SweepStopped
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +83,77 @@ def run_sweep(
     """
     started = time.perf_counter()
     out = out if out is not None else sys.stdout
+    with _signals_end_sweep():
+        report = SweepReport(sweep=getattr(spec, "name", "?"))
+        try:
+            return _run_sweep(spec, results_root, report, address=address, study_storage=study_storage, progress=progress,
+                              skip_resource_check=skip_resource_check, max_concurrent=max_concurrent, num_cpus=num_cpus,
+                              train_fn=train_fn, report_every_s=report_every_s, keep_ray=keep_ray, callbacks=callbacks, out=out,
+                              started=started)
+        except SweepStopped as stop:
+            stop.report = report
+            raise
+
+
+class _Signals:
+    """The driver's SIGINT / SIGTERM state (`_signals_end_sweep`)."""
+
+    received: int | None = None  # the first signal
+    in_fit = False  # Tune is running: the signal stops it through _SignalStopper, not an exception
+    install: Callable[[], Any] = staticmethod(lambda: None)
+
+
+@contextlib.contextmanager
+def _signals_end_sweep() -> Iterator[None]:
+    """SIGINT and SIGTERM end the sweep through its own cleanup (lease released, Ray
+    stopped, temp dirs removed); the CLI then prints one line and exits 130 / 143. Outside
+    Tune the handler raises SweepInterrupted at once. Inside Tune's loop an exception would
+    be held back by Ray until the trials end, so the handler only records the signal and
+    `_SignalStopper` stops every trial at Tune's next step; run_sweep raises after the fit.
+    Tune's own SIGINT handler is off (it would print a Tuner.restore hint: a re-run is the
+    resume). A second signal gets the default action. Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+
+    def handler(signum: int, _frame: Any) -> None:
+        for s in saved:
+            signal.signal(s, signal.SIG_DFL)
+        _Signals.received = signum
+        if not _Signals.in_fit:
+            raise SweepInterrupted(signum)
+
+    def install() -> None:
+        if _Signals.received is None:
+            for s in saved:
+                signal.signal(s, handler)
+
+    _Signals.received, _Signals.in_fit, _Signals.install = None, False, install
+    install()
+    try:
+        yield
+    finally:
+        _Signals.install = staticmethod(lambda: None)
+        for s, previous in saved.items():
+            signal.signal(s, previous if previous is not None else signal.SIG_DFL)
+
+
+def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.PathLike[str] | None, report: SweepReport, *,
+               address: str | None, study_storage: str | None, progress: bool | Any, skip_resource_check: bool,
+               max_concurrent: int | None, num_cpus: int | None, train_fn: Callable[..., Any] | None,
+               report_every_s: float | None, keep_ray: bool, callbacks: Sequence[Any], out: Any, started: float) -> SweepReport:
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec)
     results_root = paths.normalize_root(os.fspath(results_root) if results_root is not None else default_results_root())
     plan = spec.plan()
     store = ResultStore(results_root)
-    report = SweepReport(sweep=spec.name, planned=plan.total)
+    report.sweep, report.planned = spec.name, plan.total
     vectorize = train_fn is None  # a replacement train function trains one seed: no cell runs vectorized
     todo = plan_todo(spec, store, vectorize=vectorize)
     report.skipped, report.to_run = todo.skipped, todo.count
-    if todo.count == 0 and not controls_pass.pending(spec, store):
+    if todo.count == 0 and not controls_pass.pending(spec, store) and not checkpoints.trial_folders(results_root, spec.name):
         report.wall_seconds = time.perf_counter() - started
         return report
     from hidden_core.tune.trackers import tracker_callbacks
@@ -103,14 +166,40 @@ def run_sweep(
         address, checked = ray_setup.check_address(address), True
     with SweepLease(results_root, spec.name):
         todo = plan_todo(spec, store, vectorize=vectorize)  # again, now that no other driver can change it
+        _finish_killed_driver(spec, store, results_root)
         report.skipped, report.to_run = todo.skipped, todo.count
         if todo.count:
+            store.mark_sweep(spec.name)  # the folder is a sweep from now on (paths.SWEEP_MARKER)
             _run(spec, store, results_root, todo, report, address=address, checked=checked, study_storage=study_storage, progress=progress,
                  skip_resource_check=skip_resource_check, max_concurrent=max_concurrent, num_cpus=num_cpus,
                  train_fn=train_fn, report_every_s=report_every_s, keep_ray=keep_ray, callbacks=callbacks, out=out)
         report.controls = controls_pass.run(spec, store, out=out)  # the spec's subnet_controls, after the trials
     report.wall_seconds = time.perf_counter() - started
     return report
+
+
+def _finish_killed_driver(spec: SweepSpec, store: ResultStore, results_root: str) -> None:
+    """A driver killed between a trial's final row and deleting its checkpoint left the
+    checkpoint (and maybe no subnet file yet): finish that trial's ending now, and say so."""
+    if spec.name not in store.sweeps():
+        return
+    aside = store.set_aside_unreadable(spec.name)  # found by plan_todo's reads
+    if aside:
+        log.warning("sweep %s: set aside %d unreadable part file(s) of an interrupted write (renamed to .broken-<name>; "
+                    "their rows are lost, the trials run again): %s", spec.name, len(aside), ", ".join(aside[:10]))
+    left = checkpoints.trial_folders(results_root, spec.name)
+    if not left:
+        return
+    from hidden_core.records import FINAL_STATUSES
+
+    rows = store.load_trials(spec.name, where=f"status in {sorted(FINAL_STATUSES)}", columns=["trial_id", "status"])
+    final = dict(zip(rows["trial_id"], rows["status"], strict=True))
+    planned = spec.plan().by_id
+    configs = {t: planned[t].config.model_dump(mode="json") for t in left if t in final and t in planned}
+    done = checkpoints.finish_final(results_root, spec.name, final, configs)
+    if done:
+        log.warning("sweep %s: %d trial(s) already final kept a checkpoint (an earlier driver was killed); "
+                    "their subnet files are made and checkpoints removed: %s", spec.name, len(done), ", ".join(done[:10]))
 
 
 def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, *, address: str | None,
@@ -147,6 +236,7 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
     tune_dir = None
     try:
         ray_started = ray_setup.start_ray(address, num_cpus, checked=checked)
+        _Signals.install()  # ray.init may have put its own in place
         import ray
 
         nodes = ray_setup.cluster_nodes()
@@ -182,6 +272,20 @@ def _tune_dir(ray_started: ray_setup.EmbeddedRay | bool) -> str:
     root = ray_setup.embedded_root()
     root.mkdir(parents=True, exist_ok=True)
     return tempfile.mkdtemp(prefix=f"{os.getpid()}-tune-", dir=root)
+
+
+def _signal_stopper() -> Any:
+    """A Tune Stopper that ends every trial once SIGINT or SIGTERM was received."""
+    from ray.tune.stopper import Stopper
+
+    class _SignalStopper(Stopper):
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return _Signals.received is not None
+
+        def stop_all(self) -> bool:
+            return _Signals.received is not None
+
+    return _SignalStopper()
 
 
 def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, *, study_storage: str | None,
@@ -234,11 +338,18 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
                 storage_path=tune_dir,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 callbacks=[SweepCallback(runtime), *callbacks],
+                stop=_signal_stopper(),
                 verbose=0,
             ),
         )
-        tuner.fit()
+        _Signals.in_fit = True
+        try:
+            tuner.fit()
+        finally:
+            _Signals.in_fit = False
         report.fit_seconds += time.perf_counter() - fit_started
+        if _Signals.received is not None:
+            raise SweepInterrupted(_Signals.received)
         report.unfinished = runtime.unfinished()
     finally:
         report.trials = list(runtime.summaries)
