@@ -934,10 +934,11 @@ def _short(value: Any, axis: str) -> Any:
 
 
 # ---- cluster checks ------------------------------------------------------------------------
-def check_resources(spec: SweepSpec, nodes: Sequence[Mapping[str, float]]) -> None:
+def check_resources(spec: SweepSpec, nodes: Sequence[Mapping[str, float]], where: str = "the largest node", hint: str = "add a node that has them") -> None:
     """Raise ConfigError when no node of the cluster can ever hold one trial.
 
-    `nodes`: each alive node's total resources ({'CPU': 16, 'GPU': 1, ...})."""
+    `nodes`: each alive node's total resources ({'CPU': 16, 'GPU': 1, ...}); `where` names
+    them in the message and `hint` says where else the trials could run."""
     if not nodes:
         raise ConfigError(["resources: the cluster has no alive nodes"])
     need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
@@ -949,8 +950,8 @@ def check_resources(spec: SweepSpec, nodes: Sequence[Mapping[str, float]]) -> No
         if need[key] > most + 1e-9:
             what = f"{key}s" if need[key] != 1 else key
             problems.append(
-                f"{path}: {need[key]:g} {what} per trial, but the largest node has {most:g}; "
-                f"no trial could ever start (lower it, or add a node that has them)"
+                f"{path}: {need[key]:g} {what} per trial, but {where} has {most:g}; "
+                f"no trial could ever start (lower it, or {hint})"
             )
     if not problems:
         problems.append(f"resources: no single node has both {need['CPU']:g} CPUs and {need['GPU']:g} GPUs")

@@ -2,8 +2,8 @@
 results/README.md and cluster/README.md is executed, so the docs cannot drift from the code.
 
 - a YAML block that is a sweep spec goes through `hidden sweep run FILE --dry-run`;
-- `hidden sweep run` lines run with --dry-run (a cluster --address is dropped: the plan is
-  the same), `results`, `sweep status` and `analyze` lines on a tiny synthetic store named
+- `hidden sweep run` lines run with --dry-run (with their --address: the dry run connects to
+  nothing and leaves the resource check to the run that joins the cluster), `results`, `sweep status` and `analyze` lines on a tiny synthetic store named
   quickstart (object-store URLs replaced by it), `inspect` for real;
 - `train` lines are parsed and their config validated exactly as `hidden train` does, without
   training (they name CUDA, CIFAR-10 and files of the reader's); `data download` with --help.
@@ -144,9 +144,6 @@ def test_command_line_runs(where, argv, tiny_store, tmp_path, capsys, monkeypatc
     if head == ["data", "download"]:
         argv = [*head, "--help"]
     elif head == ["sweep", "run"]:
-        if "--address" in argv:
-            i = argv.index("--address")
-            argv = argv[:i] + argv[i + 2:]
         argv = _on_tiny_store([a for a in argv if a != "--dry-run"] + ["--dry-run"], tmp_path / "empty_results", tmp_path)
     elif head[0] == "subnet":
         argv = _subnet_argv(argv, *request.getfixturevalue("subnet_store"), tmp_path)
