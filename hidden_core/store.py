@@ -211,7 +211,7 @@ def _quote_hint(tree: ast.AST, schema: pa.Schema) -> str:
         if not isinstance(node, ast.Compare):
             continue
         terms = [node.left, *node.comparators]
-        for (left, right), op in zip(zip(terms, terms[1:]), node.ops):
+        for (left, right), op in zip(zip(terms, terms[1:], strict=False), node.ops, strict=True):
             names = [t.id if isinstance(t, ast.Name) else None for t in (left, right)]
             if None in names or (names[0] in schema.names) == (names[1] in schema.names):
                 continue

@@ -5,7 +5,6 @@ import stat
 
 import numpy as np
 import pytest
-
 from safetensors import safe_open
 
 from hidden_core.subnet.fileformat import write_subnet_file
