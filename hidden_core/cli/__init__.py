@@ -47,9 +47,10 @@ class HiddenParser(argparse.ArgumentParser):
     root: argparse.ArgumentParser | None = None
 
     def error(self, message: str):  # type: ignore[override]
-        choice = re.search(r"invalid choice: '([^']*)'", message)
-        if choice:
-            message += _command_hint(self.root or self, choice.group(1))
+        choice = re.search(r"^argument ([^:]+): invalid choice: '([^']*)'", message)
+        commands = {a.metavar or a.dest for a in self._actions if isinstance(a, argparse._SubParsersAction)}
+        if choice and choice.group(1) in commands:  # a sub-command, not an option's value
+            message += _command_hint(self.root or self, choice.group(2))
         super().error(message)
 
 
