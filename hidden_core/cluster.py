@@ -239,13 +239,24 @@ def split_address(address: str) -> tuple[str, int]:
     return host, port
 
 
+def _same_target(address: str, host: str, port: int) -> bool:
+    try:
+        return split_address(address.removeprefix("ray://")) == (host, port)
+    except Exception:  # noqa: BLE001 - 'auto' and other names that are not host:port
+        return False
+
+
 def _tcp_check(host: str, port: int, timeout: float, address: str) -> None:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as err:
+        # Ray dials a loopback address as this node's IP: say so, but name what was given
+        dialled = address.removeprefix("ray://")
+        if not _same_target(address, host, port):
+            dialled += f" (Ray dials a loopback address as this node's IP: {host}:{port})"
         raise ClusterError(
-            f"--address {address}: cannot reach the Ray cluster at {host}:{port} "
+            f"--address {address}: cannot reach a Ray cluster at {dialled} "
             f"({err.strerror or err}). Is the head running (`ray status` on it), and are you "
             "on a machine of the cluster? A driver must run inside the cluster's network: "
             "from a laptop, submit with `ray job submit` through the dashboard tunnel "

@@ -187,11 +187,17 @@ def _torchvision(dataset: str, root: str, download: bool) -> tuple[torch.Tensor,
     cls = getattr(torchvision.datasets, TORCHVISION_CLASS[dataset])
     Path(root).mkdir(parents=True, exist_ok=True)
     # One download per node even when several trials start at once on it.
-    with FileLock(str(Path(root) / f".{dataset}.lock")):
+    lock = Path(root) / f".{dataset}.lock"
+    with FileLock(str(lock)):
         try:
             parts = [cls(root, train=train, download=download) for train in (True, False)]
         except Exception as err:  # noqa: BLE001 - torchvision raises RuntimeError/URLError/OSError
             raise ConfigError([f"data_root: cannot load {dataset} from {root} ({err}); {download_hint(dataset, Path(root))}"]) from None
+        finally:
+            # Removed by its holder, before release, so the data folder holds only the data.
+            # Safe: a waiter that then locks the removed file sees it unlinked (st_nlink 0)
+            # and locks the path anew (filelock does; checked with three processes on filelock 4.3), so two never overlap.
+            lock.unlink(missing_ok=True)
     out = []
     for part in parts:
         x = torch.as_tensor(np.asarray(part.data))

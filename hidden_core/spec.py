@@ -415,6 +415,24 @@ def unused_fields(config: TrialConfig) -> frozenset[str]:
     return (METHOD_SPECIFIC_FIELDS | DIST_SPECIFIC_FIELDS) - used
 
 
+def spec_candidates(name: str, folders: Sequence[Path]) -> list[Path]:
+    """Where a spec named `name` is looked for, in order: the path itself, the path + .yaml,
+    and a bare name (no folder in it) in each of `folders`, as given and + .yaml."""
+    names = [name] if name.endswith((".yaml", ".yml")) else [name, f"{name}.yaml"]
+    paths = [Path(n) for n in names]
+    if len(Path(name).parts) == 1:
+        paths += [folder / n for folder in folders for n in names]
+    return paths
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 # ---- loading -------------------------------------------------------------------------------
 def load_spec(path: str | Path, *, max_trials: int | None = None) -> SweepSpec:
     """Read and validate a spec file; every problem raises one ConfigError.
@@ -423,20 +441,21 @@ def load_spec(path: str | Path, *, max_trials: int | None = None) -> SweepSpec:
 
 
 def find_spec_file(name: str, folders: Sequence[Path]) -> Path:
-    """`name` as a path, else as a file (with or without .yaml) in one of `folders`;
-    ConfigError with the near misses among the folders' specs when there is none."""
+    """`name` as a path (with or without .yaml), else as a file (with or without .yaml) in
+    one of `folders`; ConfigError naming the files tried, with the near misses among the
+    folders' specs, when there is none."""
+    tried = spec_candidates(name, folders)
     try:
-        if Path(name).is_file():
-            return Path(name)
-        for folder in folders:
-            for candidate in (name, f"{name}.yaml"):
-                if (folder / candidate).is_file():
-                    return folder / candidate
+        for candidate in tried:
+            if candidate.is_file():
+                return candidate
     except (OSError, ValueError):  # a NUL byte or a name too long for the file system
         pass
     known = sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
     return_hint = suggestion(Path(name).stem, known) if len(name) < 200 else ""
-    raise ConfigError([f"spec: no such spec file {brief(name)} (nor sweeps/{clip(name, 60)}.yaml){return_hint}; specs in sweeps/: {', '.join(known) or '(none)'}"])
+    others = list(dict.fromkeys(_shown(c) for c in tried[1:]))
+    nor = f" (nor {', '.join(clip(o, 80) for o in others[:6])})" if others else ""
+    raise ConfigError([f"spec: no such spec file {brief(name)}{nor}{return_hint}; specs in sweeps/: {', '.join(known) or '(none)'}"])
 
 
 def parse_spec(data: Any, *, max_trials: int | None = None) -> SweepSpec:
@@ -915,10 +934,11 @@ def _short(value: Any, axis: str) -> Any:
 
 
 # ---- cluster checks ------------------------------------------------------------------------
-def check_resources(spec: SweepSpec, nodes: Sequence[Mapping[str, float]]) -> None:
+def check_resources(spec: SweepSpec, nodes: Sequence[Mapping[str, float]], where: str = "the largest node", hint: str = "add a node that has them") -> None:
     """Raise ConfigError when no node of the cluster can ever hold one trial.
 
-    `nodes`: each alive node's total resources ({'CPU': 16, 'GPU': 1, ...})."""
+    `nodes`: each alive node's total resources ({'CPU': 16, 'GPU': 1, ...}); `where` names
+    them in the message and `hint` says where else the trials could run."""
     if not nodes:
         raise ConfigError(["resources: the cluster has no alive nodes"])
     need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
@@ -930,8 +950,8 @@ def check_resources(spec: SweepSpec, nodes: Sequence[Mapping[str, float]]) -> No
         if need[key] > most + 1e-9:
             what = f"{key}s" if need[key] != 1 else key
             problems.append(
-                f"{path}: {need[key]:g} {what} per trial, but the largest node has {most:g}; "
-                f"no trial could ever start (lower it, or add a node that has them)"
+                f"{path}: {need[key]:g} {what} per trial, but {where} has {most:g}; "
+                f"no trial could ever start (lower it, or {hint})"
             )
     if not problems:
         problems.append(f"resources: no single node has both {need['CPU']:g} CPUs and {need['GPU']:g} GPUs")

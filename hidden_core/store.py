@@ -205,10 +205,27 @@ def _pandas_boolean_ops(text: str) -> str:
     return tokenize.untokenize(out)
 
 
-def unknown_column_error(kind: str, names: Iterable[str], schema: pa.Schema) -> ConfigError:
+def unknown_column_error(kind: str, names: Iterable[str], schema: pa.Schema, hint: str = "") -> ConfigError:
     names = list(names)
     wrong = ", ".join(brief(n) + suggestion(n, schema.names) for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    return ConfigError([f"{kind}: unknown column {wrong}; available columns: {', '.join(schema.names)}"])
+    return ConfigError([f"{kind}: unknown column {wrong}{hint}; available columns: {', '.join(schema.names)}"])
+
+
+def _quote_hint(tree: ast.AST, schema: pa.Schema) -> str:
+    """' (text is quoted: method == 'edge_popup')' when an unknown name is compared with a
+    column, as in `method == edge_popup`: the user meant the text, not a column."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        terms = [node.left, *node.comparators]
+        for (left, right), op in zip(zip(terms, terms[1:], strict=False), node.ops, strict=True):
+            names = [t.id if isinstance(t, ast.Name) else None for t in (left, right)]
+            if None in names or (names[0] in schema.names) == (names[1] in schema.names):
+                continue
+            column, text = (names[0], names[1]) if names[0] in schema.names else (names[1], names[0])
+            symbol = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}.get(type(op), "==")
+            return f" (text is quoted: {column} {symbol} {text!r})"
+    return ""
 
 
 MAX_WHERE_CHARS = 2000  # a filter is a line typed by a person; 2000 characters is 20 lines of it
@@ -251,7 +268,7 @@ class _WhereTranslator:
         except (pa.ArrowException, TypeError, ValueError, OverflowError, ZeroDivisionError) as err:
             raise ConfigError([f"where: cannot evaluate {self.shown}: {clip(str(err).splitlines()[0] if str(err) else type(err).__name__, 150)}"]) from None
         if self.unknown:
-            raise unknown_column_error("where", dict.fromkeys(self.unknown), self.schema)
+            raise unknown_column_error("where", dict.fromkeys(self.unknown), self.schema, _quote_hint(tree, self.schema))
         if not isinstance(expr, pc.Expression):
             raise self.unsupported("a constant")
         return expr

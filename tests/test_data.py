@@ -124,3 +124,14 @@ def test_device_data_batches_cover_the_epoch_and_normalize():
     loader = DeviceData(splits, torch.device("cpu"), augment=False)
     seen = torch.cat([y for _, y in loader.train_batches(500)])
     assert len(seen) == loader.n_train and torch.equal(seen.sort().values, splits.y_train.sort().values)
+
+
+def test_download_leaves_no_lock_file_behind(tmp_path, capsys):
+    from hidden_core.cli import main
+
+    _write_idx(tmp_path, "MNIST")  # present: torchvision's download finds it and fetches nothing
+    assert main(["data", "download", "mnist", "--data-root", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]
+    with pytest.raises(ConfigError):  # a failed load removes it too
+        load_data(make_config(dataset="fashion_mnist"), make_run_options(data_root=str(tmp_path), download=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]

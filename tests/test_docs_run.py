@@ -2,8 +2,8 @@
 results/README.md and cluster/README.md is executed, so the docs cannot drift from the code.
 
 - a YAML block that is a sweep spec goes through `hidden sweep run FILE --dry-run`;
-- `hidden sweep run` lines run with --dry-run (a cluster --address is dropped: the plan is
-  the same), `results`, `sweep status` and `analyze` lines on a tiny synthetic store named
+- `hidden sweep run` lines run with --dry-run (with their --address: the dry run connects to
+  nothing and leaves the resource check to the run that joins the cluster), `results`, `sweep status` and `analyze` lines on a tiny synthetic store named
   quickstart (object-store URLs replaced by it), `inspect` for real;
 - `train` lines are parsed and their config validated exactly as `hidden train` does, without
   training (they name CUDA, CIFAR-10 and files of the reader's); `data download` with --help.
@@ -67,12 +67,33 @@ def test_the_docs_have_commands_and_specs():
     assert {argv[0] for _, argv in COMMANDS} >= {"train", "inspect", "data", "sweep", "results", "analyze"}
 
 
+def spec_has_controls(sweep: str) -> bool:
+    """Whether sweeps/<sweep>.yaml asks for the controls pass (`subnet_controls`)."""
+    from hidden_core.spec import load_spec
+
+    path = ROOT / "sweeps" / f"{sweep}.yaml"
+    return path.is_file() and load_spec(path).subnet_controls is not None
+
+
+# the docs' commands that read the controls a sweep's `subnet_controls` adds
+CONTROL_COMMANDS = [(w, a) for w, a in COMMANDS if a[:2] == ["analyze", "controls"] or (a[0] == "results" and any(x.startswith("control_") for x in a))]
+
+
+def test_the_controls_commands_name_a_sweep_that_has_controls():
+    """`analyze controls quickstart` exited 2 after `make demo`: the demo spec had no
+    subnet_controls. Every such command must name a sweep of sweeps/ whose spec has them."""
+    assert CONTROL_COMMANDS
+    for where, argv in CONTROL_COMMANDS:
+        assert spec_has_controls(argv[2]), f"{where}: sweeps/{argv[2]}.yaml has no subnet_controls: hidden {' '.join(argv)}"
+
+
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("docs_results")
     store = ResultStore(root)
     write_synthetic_sweep(store, "quickstart", grid(methods=("dense", "edge_popup"), widths=(0.5, 1, 2), seeds=(0, 1)))
-    write_synthetic_controls(store, "quickstart")  # what a spec with subnet_controls adds (`analyze controls`)
+    if spec_has_controls("quickstart"):  # the store `make demo` leaves: controls only if its spec asks for them
+        write_synthetic_controls(store, "quickstart")
     return root
 
 
@@ -144,9 +165,6 @@ def test_command_line_runs(where, argv, tiny_store, tmp_path, capsys, monkeypatc
     if head == ["data", "download"]:
         argv = [*head, "--help"]
     elif head == ["sweep", "run"]:
-        if "--address" in argv:
-            i = argv.index("--address")
-            argv = argv[:i] + argv[i + 2:]
         argv = _on_tiny_store([a for a in argv if a != "--dry-run"] + ["--dry-run"], tmp_path / "empty_results", tmp_path)
     elif head[0] == "subnet":
         argv = _subnet_argv(argv, *request.getfixturevalue("subnet_store"), tmp_path)

@@ -57,7 +57,7 @@ def _store(results: str | None) -> Any:
 
 
 def run_sweep_cmd(args: argparse.Namespace) -> int:
-    from hidden_core.footprint import describe, plan_footprint, require_fit
+    from hidden_core.footprint import describe, plan_footprint
     from hidden_core.store import require_writable
     from hidden_core.tune.planning import describe_todo, plan_todo, require_spec
     from hidden_core.tune.runner import run_sweep
@@ -79,6 +79,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
             print(f"  subnet_controls: after the trials, {spec.subnet_controls.draws} draws of each control per final trial on device "
                   f"{spec.subnet_controls.device}; {len(pending(spec, store))} trials in the store lack some")
+        _machine_checks(spec, args, largest)  # what the run would refuse, the dry run refuses too
         return 0
     if args.study_storage is not None:
         from hidden_core.spec import storage_url_problems
@@ -86,15 +87,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         if problems := storage_url_problems(args.study_storage, "--study-storage"):
             raise ConfigError(problems)
     require_writable(store)
-    if spec.subnet_controls is not None:  # the controls pass runs in this process, after every trial
-        from hidden_core.footprint import require_device
-
-        try:
-            require_device(spec.subnet_controls.device)
-        except ConfigError as err:
-            raise ConfigError([f"subnet_controls.{p}" for p in err.problems]) from None
-    if largest is not None and args.address is None:  # a cluster's nodes are checked by Ray
-        require_fit(largest[0], spec.resources.device, largest[1])
+    _machine_checks(spec, args, largest)
     from hidden_core.tune.report import SweepStopped
 
     try:
@@ -137,6 +130,30 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
         print(dumps(report.to_dict()))
     return 1 if report.unfinished else 0
+
+
+def _machine_checks(spec: Any, args: argparse.Namespace, largest: Any) -> None:
+    """What this machine must have for the run, checked by the run and by --dry-run alike
+    (ConfigError, exit 2): the controls pass's device (it runs in this process); without
+    --address, memory for the largest trial and the CPUs/GPUs one trial asks for. With
+    --address the cluster's nodes are checked when the run joins it."""
+    from hidden_core.footprint import require_device, require_fit
+
+    if spec.subnet_controls is not None:
+        try:
+            require_device(spec.subnet_controls.device)
+        except ConfigError as err:
+            raise ConfigError([f"subnet_controls.{p}" for p in err.problems]) from None
+    if args.address is not None:
+        return
+    if largest is not None:
+        require_fit(largest[0], spec.resources.device, largest[1])
+    if not args.skip_resource_check:
+        from hidden_core.spec import check_resources
+        from hidden_core.tune.ray_setup import local_nodes
+
+        check_resources(spec, local_nodes(spec.resources.gpu > 0), where="this machine (a run without --address trains here)",
+                        hint="run on a cluster that has them with --address")
 
 
 def status_cmd(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from hidden_core.config import (
 )
 from hidden_core.strict_yaml import load_yaml_file
 
-MODEL_FIELDS = ("dataset", "model", "method", "width", "depth", "mlp_units", "norm", "keep_fraction", "weight_dist", "scale_fan", "seed", "train_output_layer", "supermask_init_keep")
+MODEL_FIELDS = ("dataset", "model", "method", "width", "depth", "mlp_units", "mlp_layer_units", "norm", "keep_fraction", "weight_dist", "scale_fan", "seed", "train_output_layer", "supermask_init_keep")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -26,7 +26,8 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import stat
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,10 +127,15 @@ def write_subnet_file(path: str | os.PathLike[str], tensors: dict[str, np.ndarra
     metadata["sha256"] = _digest(metadata, tensors)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".subnet-", suffix=".tmp")
-    os.close(fd)
+    # A subnet file is read like the Parquet files beside it (a shared store's colleagues),
+    # so it gets the mode open() gives a new file, 0666 less the umask; safetensors (0.8)
+    # and mkstemp both write 0600. The mode is taken from a file created that way.
+    tmp = str(path.parent / f".subnet-{uuid.uuid4().hex}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -343,7 +343,9 @@ def store_line(name: str, frame: pd.DataFrame, planned: int, final: int, left: i
         durations = [e - s for s, e in zip(starts, ends, strict=True) if e >= s]
         concurrency = max_overlap(list(zip(starts, ends, strict=True)))
         if starts:
-            elapsed = max(0.0, now - min(starts))
+            # a sweep with nothing left took from its first start to its last finish; it
+            # does not go on ageing while the reader looks at it
+            elapsed = max(0.0, (max(ends) if left == 0 else now) - min(starts))
     counts = frame["status"].value_counts().to_dict() if "status" in frame else {}
     best: dict[str, float] = {}
     if not frame.empty and "best_val_acc" in frame:

@@ -17,6 +17,12 @@ Embedded (no ``--address``):
   command line or their RAY_TMPDIR) and removes the folder. Per user: only folders owned by
   this user whose driver pid is dead, and only processes of this user, are touched; another
   user's runs sharing the root (a shared ``$HIDDEN_RAY_TEMP`` or home) are left alone.
+- Token authentication as Ray (>= 2.52) sets it up for a new local cluster (on, unless
+  the user set ``RAY_AUTH_MODE``), without its warning "Token authentication is enabled
+  ... Set RAY_AUTH_MODE=disabled to opt out" on every run: that one record is filtered
+  out during ``ray.init``. Not by setting ``RAY_AUTH_MODE=token`` ourselves: Ray reads its
+  config once per process, and a driver that imported Ray earlier then starts a GCS that
+  requires a token its own client does not send (measured with Ray 2.60).
 """
 
 from __future__ import annotations
@@ -42,6 +48,18 @@ LOOPBACK = "127.0.0.1"
 LOCAL_ONLY_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps a loopback node IP
 ROOT_VAR = "HIDDEN_RAY_TEMP"  # where embedded Rays keep their temp dirs (default below)
 _MAX_ROOT_CHARS = 48  # Ray's socket paths (<root>/<run>/session_<43 chars>/sockets/plasma_store) stay < 108
+
+AUTH_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _DropAuthDefaultNotice(logging.Filter):
+    """Drops Ray's notice that token auth is on by default (the 'opt out' line): on for an
+    embedded Ray is what we want, and the notice tells a user of `hidden` nothing to do.
+    Any other record of that logger (a missing token, auth disabled) still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "to opt out" not in record.getMessage()
+
 
 # Worker-side environment (trial processes):
 WORKER_ENV = {
@@ -155,6 +173,8 @@ class EmbeddedRay:
             else:
                 os.environ[key] = value
         ray_constants.ENABLE_RAY_CLUSTER = False  # read at import; the driver may have imported Ray already
+        notice = _DropAuthDefaultNotice()
+        logging.getLogger(AUTH_SETUP_LOGGER).addFilter(notice)
         try:
             ray.init(
                 address="local", num_cpus=self.num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
@@ -163,6 +183,8 @@ class EmbeddedRay:
         except BaseException:
             self.stop()
             raise
+        finally:
+            logging.getLogger(AUTH_SETUP_LOGGER).removeFilter(notice)
 
     def stop(self) -> None:
         import ray
