@@ -162,6 +162,8 @@ def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.
     callbacks = [*callbacks, *tracker_callbacks(spec.loggers, results_root, spec.name)]
     # a cluster that will not let this driver in fails here, before anything is written
     checked = False
+    if address is None and not skip_resource_check:  # refused here, before the lease writes anything
+        check_resources(spec, ray_setup.local_nodes(spec.resources.gpu > 0))
     if address and not ray_setup.ray_initialized():
         address, checked = ray_setup.check_address(address), True
     with SweepLease(results_root, spec.name):
@@ -217,8 +219,6 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
     run_values = spec.run_options().model_dump(mode="json")
     configs = [t.config for t in todo.trials] + [p.template for p, _ in todo.points]
     check_data(configs, run_values)
-    if address is None and not skip_resource_check:
-        check_resources(spec, ray_setup.local_nodes(spec.resources.gpu > 0))
 
     # Ray start-up and data loading overlap: the data thread imports torch and builds the
     # splits while the Ray processes come up.
