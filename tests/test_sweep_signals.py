@@ -6,11 +6,9 @@ SIGTERM'd run is resumed and then SIGINT'd."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,19 +19,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def ray_root():
-    from hidden_core.tune.ray_setup import processes_of
-
-    root = Path(tempfile.mkdtemp(prefix="hr", dir=Path.home() / ".cache" if (Path.home() / ".cache").is_dir() else None))
-    yield root
-    for folder in list(root.iterdir()) if root.exists() else []:
-        for pid in processes_of(str(folder)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _interrupted(command: list[str], env: dict, cwd: Path, results: Path, signum: int, rows: int) -> tuple[int, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,18 +34,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def ray_root():
-    """A private root for the embedded Rays' temp dirs (short: Ray's socket paths live there)."""
-    root = Path(tempfile.mkdtemp(prefix="hr", dir=Path.home() / ".cache" if (Path.home() / ".cache").is_dir() else None))
-    yield root
-    for folder in list(root.iterdir()) if root.exists() else []:
-        for pid in processes_of(str(folder)):  # anything the test's drivers left: end it by pid
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _spec_file(tmp_path: Path, name: str, seeds: int, epochs: int, **extra) -> Path:

@@ -10,10 +10,9 @@ from matplotlib.figure import Figure
 
 from hidden_core.analysis.plots import (
     OKABE_ITO,
-    _legend,
-    facet_legends,
     facet_panels,
     facets,
+    finish_panels,
     integer_ticks,
     label_method,
     method_color,
@@ -88,15 +87,8 @@ def plot_learning_curves(curves: pd.DataFrame, metric: str) -> Figure:
         ax.grid(True, alpha=0.25)
         if title:
             ax.set_title(title, fontsize=9)
-    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
-        ax.set_ylabel(CURVE_LABELS.get(metric, metric) + (" (%)" if percent else ""))
-    heading = f"{CURVE_LABELS.get(metric, metric)} per epoch\nmean over seeds (band: +-1 std, n: seeds)"
-    if len(axes) == 1:
-        axes[0].set_title(fontsize=10, label=heading)
-        _legend(axes[0])
-    else:
-        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
-        facet_legends(axes, [title for title, _ in layout])
+    finish_panels(fig, axes, layout, CURVE_LABELS.get(metric, metric) + (" (%)" if percent else ""),
+                  f"{CURVE_LABELS.get(metric, metric)} per epoch\nmean over seeds (band: +-1 std, n: seeds)")
     set_caption(fig, f"{CURVE_LABELS.get(metric, metric).capitalize()} per epoch: the mean over seeds of each group (n in the legend), band +-1 std"
                      f"{'; one panel per method' if len(axes) > 1 else ''}.")
     return fig

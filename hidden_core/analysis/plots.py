@@ -162,6 +162,23 @@ def min_spacing(values: np.ndarray, *, log: bool) -> float | None:
     return float(np.diff(values).min()) if len(values) > 1 else None
 
 
+
+def finish_panels(fig: Figure, axes: Sequence, layout: Sequence, ylabel: str, heading: str,
+                  extra: Sequence[tuple[object, str]] = ()) -> None:
+    """The y-label on the first column, the heading and the legends (one panel: its title and
+    legend; facets: the figure's title and a legend per panel), `extra` (handle, label) pairs
+    added to each legend: one finish for every faceted figure."""
+    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
+        ax.set_ylabel(ylabel)
+    if len(axes) == 1:
+        axes[0].set_title(fontsize=10, label=heading)
+        handles, labels = axes[0].get_legend_handles_labels()
+        _legend(axes[0], [*handles, *(h for h, _ in extra)], [*labels, *(lab for _, lab in extra)])
+    else:
+        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
+        facet_legends(axes, [title for title, _ in layout], extra)
+
+
 def set_caption(fig: Figure, text: str) -> Figure:
     """Attach the caption written from what the drawing code drew (see figure_caption)."""
     fig.hidden_caption = text
@@ -283,21 +300,10 @@ def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
         ax.grid(True, which="both", alpha=0.25)
         if title:
             ax.set_title(title, fontsize=9)
-    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
-        ax.set_ylabel(_metric_label(metric))
     what = "dashed: fitted err = e_inf + a * x^-b" if any_fit else "no law fitted"
-    heading = f"{metric_label(metric)} vs {x}\nmean over seeds (band: +-1 std, n: seeds per point); {what}"
-    handles, labels = axes[0].get_legend_handles_labels()
-    if len(axes) == 1:
-        axes[0].set_title(fontsize=10, label=heading)
-        if any_fit:
-            handles.append(Line2D([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.6))
-            labels.append("fitted law")
-        _legend(axes[0], handles, labels)
-    else:
-        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
-        fitted = [(Line2D([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.6), "fitted law")] if any_fit else []
-        facet_legends(axes, [title for title, _ in layout], fitted)
+    fitted = [(Line2D([], [], color="0.3", linestyle=(0, (4, 2)), linewidth=1.6), "fitted law")] if any_fit else []
+    finish_panels(fig, axes, layout, _metric_label(metric),
+                  f"{metric_label(metric)} vs {x}\nmean over seeds (band: +-1 std, n: seeds per point); {what}", fitted)
     law = ("dashed: fitted law err = e_inf + a * x^-b, in the group's colour, over the measured range only" if any_fit
            else ("no law could be fitted (see the table)" if analysis.law_fitted else "no law is fitted on this axis"))
     dense_ref = f"; dotted: dense at {x} {analysis.reference_x:g}" if reference else ""
@@ -351,15 +357,8 @@ def plot_gap_vs_x(analysis: ScalingAnalysis) -> Figure:
         ax.grid(True, which="both", alpha=0.25)
         if title:
             ax.set_title(title, fontsize=9)
-    for ax in (a for a in axes if a.get_subplotspec().is_first_col()):
-        ax.set_ylabel(f"gap to dense, percentage points\n({metric_label(analysis.metric)})")
-    heading = f"gap to dense-trained at the same {x}\n(error bars: {int(100 * analysis.ci)}% Welch t interval over seeds)"
-    if len(axes) == 1:
-        axes[0].set_title(fontsize=10, label=heading)
-        _legend(axes[0])
-    else:
-        fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
-        facet_legends(axes, [title for title, _ in layout])
+    finish_panels(fig, axes, layout, f"gap to dense, percentage points\n({metric_label(analysis.metric)})",
+                  f"gap to dense-trained at the same {x}\n(error bars: {int(100 * analysis.ci)}% Welch t interval over seeds)")
     level = int(round(100 * analysis.ci))
     set_caption(fig, f"{metric_label(analysis.metric).capitalize()} minus dense-trained at the same {x}, percentage points (pp); "
                      f"bars: {level}% Welch t intervals over seeds (paired intervals in the table below); series are shifted slightly along {x} "
