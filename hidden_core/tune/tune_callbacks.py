@@ -46,7 +46,7 @@ class SweepCallback(Callback):
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         progress = self.runtime.progress
         if progress is not None:
-            progress.tick(trials)
+            progress.tick(list(self.runtime.live.values()))  # not `trials`: every trial of the run
 
     def get_state(self) -> dict | None:
         return None

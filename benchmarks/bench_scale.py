@@ -1,0 +1,224 @@
+"""Driver scale: what one sweep driver costs per trial as the sweep grows.
+
+    python -m benchmarks.bench_scale [--quick] [--sizes 100,1000,5000] [--profile FILE]
+
+A scale run of near-free trials through the real driver path (spec -> plan -> embedded Ray
+-> Tune with the sweep's searcher, scheduler and callback -> store rows): the smallest MLP
+(depth 1, width 0.01: 1 hidden unit) on sklearn digits (offline, 1,797 images of 8x8), 1
+epoch, one Tune trial per seed (`vectorize: none`, so every trial is a Tune trial of its
+own), a grid of min(N, 100) seeds x N/100 learning rates. Sizes 100, 1,000 and 5,000 (--quick: 100 and 300).
+
+Each size runs in a fresh driver process (a subprocess) with a fresh store and a fresh
+embedded Ray, so what one size leaves in memory does not bill the next. In that process:
+- driver CPU per trial: the driver process's own CPU time (getrusage RUSAGE_SELF: user +
+  system, not Ray's processes) from the first trial written to the store to the last,
+  divided by the trials in between. That leaves out the fixed start (imports, Ray's start,
+  the data) and the fixed end, which are not what grows with N. The whole call's driver CPU
+  / N is printed beside it;
+- the same per-trial figure over the first and over the last tenth of the trials written,
+  which shows growth within one run;
+- driver peak RSS (ru_maxrss of the driver process);
+then, on the store it left: files after `hidden results compact`, and the wall time of
+`hidden results show` and `hidden sweep status` (each a fresh CLI process, as a user runs
+them; the median of 3).
+
+Targets: per-trial driver CPU at the largest size at most 1.5x that at the smallest; show
+and status each under 1 s at the largest size (on a quiet machine: the load average is
+printed beside).
+
+`run(quick)` returns report rows for benchmarks.run_all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import format_rows, info, row
+
+SIZES_FULL = (100, 1000, 5000)
+SIZES_QUICK = (100, 300)
+CPU_RATIO_TARGET = 1.5
+CLI_TARGET_S = 1.0
+SWEEP = "bench_scale"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def spec(trials: int) -> dict:
+    return {
+        "name": SWEEP,
+        "base": {"dataset": "digits", "model": "mlp", "depth": 1, "width": 0.01, "epochs": 1, "batch_size": 256,
+                 "method": "dense", "optimizer": "sgd"},
+        # at most 1,000 values per grid axis (spec.MAX_CHOICES): seeds x learning rates
+        "grid": {"seed": list(range(min(trials, 100))), "lr": [round(0.1 + 0.001 * i, 4) for i in range(max(trials // 100, 1))]},
+        "vectorize": "none",
+        "max_trials": max(trials, 1),
+        "resources": {"cpu": 1},
+    }
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def driver(trials: int, results: str, out: str, profile: str | None = None) -> None:
+    """The measured driver: one sweep of `trials` near-free trials; writes its figures to `out`."""
+    from ray.tune import Callback
+
+    from hidden_core.spec import parse_spec
+    from hidden_core.tune.runner import run_sweep
+
+    stamps: list[float] = []
+
+    class Stamp(Callback):  # the driver's CPU clock as each trial ends (after the sweep's own callback wrote it)
+        def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003 - Tune's signature
+            stamps.append(_cpu())
+
+        def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003
+            stamps.append(_cpu())
+
+    parsed = parse_spec(spec(trials))
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    report = run_sweep(parsed, results, progress=False, num_cpus=2, callbacks=[Stamp()])
+    wall = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures = {
+        "trials": trials,
+        "written": len(report.trials),
+        "wall_s": wall,
+        "fit_s": report.fit_seconds,
+        "cpu_total_s": usage.ru_utime + usage.ru_stime,
+        "maxrss_mib": usage.ru_maxrss / 1024,  # kilobytes on Linux
+        "stamps": stamps,
+    }
+    Path(out).write_text(json.dumps(figures))
+
+
+def per_trial(stamps: list[float], lo: int, hi: int) -> float:
+    """Driver CPU seconds per trial between the lo-th and the hi-th trial ended."""
+    hi = min(hi, len(stamps) - 1)
+    return (stamps[hi] - stamps[lo]) / max(hi - lo, 1)
+
+
+def cli_seconds(args: list[str], env: dict[str, str], rounds: int = 3) -> float:
+    """Median wall time of a fresh `hidden` CLI process (the user's view, imports included)."""
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "hidden_core.cli", *args], env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(trials: int, *, cli: bool, profile: str | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env.pop("RAY_ADDRESS", None)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        results, out = os.path.join(tmp, "results"), os.path.join(tmp, "figures.json")
+        load_before = load_average()
+        code = f"from benchmarks.bench_scale import driver; driver({trials}, {results!r}, {out!r}, {profile!r})"
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=str(REPO))
+        figures = json.loads(Path(out).read_text())
+        figures["load"] = f"{load_before} -> {load_average()}"
+        stamps = figures.pop("stamps")
+        n = len(stamps)
+        tenth = max(n // 10, 2)
+        figures["cpu_per_trial_s"] = per_trial(stamps, 0, n - 1)
+        figures["cpu_first_tenth_s"] = per_trial(stamps, 0, tenth)
+        figures["cpu_last_tenth_s"] = per_trial(stamps, n - 1 - tenth, n - 1)
+        if cli:
+            import yaml
+
+            spec_path = os.path.join(tmp, f"{SWEEP}.yaml")
+            Path(spec_path).write_text(yaml.safe_dump(spec(trials)))
+            root = ["--results", results]
+            subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "compact", SWEEP, *root], env=env, check=True, capture_output=True)
+            figures["files"] = sum(len(files) for _, _, files in os.walk(os.path.join(results, SWEEP)))
+            shown = subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "show", SWEEP, *root, "--format", "csv"],
+                                   env=env, check=True, capture_output=True, text=True).stdout
+            figures["rows_shown"] = max(len(shown.strip().splitlines()) - 1, 0)
+            figures["show_s"] = cli_seconds(["results", "show", SWEEP, *root], env)
+            figures["status_s"] = cli_seconds(["sweep", "status", spec_path, *root], env)
+    return figures
+
+
+def rows_for(measured: list[dict]) -> list[dict]:
+    rows: list[dict] = []
+    for f in measured:
+        label = f"scale, {f['trials']} near-free trials (load {f['load']})"
+        rows += [
+            info(f"{label}: trials written / wall / Tune phase", f"{f['written']} / {f['wall_s']:.0f} / {f['fit_s']:.0f}", "- / s / s"),
+            info(f"{label}: driver CPU per trial, first trial written to last", round(f["cpu_per_trial_s"] * 1000, 1), "ms"),
+            info(f"{label}: driver CPU per trial, first / last tenth of the trials", f"{f['cpu_first_tenth_s'] * 1000:.1f} / {f['cpu_last_tenth_s'] * 1000:.1f}", "ms"),
+            info(f"{label}: driver CPU, whole call / trials", round(f["cpu_total_s"] / max(f["trials"], 1) * 1000, 1), "ms"),
+            info(f"{label}: driver peak RSS", round(f["maxrss_mib"]), "MiB"),
+        ]
+    small, large = measured[0], measured[-1]
+    ratio = large["cpu_per_trial_s"] / small["cpu_per_trial_s"] if small["cpu_per_trial_s"] else float("inf")
+    rows.append(row(f"scale: driver CPU per trial at {large['trials']} / at {small['trials']} trials", round(ratio, 2), "x",
+                    f"<= {CPU_RATIO_TARGET}", ratio <= CPU_RATIO_TARGET))
+    if "files" in large:
+        label = f"scale, store of {large['trials']} trials"
+        rows += [
+            info(f"{label}: files after `results compact`", large["files"], ""),
+            info(f"{label}: rows `results show` printed", large["rows_shown"], ""),
+            row(f"{label}: `hidden results show` wall (fresh CLI process, median of 3)", round(large["show_s"], 2), "s", f"< {CLI_TARGET_S}", large["show_s"] < CLI_TARGET_S),
+            row(f"{label}: `hidden sweep status` wall (fresh CLI process, median of 3)", round(large["status_s"], 2), "s", f"< {CLI_TARGET_S}", large["status_s"] < CLI_TARGET_S),
+        ]
+    return rows
+
+
+def run(quick: bool = False, tiny: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict]:
+    sizes = sizes or ((4, 8) if tiny else SIZES_QUICK if quick else SIZES_FULL)
+    measured = [measure(n, cli=(i == len(sizes) - 1)) for i, n in enumerate(sizes)]
+    return rows_for(measured)
+
+
+NOTES = """\
+- Driver CPU per trial is the driver process's own CPU (not Ray's processes), from the first
+  trial written to the store to the last; the fixed start and end are printed apart (whole
+  call / trials). The load average of the shared machine is printed beside every size.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default=None, help="comma-separated trial counts (default 100,1000,5000; --quick 100,300)")
+    parser.add_argument("--profile", default=None, help="cProfile the driver of the largest size into this file")
+    args = parser.parse_args(argv)
+    if args.profile:
+        sizes = tuple(int(s) for s in (args.sizes or "100").split(","))
+        measured = [measure(n, cli=False, profile=args.profile if i == len(sizes) - 1 else None) for i, n in enumerate(sizes)]
+        print(format_rows(rows_for(measured)))
+        return 0
+    sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else None
+    print(format_rows(run(quick=args.quick, tiny=args.tiny, sizes=sizes)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
