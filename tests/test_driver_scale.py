@@ -145,3 +145,32 @@ def test_a_sweep_of_near_free_trials_ends_with_every_trial_final_and_readable(tm
     with contextlib.redirect_stdout(out):
         assert cli_main(["results", "show", SWEEP, "--results", str(results), "--format", "csv"]) in (0, None)
     assert len(out.getvalue().strip().splitlines()) == trials + 1  # the header and one row per trial
+
+
+def _snapshots_over(period: str, steps: int, monkeypatch) -> int:
+    """Experiment-state snapshots Tune's checkpoint manager takes over `steps` steps of its
+    loop, one simulated second apart, with TUNE_GLOBAL_CHECKPOINT_S = period."""
+    import types
+    from unittest import mock
+
+    from ray.tune.execution import experiment_state
+
+    now = [0.0]
+    monkeypatch.setattr(experiment_state, "time", types.SimpleNamespace(monotonic=lambda: now[0], time=lambda: now[0]))
+    manager = experiment_state._ExperimentCheckpointManager(storage=mock.MagicMock(), checkpoint_period=period)
+    saves = []
+    for _ in range(steps):
+        manager.sync_up_experiment_state(save_fn=lambda: saves.append(now[0]))
+        now[0] += 1.0
+    return len(saves)
+
+
+def test_tune_experiment_state_is_not_snapshotted_during_the_run(monkeypatch):
+    """The sweep never restores Tune's experiment state (runner.py), so its snapshot (every
+    trial's state as JSON: work that grows with the trials in the run) is taken once, at
+    the end, not every 10 s or more as Tune's default does."""
+    from hidden_core.tune.tune_callbacks import TUNE_ENV
+
+    hour = 3600
+    assert _snapshots_over("auto", hour, monkeypatch) >= hour // 20  # Tune's default: the test can tell
+    assert _snapshots_over(TUNE_ENV["TUNE_GLOBAL_CHECKPOINT_S"], hour, monkeypatch) == 1  # the first step only
