@@ -174,3 +174,23 @@ def test_tune_experiment_state_is_not_snapshotted_during_the_run(monkeypatch):
     hour = 3600
     assert _snapshots_over("auto", hour, monkeypatch) >= hour // 20  # Tune's default: the test can tell
     assert _snapshots_over(TUNE_ENV["TUNE_GLOBAL_CHECKPOINT_S"], hour, monkeypatch) == 1  # the first step only
+
+
+def test_planning_hashes_each_trial_config_twice(monkeypatch):
+    """`sweep status` and every run plan the whole sweep: a trial's identity (canonical: a
+    dump of the config, normalized) is computed once for its trial_id and once for its cell,
+    not again for each use of the trial_id."""
+    from benchmarks.bench_scale import spec
+    from hidden_core.config import TrialConfig
+
+    calls = [0]
+    canonical = TrialConfig.canonical
+
+    def counted(self):
+        calls[0] += 1
+        return canonical(self)
+
+    monkeypatch.setattr(TrialConfig, "canonical", counted)
+    plan = parse_spec(spec(300)).plan()
+    assert len(plan.trials) == 300
+    assert calls[0] == 2 * 300
