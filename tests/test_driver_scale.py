@@ -194,3 +194,31 @@ def test_planning_hashes_each_trial_config_twice(monkeypatch):
     plan = parse_spec(spec(300)).plan()
     assert len(plan.trials) == 300
     assert calls[0] == 2 * 300
+
+
+@pytest.mark.slow
+def test_a_trial_worker_imports_no_tracker_integration():
+    """What a trial's worker runs (the trainable module, then one tiny trial's training)
+    imports no experiment-tracker integration: those are the driver's, and only when the
+    spec names a tracker (Tune's own telemetry imports them in the driver on every fit).
+    torch._dynamo is not asserted: torch.optim's first optimizer imports it (torch's
+    _disable_dynamo wrappers), with no setting to skip it; a worker pays it once, for
+    every trial it runs."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import hidden_core.tune.trainable\n"
+        "from hidden_core.config import RunOptions, TrialConfig\n"
+        "from hidden_core.trial import train\n"
+        "config = TrialConfig(dataset='digits', model='mlp', depth=1, width=0.01, epochs=1, method='dense', optimizer='sgd', lr=0.1)\n"
+        "assert train(config, RunOptions()).status == 'completed'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('wandb', 'mlflow', 'comet_ml', 'aim')"
+        " or m.startswith(('ray.air.integrations', 'ray.tune.logger.aim'))))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                         check=True, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
