@@ -902,8 +902,8 @@ def _expand(spec: SweepSpec) -> tuple[Plan, list[str]]:
             key = (cell, config.seed)
             if key not in points:
                 points[key] = SearchPoint(config, cell, space, spec.samples_per_cell, tuple(point))
-        elif config.trial_id not in trials:
-            trials[config.trial_id] = PlannedTrial(config, config.trial_id, cell, tuple(point))
+        elif (trial_id := config.trial_id) not in trials:  # (a hash of the config: computed once)
+            trials[trial_id] = PlannedTrial(config, trial_id, cell, tuple(point))
     if extra:
         problems.append(f"grid: ... and {extra} more invalid combinations")
     total = len(trials) + len(points) * spec.samples_per_cell

@@ -88,6 +88,9 @@ class SweepRuntime:
         self.optuna_numbers: dict[str, int] = {}
         self.summaries: list[TrialSummary] = []
         self.started: set[str] = set()
+        # Tune trials started and not ended: what the progress line counts on every step
+        # (Tune's step callbacks get every trial of the run, which grows with the sweep)
+        self.live: dict[str, Any] = {}
         self.report_every_s = spec.report_every_s
         self.lock = threading.RLock()
 
@@ -228,6 +231,7 @@ class SweepRuntime:
 
     def on_start(self, trial: Any) -> None:
         self.started.add(trial.trial_id)
+        self.live[trial.trial_id] = trial
         self.record(trial)
 
     def on_result(self, trial: Any, result: dict[str, Any]) -> None:
@@ -278,6 +282,7 @@ class SweepRuntime:
             self.progress.on_epoch(trial.trial_id, self.record(trial), result)
 
     def on_complete(self, trial: Any) -> None:
+        self.live.pop(trial.trial_id, None)
         for rec in self.seed_records(trial) if trial.trial_id in self.records or trial.trial_id in self.cell_seeds else []:
             if rec.written:
                 continue
@@ -290,6 +295,7 @@ class SweepRuntime:
             # else: stopped before it ended (the run was interrupted): resumes next time
 
     def on_error(self, trial: Any) -> None:
+        self.live.pop(trial.trial_id, None)
         error = None
         with contextlib.suppress(Exception):
             error = trial.get_error()

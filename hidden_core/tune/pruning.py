@@ -245,16 +245,20 @@ class PruningScheduler(TrialScheduler):
         self.runtime = runtime
         self._metric = SELECTION_METRIC
         self._planned: dict[str, int] = {}  # trial_id -> its last epoch (planned_epochs)
+        # the trials that may still run, in the order Tune added them: choosing the next one
+        # looks at these only, not at every trial of the run (Tune's own FIFO scheduler walks
+        # them all on every step: quadratic over a sweep of thousands of trials)
+        self._waiting: dict[Trial, None] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_metric": self._metric, "_planned": {}}  # without the live runtime: never restored
+        return {"_metric": self._metric, "_planned": {}, "_waiting": {}}  # without the live runtime: never restored
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
         return True
 
     # -- trial lifecycle --
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        pass
+        self._waiting[trial] = None
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         kind = result.get("kind")
@@ -362,11 +366,18 @@ class PruningScheduler(TrialScheduler):
         runtime.studies.finish(cell, number, "fail")
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
-        pass
+        self._waiting.pop(trial, None)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        """The first trial added that is pending (else paused), as Tune's FIFO scheduler,
+        looking only at trials not ended yet: a trial that ended (TERMINATED, ERROR: Tune
+        retries a failed trial by setting it PENDING before it reaches ERROR) never runs
+        again, so it leaves `_waiting` the first time it is seen."""
+        ended = [t for t in self._waiting if t.status in (Trial.TERMINATED, Trial.ERROR)]
+        for trial in ended:
+            del self._waiting[trial]
         for status in (Trial.PENDING, Trial.PAUSED):
-            for trial in tune_controller.get_trials():
+            for trial in self._waiting:
                 if trial.status == status:
                     return trial
         return None
