@@ -131,7 +131,7 @@ def subnet_store(tmp_path_factory) -> tuple[Path, Path]:
     store = ResultStore(root, compact_every=None)
     for seed, val in ((0, 0.5), (1, 0.7)):
         config = make_config(method="edge_popup", seed=seed, width=0.3)
-        store.write_trial("s", {"trial_id": config.trial_id, "cell_id": "c", "status": "completed", "val_acc": val, "test_acc": val - 0.1, **config.model_dump()})
+        store.write_trial("s", {"trial_id": config.trial_id, "cell_id": "c", "status": "completed", "val_acc": val, "best_val_acc": val, "test_acc": val - 0.1, **config.model_dump()})
         path = save_subnet(trial_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
     return root, path
 

@@ -93,7 +93,7 @@ def test_sweep_killed_resumed_exported_analyzed_deleted_on_s3(s3_server, tmp_pat
     # 3. every command on the s3:// store
     monkeypatch.chdir(tmp_path)
     status = _hidden(capsys, "sweep", "status", str(spec), "--results", results)
-    assert "2 final" in status and "still to run 0" in status
+    assert "= 2 final" in status and "+ 0 still to run" in status
     listed = _hidden(capsys, "results", "list", "--results", results, "--format", "json")
     assert json.loads(listed)[0]["trials"] == 2
     best_id = frame.sort_values("val_acc", kind="stable").trial_id.iloc[-1]

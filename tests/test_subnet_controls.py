@@ -163,7 +163,7 @@ def test_export_by_id_and_best(tmp_path, capsys):
     for seed, val in ((0, 0.5), (1, 0.7), (2, 0.9)):
         config = make_config(method="edge_popup", seed=seed, width=0.3)
         status = "failed" if seed == 2 else "completed"  # never chosen by --best, has no file
-        store.write_trial("s", {"trial_id": config.trial_id, "cell_id": "c", "status": status, "val_acc": val, "test_acc": val - 0.1, **config.model_dump()})
+        store.write_trial("s", {"trial_id": config.trial_id, "cell_id": "c", "status": status, "val_acc": val, "best_val_acc": val, "test_acc": val - 0.1, **config.model_dump()})
         if status == "completed":
             save_subnet(trial_subnet_path(store.root, "s", config.trial_id), build_model(config), config)
         ids.append(config.trial_id)
