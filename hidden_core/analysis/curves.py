@@ -10,12 +10,11 @@ from matplotlib.figure import Figure
 
 from hidden_core.analysis.plots import (
     OKABE_ITO,
-    facet_panels,
-    facets,
     finish_panels,
     integer_ticks,
     label_method,
     method_color,
+    series_panels,
     series_style,
     set_caption,
 )
@@ -61,12 +60,7 @@ def plot_learning_curves(curves: pd.DataFrame, metric: str) -> Figure:
     are more groups than plots.MAX_SERIES."""
     labels = list(dict.fromkeys(curves["label"]))
     methods = [label_method(label) for label in labels]
-    layout = facets(labels, methods)
-    if len(layout) == 1:
-        fig = Figure(figsize=(8.5, 5), layout="constrained")
-        axes = [fig.add_subplot()]
-    else:
-        fig, axes = facet_panels(len(layout))
+    fig, axes, layout = series_panels(labels, methods)
     percent = metric.endswith("_acc")
     scale = 100.0 if percent else 1.0
     seen: dict[object, int] = {}

@@ -163,6 +163,17 @@ def min_spacing(values: np.ndarray, *, log: bool) -> float | None:
 
 
 
+
+def series_panels(labels: Sequence[str], methods: Sequence[object]) -> tuple[Figure, list, list]:
+    """(figure, axes, layout) for series `labels` of `methods`: one panel, or one per method
+    when there are more series than MAX_SERIES (facets)."""
+    layout = facets(labels, methods)
+    if len(layout) == 1:
+        fig = Figure(figsize=(8.5, 5), layout="constrained")
+        return fig, [fig.add_subplot()], layout
+    fig, axes = facet_panels(len(layout))
+    return fig, list(axes), layout
+
 def finish_panels(fig: Figure, axes: Sequence, layout: Sequence, ylabel: str, heading: str,
                   extra: Sequence[tuple[object, str]] = ()) -> None:
     """The y-label on the first column, the heading and the legends (one panel: its title and
@@ -265,12 +276,7 @@ def plot_accuracy_vs_x(analysis: ScalingAnalysis) -> Figure:
     per method when there are more groups than MAX_SERIES."""
     x, metric = analysis.x, analysis.metric
     methods = _group_methods(analysis)
-    layout = facets(analysis.labels, methods)
-    if len(layout) == 1:
-        fig = Figure(figsize=(8.5, 5), layout="constrained")
-        axes = [fig.add_subplot()]
-    else:
-        fig, axes = facet_panels(len(layout))
+    fig, axes, layout = series_panels(analysis.labels, methods)
     styles = _styles(analysis.labels, methods)
     sizes = _group_sizes(analysis.points, x)
     log_x = _log_x(x, analysis.points[x].to_numpy(float))
@@ -332,12 +338,7 @@ def plot_gap_vs_x(analysis: ScalingAnalysis) -> Figure:
     labels = [lab for lab in analysis.labels if lab in set(gaps["label"])]
     by_label = dict(zip(analysis.labels, _group_methods(analysis), strict=True))
     methods = [by_label[lab] for lab in labels]
-    layout = facets(labels, methods)
-    if len(layout) == 1:
-        fig = Figure(figsize=(8.5, 5), layout="constrained")
-        axes = [fig.add_subplot()]
-    else:
-        fig, axes = facet_panels(len(layout))
+    fig, axes, layout = series_panels(labels, methods)
     styles = _styles(analysis.labels, _group_methods(analysis))
     log_x = bool(len(gaps)) and _log_x(x, gaps[x].to_numpy(float))
     spacing = min_spacing(gaps[x].to_numpy(float), log=log_x) if len(gaps) else None
