@@ -722,8 +722,12 @@ def _trial_id(raw: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
 
 def chosen_lrs(raw: Mapping[str, Any], store: ResultStore) -> list[dict[str, Any]] | None:
     """Per cell (grid_cells order): the lr tried, each one's best validation accuracy, and the
-    chosen lr (metrics.best_by_validation; ties keep the smaller factor's order: 1, 1/3, 3).
-    None until every tuning trial is final in the store."""
+    chosen lr (metrics.best_by_validation; ties keep the smaller factor's order: 1, 1/3, 3)
+    among the lrs whose tuning trial carries no health flag: an lr that kills half a layer or
+    leaves the loss at ln(classes) is no fair recipe, however its validation accuracy reads
+    (claim e's dense baseline at 0.009: dead_units in 4 of 5 reported seeds). Only when every
+    lr of a cell is flagged is the best of them chosen, and `all_flagged` says so. `flagged`:
+    lr -> its flags. None until every tuning trial is final in the store."""
     tune = tuning_spec(raw)
     if tune["name"] not in store.sweeps():
         return None
@@ -738,10 +742,14 @@ def chosen_lrs(raw: Mapping[str, Any], store: ResultStore) -> list[dict[str, Any
             tid = _trial_id(raw, {**cell, "lr": lr, "seed": TUNE_SEED})
             if tid not in trials.index:
                 return None
-            rows.append({"cell": 0, "lr": lr, "order": order, "best_val_acc": float(trials.loc[tid, "best_val_acc"])})
+            flags = trials.loc[tid, HEALTH_FLAGS] if HEALTH_FLAGS in trials.columns else None
+            rows.append({"cell": 0, "lr": lr, "order": order, "best_val_acc": float(trials.loc[tid, "best_val_acc"]),
+                         "flags": flags if isinstance(flags, str) and flags else ""})
         tried = pd.DataFrame(rows)
-        best = best_by_validation(tried, ["cell"], "best_val_acc").iloc[0]
-        out.append({"cell": cell, "tried": dict(zip(tried["lr"], tried["best_val_acc"], strict=True)), "lr": float(best["lr"])})
+        healthy = tried[tried["flags"] == ""]
+        best = best_by_validation(healthy if len(healthy) else tried, ["cell"], "best_val_acc").iloc[0]
+        out.append({"cell": cell, "tried": dict(zip(tried["lr"], tried["best_val_acc"], strict=True)), "lr": float(best["lr"]),
+                    "flagged": {lr: f for lr, f in zip(tried["lr"], tried["flags"], strict=True) if f}, "all_flagged": healthy.empty})
     return out
 
 
@@ -946,12 +954,14 @@ def _lr_table(claim: Claim, store: ResultStore) -> list[str]:
         chosen = chosen_lrs(raw_spec(sweep), store)
         if chosen is None:
             continue
-        lines += [f"Learning rate chosen per cell of `{sweep}` (best validation accuracy on seed {TUNE_SEED}, lr x {{1/3, 1, 3}} of the spec's lr):", "",
+        lines += [f"Learning rate chosen per cell of `{sweep}` (best validation accuracy on seed {TUNE_SEED}, lr x {{1/3, 1, 3}} of the spec's lr; "
+                  "an lr whose tuning trial raised a health flag is not chosen while the cell has a healthy one):", "",
                   "| cell | best val % per lr tried | chosen lr |", "| --- | --- | --- |"]
         for c in chosen:
-            tried = ", ".join(f"{lr:.3g}: {100 * v:.1f}" for lr, v in sorted(c["tried"].items()))
+            tried = ", ".join(f"{lr:.3g}: {100 * v:.1f}" + (f" (flagged: {c['flagged'][lr]})" if lr in c.get("flagged", {}) else "") for lr, v in sorted(c["tried"].items()))
             edge = c["lr"] in (min(c["tried"]), max(c["tried"]))
-            lines.append(f"| {cell_name({k: v for k, v in c['cell'].items() if k != 'lr'})} | {tried} | {c['lr']:.3g}{' (grid edge)' if edge else ''} |")
+            note = (" (grid edge)" if edge else "") + (" (every lr flagged)" if c.get("all_flagged") else "")
+            lines.append(f"| {cell_name({k: v for k, v in c['cell'].items() if k != 'lr'})} | {tried} | {c['lr']:.3g}{note} |")
         edges = sum(c["lr"] in (min(c["tried"]), max(c["tried"])) for c in chosen)
         lines += ["", f"{edges} of {len(chosen)} cells chose an lr at the edge of the grid: a wider grid might do better there."] if edges else []
         lines.append("")

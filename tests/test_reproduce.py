@@ -28,7 +28,7 @@ FLAGS: dict[str, str] = {}  # trial_id -> health_flags, added to every trials ta
 
 @pytest.fixture(autouse=True)
 def health_column(monkeypatch):
-    """The health_flags column as i20a's store writes it (this branch's store predates it)."""
+    """Each trial's health_flags as set by _rows' `flags` (FLAGS), on every trials table read."""
     load = ResultStore.load_trials
 
     def with_flags(self, sweep, *args, **kwargs):
@@ -183,6 +183,23 @@ def test_tuning_picks_the_best_validation_lr_per_cell_and_the_reported_spec_runs
     trials = parse_spec(spec).plan().trials
     assert {(t.config.method, t.config.lr) for t in trials} == {("learn_fraction", 0.009), ("dense", 0.001)}
     assert {t.config.seed for t in trials} == set(range(5))
+
+
+def test_tuning_never_chooses_a_flagged_lr_while_the_cell_has_a_healthy_one(tmp_path):
+    store = ResultStore(tmp_path / "store")
+    raw = reproduce.raw_spec("repro_learn_fraction")
+    tspec = reproduce.tuning_spec(raw)
+    # validation grows with lr everywhere; 3x the spec's lr kills units in every cell, and
+    # dense is flagged at every lr it tried
+    store.write_trials(tspec["name"], _rows(tspec, lambda c: 0.5 + c.lr,
+                                            flags=lambda c: "dead_units" if c.lr > 0.005 or c.method == "dense" else ""))
+    store.flush()
+    chosen = reproduce.chosen_lrs(raw, store)
+    assert [c["lr"] for c in chosen] == [0.003, 0.003, 0.003, 0.003, 0.009]
+    assert [c["all_flagged"] for c in chosen] == [False] * 4 + [True]
+    assert chosen[0]["flagged"] == {0.009: "dead_units"}
+    table = "\n".join(reproduce._lr_table(next(c for c in reproduce.CLAIMS if c.key == "e"), store))
+    assert "0.009: 50.9 (flagged: dead_units)" in table and "0.009 (grid edge) (every lr flagged)" in table
 
 
 def test_a_missing_tuning_trial_means_nothing_is_chosen_yet(tmp_path):
