@@ -104,4 +104,4 @@ def parse_flags(value: str | None) -> list[str] | None:
     """A health_flags value as a list: [] healthy, None unknown (null in the store)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    return [f for f in value.split(",") if f]
+    return [f.strip() for f in value.split(",") if f.strip()]

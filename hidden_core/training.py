@@ -227,7 +227,7 @@ def train_network(
         if on_epoch is not None:
             on_epoch(record)
 
-    dead = max(dead_unit_fractions(model, held_batch(loader)), default=0.0)
+    dead = dead_units_max(model, held_batch(loader))
     result = _result(status, diverged_epoch, history, model, initial_states, train_seconds, samples / sample_seconds if sample_seconds else 0.0, device,
                      early_loss_peak=early_peak, dead_units_max=dead, classes=config.dataset_info.num_classes)
     if run.save_subnet:  # what was learned, for `hidden subnet eval` (imported only when asked)
@@ -302,6 +302,11 @@ def dead_unit_fractions(model: nn.Module, x: torch.Tensor, batch_size: int = HEA
     layer's channels) that are zero on every example of `x` and, for a conv layer, at every
     position: eval mode, the method's effective weights (what evaluation sees)."""
     return [(alive.numel() - int(alive.sum())) / alive.numel() for alive in alive_units(model, x, batch_size)]
+
+
+def dead_units_max(model: nn.Module, x: torch.Tensor) -> float:
+    """The trial's dead_units_max: the largest of dead_unit_fractions (0 without a ReLU)."""
+    return max(dead_unit_fractions(model, x), default=0.0)
 
 
 @torch.no_grad()

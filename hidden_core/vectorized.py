@@ -83,7 +83,7 @@ from hidden_core.training import (
     EpochRecord,
     TrialResult,
     _result,
-    dead_unit_fractions,
+    dead_units_max,
     held_batch,
     make_optimizer,
     make_schedule,
@@ -608,7 +608,7 @@ def _finish(trial: _Seed, status: str, epoch: int, state: dict[str, torch.Tensor
     or diverged) as `train` writes it."""
     trial.model.net.load_state_dict(state)
     sps = trial.samples / trial.sample_seconds if trial.sample_seconds else 0.0
-    dead = max(dead_unit_fractions(trial.model, held), default=0.0)
+    dead = dead_units_max(trial.model, held)
     result = _result(status, epoch if status == DIVERGED else None, trial.history, trial.model, trial.initial_states, trial.train_seconds, sps, device,
                      early_loss_peak=trial.early_loss_peak, dead_units_max=dead, classes=config.dataset_info.num_classes)
     path = subnet_paths.get(trial.seed)

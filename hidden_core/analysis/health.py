@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hidden_core.analysis.tables import require_columns
+from hidden_core.health import parse_flags
 from hidden_core.records import ANALYZED_STATUSES, DIVERGED, HEALTH_FLAGS
 
 JUDGED_STATUSES: tuple[str, ...] = (*ANALYZED_STATUSES, DIVERGED)
@@ -53,7 +54,7 @@ def trial_flags(trials: pd.DataFrame) -> pd.Series:
     diverged = trials["status"].eq(DIVERGED) if "status" in trials.columns else pd.Series(False, index=trials.index)
     out = []
     for known, text, lost in zip(recorded, values, diverged, strict=True):
-        flags = tuple(sorted({f.strip() for f in str(text).split(",") if f.strip()})) if known else None
+        flags = tuple(sorted(set(parse_flags(str(text))))) if known else None  # the store's one reading of the column
         if lost:
             flags = tuple(sorted({*(flags or ()), DIVERGED}))
         out.append(flags)
