@@ -35,6 +35,7 @@ from hidden_core.analysis.intervals import paired_interval
 from hidden_core.analysis.lottery import lottery_points, lottery_seed_scores, plot_lottery
 from hidden_core.analysis.metrics import best_by_validation
 from hidden_core.config import make_config
+from hidden_core.health import DEAD_UNITS
 from hidden_core.records import HEALTH_FLAGS
 from hidden_core.spec import load_spec, parse_spec
 from hidden_core.store import ResultStore
@@ -69,6 +70,12 @@ SEED_STEPS: tuple[int, ...] = (5, 7, 10)
 # Learning rates are chosen per cell on validation, on a seed no reported trial uses.
 TUNE_SEED = 100
 LR_FACTORS: tuple[float, ...] = (1 / 3, 1.0, 3.0)
+# The grid widens by a fixed rule: while a cell's chosen lr is the lowest or highest it tried,
+# one more lr (x1/3 or x3 beyond it) is tried, at most LR_WIDEN_STEPS times per cell; the
+# widened lrs run in the same tuning sweep (finished trials are skipped), so the store alone
+# says how far each cell has widened. Before this rule 16 of 19 tuned cells chose an edge.
+LR_WIDEN_STEP = 3.0
+LR_WIDEN_STEPS = 2
 SPECS = "specs"  # in the results folder: the specs as run (the chosen lr per cell, the seeds)
 
 
@@ -701,56 +708,86 @@ def _round(lr: float) -> float:
     return float(f"{lr:.3g}")
 
 
-def tuning_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
+def tuning_spec(raw: Mapping[str, Any], store: ResultStore | None = None) -> dict[str, Any]:
     """The tuning sweep of a spec: every cell at lr x LR_FACTORS (its own lr, or the base lr),
-    on TUNE_SEED only (a seed no reported trial uses). lr is the grid axis; each entry carries
-    its cell's fields as companions, so the spec's own grid machinery runs it."""
-    base_lr = raw["base"].get("lr")
-    entries = []
-    for cell in grid_cells(raw):
-        lr = cell.get("lr", base_lr)
-        if lr is None:
-            raise ValueError(f"{raw['name']}: a tuned cell needs an lr (base or grid) to scale; cell {cell}")
-        entries += [{**cell, "lr": _round(lr * f)} for f in LR_FACTORS]
+    plus the widened lrs its finished trials in `store` call for (tuned_cells), on TUNE_SEED
+    only (a seed no reported trial uses). lr is the grid axis; each entry carries its cell's
+    fields as companions, so the spec's own grid machinery runs it."""
+    entries = [{**t["cell"], "lr": lr} for t in tuned_cells(raw, store) for lr in t["lrs"]]
     return {**{k: v for k, v in raw.items() if k != "grid"}, "name": f"{raw['name']}_tune", "grid": {"lr": entries, "seed": [TUNE_SEED]},
-            "description": f"lr tuning of {raw['name']}: lr x {{1/3, 1, 3}} per cell on seed {TUNE_SEED}"}
+            "description": f"lr tuning of {raw['name']}: lr x {{1/3, 1, 3}} per cell on seed {TUNE_SEED}, "
+                           f"widened x{LR_WIDEN_STEP:g} beyond an edge choice at most {LR_WIDEN_STEPS} times"}
 
 
 def _trial_id(raw: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     return make_config({**raw["base"], **fields}).normalized().trial_id
 
 
-def chosen_lrs(raw: Mapping[str, Any], store: ResultStore) -> list[dict[str, Any]] | None:
-    """Per cell (grid_cells order): the lr tried, each one's best validation accuracy, and the
-    chosen lr (metrics.best_by_validation; ties keep the smaller factor's order: 1, 1/3, 3)
-    among the lrs whose tuning trial carries no health flag: an lr that kills half a layer or
-    leaves the loss at ln(classes) is no fair recipe, however its validation accuracy reads
-    (claim e's dense baseline at 0.009: dead_units in 4 of 5 reported seeds). Only when every
-    lr of a cell is flagged is the best of them chosen, and `all_flagged` says so. `flagged`:
-    lr -> its flags. None until every tuning trial is final in the store."""
-    tune = tuning_spec(raw)
-    if tune["name"] not in store.sweeps():
-        return None
-    trials = store.load_trials(tune["name"])
-    trials = trials[trials["status"] == "completed"].set_index("trial_id")
+def _excluding(cell: Mapping[str, Any], flags: str) -> str:
+    """The flags of a tuning trial that rule its lr out. `dead_units` does not in a method's
+    own cells: there it is mostly the subnetwork found (edge-popup prunes whole units: 57-68%
+    of a layer dead at k 0.3-0.5 with accuracy still rising; at k 0.05 about 13% of a layer has
+    no kept input at all; docs/methods.md, "Dead units in a method's own cells"); in a
+    baseline (dense) cell it is the recipe failing."""
+    names = [f for f in flags.split(",") if f]
+    if cell.get("method") != "dense":
+        names = [f for f in names if f != DEAD_UNITS]
+    return ",".join(names)
+
+
+def tuned_cells(raw: Mapping[str, Any], store: ResultStore | None) -> list[dict[str, Any]]:
+    """Per cell (grid_cells order): `lrs`, every lr the widening rule asks for so far. Once
+    each of them has a completed tuning trial: `tried` (lr -> best validation accuracy),
+    `flagged` (lr -> its flags), the chosen `lr` (metrics.best_by_validation among the lrs
+    whose flags do not rule them out, _excluding; ties keep the order 1, 1/3, 3, then the
+    widened ones) and `all_flagged` (every lr ruled out: the best of them is chosen, and the
+    report says so); `lr` is None while a trial is missing. An lr that kills half a dense layer
+    or leaves the loss at ln(classes) is no fair recipe, however its validation accuracy reads
+    (claim e's dense baseline at 0.009: dead_units in 4 of 5 reported seeds)."""
+    name = f"{raw['name']}_tune"
+    trials = None
+    if store is not None and name in store.sweeps():
+        trials = store.load_trials(name)
+        trials = trials[trials["status"] == "completed"].set_index("trial_id")
     out = []
     for cell in grid_cells(raw):
-        rows = []
         lr0 = cell.get("lr", raw["base"].get("lr"))
-        for order, f in enumerate(sorted(LR_FACTORS, key=lambda f: abs(math.log(f)))):  # 1 first: a tie keeps the spec's lr
-            lr = _round(lr0 * f)
-            tid = _trial_id(raw, {**cell, "lr": lr, "seed": TUNE_SEED})
-            if tid not in trials.index:
-                return None
-            flags = trials.loc[tid, HEALTH_FLAGS] if HEALTH_FLAGS in trials.columns else None
-            rows.append({"cell": 0, "lr": lr, "order": order, "best_val_acc": float(trials.loc[tid, "best_val_acc"]),
-                         "flags": flags if isinstance(flags, str) and flags else ""})
-        tried = pd.DataFrame(rows)
-        healthy = tried[tried["flags"] == ""]
-        best = best_by_validation(healthy if len(healthy) else tried, ["cell"], "best_val_acc").iloc[0]
-        out.append({"cell": cell, "tried": dict(zip(tried["lr"], tried["best_val_acc"], strict=True)), "lr": float(best["lr"]),
-                    "flagged": {lr: f for lr, f in zip(tried["lr"], tried["flags"], strict=True) if f}, "all_flagged": healthy.empty})
+        if lr0 is None:
+            raise ValueError(f"{raw['name']}: a tuned cell needs an lr (base or grid) to scale; cell {cell}")
+        factors = list(LR_FACTORS)
+        while True:
+            rows = []
+            for order, f in enumerate(sorted(factors, key=lambda f: abs(math.log(f)))):  # 1 first: a tie keeps the spec's lr
+                lr = _round(lr0 * f)
+                tid = _trial_id(raw, {**cell, "lr": lr, "seed": TUNE_SEED})
+                if trials is None or tid not in trials.index:
+                    break
+                flags = trials.loc[tid, HEALTH_FLAGS] if HEALTH_FLAGS in trials.columns else None
+                flags = flags if isinstance(flags, str) else ""
+                rows.append({"cell": 0, "lr": lr, "factor": f, "order": order, "best_val_acc": float(trials.loc[tid, "best_val_acc"]),
+                             "flags": flags, "excluding": _excluding(cell, flags)})
+            lrs = sorted(_round(lr0 * f) for f in factors)
+            if len(rows) < len(factors):
+                out.append({"cell": cell, "lrs": lrs, "lr": None})
+                break
+            tried = pd.DataFrame(rows)
+            healthy = tried[tried["excluding"] == ""]
+            best = best_by_validation(healthy if len(healthy) else tried, ["cell"], "best_val_acc").iloc[0]
+            edge = best["factor"] in (min(factors), max(factors))
+            if edge and len(factors) - len(LR_FACTORS) < LR_WIDEN_STEPS:
+                factors.append(best["factor"] / LR_WIDEN_STEP if best["factor"] == min(factors) else best["factor"] * LR_WIDEN_STEP)
+                continue
+            out.append({"cell": cell, "lrs": lrs, "tried": dict(zip(tried["lr"], tried["best_val_acc"], strict=True)), "lr": float(best["lr"]),
+                        "flagged": {lr: f for lr, f in zip(tried["lr"], tried["flags"], strict=True) if f}, "all_flagged": healthy.empty,
+                        "edge": bool(edge)})
+            break
     return out
+
+
+def chosen_lrs(raw: Mapping[str, Any], store: ResultStore) -> list[dict[str, Any]] | None:
+    """tuned_cells once every cell has chosen its lr; None until then."""
+    cells = tuned_cells(raw, store)
+    return None if any(c["lr"] is None for c in cells) else cells
 
 
 def reported_spec(raw: Mapping[str, Any], seeds: Sequence[int], chosen: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -816,7 +853,11 @@ def run_claim(claim: Claim, results: str, timings: dict, timings_path: Path) -> 
     """Tune (where declared), then run the reported sweeps at each seed step while the
     sequential rule asks for more seeds (SEED_STEPS)."""
     for sweep in claim.tuned:
-        run_spec(tuning_spec(raw_spec(sweep)), results, timings, timings_path, _file_key(sweep))
+        raw = raw_spec(sweep)
+        for _ in range(1 + LR_WIDEN_STEPS):  # each round runs the lrs the previous one asked for
+            if chosen_lrs(raw, ResultStore(results)) is not None:
+                break
+            run_spec(tuning_spec(raw, ResultStore(results)), results, timings, timings_path, _file_key(sweep))
     for n in SEED_STEPS:
         store = ResultStore(results)
         for sweep in claim.sweeps:
@@ -933,7 +974,8 @@ HEADER = [
     "(analysis.health: dead units, a loss stuck at ln(classes), train accuracy near chance) in a",
     "baseline cell never decides silently: the check falls back to the healthy cells its declaration names, else the",
     "claim says \"inconclusive (baseline failed: ...)\". Learning rates (claims a, b, d, e, f) are chosen per cell on",
-    f"validation from lr x {{1/3, 1, 3}} on seed {TUNE_SEED} (a seed no reported trial uses); each",
+    f"validation from lr x {{1/3, 1, 3}} on seed {TUNE_SEED} (a seed no reported trial uses), widened x{LR_WIDEN_STEP:g} beyond",
+    f"an edge choice at most {LR_WIDEN_STEPS} times; each",
     "section lists the lr chosen per cell.",
     "",
 ]
@@ -954,16 +996,16 @@ def _lr_table(claim: Claim, store: ResultStore) -> list[str]:
         chosen = chosen_lrs(raw_spec(sweep), store)
         if chosen is None:
             continue
-        lines += [f"Learning rate chosen per cell of `{sweep}` (best validation accuracy on seed {TUNE_SEED}, lr x {{1/3, 1, 3}} of the spec's lr; "
-                  "an lr whose tuning trial raised a health flag is not chosen while the cell has a healthy one):", "",
+        lines += [f"Learning rate chosen per cell of `{sweep}` (best validation accuracy on seed {TUNE_SEED}, lr x {{1/3, 1, 3}} of the spec's lr, "
+                  f"widened x{LR_WIDEN_STEP:g} beyond an edge choice at most {LR_WIDEN_STEPS} times; an lr whose tuning trial raised a health flag "
+                  "is not chosen while the cell has a healthy one, `dead_units` in a method's own cells excepted, where it can be structural):", "",
                   "| cell | best val % per lr tried | chosen lr |", "| --- | --- | --- |"]
         for c in chosen:
             tried = ", ".join(f"{lr:.3g}: {100 * v:.1f}" + (f" (flagged: {c['flagged'][lr]})" if lr in c.get("flagged", {}) else "") for lr, v in sorted(c["tried"].items()))
-            edge = c["lr"] in (min(c["tried"]), max(c["tried"]))
-            note = (" (grid edge)" if edge else "") + (" (every lr flagged)" if c.get("all_flagged") else "")
+            note = (" (grid edge after widening)" if c["edge"] else "") + (" (every lr flagged)" if c.get("all_flagged") else "")
             lines.append(f"| {cell_name({k: v for k, v in c['cell'].items() if k != 'lr'})} | {tried} | {c['lr']:.3g}{note} |")
-        edges = sum(c["lr"] in (min(c["tried"]), max(c["tried"])) for c in chosen)
-        lines += ["", f"{edges} of {len(chosen)} cells chose an lr at the edge of the grid: a wider grid might do better there."] if edges else []
+        edges = sum(c["edge"] for c in chosen)
+        lines += ["", f"{edges} of {len(chosen)} cells still chose an lr at the edge of the widened grid: a wider grid might do better there."] if edges else []
         lines.append("")
     return lines
 

@@ -54,15 +54,26 @@ def _rows(spec, accuracy, extra=None, flags=None):
     return rows
 
 
+def tune_rounds(store, raw, tune, flags=None):
+    """The tuning sweep as run_claim runs it: each round writes the trials the widening rule
+    asks for that the store lacks, until every cell has chosen. Returns the rounds run."""
+    for rounds in range(1 + reproduce.LR_WIDEN_STEPS + 1):
+        if reproduce.chosen_lrs(raw, store) is not None:
+            return rounds
+        tspec = reproduce.tuning_spec(raw, store)
+        done = set(store.load_trials(tspec["name"])["trial_id"]) if tspec["name"] in store.sweeps() else set()
+        store.write_trials(tspec["name"], [r for r in _rows(tspec, tune, flags=flags) if r["trial_id"] not in done])
+        store.flush()
+    raise AssertionError("the widening rule did not settle")
+
+
 def write(store, claim_key, sweep, accuracy, n=5, extra=None, flags=None, tune=lambda c: 0.5):
     """Trials of `sweep` as reproduce would run them at n seeds: its tuning sweep first
     (validation accuracy `tune`), then the reported spec with the lr chosen from it."""
     claim = next(c for c in reproduce.CLAIMS if c.key == claim_key)
     raw = reproduce.raw_spec(sweep)
     if sweep in claim.tuned:
-        tspec = reproduce.tuning_spec(raw)
-        store.write_trials(tspec["name"], _rows(tspec, tune))
-        store.flush()
+        tune_rounds(store, raw, tune)
     spec = reproduce.resolved(claim, sweep, store, n)
     store.write_trials(sweep, _rows(spec, accuracy, extra, flags))
     store.flush()
@@ -166,7 +177,8 @@ def test_sequential_rule_error_rate():
 def test_tuning_picks_the_best_validation_lr_per_cell_and_the_reported_spec_runs_it(tmp_path):
     store = ResultStore(tmp_path / "store")
     raw = reproduce.raw_spec("repro_learn_fraction")
-    # validation is best at 3x the spec's lr for learn_fraction, at 1/3 for dense
+    # validation is best at 3x the spec's lr for learn_fraction, at 1/3 for dense: both at an
+    # edge of the first grid, so each widens once (to 9x and 1/9), finds it worse, and stops
     best = {"learn_fraction": 3.0, "dense": 1 / 3}
 
     def tune(c):
@@ -174,10 +186,11 @@ def test_tuning_picks_the_best_validation_lr_per_cell_and_the_reported_spec_runs
 
     tspec = reproduce.tuning_spec(raw)
     assert tspec["grid"]["seed"] == [reproduce.TUNE_SEED] and parse_spec(tspec).plan().total == 3 * 5
-    store.write_trials(tspec["name"], _rows(tspec, tune))
-    store.flush()
+    assert tune_rounds(store, raw, tune) == 2
     chosen = reproduce.chosen_lrs(raw, store)
     assert [c["lr"] for c in chosen] == [0.009, 0.009, 0.009, 0.009, 0.001]
+    assert [sorted(c["tried"]) for c in chosen] == [[0.001, 0.003, 0.009, 0.027]] * 4 + [[0.000333, 0.001, 0.003, 0.009]]
+    assert not any(c["edge"] for c in chosen)
     claim = next(c for c in reproduce.CLAIMS if c.key == "e")
     spec = reproduce.resolved(claim, "repro_learn_fraction", store, 5)
     trials = parse_spec(spec).plan().trials
@@ -185,21 +198,42 @@ def test_tuning_picks_the_best_validation_lr_per_cell_and_the_reported_spec_runs
     assert {t.config.seed for t in trials} == set(range(5))
 
 
+def test_widening_stops_after_its_fixed_number_of_steps_and_the_report_says_edge(tmp_path):
+    store = ResultStore(tmp_path / "store")
+    raw = reproduce.raw_spec("repro_learn_fraction")
+    # validation grows with lr without end: every cell widens twice upward, then stops
+    assert tune_rounds(store, raw, lambda c: 0.5 + c.lr) == 1 + reproduce.LR_WIDEN_STEPS
+    chosen = reproduce.chosen_lrs(raw, store)
+    assert [c["lr"] for c in chosen] == [0.081] * 5
+    assert all(sorted(c["tried"]) == [0.001, 0.003, 0.009, 0.027, 0.081] and c["edge"] for c in chosen)
+    table = "\n".join(reproduce._lr_table(next(c for c in reproduce.CLAIMS if c.key == "e"), store))
+    assert "0.081 (grid edge after widening)" in table and "5 of 5 cells still chose an lr at the edge" in table
+
+
 def test_tuning_never_chooses_a_flagged_lr_while_the_cell_has_a_healthy_one(tmp_path):
     store = ResultStore(tmp_path / "store")
     raw = reproduce.raw_spec("repro_learn_fraction")
-    tspec = reproduce.tuning_spec(raw)
-    # validation grows with lr everywhere; 3x the spec's lr kills units in every cell, and
-    # dense is flagged at every lr it tried
-    store.write_trials(tspec["name"], _rows(tspec, lambda c: 0.5 + c.lr,
-                                            flags=lambda c: "dead_units" if c.lr > 0.005 or c.method == "dense" else ""))
-    store.flush()
+    # validation grows with lr everywhere; 3x the spec's lr and above spike the loss in every
+    # cell, and dense kills its units at every lr it tries
+    def flags(c):
+        return "dead_units" if c.method == "dense" else ("loss_spike" if c.lr > 0.005 else "")
+
+    tune_rounds(store, raw, lambda c: 0.5 + c.lr, flags=flags)
     chosen = reproduce.chosen_lrs(raw, store)
-    assert [c["lr"] for c in chosen] == [0.003, 0.003, 0.003, 0.003, 0.009]
+    assert [c["lr"] for c in chosen] == [0.003, 0.003, 0.003, 0.003, 0.081]
     assert [c["all_flagged"] for c in chosen] == [False] * 4 + [True]
-    assert chosen[0]["flagged"] == {0.009: "dead_units"}
+    assert chosen[0]["flagged"] == {0.009: "loss_spike"} and sorted(chosen[0]["tried"]) == [0.001, 0.003, 0.009]
     table = "\n".join(reproduce._lr_table(next(c for c in reproduce.CLAIMS if c.key == "e"), store))
-    assert "0.009: 50.9 (flagged: dead_units)" in table and "0.009 (grid edge) (every lr flagged)" in table
+    assert "0.009: 50.9 (flagged: loss_spike)" in table and "0.081 (grid edge after widening) (every lr flagged)" in table
+
+
+def test_dead_units_is_structural_in_a_methods_own_cells_but_rules_out_a_dense_lr(tmp_path):
+    store = ResultStore(tmp_path / "store")
+    raw = reproduce.raw_spec("repro_learn_fraction")
+    # 3x the spec's lr is best everywhere and kills half a layer everywhere
+    tune_rounds(store, raw, lambda c: 0.8 - abs(math.log(c.lr / 0.009)), flags=lambda c: "dead_units" if c.lr > 0.005 else "")
+    chosen = reproduce.chosen_lrs(raw, store)
+    assert [c["lr"] for c in chosen] == [0.009, 0.009, 0.009, 0.009, 0.003]
 
 
 def test_a_missing_tuning_trial_means_nothing_is_chosen_yet(tmp_path):
@@ -220,8 +254,8 @@ def test_report_sections_quote_the_interval_and_the_chosen_lr(tmp_path, monkeypa
     f = section(text, "f")
     assert "**Verdict: reproduced**" in f and "`(x - chance) / (d - chance)`" in f
     assert "Zhou et al. 2019 (abstract)" in f and "far better than chance" in f
-    assert "| method supermask, supermask_eval sampled |" in f and "| 300 (grid edge) |" in f  # lr 100 x 3 chosen
-    assert "3 of 3 cells chose an lr at the edge of the grid" in f
+    assert "| method supermask, supermask_eval sampled |" in f and "| 2.7e+03 (grid edge after widening) |" in f  # lr 100 x 3 x 3 x 3 chosen
+    assert "3 of 3 cells still chose an lr at the edge of the widened grid" in f
     assert "s0: 60.4, s1: 59.7" in f and "no biases" in f
     assert (tmp_path / "figures" / "claim_f.png").stat().st_size > 0
     assert len(pd.read_csv(tmp_path / "figures" / "claim_f_trials.csv")) == 15
