@@ -25,21 +25,22 @@ import json
 import re
 import typing
 from collections.abc import Iterable
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-MethodName = Literal[
-    "dense",
-    "edge_popup",
-    "supermask",
-    "free_prune",
-    "sign_flip",
-    "bn_only",
-    "learn_fraction",
-    "random_features",
-    "lottery_ticket",
-]
+from hidden_core.bounds import MAX_EPOCHS, SEED_LIMIT, Bound, number_text
+from hidden_core.catalog import CATALOG, METHODS, OPTIONS, REFERENCE
+
+MethodName = Literal[METHODS]  # type: ignore[valid-type]  # the catalog's names (hidden_core/catalog.py)
 ModelName = Literal["mlp", "convnet", "resnet"]
 DatasetName = Literal["mnist1d", "digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "synthetic_cifar10"]
 WeightDist = Literal[
@@ -57,9 +58,7 @@ WeightDist = Literal[
 OptimizerName = Literal["sgd", "adam"]
 ScheduleName = Literal["constant", "cosine", "step"]
 NormName = Literal["none", "batchnorm"]
-PruneScope = Literal["layer", "global"]
 
-METHODS: tuple[str, ...] = get_args(MethodName)
 MODELS: tuple[str, ...] = get_args(ModelName)
 DATASETS: tuple[str, ...] = get_args(DatasetName)
 WEIGHT_DISTS: tuple[str, ...] = get_args(WeightDist)
@@ -89,17 +88,7 @@ DEFAULT_DEPTH: dict[str, int] = {"mlp": 2, "convnet": 4, "resnet": 20}
 
 # Which optional fields each method reads. A field a method does not read is reset to its
 # default before hashing, so a grid crossing k with `dense` yields one dense trial, not many.
-METHOD_FIELDS: dict[str, frozenset[str]] = {
-    "dense": frozenset(),
-    "edge_popup": frozenset({"keep_fraction", "scale_fan"}),
-    "supermask": frozenset({"scale_fan", "supermask_init_keep", "supermask_eval"}),
-    "free_prune": frozenset({"penalty"}),
-    "sign_flip": frozenset({"penalty"}),
-    "bn_only": frozenset({"train_output_layer"}),
-    "learn_fraction": frozenset({"keep_fraction"}),
-    "random_features": frozenset(),
-    "lottery_ticket": frozenset({"keep_fraction", "prune_rate", "prune_scope", "rewind_epoch", "lottery_controls"}),
-}
+METHOD_FIELDS: dict[str, frozenset[str]] = {name: info.fields for name, info in CATALOG.items()}
 METHOD_SPECIFIC_FIELDS: frozenset[str] = frozenset().union(*METHOD_FIELDS.values())
 DIST_FIELDS: dict[str, frozenset[str]] = {
     "asymmetric_constant": frozenset({"dist_p"}),
@@ -110,33 +99,12 @@ DIST_FIELDS: dict[str, frozenset[str]] = {
 DIST_SPECIFIC_FIELDS: frozenset[str] = frozenset().union(*DIST_FIELDS.values())
 
 
-class Bound(NamedTuple):
-    """An allowed interval of a numeric field, and why it ends where it ends."""
-
-    low: float
-    high: float
-    low_open: bool
-    high_open: bool
-    why: str
-
-    def __str__(self) -> str:
-        return f"{'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
-
-    def holds(self, v: float) -> bool:
-        above = v > self.low if self.low_open else v >= self.low
-        below = v < self.high if self.high_open else v <= self.high
-        return above and below
-
-
-SEED_LIMIT = 2**63  # seeds are stored in int64 Parquet columns and fed to numpy/torch generators
-MAX_EPOCHS = 100_000
 MAX_BATCH = 2**20
 
 # Every numeric field's allowed values (TrialConfig and RunOptions). One place: validation,
 # error messages and the documentation read this table.
 BOUNDS: dict[str, Bound] = {
     "keep_fraction": Bound(0, 1, True, False, "a fraction of the weights; 0 keeps nothing"),
-    "supermask_init_keep": Bound(0, 1, True, True, "a probability turned into a logit: 0 and 1 are infinite logits"),
     "penalty": Bound(-1, 100, False, False, "-1 selects MinPruning/MinFlipping; a weight above 100 on a mean in [0, 1] swamps any cross-entropy (ln 100 = 4.6)"),
     "dist_p": Bound(0, 1, False, False, "a probability"),
     "dist_scale": Bound(0, 1e3, True, False, "a weight magnitude; 1e3 is 1000x He scale, beyond it activations overflow within a few layers"),
@@ -161,15 +129,14 @@ BOUNDS: dict[str, Bound] = {
     "eval_batch_size": Bound(1, MAX_BATCH, False, False, "as batch_size"),
     "threads": Bound(1, 1024, False, False, "torch CPU threads; no machine we run on has more cores"),
     "checkpoint_every_s": Bound(0, 86_400, False, False, "seconds of training a kill may lose; a day is the most any run waits"),
-    "prune_rate": Bound(0, 1, True, True, "lottery_ticket: a fraction of the remaining weights; 0 never reaches k, 1 prunes everything"),
-    "rewind_epoch": Bound(0, MAX_EPOCHS, False, False, "an epoch (as epochs); also checked against epochs"),
     "mlp_layer_units": Bound(1, 100_000, False, False, "per layer, as mlp_units; at most 1000 layers"),
 }
+# the method options' bounds, declared on their registry lines
+BOUNDS.update({name: option.bound for name, (_, option) in OPTIONS.items() if option.bound is not None})
 MAX_MILESTONES = 1000
 
 
-def _num(v: float) -> str:
-    return "2**63" if v == SEED_LIMIT else f"{v:g}" if isinstance(v, float) else str(v)
+_num = number_text
 
 
 def clip(text: str, limit: int = 60) -> str:
@@ -220,25 +187,18 @@ def _check_bounds(name: str, v: Any) -> Any:
 IDENTITY_VERSION = 2
 
 
-class TrialConfig(BaseModel):
+class _TrialConfigCore(BaseModel):
     """Everything that defines one trial's result. Frozen; unknown keys are errors; strict
-    types (no conversion between bool, text and numbers); every number within ``BOUNDS``."""
+    types (no conversion between bool, text and numbers); every number within ``BOUNDS``.
+    TrialConfig (below) is this plus each method's own options, declared on its registry
+    line (hidden_core/catalog.py)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
 
     # what is learned
-    method: MethodName = Field("dense", description="what is learned")
+    method: MethodName = Field(REFERENCE, description="what is learned")
     keep_fraction: float = Field(0.5, description="fraction of weights KEPT (edge_popup) or LEARNED (learn_fraction), in (0, 1]")
     penalty: float = Field(0.0, description="free_prune/sign_flip: alpha * mean(mask or kept sign) per layer; -1 = MinPruning/MinFlipping")
-    train_output_layer: bool = Field(False, description="bn_only: also learn the output layer")
-    supermask_init_keep: float = Field(0.5, description="supermask: initial keep probability sigmoid(logit)")
-    prune_rate: float = Field(0.2, description="lottery_ticket: fraction of the remaining weights pruned at each level, in (0, 1)")
-    prune_scope: PruneScope = Field("layer", description="lottery_ticket: prune each layer at the rate (layer) or all layers pooled, as open_lth's sparse_global (global)")
-    rewind_epoch: int = Field(0, description="lottery_ticket: rewind survivors to their values after this epoch (0 = initialization), in [0, epochs)")
-    lottery_controls: bool = Field(False, description="lottery_ticket: also train random reinitialization and random pruning at every level")
-    supermask_eval: Literal["sampled", "deterministic"] = Field(
-        "sampled", description="supermask evaluation mask: one Bernoulli sample per evaluation (fixed seed), or sigmoid(logit) > 0.5 (docs/methods.md)"
-    )
     # the frozen weights
     weight_dist: WeightDist = Field("kaiming_normal", description="distribution of the frozen (or initial) weights")
     scale_fan: bool = Field(False, description="masked methods: use fan_in*k (the kept fan) in the distribution's scale")
@@ -254,7 +214,7 @@ class TrialConfig(BaseModel):
     depth: int | None = Field(None, description="hidden layers (mlp), conv layers (convnet, even), 6n+2 (resnet); None = model default")
     mlp_units: int = Field(100, description="mlp: hidden units per layer at width 1")
     mlp_layer_units: tuple[int, ...] = Field((), description="mlp: each hidden layer's units at width 1, e.g. [300, 100] (LeNet 300-100); sets depth; empty = mlp_units for every layer")
-    norm: NormName | None = Field(None, description="normalization layers; unset: batchnorm for resnet and bn_only, else none")
+    norm: NormName | None = Field(None, description="normalization layers; unset: batchnorm for resnet and for a method that learns BatchNorm (bn_only), else none")
     # the data
     dataset: DatasetName = Field("mnist1d", description="data set")
     val_fraction: float = Field(0.1, description="fraction of the training set held out for validation, in [0, 1)")
@@ -284,7 +244,7 @@ class TrialConfig(BaseModel):
             return data
         data = {k: _plain(v) for k, v in data.items()}
         model = data.get("model", "mlp")
-        method = data.get("method", "dense")
+        method = data.get("method", REFERENCE)
         for name, example in (("mlp_layer_units", "300,100"), ("step_milestones", "80,120")):
             _int_tuple(data, name, example)
         if data.get("depth") is None and model == "mlp" and isinstance(data.get("mlp_layer_units"), list | tuple) and data["mlp_layer_units"]:
@@ -292,12 +252,14 @@ class TrialConfig(BaseModel):
         if data.get("depth") is None and isinstance(model, str) and model in DEFAULT_DEPTH:
             data["depth"] = DEFAULT_DEPTH[model]
         if data.get("norm") is None:
-            data["norm"] = "batchnorm" if model == "resnet" or method == "bn_only" else "none"
+            needs_bn = isinstance(method, str) and method in CATALOG and CATALOG[method].needs_batchnorm
+            data["norm"] = "batchnorm" if model == "resnet" or needs_bn else "none"
         if data.get("augment") is None:
             data["augment"] = data.get("dataset", "mnist1d") in ("cifar10", "cifar100", "synthetic_cifar10")
         return data
 
-    @field_validator(*(n for n in BOUNDS if n not in ("step_milestones", "mlp_layer_units", "eval_batch_size", "threads", "checkpoint_every_s")))
+    @field_validator(*(n for n in BOUNDS if n not in ("step_milestones", "mlp_layer_units", "eval_batch_size", "threads", "checkpoint_every_s")),
+                     check_fields=False)  # the options' fields are TrialConfig's, not this core's
     @classmethod
     def _in_bounds(cls, v: Any, info: Any) -> Any:
         return _check_bounds(info.field_name, v)
@@ -329,14 +291,16 @@ class TrialConfig(BaseModel):
             raise ValueError(f"depth: {self.depth} hidden layers but mlp_layer_units lists {len(self.mlp_layer_units)} ({list(self.mlp_layer_units)})")
         if self.mlp_layer_units and self.mlp_units != _field_defaults()["mlp_units"]:
             raise ValueError(f"mlp_units: {self.mlp_units} set together with mlp_layer_units {list(self.mlp_layer_units)}; give one of them")
-        if self.method == "bn_only" and self.norm != "batchnorm":
-            raise ValueError("norm: method bn_only learns BatchNorm parameters; it needs norm 'batchnorm', not 'none'")
+        if CATALOG[self.method].needs_batchnorm and self.norm != "batchnorm":
+            raise ValueError(f"norm: method {self.method} learns BatchNorm parameters; it needs norm 'batchnorm', not 'none'")
         if self.augment and not DATASET_INFO[self.dataset].is_image:
             raise ValueError(f"augment: random crop and flip need an image data set; {self.dataset} is not one")
         if self.dist_low >= self.dist_high:
             raise ValueError(f"dist_low: {self.dist_low} must be < dist_high ({self.dist_high})")
-        if self.method == "lottery_ticket" and not 0 <= self.rewind_epoch < self.epochs:
-            raise ValueError(f"rewind_epoch: {self.rewind_epoch} is not in [0, epochs) = [0, {self.epochs})")
+        for name in CATALOG[self.method].options:
+            below = OPTIONS[name][1].below
+            if below is not None and not getattr(self, name) < getattr(self, below):
+                raise ValueError(f"{name}: {getattr(self, name)} is not in [0, {below}) = [0, {getattr(self, below)})")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing: {self.label_smoothing} is not in [0, 1)")
         return self
@@ -345,7 +309,7 @@ class TrialConfig(BaseModel):
     def _used_fields(self) -> frozenset[str]:
         return METHOD_FIELDS[self.method] | DIST_FIELDS.get(self.weight_dist, frozenset())
 
-    def normalized(self) -> TrialConfig:
+    def normalized(self) -> TrialConfig:  # type: ignore[valid-type]
         """The same trial with every method/distribution option it does not read reset to its
         default: two configs that differ only there are the same trial."""
         unused = (METHOD_SPECIFIC_FIELDS | DIST_SPECIFIC_FIELDS) - self._used_fields()
@@ -373,6 +337,20 @@ class TrialConfig(BaseModel):
     @property
     def dataset_info(self) -> DatasetInfo:
         return DATASET_INFO[self.dataset]
+
+
+def _option_field(method: str, name: str) -> tuple[Any, Any]:
+    option = OPTIONS[name][1]
+    return option.type, Field(option.default, description=f"{method}: {option.description}")
+
+
+# The trial config: the core fields plus each method's own options (a new method adds its
+# options on its registry line; nothing here changes). Options come after the core fields.
+TrialConfig = create_model(  # type: ignore[call-overload]
+    "TrialConfig", __base__=_TrialConfigCore, __module__=__name__,
+    **{name: _option_field(method, name) for name, (method, _) in OPTIONS.items()},
+)
+TrialConfig.__doc__ = _TrialConfigCore.__doc__
 
 
 class RunOptions(BaseModel):

@@ -12,11 +12,10 @@ import math
 import torch
 from torch import nn
 
+from hidden_core.catalog import method_info
 from hidden_core.config import TrialConfig
 
 RELU_GAIN = math.sqrt(2.0)
-# The BN-only paper's baselines, which start the ResNet's BatchNorm as open_lth does
-OPEN_LTH_BN_BASELINES = ("dense", "random_features")
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -81,7 +80,8 @@ def init_weights(model: nn.Module, config: TrialConfig, fan_scale: float, genera
         if layer.bias is not None:
             bound = 1.0 / math.sqrt(fans(layer.weight)[0])
             layer.bias.copy_(((torch.rand(layer.bias.shape, generator=generator) * 2 - 1) * bound).to(layer.bias.dtype))
-    if config.method == "bn_only" or (config.model == "resnet" and config.method in OPEN_LTH_BN_BASELINES):
+    info = method_info(config.method)  # its registry line: does its BatchNorm start as open_lth's?
+    if info.needs_batchnorm or (config.model == "resnet" and info.open_lth_bn_init):
         for bn in norm_layers(model):
             bn.weight.copy_(torch.rand(bn.weight.shape, generator=generator).to(bn.weight.dtype))
             bn.bias.zero_()

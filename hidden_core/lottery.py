@@ -56,6 +56,7 @@ from hidden_core.methods.lottery_ticket import (
     shuffled_masks,
     trained_weights,
 )
+from hidden_core.records import RANDOM_PRUNE, REINIT, SUPERMASK, TICKET
 from hidden_core.training import (
     CHECKPOINT_FILE,
     EpochRecord,
@@ -65,9 +66,8 @@ from hidden_core.training import (
     train_network,
 )
 
-BRANCHES: tuple[str, ...] = ("ticket", "supermask", "reinit", "random_prune")
 STATE_FILE = "lottery.pt"
-_CONTROL_STREAM = {"reinit": 1, "random_prune": 2}
+_CONTROL_STREAM = {REINIT: 1, RANDOM_PRUNE: 2}
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,11 @@ class Segment:
 
 def plan(config: TrialConfig, levels: int) -> list[Segment]:
     later = config.epochs - config.rewind_epoch
-    shape = [(0, "ticket", config.epochs)]
+    shape = [(0, TICKET, config.epochs)]
     for level in range(1, levels + 1):
-        shape += [(level, "ticket", later), (level, "supermask", 1)]
+        shape += [(level, TICKET, later), (level, SUPERMASK, 1)]
         if config.lottery_controls:
-            shape += [(level, "reinit", later), (level, "random_prune", later)]
+            shape += [(level, REINIT, later), (level, RANDOM_PRUNE, later)]
     segments, offset = [], 0
     for level, branch, rows in shape:
         segments.append(Segment(level, branch, offset, rows))
@@ -150,7 +150,7 @@ def train_lottery(
         seg = segments[index]
         masks = state["masks"][seg.level]
         density = mask_density(masks)
-        if seg.branch == "supermask":
+        if seg.branch == SUPERMASK:
             model = fresh()
             set_masks(model, masks, _originals(model))
             started = time.perf_counter()
@@ -181,7 +181,7 @@ def train_lottery(
 
             result = train_network(config, segment_run, data=splits, on_epoch=report, model=model, start_epoch=first)
             rows = [as_row(r) for r in result.history]
-            if seg.branch == "ticket":
+            if seg.branch == TICKET:
                 # the newest ticket (what the subnet file keeps), beside the rows of its level
                 state["ticket"] = {"level": seg.level, "model": _cpu_state(model), "summary": _summary(result, rows)}
                 if result.status == "diverged" or seg.level == len(counts) - 1:
@@ -191,7 +191,7 @@ def train_lottery(
         records += rows
         state["records"] = [r.to_dict() for r in records]
         state["done"] = index + 1
-        stop = seg.branch == "ticket" and state["final"] is not None and state["final"]["status"] == "diverged"
+        stop = seg.branch == TICKET and state["final"] is not None and state["final"]["status"] == "diverged"
         if stop:
             state["done"] = len(segments)
         _save_state(folder, state)
@@ -240,7 +240,7 @@ def latest_ticket(folder: str | os.PathLike[str], config: TrialConfig) -> tuple[
     folder = Path(folder)
     state = {**_new_state(), **(_load_state(folder) or {})}
     segments = plan(config, level_count(config.keep_fraction, config.prune_rate))
-    if state["done"] < len(segments) and segments[state["done"]].branch == "ticket":
+    if state["done"] < len(segments) and segments[state["done"]].branch == TICKET:
         checkpoint = folder / f"segment-{state['done']}" / CHECKPOINT_FILE
         if checkpoint.exists():
             saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -275,14 +275,14 @@ def _segment_model(config, seg: Segment, state, masks, initial, fresh) -> tuple[
     if seg.level == 0:
         return fresh(), 0
     snapshot = state["rewind"] if config.rewind_epoch > 0 else initial
-    if seg.branch == "ticket":
+    if seg.branch == TICKET:
         model = fresh()
         rewind(model, snapshot, masks)
-    elif seg.branch == "reinit":
-        model = fresh(config.model_copy(update={"seed": control_seed(config, seg.level, "reinit")}))
+    elif seg.branch == REINIT:
+        model = fresh(config.model_copy(update={"seed": control_seed(config, seg.level, REINIT)}))
         set_masks(model, masks)
     else:  # random_prune
-        generator = torch.Generator().manual_seed(control_seed(config, seg.level, "random_prune"))
+        generator = torch.Generator().manual_seed(control_seed(config, seg.level, RANDOM_PRUNE))
         model = fresh()
         rewind(model, snapshot, shuffled_masks(masks, generator))
     return model, config.rewind_epoch

@@ -9,6 +9,8 @@ Imports nothing of the project, Ray or torch: every layer can use it.
 
 from __future__ import annotations
 
+from hidden_core.catalog import CATALOG
+
 # -- trial statuses ------------------------------------------------------------------------
 COMPLETED = "completed"  # ran every epoch
 PRUNED = "pruned"  # stopped by its cell's pruner
@@ -32,7 +34,11 @@ EPOCH_FIELDS: tuple[str, ...] = ("epoch", *EPOCH_MEASURES, *LEVEL_FIELDS)
 # Epoch rows that describe the trial itself (every method's rows, branch None, and a lottery
 # ticket's own levels), not a lottery control branch: what pruning compares and a pruned
 # trial's row summarises.
-TRIAL_BRANCHES: tuple[str | None, ...] = (None, "ticket")
+# The branch column's values: a lottery level trains its ticket, scores the supermask (its
+# mask on the initial weights) and, with lottery_controls, trains reinit and random_prune.
+TICKET, SUPERMASK, REINIT, RANDOM_PRUNE = "ticket", "supermask", "reinit", "random_prune"
+BRANCHES: tuple[str, ...] = (TICKET, SUPERMASK, REINIT, RANDOM_PRUNE)  # the order a level trains them
+TRIAL_BRANCHES: tuple[str | None, ...] = (None, TICKET)
 
 # -- per-trial metrics (training.TrialResult, the store's trials table) ---------------------
 # Training health (hidden_core/health.py judges them; docs/methods.md "Training health"):
@@ -74,8 +80,9 @@ REPORT_FAILED = "failed"  # train raised: the error text and the history so far
 REPORT_KINDS: tuple[str, ...] = (REPORT_EPOCH, REPORT_FINAL, REPORT_FAILED)
 
 # -- controls of a found subnetwork (hidden_core/subnet/controls.py; the spec's subnet_controls) --
-# Methods whose found state has controls, and the kind of state (mask or signs) they control.
-CONTROLLED_METHODS: dict[str, str] = {"edge_popup": "mask", "free_prune": "mask", "supermask": "mask", "sign_flip": "sign"}
+# Methods whose found state has controls, and the kind of state (mask or signs) they control
+# (their registry lines' `controls`, hidden_core/catalog.py).
+CONTROLLED_METHODS: dict[str, str] = {name: info.controls for name, info in CATALOG.items() if info.controls}
 # The stored subnetwork (its final state) re-evaluated exactly as its controls are (BatchNorm
 # statistics re-estimated the same way): the like-for-like reference of the controls.
 FOUND = "found"

@@ -161,8 +161,7 @@ def train_network(
     channels_last = run.channels_last and device.type == "cuda" and config.model != "mlp" and len(config.dataset_info.input_shape) == 3
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    learned = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(config, learned)
+    optimizer = make_optimizer(config, model.optimized())
     schedule = make_schedule(config, optimizer)
     _advance(schedule, start_epoch)
     forward = torch.compile(model) if run.compile else model
@@ -181,7 +180,9 @@ def train_network(
     train_seconds = sum(r.seconds for r in history)
     samples = 0
     sample_seconds = 0.0
+    steps_per_epoch = math.ceil(loader.n_train / config.batch_size)  # train_batches' count (the last batch may be smaller)
     for epoch in range(start_epoch + len(history) + 1, config.epochs + 1):
+        step = (epoch - 1 - start_epoch) * steps_per_epoch  # this training's optimizer steps so far (a resume continues the count)
         started = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -201,11 +202,14 @@ def train_network(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step += 1
+            model.after_step(step)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             if first_epoch:
                 peak = torch.fmax(peak, loss.detach().float())  # fmax: a NaN loss does not hide the finite peak
         schedule.step()
+        model.after_epoch(epoch)
         train_loss = (loss_sum / loader.n_train).item()  # the epoch's one host sync
         if first_epoch:
             early_peak = peak.item()

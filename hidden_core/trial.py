@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hidden_core.catalog import LEVELS, method_info
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import DataSplits
 from hidden_core.training import EpochRecord, TrialResult, train_network
@@ -24,7 +25,7 @@ def train(
 ) -> TrialResult:
     """Train the trial `config` describes (checkpointing to run.checkpoint_dir when set) and
     return its TrialResult."""
-    if config.method == "lottery_ticket":
+    if method_info(config.method).runner == LEVELS:
         from hidden_core.lottery import train_lottery  # torch-heavy; only lottery trials need it
 
         return train_lottery(config, run or RunOptions(), data=data, on_epoch=on_epoch)

@@ -239,10 +239,10 @@ def test_method_colours_follow_the_registry_order():
     """The colour is the method's place in the catalog; config.METHODS (torch-free, what the
     figures read) lists the methods in the registry's order."""
     from hidden_core.analysis.plots import METHOD_PALETTE, method_color
-    from hidden_core.methods import METHOD_REGISTRY
+    from hidden_core.catalog import CATALOG
 
-    assert list(METHOD_REGISTRY) == list(METHODS)
-    assert [method_color(m) for m in METHOD_REGISTRY] == list(METHOD_PALETTE[: len(METHODS)])
+    assert list(CATALOG) == list(METHODS)
+    assert [method_color(m) for m in CATALOG] == list(METHOD_PALETTE[: len(METHODS)])
     assert method_color("dense") == "#000000"
 
 

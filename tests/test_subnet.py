@@ -237,7 +237,7 @@ def test_cli_eval_reproduces_and_bad_file_exits_2(trained, tmp_path, capsys):
 def test_weight_layer_names_cover_every_masked_layer():
     config = small("edge_popup", model="convnet", dataset="digits", depth=2)
     model = build_model(config)
-    tensors, shapes = learned_tensors(model)
+    tensors, shapes, _ = learned_tensors(model)
     assert set(shapes) == set(weight_layer_names(model.net)) == {k.split("/", 1)[1] for k in tensors}
     assert all(isinstance(dict(model.net.named_modules())[n], nn.Conv2d | nn.Linear) for n in shapes)
 

@@ -90,3 +90,29 @@ def test_a_full_training_run_leaves_frozen_weights_bit_identical(tmp_path, metho
     assert originals and all(torch.equal(trained[k], fresh[k]) for k in originals)
     learned = [k for k in fresh if k.endswith(("scores", "values"))]
     assert any(not torch.equal(trained[k], fresh[k]) for k in learned)
+
+
+def test_after_step_counts_this_trainings_steps_and_continues_across_a_resume(tmp_path, monkeypatch):
+    """The method hooks (methods.base.Method.after_step / after_epoch): step counts optimizer
+    steps from 1, a resumed trial continues the count (so a method whose hook draws from
+    (seed, step) replays the uninterrupted trial)."""
+    import math
+
+    from hidden_core.data import load_data
+    from hidden_core.methods.edge_popup import EdgePopup
+
+    steps, epochs = [], []
+    monkeypatch.setattr(EdgePopup, "after_step", lambda self, model, step: steps.append(step), raising=False)
+    monkeypatch.setattr(EdgePopup, "after_epoch", lambda self, model, epoch: epochs.append(epoch), raising=False)
+    config = make_config(method="edge_popup", epochs=3, batch_size=256)
+    per_epoch = math.ceil(load_data(config).x_train.shape[0] / config.batch_size)
+
+    def stop_after_two(record):
+        if record.epoch == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, make_run_options(checkpoint_dir=str(tmp_path), checkpoint_every_s=0), on_epoch=stop_after_two)
+    assert steps == list(range(1, 2 * per_epoch + 1)) and epochs == [1, 2]
+    train(config, make_run_options(checkpoint_dir=str(tmp_path)))
+    assert steps == list(range(1, 3 * per_epoch + 1)) and epochs == [1, 2, 3]

@@ -29,12 +29,23 @@ from hidden_core.analysis.metrics import best_by_validation, selection_column
 from hidden_core.analysis.plots import _legend, _ticks_at, method_color, series_style, set_caption
 from hidden_core.analysis.scaling import DENSE, _auto_split
 from hidden_core.analysis.tables import require_columns
+from hidden_core.catalog import CATALOG, LEVELS, TRAIN, methods_where
 from hidden_core.config import ConfigError
-from hidden_core.records import ANALYZED_STATUSES, SELECTION_METRIC, TEST_METRIC
+from hidden_core.records import (
+    ANALYZED_STATUSES,
+    RANDOM_PRUNE,
+    REINIT,
+    SELECTION_METRIC,
+    SUPERMASK,
+    TEST_METRIC,
+    TICKET,
+)
 
-LOTTERY = "lottery_ticket"
-EDGE_POPUP = "edge_popup"
-BRANCHES = ("ticket", "reinit", "random_prune", "supermask")
+LOTTERY = next(iter(methods_where(runner=LEVELS)))  # the level-loop method whose branches the curve draws
+# The untrained subnetworks drawn beside it at density = keep_fraction: the mask methods
+# (controls "mask", one training) that read keep_fraction; edge_popup among today's.
+AT_K: tuple[str, ...] = tuple(m for m in methods_where(controls="mask", runner=TRAIN) if "keep_fraction" in CATALOG[m].reads)
+BRANCHES = (TICKET, REINIT, RANDOM_PRUNE, SUPERMASK)  # the drawing order: the ticket first, the supermask (dotted) last
 DENSITY_DIGITS = 9  # a level's density is a ratio of whole counts: equal masks, equal floats to far more digits
 POINT_COLUMNS = ["line", "source", "level", "density", "n", "mean", "ci_low", "ci_high", "values", "seeds"]
 LEVEL_SELECTION = selection_column(TEST_METRIC)  # a level's best validation accuracy, named as a trial's
@@ -107,7 +118,7 @@ def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: p
     order = {b: i for i, b in enumerate(BRANCHES)}
     frames = [_summarize(scores, LOTTERY, ci).sort_values(["line", "density"], key=lambda c: c.map(lambda v: (order.get(v.split(",")[0], len(order)), v)) if c.name == "line" else c, kind="stable")]
     if others is not None and len(others):
-        for method, axis in ((EDGE_POPUP, "keep_fraction"), (DENSE, None)):
+        for method, axis in (*((m, "keep_fraction") for m in AT_K), (DENSE, None)):
             rows = others[(others["method"] == method) & others["status"].isin(ANALYZED_STATUSES)].dropna(subset=[TEST_METRIC])
             if rows.empty:
                 continue
@@ -129,7 +140,7 @@ def lottery_health(lottery_trials: pd.DataFrame, others: pd.DataFrame | None = N
         suffix, _ = _split_label(lottery, ["keep_fraction"])
         frames.append(lottery.assign(cell=(LOTTERY + suffix).to_numpy()))
     if others is not None and len(others):
-        for method, axis in ((EDGE_POPUP, "keep_fraction"), (DENSE, None)):
+        for method, axis in (*((m, "keep_fraction") for m in AT_K), (DENSE, None)):
             rows = others[others["method"] == method]
             if rows.empty:
                 continue
@@ -153,7 +164,7 @@ def _line_style(line: str, source: str, index: int) -> dict:
     if source == LOTTERY:
         branch = line.split(",")[0]
         style = series_style(BRANCHES.index(branch) if branch in BRANCHES else len(BRANCHES) + index)
-        style["linestyle"] = ":" if branch == "supermask" else "-"
+        style["linestyle"] = ":" if branch == SUPERMASK else "-"
     else:
         style = {**series_style(index), "linestyle": "-"}
     return {"color": method_color(source), **style}
@@ -181,11 +192,12 @@ def plot_lottery(points: pd.DataFrame, ci: float = 0.95) -> Figure:
     ax.set_xscale("log")
     _ticks_at(ax, points["density"].to_numpy(float))
     ax.invert_xaxis()  # pruning goes right: from dense to sparse
-    k_note = "; edge_popup: keep fraction k" if (points["source"] == EDGE_POPUP).any() else ""
+    at_k = [m for m in AT_K if (points["source"] == m).any()]
+    k_note = f"; {', '.join(at_k)}: keep fraction k" if at_k else ""
     ax.set_xlabel(f"density (fraction of weights kept{k_note}) (log scale)")
     ax.set_ylim(max(0.0, ax.get_ylim()[0]), min(100.0, ax.get_ylim()[1]))  # an interval past 0 or 100% says little
     ax.set_ylabel("test accuracy at best validation (%)")
-    others = [s for s in (EDGE_POPUP, DENSE) if (points["source"] == s).any()]
+    others = [s for s in (*AT_K, DENSE) if (points["source"] == s).any()]
     ax.set_title(fontsize=10, label=f"lottery tickets and controls{' vs ' + ' and '.join(others) if others else ''}\nmean over seeds, band: {ci:.0%} Student-t interval, n: seeds per point")
     _legend(ax)
     ax.grid(True, alpha=0.25, which="both")
@@ -199,12 +211,11 @@ def caption(points: pd.DataFrame, sweep: str, with_sweep: str | None, ci: float 
     per_line = "; ".join(f"{line}: n={r['min']}" + (f"-{r['max']}" if r["max"] != r["min"] else "") for line, r in ns.iterrows())
     sources = set(points["source"])
     branches = [b for b in BRANCHES if any(str(line).split(",")[0] == b for line in points.loc[points["source"] == LOTTERY, "line"])]
-    drawn_others = [s for s in (EDGE_POPUP, DENSE) if s in sources]
+    drawn_others = [s for s in (*AT_K, DENSE) if s in sources]
     where = (f"sweep `{sweep}`" if sweep else "the lottery sweep") + (f", {' and '.join(drawn_others)} from `{with_sweep}`" if with_sweep and drawn_others else "")
-    lines = [f"Lottery lines (lottery_ticket's colour; {', '.join(branches)}{'; dotted: supermask' if 'supermask' in branches else ''}): per level and branch, "
+    lines = [f"Lottery lines (lottery_ticket's colour; {', '.join(branches)}{'; dotted: ' + SUPERMASK if SUPERMASK in branches else ''}): per level and branch, "
              "the test accuracy at that level's best-validation epoch"]
-    if EDGE_POPUP in sources:
-        lines.append("edge_popup at density = its keep fraction k")
+    lines += [f"{m} at density = its keep fraction k" for m in AT_K if m in sources]
     if DENSE in sources:
         lines.append("dashed: dense, unpruned, with its band")
     return (

@@ -109,7 +109,7 @@ def gap_table(analysis: ScalingAnalysis) -> pd.DataFrame:
     gaps = analysis.gaps
     return pd.DataFrame({
         "group": gaps["label"], analysis.x: gaps[analysis.x],
-        "accuracy": [_percent(v) for v in gaps["acc"]], "dense": [_percent(v) for v in gaps["dense_acc"]],
+        "accuracy": [_percent(v) for v in gaps["acc"]], DENSE: [_percent(v) for v in gaps["dense_acc"]],
         "gap (pp) [CI]": [with_ci(v, lo, hi, scale=100) for v, lo, hi in zip(gaps["gap"], gaps["gap_lo"], gaps["gap_hi"], strict=True)],
         "paired gap (pp) [CI]": [with_ci(v, lo, hi, scale=100) for v, lo, hi in zip(gaps["paired_gap"], gaps["paired_lo"], gaps["paired_hi"], strict=True)],
         "seeds": gaps["n"], "dense seeds": gaps["n_dense"], "pairs": gaps["n_pairs"],

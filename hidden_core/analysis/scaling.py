@@ -39,6 +39,7 @@ from hidden_core.analysis.metrics import (
     selection_column,
 )
 from hidden_core.analysis.tables import require_columns
+from hidden_core.catalog import REFERENCE
 from hidden_core.config import (
     DATASET_INFO,
     METHOD_FIELDS,
@@ -54,7 +55,7 @@ from hidden_core.records import (
     HEALTH_FLAGS,
 )
 
-DENSE = "dense"
+DENSE = REFERENCE  # the trained dense network of every gap and ratio (its registry line says reference)
 BARE_LABELS = frozenset({"method", "model_name"})  # values that name themselves: "dense", not "method=dense"
 # axes a saturating power law of the error makes sense against: the error falls as they grow
 SIZE_AXES = frozenset({"width", "depth", "mlp_units", "epochs", "params_total", "params_active", "params_learned"})

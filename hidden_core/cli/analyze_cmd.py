@@ -122,6 +122,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 def cmd_lottery(args: argparse.Namespace) -> int:
     from hidden_core.analysis.lottery import (
+        LOTTERY,
         caption,
         lottery_health,
         lottery_points,
@@ -139,10 +140,10 @@ def cmd_lottery(args: argparse.Namespace) -> int:
     if args.with_sweep:
         others, _ = load_selection(store, args.with_sweep, args.where, completed_only=True)
         others = pd.concat([trials, others], ignore_index=True).drop_duplicates("trial_id", keep="last")
-    epochs = store.load_epochs(args.sweep, trial_ids=trials.loc[trials["method"] == "lottery_ticket", "trial_id"])
+    epochs = store.load_epochs(args.sweep, trial_ids=trials.loc[trials["method"] == LOTTERY, "trial_id"])
     points = lottery_points(trials, epochs, others, ci=args.ci)
-    if not (points["source"] == "lottery_ticket").any():
-        raise ConfigError([f"sweep: the lottery_ticket trials of {args.sweep!r} have no per-level epoch rows with a validation accuracy (level, branch, val_acc); the curve needs them"])
+    if not (points["source"] == LOTTERY).any():
+        raise ConfigError([f"sweep: the {LOTTERY} trials of {args.sweep!r} have no per-level epoch rows with a validation accuracy (level, branch, val_acc); the curve needs them"])
     out = Path(args.out) if args.out else default_out_dir(store.root, _is_local(store), args.sweep, "lottery")
     out.mkdir(parents=True, exist_ok=True)
     points.to_csv(out / "lottery_points.csv", index=False)

@@ -1,23 +1,18 @@
-"""Methods: one file each, one registry. A method never touches a model's code: it
-re-parametrizes the weights of a built network (torch.nn.utils.parametrize)."""
+"""Methods: one file each (its class is the file's METHOD), one registry line each in
+hidden_core/catalog.py. A method never touches a model's code: it re-parametrizes the
+weights of a built network (torch.nn.utils.parametrize)."""
 
 from __future__ import annotations
+
+import importlib
 
 import torch
 from torch import nn
 
-from hidden_core.config import METHODS, TrialConfig
+from hidden_core.catalog import METHODS, method_info
+from hidden_core.config import TrialConfig
 from hidden_core.distributions import init_weights, norm_layers, weight_layers
 from hidden_core.methods.base import Method, original_weight, weight_state, weights_in_use
-from hidden_core.methods.bn_only import BNOnly
-from hidden_core.methods.dense import Dense
-from hidden_core.methods.edge_popup import EdgePopup
-from hidden_core.methods.free_prune import FreePrune
-from hidden_core.methods.learn_fraction import LearnFraction
-from hidden_core.methods.lottery_ticket import LotteryTicket
-from hidden_core.methods.random_features import RandomFeatures
-from hidden_core.methods.sign_flip import SignFlip
-from hidden_core.methods.supermask import Supermask
 from hidden_core.models import build_architecture
 
 # A BatchNorm feature is "disabled" when |gamma| < 0.01: Frankle, Schwab & Morcos 2021
@@ -25,10 +20,12 @@ from hidden_core.models import build_architecture
 # BN-only training switch random features off (docs/methods.md, "Statistics").
 DISABLED_GAMMA = 0.01
 
-METHOD_REGISTRY: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Dense, EdgePopup, Supermask, FreePrune, SignFlip, BNOnly, LearnFraction, RandomFeatures, LotteryTicket)
-}
-assert set(METHOD_REGISTRY) == set(METHODS), "config.METHODS and the registry disagree"
+
+def method_class(name: str) -> type[Method]:
+    """The Method class of `name`: the METHOD of the file its registry line names."""
+    cls = importlib.import_module(method_info(name).module).METHOD
+    assert cls.name == name, f"{method_info(name).module}.METHOD is {cls.name!r}, its registry line says {name!r}"
+    return cls
 
 
 class HiddenNetwork(nn.Module):
@@ -48,6 +45,15 @@ class HiddenNetwork(nn.Module):
 
     def penalty(self) -> torch.Tensor | None:
         return self.method.penalty(self.net)
+
+    def optimized(self) -> list[nn.Parameter]:
+        return self.method.optimized(self.net)
+
+    def after_step(self, step: int) -> None:
+        self.method.after_step(self.net, step)
+
+    def after_epoch(self, epoch: int) -> None:
+        self.method.after_epoch(self.net, epoch)
 
     @torch.no_grad()
     def weight_states(self) -> list[torch.Tensor]:
@@ -84,7 +90,7 @@ def build_model(config: TrialConfig, device: torch.device | str = "cpu") -> Hidd
     """The trial's network at its initialization: architecture, weights drawn from
     config.weight_dist with seed config.seed, re-parametrized by config.method. The same
     config always gives the same network, on any device."""
-    method = METHOD_REGISTRY[config.method](config)
+    method = method_class(config.method)(config)
     net = build_architecture(config)
     generator = torch.Generator().manual_seed(config.seed)
     init_weights(net, config, method.fan_scale(), generator)
@@ -93,4 +99,4 @@ def build_model(config: TrialConfig, device: torch.device | str = "cpu") -> Hidd
     return HiddenNetwork(net, method)
 
 
-__all__ = ["DISABLED_GAMMA", "METHOD_REGISTRY", "HiddenNetwork", "Method", "build_model"]
+__all__ = ["DISABLED_GAMMA", "METHODS", "HiddenNetwork", "Method", "build_model", "method_class"]

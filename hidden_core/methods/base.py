@@ -7,12 +7,14 @@ import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from hidden_core.config import TrialConfig
 from hidden_core.distributions import norm_layers, weight_layers
+from hidden_core.subnet.fileformat import Packed
 
 
 class Method(ABC):
@@ -38,6 +40,23 @@ class Method(ABC):
     def params_learned(self, model: nn.Module) -> int:
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
+    def optimized(self, model: nn.Module) -> list[nn.Parameter]:
+        """What the optimizer holds: by default every parameter that learns at the start. A
+        method that switches what learns between epochs (after_epoch) returns them all; SGD
+        and Adam skip a parameter whose .grad stays None."""
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after every optimizer step; `step` counts this training's steps from 1 and
+        continues across a resume, so what this does must follow from the model's state, the
+        config and `step` alone (randomness from a generator seeded by them, never a
+        stateful one): a resumed trial then is the uninterrupted one."""
+        return None
+
+    def after_epoch(self, model: nn.Module, epoch: int) -> None:
+        """Called after each epoch's steps (epoch counts from 1), before evaluation."""
+        return None
+
 
 class WeightParametrization(nn.Module):
     """A learned re-parametrization of one frozen weight tensor (`original`)."""
@@ -49,6 +68,35 @@ class WeightParametrization(nn.Module):
     def in_use(self, original: torch.Tensor) -> torch.Tensor:
         """Number of weights the network uses (a 0-dim tensor)."""
         return torch.tensor(original.numel())
+
+    def file_tensors(self, original: torch.Tensor) -> dict[str, np.ndarray | Packed]:
+        """What a subnet file keeps of this layer, by kind (a lowercase word): a bool array of
+        the layer's shape is stored bit-packed, Packed(uints, bits) in `bits` bits per entry,
+        any other array as it is. The random weights are never stored (the seed regenerates
+        them)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what a subnet file keeps of its layer")
+
+    def file_weight(self, original: torch.Tensor, stored: dict[str, np.ndarray]) -> torch.Tensor:
+        """The effective weight rebuilt from a file's arrays of this layer (packed kinds
+        unpacked to the layer's shape) and the seed's `original`; ValueError when they do
+        not fit. The controls call it with a replaced mask or sign."""
+        raise NotImplementedError(f"{type(self).__name__} cannot rebuild its layer from a subnet file")
+
+
+def on_device(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """A file's array as a tensor on `like`'s device (bool and integer arrays keep their
+    dtype; floats take `like`'s)."""
+    t = torch.from_numpy(np.asarray(array, order="C")).to(like.device)
+    return t.to(like.dtype) if t.is_floating_point() else t
+
+
+def numpy_of(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu").contiguous().numpy()
+
+
+def masked_file_weight(original: torch.Tensor, stored: dict[str, np.ndarray]) -> torch.Tensor:
+    """original * the stored mask: what every mask method's file rebuilds."""
+    return original * on_device(stored["mask"], original).to(original.dtype)
 
 
 def freeze(model: nn.Module) -> None:
@@ -124,6 +172,10 @@ def masked_weight(weight: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor
 
 __all__ = [
     "Method",
+    "Packed",
+    "masked_file_weight",
+    "numpy_of",
+    "on_device",
     "WeightParametrization",
     "attach",
     "freeze",

@@ -20,3 +20,6 @@ class BNOnly(Method):
         if self.config.train_output_layer:
             for p in model.classifier.parameters():
                 p.requires_grad_(True)
+
+
+METHOD = BNOnly

@@ -9,3 +9,6 @@ class Dense(Method):
     def apply(self, model, generator):
         for p in model.parameters():
             p.requires_grad_(True)
+
+
+METHOD = Dense

@@ -15,6 +15,8 @@ from hidden_core.methods.base import (
     attach,
     freeze,
     kaiming_uniform_scores,
+    masked_file_weight,
+    numpy_of,
     weight_layers,
 )
 
@@ -128,6 +130,12 @@ class TopKMask(WeightParametrization):
     def in_use(self, original):
         return self.mask().sum()
 
+    def file_tensors(self, original):
+        return {"mask": numpy_of(self.mask())}
+
+    def file_weight(self, original, stored):
+        return masked_file_weight(original, stored)
+
 
 class EdgePopup(Method):
     name = "edge_popup"
@@ -139,3 +147,6 @@ class EdgePopup(Method):
         freeze(model)
         for layer in weight_layers(model):
             attach(layer, TopKMask(kaiming_uniform_scores(layer.weight, generator), self.config.keep_fraction))
+
+
+METHOD = EdgePopup

@@ -15,7 +15,9 @@ from hidden_core.methods.base import (
     WeightParametrization,
     attach,
     freeze,
+    masked_file_weight,
     masked_weight,
+    numpy_of,
     parametrization_of,
     reference_uniform_scores,
     weight_layers,
@@ -39,6 +41,12 @@ class PositiveScoreMask(WeightParametrization):
     def in_use(self, original):
         return self.mask().sum()
 
+    def file_tensors(self, original):
+        return {"mask": numpy_of(self.mask())}
+
+    def file_weight(self, original, stored):
+        return masked_file_weight(original, stored)
+
     def kept_fraction_st(self) -> torch.Tensor:
         """mean(mask) whose gradient flows straight through to the scores."""
         return (self.mask().float() + self.scores - self.scores.detach()).mean()
@@ -56,3 +64,6 @@ class FreePrune(Method):
         if self.config.penalty == 0:
             return None
         return self.config.penalty * sum(parametrization_of(layer).kept_fraction_st() for layer in weight_layers(model))
+
+
+METHOD = FreePrune

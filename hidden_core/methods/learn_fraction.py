@@ -14,6 +14,8 @@ from hidden_core.methods.base import (
     WeightParametrization,
     attach,
     freeze,
+    numpy_of,
+    on_device,
     parametrization_of,
     weight_layers,
 )
@@ -32,6 +34,17 @@ class LearnedSubset(WeightParametrization):
     def forward(self, weight):
         return torch.where(self.subset, self.values, weight)
 
+    def file_tensors(self, original):
+        return {"values": numpy_of(self.values[self.subset])}  # in the subset's flat order; the subset comes from the seed
+
+    def file_weight(self, original, stored):
+        kept = int(self.subset.sum())
+        if stored["values"].size != kept:
+            raise ValueError(f"{stored['values'].size} values for a learned subset of {kept} weights")
+        values = original.clone()
+        values[self.subset] = on_device(stored["values"], original)
+        return torch.where(self.subset, values, original)
+
 
 class LearnFraction(Method):
     name = "learn_fraction"
@@ -43,3 +56,6 @@ class LearnFraction(Method):
 
     def params_learned(self, model):
         return int(sum(parametrization_of(layer).subset.sum() for layer in weight_layers(model)))
+
+
+METHOD = LearnFraction

@@ -35,6 +35,8 @@ from hidden_core.methods.base import (
     Method,
     WeightParametrization,
     attach,
+    numpy_of,
+    on_device,
     parametrization_of,
     weight_layers,
 )
@@ -58,6 +60,19 @@ class PrunableWeight(WeightParametrization):
     def in_use(self, original):
         return self.mask.sum()
 
+    def file_tensors(self, original):
+        # the final ticket's mask, and the trained values of its kept weights in the mask's flat order
+        return {"mask": numpy_of(self.mask), "values": numpy_of(self.trained[self.mask])}
+
+    def file_weight(self, original, stored):
+        mask = on_device(stored["mask"], original)
+        values = on_device(stored["values"], original).reshape(-1)
+        if values.numel() != int(mask.sum()):
+            raise ValueError(f"{values.numel()} values for a mask keeping {int(mask.sum())} weights")
+        weight = torch.zeros_like(original)
+        weight[mask] = values
+        return weight
+
     @torch.no_grad()
     def reset(self, values: torch.Tensor, mask: torch.Tensor) -> None:
         """Weights `values` under `mask` (pruned entries set to zero)."""
@@ -78,6 +93,9 @@ class LotteryTicket(Method):
         weights = {id(parametrization_of(layer).trained) for layer in weight_layers(model)}
         others = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in weights)
         return others + sum(int(parametrization_of(layer).mask.sum()) for layer in weight_layers(model))
+
+
+METHOD = LotteryTicket
 
 
 # ---- how many weights each level keeps ----------------------------------------------------

@@ -11,3 +11,6 @@ class RandomFeatures(Method):
         freeze(model)
         for p in model.classifier.parameters():  # weight, and the ResNet's bias
             p.requires_grad_(True)
+
+
+METHOD = RandomFeatures

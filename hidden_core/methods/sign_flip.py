@@ -16,6 +16,8 @@ from hidden_core.methods.base import (
     WeightParametrization,
     attach,
     freeze,
+    numpy_of,
+    on_device,
     parametrization_of,
     reference_uniform_scores,
     weight_layers,
@@ -51,6 +53,12 @@ class LearnedSign(WeightParametrization):
     def state(self, original):
         return _signs(self.scores.detach())
 
+    def file_tensors(self, original):
+        return {"sign": numpy_of(self.scores >= 0)}  # _signs: t >= 0 -> +1
+
+    def file_weight(self, original, stored):
+        return original.abs() * torch.where(on_device(stored["sign"], original), 1.0, -1.0).to(original.dtype)
+
     def kept_sign_fraction_st(self, original: torch.Tensor) -> torch.Tensor:
         start = _signs(original)
         kept = (_signs(self.scores.detach()) == start).float()
@@ -72,3 +80,6 @@ class SignFlip(Method):
         return self.config.penalty * sum(
             parametrization_of(layer).kept_sign_fraction_st(layer.parametrizations.weight.original) for layer in weight_layers(model)
         )
+
+
+METHOD = SignFlip

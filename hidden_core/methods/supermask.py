@@ -21,7 +21,15 @@ import math
 import torch
 from torch import nn
 
-from hidden_core.methods.base import Method, WeightParametrization, attach, freeze, weight_layers
+from hidden_core.methods.base import (
+    Method,
+    WeightParametrization,
+    attach,
+    freeze,
+    masked_file_weight,
+    numpy_of,
+    weight_layers,
+)
 
 
 def evaluation_mask(logits: torch.Tensor, evaluation: str, eval_seed: int) -> torch.Tensor:
@@ -60,6 +68,13 @@ class BernoulliMask(WeightParametrization):
     def in_use(self, original):
         return self.eval_mask().sum()
 
+    def file_tensors(self, original):
+        # what it evaluates is a binary mask; the logits keep the learned probabilities inspectable
+        return {"mask": numpy_of(self.eval_mask()), "logits": numpy_of(self.logits.float())}
+
+    def file_weight(self, original, stored):
+        return masked_file_weight(original, stored)
+
 
 class Supermask(Method):
     name = "supermask"
@@ -72,3 +87,6 @@ class Supermask(Method):
         for layer in weight_layers(model):
             eval_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
             attach(layer, BernoulliMask(layer.weight.shape, self.config.supermask_init_keep, layer.weight.device, self.config.supermask_eval, eval_seed))
+
+
+METHOD = Supermask

@@ -33,27 +33,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hidden_core.catalog import CATALOG
 from hidden_core.config import ConfigError
 from hidden_core.records import CONTROLLED_METHODS, DRAWN_CONTROLS, FOUND
 from hidden_core.subnet.fileformat import SubnetFile
 
 FRESH_SEED_OFFSET = 10_000  # fresh weights use seed + 10_000 + draw: never the trial's own seed
-CONTROLLED_KINDS = {kind: tuple(m for m, k in CONTROLLED_METHODS.items() if k == kind) for kind in ("mask", "sign")}
 SUFFIX = ".controls.csv"
 _STREAM = {"random": 0, "shuffled": 1}  # the permutations' generator stream of each permuted control
 
 
 def controlled_kind(f: SubnetFile) -> str:
-    if f.config.method == "lottery_ticket":  # its own, trained controls are in the epochs table
-        raise ConfigError(["method: lottery_ticket trained its kept weights under its mask, so untrained controls (a random or shuffled "
+    info = CATALOG[f.config.method]
+    if info.controls is not None:
+        return info.controls
+    if info.runner == "levels":  # its own, trained controls are in the epochs table
+        raise ConfigError([f"method: {info.name} trained its kept weights under its mask, so untrained controls (a random or shuffled "
                            "mask, fresh weights) would not test the mask; a lottery trial trains its own controls at every level "
                            "(lottery_controls: true: reinit, random_prune) and scores the supermask (its mask on the initial weights): "
                            "the epochs table's branch column, `hidden analyze lottery`"])
-    for kind, methods in CONTROLLED_KINDS.items():
-        if f.config.method in methods:
-            return kind
-    allowed = ", ".join(m for ms in CONTROLLED_KINDS.values() for m in ms)
-    raise ConfigError([f"method: {f.config.method} learns no mask or signs, so it has no controls; controls exist for {allowed}"])
+    raise ConfigError([f"method: {info.name} learns no mask or signs, so it has no controls; controls exist for {', '.join(CONTROLLED_METHODS)}"])
 
 
 def permute_within_layer(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -6,13 +6,17 @@ docs/subnetworks.md document it for outside readers):
 - tensors, named `<kind>/<module name>`:
     mask/<layer>     uint8, the layer's 0/1 mask bit-packed (numpy packbits, little bit order)
     sign/<layer>     uint8, the layer's effective signs bit-packed (1 = positive)
+    <kind>/<layer>   any other per-layer state a method keeps (its file_tensors): bit-packed
+                     when the `packed` header names it (bits per entry: 1 for a bool array,
+                     ceil(log2 K) for an index among K values), else stored as it is
     logits/<layer>   float32, supermask's logits (beside mask/<layer>, the binary mask it evaluates)
     values/<layer>   the learned subset's values (learn_fraction), in the subset's flat order
     param/<name>     a learned parameter stored whole (dense weights, BN gamma/beta, readout)
     buffer/<name>    a buffer changed by training (BatchNorm running statistics)
 - metadata (string -> string): `format` ("hidden-subnet"), `format_version`, `config` (the
   TrialConfig as JSON), `trial_id`, `method`, `shapes` (JSON: layer -> shape, for the packed
-  tensors), `status`, `metrics` (JSON), `run` (JSON: how it was evaluated), `hidden_version`,
+  tensors), `packed` (JSON: tensor name -> bits per entry; a file without it packs mask/ and
+  sign/ in 1 bit), `status`, `metrics` (JSON), `run` (JSON: how it was evaluated), `hidden_version`,
   `git_commit`, `torch_version`, optionally `sweep`, and `sha256`: a digest of every other
   metadata entry and every tensor (name, dtype, shape, bytes), so a truncated or edited file
   is refused instead of silently giving another network.
@@ -26,11 +30,12 @@ import hashlib
 import json
 import math
 import os
+import re
 import stat
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,8 +55,18 @@ _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
 FORMAT = "hidden-subnet"
 FORMAT_VERSION = 1
 SUFFIX = paths.SUBNET_SUFFIX
-PACKED_KINDS = ("mask", "sign")
-KINDS = ("mask", "sign", "logits", "values", "param", "buffer")
+PACKED_KINDS = ("mask", "sign")  # packed in 1 bit in a file without a `packed` header
+WHOLE_KINDS = ("param", "buffer")  # a named parameter or buffer stored whole (not a layer's state)
+KIND_PATTERN = re.compile(r"[a-z][a-z_]{0,31}")  # a method's state kinds: mask, sign, logits, values, index, ...
+MAX_PACKED_BITS = 16
+
+
+class Packed(NamedTuple):
+    """Unsigned integers to store in `bits` bits each (e.g. an index among K values in
+    ceil(log2 K) bits)."""
+
+    values: np.ndarray
+    bits: int
 
 
 class SubnetFormatError(ConfigError):
@@ -83,17 +98,39 @@ class SubnetFile:
     def status(self) -> str:
         return self.metadata.get("status", "")
 
+    @property
+    def packed(self) -> dict[str, int]:
+        """tensor name -> bits per entry of its packed tensors."""
+        return packed_bits(self.metadata, self.tensors)
+
+    def unpacked(self, name: str) -> np.ndarray:
+        """One tensor as the method stored it: a packed one unpacked to its layer's shape
+        (bool for 1 bit, int64 for more), any other as it is."""
+        value = self.tensors[name]
+        bits = self.packed.get(name)
+        if bits is None:
+            return value
+        layer = name.partition("/")[2]
+        return unpack_bits(value, self.shapes[layer]) if bits == 1 else unpack_uints(value, self.shapes[layer], bits)
+
     def layers(self, kind: str) -> dict[str, np.ndarray]:
-        """{layer name: tensor} of one kind; packed kinds come back unpacked as bool arrays."""
+        """{layer name: tensor} of one kind; packed kinds come back unpacked (bool arrays for
+        1 bit, int64 for more)."""
         prefix = kind + "/"
         order = {layer: i for i, layer in enumerate(self.shapes)}  # the network's order (safetensors sorts names)
         names = sorted((n for n in self.tensors if n.startswith(prefix)), key=lambda n: (order.get(n[len(prefix):], len(order)), n))
         out = {}
         for name in names:
-            layer = name[len(prefix):]
-            value = self.tensors[name]
-            out[layer] = unpack_bits(value, self.shapes[layer]) if kind in PACKED_KINDS else value
+            out[name[len(prefix):]] = self.unpacked(name)
         return out
+
+
+def packed_bits(metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> dict[str, int]:
+    """tensor name -> bits per entry, from the `packed` header (mask/ and sign/ in 1 bit
+    when a file has none)."""
+    if "packed" in metadata:
+        return dict(json.loads(metadata["packed"]))
+    return {name: 1 for name in tensors if name.partition("/")[0] in PACKED_KINDS}
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -103,6 +140,26 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
 def unpack_bits(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     count = math.prod(shape)
     return np.unpackbits(packed, count=count, bitorder="little").astype(bool).reshape(shape)
+
+
+def pack_uints(values: np.ndarray, bits: int) -> np.ndarray:
+    """Unsigned integers below 2**bits, `bits` bits each (least significant first), packed
+    like pack_bits: n entries take ceil(n * bits / 8) bytes."""
+    flat = np.asarray(values).reshape(-1).astype(np.int64)
+    if flat.size and (flat.min() < 0 or flat.max() >= 2**bits):
+        raise ValueError(f"values outside [0, 2**{bits}) cannot be packed in {bits} bits")
+    planes = (flat[:, None] >> np.arange(bits)) & 1
+    return pack_bits(planes.astype(bool))
+
+
+def unpack_uints(packed: np.ndarray, shape: tuple[int, ...], bits: int) -> np.ndarray:
+    count = math.prod(shape)
+    planes = np.unpackbits(packed, count=count * bits, bitorder="little").reshape(count, bits).astype(np.int64)
+    return (planes << np.arange(bits)).sum(axis=1).reshape(shape)
+
+
+def packed_size(shape: tuple[int, ...], bits: int) -> int:
+    return (math.prod(shape) * bits + 7) // 8
 
 
 def _digest(metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> str:
@@ -119,9 +176,9 @@ def write_subnet_file(path: str | os.PathLike[str], tensors: dict[str, np.ndarra
     """Write atomically (a reader or a crash never sees half a file); returns the path."""
     from safetensors.numpy import save_file
 
-    bad = [n for n in tensors if n.split("/", 1)[0] not in KINDS]
+    bad = [n for n in tensors if not _known_kind(n.split("/", 1)[0])]
     if bad:
-        raise ValueError(f"tensor names must start with one of {KINDS}: {bad}")
+        raise ValueError(f"tensor names must start with a kind ({', '.join(WHOLE_KINDS)} or a lowercase word): {bad}")
     metadata = {**{k: str(v) for k, v in metadata.items()}, "format": FORMAT, "format_version": str(FORMAT_VERSION)}
     tensors = {k: np.asarray(v, order="C") for k, v in tensors.items()}
     metadata["sha256"] = _digest(metadata, tensors)
@@ -222,6 +279,10 @@ def _check_header(path: str) -> None:
         raise SubnetFormatError(path, "sha256 does not match the contents: the file was edited or damaged after it was written")
 
 
+def _known_kind(kind: str) -> bool:
+    return kind in WHOLE_KINDS or KIND_PATTERN.fullmatch(kind) is not None
+
+
 def brief_error(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"[:100]
 
@@ -259,17 +320,28 @@ def read_subnet_file(path: str | os.PathLike[str]) -> SubnetFile:
         raise SubnetFormatError(path, f"metadata 'config'/'shapes' unreadable: {err}") from None
     if metadata.get("trial_id") != config.trial_id:
         raise SubnetFormatError(path, f"trial_id {metadata.get('trial_id')!r} does not match its config (whose trial_id is {config.trial_id})")
-    for name, value in tensors.items():
+    try:
+        packed = packed_bits(metadata, tensors)
+        assert isinstance(packed, dict) and all(isinstance(b, int) and not isinstance(b, bool) for b in packed.values())
+    except (ValueError, TypeError, AssertionError):
+        raise SubnetFormatError(path, f"metadata 'packed' is not a map of tensor names to bits per entry: {metadata.get('packed', '')[:80]!r}") from None
+    for name in tensors:
+        kind = name.partition("/")[0]
+        if not _known_kind(kind):
+            raise SubnetFormatError(path, f"tensor {name!r}: unknown kind {kind!r}; allowed: {', '.join(WHOLE_KINDS)} or a method's state kind (a lowercase word)")
+    for name, bits in packed.items():
         kind, _, layer = name.partition("/")
-        if kind not in KINDS:
-            raise SubnetFormatError(path, f"tensor {name!r}: unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
-        if kind in PACKED_KINDS:
-            if layer not in shapes:
-                raise SubnetFormatError(path, f"tensor {name!r} has no shape in the header")
-            expected = (math.prod(shapes[layer]) + 7) // 8
-            if value.dtype != np.uint8 or value.shape != (expected,):
-                raise SubnetFormatError(path, f"tensor {name!r}: {value.dtype}{list(value.shape)} does not hold the header's "
-                                              f"shape {list(shapes[layer])} ({expected} packed bytes expected)")
+        if name not in tensors or kind in WHOLE_KINDS:
+            raise SubnetFormatError(path, f"metadata 'packed' names {name!r}, which is no packed layer tensor of the file")
+        if not 1 <= bits <= MAX_PACKED_BITS:
+            raise SubnetFormatError(path, f"tensor {name!r}: {bits} bits per entry; allowed: 1 to {MAX_PACKED_BITS}")
+        if layer not in shapes:
+            raise SubnetFormatError(path, f"tensor {name!r} has no shape in the header")
+        value = tensors[name]
+        expected = packed_size(shapes[layer], bits)
+        if value.dtype != np.uint8 or value.shape != (expected,):
+            raise SubnetFormatError(path, f"tensor {name!r}: {value.dtype}{list(value.shape)} does not hold the header's "
+                                          f"shape {list(shapes[layer])} ({expected} packed bytes expected)")
     return SubnetFile(path=path, config=config, tensors=tensors, metadata=metadata, shapes=shapes)
 
 

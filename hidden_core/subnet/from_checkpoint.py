@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from hidden_core.catalog import LEVELS, method_info
 from hidden_core.config import TrialConfig
 from hidden_core.methods import build_model
 from hidden_core.subnet.state import save_subnet
@@ -24,7 +25,7 @@ def save_subnet_from_checkpoint(path: str | os.PathLike[str], checkpoint_folder:
     else the last finished level (with that level's summary). None when the folder has no
     checkpoint (nothing was learned yet)."""
     trained_on = torch.device("cpu")
-    if config.method == "lottery_ticket":
+    if method_info(config.method).runner == LEVELS:
         from hidden_core.lottery import latest_ticket
 
         found = latest_ticket(checkpoint_folder, config)

@@ -30,11 +30,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hidden_core.catalog import CATALOG
 from hidden_core.config import METHOD_FIELDS, METHOD_SPECIFIC_FIELDS, METHODS
 from hidden_core.spec import cell_id
 from hidden_core.subnet.fileformat import SubnetFile, read_subnet_file
 
-SELECTING_METHODS = ("edge_popup", "free_prune", "supermask", "sign_flip", "lottery_ticket")
+# methods whose state selects weights of a layer (their registry lines' `selects`): the kept
+# ones of a mask (supermask: the mask it evaluates; lottery: the final ticket) or the flipped signs
+SELECTING_METHODS = tuple(m for m in METHODS if CATALOG[m].selects)
 
 
 def cell_key(f: SubnetFile) -> str:
@@ -55,12 +58,12 @@ def initial_weights(f: SubnetFile) -> dict[str, np.ndarray]:
 
 
 def selected(f: SubnetFile, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    method = f.config.method
-    if method in ("edge_popup", "free_prune", "supermask", "lottery_ticket"):  # supermask: the mask it evaluates; lottery: the final ticket
+    selects = CATALOG[f.config.method].selects
+    if selects == "kept":
         return f.layers("mask")
-    if method == "sign_flip":
+    if selects == "flipped":
         return {name: signs != (weights[name] >= 0) for name, signs in f.layers("sign").items()}
-    raise ValueError(f"{method} selects no weights")
+    raise ValueError(f"{f.config.method} selects no weights")
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -134,7 +137,7 @@ def analyze_files(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFra
         identity = _identity(f, fields)
         for index, (layer, mask) in enumerate(chosen.items()):
             row = {"cell": cell_key(f), **identity, "trial_id": f.config.trial_id, "seed": f.config.seed, "layer_index": index, "layer": layer,
-                   "weights": mask.size, "selected": "flipped" if f.config.method == "sign_flip" else "kept",
+                   "weights": mask.size, "selected": CATALOG[f.config.method].selects,
                    "fraction": float(mask.mean()), "abs_w_auc": abs_w_auc(mask, weights[layer])}
             per_trial.append(row)
     trials = pd.DataFrame(per_trial)

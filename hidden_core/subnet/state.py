@@ -2,20 +2,10 @@
 network: the random weights are never stored, they are regenerated from config + seed
 (build_model draws them on the CPU from an explicit generator, so they are bit-identical).
 
-What each method keeps (one fact, here; docs/subnetworks.md repeats it for readers):
-    edge_popup, free_prune  the binary mask, 1 bit per weight
-    sign_flip               the effective signs, 1 bit per weight
-    supermask               the binary mask it evaluates (1 bit per weight: the sampled or
-                            deterministic evaluation mask, docs/methods.md), plus its logits
-                            (float32) so the learned probabilities stay inspectable
-    learn_fraction          the values of the learned subset (the subset comes from the seed)
-    bn_only                 BatchNorm gamma/beta (and the output layer if it was trained)
-    random_features         the output layer
-    dense                   every weight
-    lottery_ticket          the final ticket's mask (1 bit per weight) and the trained values
-                            of its kept weights (32 bits per kept weight, in the flat order
-                            of the mask); the initial weights come from the seed
-and for every method the parameters it trained outside the weight layers and the buffers
+What each method keeps of a weight layer is its parametrization's to say (file_tensors, and
+file_weight to rebuild the layer; docs/subnetworks.md lists them for readers). For every
+method the file also keeps the parameters it trained outside the weight layers' state (a
+dense network's weights, BatchNorm gamma/beta, a trained output layer) and the buffers
 training changed (BatchNorm running statistics), which evaluation needs.
 """
 
@@ -34,28 +24,20 @@ import hidden_core
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.distributions import WEIGHT_LAYER_TYPES
 from hidden_core.methods import HiddenNetwork, build_model
-from hidden_core.methods.base import original_weight, parametrization_of
+from hidden_core.methods.base import numpy_of, original_weight, parametrization_of
 from hidden_core.models import build_architecture
 from hidden_core.subnet.fileformat import (
+    WHOLE_KINDS,
+    Packed,
     SubnetFile,
     SubnetFormatError,
     pack_bits,
+    pack_uints,
+    packed_bits,
     read_subnet_file,
     write_subnet_file,
 )
 
-# The kind of state each method's weight parametrization leaves (methods without one: None).
-WEIGHT_STATE_KIND: dict[str, str | None] = {
-    "edge_popup": "mask",
-    "free_prune": "mask",
-    "sign_flip": "sign",
-    "supermask": "logits",
-    "learn_fraction": "values",
-    "bn_only": None,
-    "random_features": None,
-    "dense": None,
-    "lottery_ticket": "ticket",  # mask/ + values/ of the kept weights
-}
 _INTERNAL = "parametrizations."  # parameters and buffers that belong to a parametrization
 RUN_FIELDS = ("amp", "channels_last", "eval_batch_size", "compile")
 
@@ -64,35 +46,29 @@ def weight_layer_names(net: nn.Module) -> list[str]:
     return [name for name, m in net.named_modules() if isinstance(m, WEIGHT_LAYER_TYPES)]
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().to("cpu").contiguous().numpy()
+_numpy = numpy_of
 
 
 @torch.no_grad()
-def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
-    """The file's tensors for a (trained) network, and the shapes of its packed layers."""
-    kind = WEIGHT_STATE_KIND[model.method.name]
+def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[str, list[int]], dict[str, int]]:
+    """The file's tensors for a (trained) network, the shapes of its weight layers with a
+    state, and the bits per entry of its packed tensors."""
     modules = dict(model.net.named_modules())
     tensors: dict[str, np.ndarray] = {}
     shapes: dict[str, list[int]] = {}
+    packed: dict[str, int] = {}
     for name in weight_layer_names(model.net):
         p = parametrization_of(modules[name])
         if p is None:
             continue
-        if kind == "mask":
-            tensors[f"mask/{name}"] = pack_bits(_numpy(p.mask()))
-        elif kind == "sign":
-            tensors[f"sign/{name}"] = pack_bits(_numpy(p.scores >= 0))  # the method's _signs: t >= 0 -> +1
-        elif kind == "logits":  # supermask: what it evaluates is a binary mask; keep both
-            tensors[f"mask/{name}"] = pack_bits(_numpy(p.eval_mask()))
-            tensors[f"logits/{name}"] = _numpy(p.logits.float())
-        elif kind == "values":
-            tensors[f"values/{name}"] = _numpy(p.values[p.subset])
-        elif kind == "ticket":  # lottery_ticket: the weight is trained * mask; pruned entries are zero
-            tensors[f"mask/{name}"] = pack_bits(_numpy(p.mask))
-            tensors[f"values/{name}"] = _numpy(p.trained[p.mask])
-        else:
-            raise ValueError(f"method {model.method.name} has no state for parametrized layer {name}")
+        for kind, value in p.file_tensors(original_weight(modules[name])).items():
+            key = f"{kind}/{name}"
+            if isinstance(value, Packed):
+                tensors[key], packed[key] = pack_uints(value.values, value.bits), value.bits
+            elif value.dtype == np.bool_:
+                tensors[key], packed[key] = pack_bits(value), 1
+            else:
+                tensors[key] = value
         shapes[name] = list(original_weight(modules[name]).shape)
     for name, param in model.net.named_parameters():
         if param.requires_grad and _INTERNAL not in name:
@@ -100,7 +76,7 @@ def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[s
     for name, buffer in model.net.named_buffers():
         if _INTERNAL not in name:
             tensors[f"buffer/{name}"] = _numpy(buffer)
-    return tensors, shapes
+    return tensors, shapes, packed
 
 
 def _git_commit() -> str | None:
@@ -121,7 +97,7 @@ def save_subnet(
     """Write `model`'s learned state to `path` (a .safetensors file). `result`: the
     TrialResult whose status and metrics go into the header; `extra`: more header entries
     (e.g. sweep=...)."""
-    tensors, shapes = learned_tensors(model)
+    tensors, shapes, packed = learned_tensors(model)
     metrics = {}
     status = ""
     if result is not None:
@@ -141,11 +117,16 @@ def save_subnet(
         "torch_version": torch.__version__,
         **{k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()},
     }
+    if packed != packed_bits({}, tensors):  # written only when it is not the default (mask/ and sign/ in 1 bit)
+        metadata["packed"] = json.dumps(packed, sort_keys=True)
     return write_subnet_file(path, tensors, metadata)
 
 
-def _check_matches(f: SubnetFile, expected: dict[str, np.ndarray], expected_shapes: dict[str, list[int]]) -> None:
-    """The file holds exactly the tensors its config's network has, with their shapes."""
+def _check_matches(f: SubnetFile, expected: dict[str, np.ndarray], expected_shapes: dict[str, list[int]], expected_packed: dict[str, int]) -> None:
+    """The file holds exactly the tensors its config's network has: the same names, the same
+    layer shapes and packing, parameters and buffers of their shapes and dtypes, and layer
+    states of their dtypes (a state whose size depends on what was learned, e.g. a ticket's
+    kept values, is checked by the parametrization's file_weight)."""
     missing = sorted(set(expected) - set(f.tensors))
     extra = sorted(set(f.tensors) - set(expected))
     if missing or extra:
@@ -154,9 +135,14 @@ def _check_matches(f: SubnetFile, expected: dict[str, np.ndarray], expected_shap
     for layer, shape in expected_shapes.items():
         if tuple(f.shapes.get(layer, ())) != tuple(shape):
             raise SubnetFormatError(f.path, f"header shape of layer {layer!r} is {list(f.shapes.get(layer, ()))}, the network's is {shape}")
+    packed = f.packed
+    for name in expected:
+        if packed.get(name) != expected_packed.get(name):
+            raise SubnetFormatError(f.path, f"tensor {name!r} is packed in {packed.get(name)} bits per entry, the network's state in {expected_packed.get(name)}")
     for name, value in expected.items():
         got = f.tensors[name]
-        if got.shape != value.shape or got.dtype != value.dtype:
+        whole = name.partition("/")[0] in WHOLE_KINDS or name in expected_packed
+        if got.dtype != value.dtype or (whole and got.shape != value.shape):
             raise SubnetFormatError(f.path, f"tensor {name!r} is {got.dtype}{list(got.shape)}, the network needs {value.dtype}{list(value.shape)}")
 
 
@@ -184,6 +170,16 @@ def _on(value: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.asarray(value, order="C")).to(device)
 
 
+def layer_states(f: SubnetFile) -> dict[str, dict[str, np.ndarray]]:
+    """layer -> {kind: array}: every per-layer state of the file, packed ones unpacked."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name in f.tensors:
+        kind, _, layer = name.partition("/")
+        if kind not in WHOLE_KINDS:
+            out.setdefault(layer, {})[kind] = f.unpacked(name)
+    return out
+
+
 @torch.no_grad()
 def materialize(
     f: SubnetFile,
@@ -200,13 +196,11 @@ def materialize(
     require_model_fits(f)
     config = f.config if weights_seed is None else f.config.model_copy(update={"seed": weights_seed})
     hidden = build_model(config, device)
-    expected, expected_shapes = learned_tensors(hidden)
-    if WEIGHT_STATE_KIND[f.config.method] == "ticket":  # as many values as the file's mask keeps
-        kept = {layer: int(mask.sum()) for layer, mask in f.layers("mask").items()}
-        expected = {n: v[: kept.get(n.partition("/")[2], v.size)] if n.startswith("values/") else v for n, v in expected.items()}
-    _check_matches(f, expected, expected_shapes)
-    replace = replace or {}
-    masks, signs = ({**f.layers(kind), **replace.get(kind, {})} for kind in ("mask", "sign"))
+    _check_matches(f, *learned_tensors(hidden))
+    states = layer_states(f)
+    for kind, layers in (replace or {}).items():
+        for layer, value in layers.items():
+            states.setdefault(layer, {})[kind] = value
     with torch.random.fork_rng(devices=[]):  # the layers' default init must not move the caller's RNG
         plain = build_architecture(f.config).to(device)
     hidden_modules = dict(hidden.net.named_modules())
@@ -215,22 +209,12 @@ def materialize(
     for name in weight_layer_names(hidden.net):
         layer = hidden_modules[name]
         original = original_weight(layer)
-        if name in masks and f"values/{name}" in f.tensors:  # lottery_ticket: trained values on the kept positions
-            mask = _on(masks[name], device)
-            values = _on(f.tensors[f"values/{name}"], device)
-            if values.numel() != int(mask.sum()):
-                raise SubnetFormatError(f.path, f"layer {name!r}: {values.numel()} values for a mask keeping {int(mask.sum())} weights")
-            weight = torch.zeros_like(original)
-            weight[mask] = values.to(original.dtype)
-        elif name in masks:
-            weight = original * _on(masks[name], device).to(original.dtype)
-        elif name in signs:
-            weight = original.abs() * torch.where(_on(signs[name], device), 1.0, -1.0).to(original.dtype)
-        elif f"values/{name}" in f.tensors:
-            subset = parametrization_of(layer).subset
-            values = original.clone()
-            values[subset] = _on(f.tensors[f"values/{name}"], device)
-            weight = torch.where(subset, values, original)
+        p = parametrization_of(layer)
+        if p is not None:
+            try:
+                weight = p.file_weight(original, states.get(name, {}))
+            except (ValueError, KeyError, RuntimeError) as err:
+                raise SubnetFormatError(f.path, f"layer {name!r}: {err}") from None
         elif f"param/{name}.weight" in f.tensors:
             weight = _on(f.tensors[f"param/{name}.weight"], device)
         else:

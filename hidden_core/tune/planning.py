@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hidden_core.catalog import LEVELS, method_info
 from hidden_core.config import TrialConfig
 from hidden_core.records import FINAL_STATUSES
 from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec, find_spec_file, load_spec
@@ -52,8 +53,8 @@ def vectorize_refusal(spec: SweepSpec, config: TrialConfig) -> str | None:
     """Why the seeds of `config`'s cell do not train as one vectorized trial (None: they do)."""
     if spec.vectorize == "none":
         return "vectorize: none"
-    if config.method == "lottery_ticket":
-        return "lottery_ticket trains several networks per trial (not supported by train_seeds)"
+    if method_info(config.method).runner == LEVELS:
+        return f"{config.method} trains several networks per trial (not supported by train_seeds)"
     run = spec.run
     if run.get("compile"):
         return "run.compile (train_seeds runs eager)"
@@ -92,7 +93,7 @@ def group_cells(spec: SweepSpec, trials: list[PlannedTrial]) -> tuple[list[Cell]
 def planned_epochs(config: TrialConfig) -> int:
     """The epoch of a trial's last report: `epochs`, or for a lottery ticket every row of its
     level plan (its epochs table's rows, levels and control branches numbered on)."""
-    if config.method == "lottery_ticket":
+    if method_info(config.method).runner == LEVELS:
         # torch: imported only for lottery trials
         from hidden_core.lottery import planned_epochs as lottery_epochs
 

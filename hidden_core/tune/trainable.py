@@ -37,6 +37,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from hidden_core.catalog import LEVELS, method_info
 from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
 from hidden_core.tune.checkpoints import STAGED_SUBNET, TrialCheckpoint, upload_file
 from hidden_core.tune.planning import planned_epochs
@@ -119,7 +120,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     folder = checkpoint.open()
     started_at = checkpoint.started_at()
     history: list[dict[str, Any]] = list(_checkpoint_history(folder) or [])
-    resumed_from = len(history) if trial_config.method != "lottery_ticket" else _lottery_resumed_epochs(folder)
+    resumed_from = len(history) if method_info(trial_config.method).runner != LEVELS else _lottery_resumed_epochs(folder)
     unreported: list[dict[str, Any]] = list(history)  # a resumed trial re-sends its earlier epochs
     common = {
         "resumed_from": resumed_from,
