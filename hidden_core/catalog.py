@@ -60,6 +60,10 @@ class MethodInfo:
     options: Mapping[str, Option] = field(default_factory=dict)  # fields of its own, added to the trial config
     controls: str | None = None  # a CONTROL_KINDS kind: its found state is tested against random/shuffled/fresh draws
     runner: str = "train"  # a RUNNERS value
+    # its seeds may train together as one vectorized cell (hidden_core/vectorized.py): False
+    # for a method with step or epoch hooks (after_step, after_epoch, optimized), which the
+    # vectorized loop does not call
+    vectorizes: bool = True
     reference: bool = False  # the trained dense network every gap and ratio is measured against
     selects: str | None = None  # what its per-layer selection is called in `hidden subnet analyze` ("kept", "flipped")
     needs_batchnorm: bool = False  # it learns BatchNorm parameters: norm defaults to batchnorm and must be, and its
@@ -70,6 +74,7 @@ class MethodInfo:
         assert self.learns in LEARNS, f"{self.name}: learns {self.learns!r} is not one of {sorted(LEARNS)}"
         assert self.controls in (None, *CONTROL_KINDS), f"{self.name}: controls {self.controls!r}"
         assert self.runner in RUNNERS, f"{self.name}: runner {self.runner!r}"
+        assert self.runner == TRAIN or not self.vectorizes, f"{self.name}: a level loop does not vectorize"
 
     @property
     def fields(self) -> frozenset[str]:
@@ -101,7 +106,7 @@ CATALOG: Mapping[str, MethodInfo] = MappingProxyType({info.name: info for info i
                reads=("keep_fraction",)),
     MethodInfo("random_features", "hidden_core.methods.random_features", "only the output layer trained", "output_layer", open_lth_bn_init=True),
     MethodInfo("lottery_ticket", "hidden_core.methods.lottery_ticket", "iterative magnitude pruning with rewinding (Frankle & Carbin 2019; open_lth)", "ticket",
-               reads=("keep_fraction",), runner="levels", selects="kept", options={
+               reads=("keep_fraction",), runner="levels", vectorizes=False, selects="kept", options={
                    "prune_rate": Option(float, 0.2, "fraction of the remaining weights pruned at each level, in (0, 1)",
                                         Bound(0, 1, True, True, "a fraction of the remaining weights; 0 never reaches k, 1 prunes everything")),
                    "prune_scope": Option(Literal["layer", "global"], "layer", "prune each layer at the rate (layer) or all layers pooled, as open_lth's sparse_global (global)"),

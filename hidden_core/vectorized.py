@@ -57,7 +57,6 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -65,16 +64,12 @@ from torch.nn import functional as F
 
 from hidden_core import records
 from hidden_core.batched_forward import batched_forward
+from hidden_core.catalog import method_info
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import CROP_PADDING, DataSplits, DeviceData, random_crop_flip
 from hidden_core.distributions import weight_layers
-from hidden_core.methods import HiddenNetwork, build_model
+from hidden_core.methods import HiddenNetwork, Method, build_model, method_class
 from hidden_core.methods.base import parametrization_of
-from hidden_core.methods.edge_popup import TopKMask
-from hidden_core.methods.free_prune import PositiveScoreMask
-from hidden_core.methods.learn_fraction import LearnedSubset
-from hidden_core.methods.sign_flip import LearnedSign
-from hidden_core.methods.supermask import BernoulliMask, evaluation_mask
 from hidden_core.models import build_architecture
 from hidden_core.records import COMPLETED, DIVERGED
 from hidden_core.training import (
@@ -93,12 +88,6 @@ from hidden_core.training import (
 
 PRUNED = records.PRUNED  # the trial-record status of a seed stopped by its cell's pruner
 
-# Parametrizations whose forward is elementwise in all of its tensors: called once on the
-# stacked (seed, ...) tensors they give every seed's own effective weight. Any other
-# parametrization (besides the two handled below) is called once per seed: always
-# correct, only slower.
-ELEMENTWISE = (LearnedSign, PositiveScoreMask, LearnedSubset)
-
 # on_epoch(seed, record) -> True to stop (prune) that seed after this epoch.
 OnEpoch = Callable[[int, EpochRecord], bool | None]
 # after_epoch(epoch, {seed: record}) -> the seeds to stop (prune) after this epoch.
@@ -106,58 +95,6 @@ AfterEpoch = Callable[[int, dict[int, EpochRecord]], Collection[int] | None]
 
 
 # ---- effective weights of all seeds at once -------------------------------------------
-def batched_top_k_threshold(magnitudes: torch.Tensor, kept: int, *, in_place: bool = False) -> torch.Tensor:
-    """Per row of (seeds, n) magnitudes, the kept-th largest: edge-popup's per-layer
-    threshold (hidden_core.methods.edge_popup.top_k_threshold) for every seed in one call.
-    On the CPU numpy's partition along the rows (as edge_popup picks on the CPU), elsewhere
-    kthvalue along the rows. in_place (CPU only, contiguous `magnitudes`): reorder the
-    rows themselves instead of a copy (a wide layer's copy is fresh memory, paid in page
-    faults)."""
-    n = magnitudes.shape[1]
-    if magnitudes.device.type == "cpu" and magnitudes.dtype in (torch.float32, torch.float64):
-        values = magnitudes.detach().numpy()
-        if in_place and magnitudes.is_contiguous():
-            values.partition(n - kept, axis=1)
-            return torch.from_numpy(values[:, n - kept].copy())
-        return torch.from_numpy(np.partition(values, n - kept, axis=1)[:, n - kept])
-    return magnitudes.kthvalue(n - kept + 1, dim=1).values
-
-
-class _BatchedTopKMaskedWeight(torch.autograd.Function):
-    """edge_popup's _TopKMaskedWeight with one threshold per seed: forward
-    weight * (|scores| >= threshold of that seed's layer), gradient straight through the
-    mask and the abs to the scores, dL/ds = dL/dw_eff * w * sign(s)."""
-
-    @staticmethod
-    def forward(ctx, weight, scores, kept):
-        ctx.save_for_backward(weight, scores)
-        magnitudes = scores.abs()
-        in_place = magnitudes.device.type == "cpu" and magnitudes.is_contiguous()
-        threshold = batched_top_k_threshold(magnitudes.view(len(scores), -1) if in_place else magnitudes.reshape(len(scores), -1), kept, in_place=in_place)
-        if in_place:
-            torch.abs(scores, out=magnitudes)  # refill the partitioned buffer
-        threshold = threshold.view(-1, *([1] * (scores.dim() - 1)))
-        return weight * magnitudes.ge_(threshold)
-
-    @staticmethod
-    def backward(ctx, grad):
-        weight, scores = ctx.saved_tensors
-        return None, (grad * weight).mul_(scores.sgn()), None
-
-
-def _bernoulli_masked_weight(weight: torch.Tensor, logits: torch.Tensor, training: bool, generators: list[torch.Generator],
-                             evaluation: str, eval_seeds: list[int]) -> torch.Tensor:
-    """supermask's BernoulliMask.forward for stacked seeds, each seed's sample drawn from
-    its own generator (the draw that seed's unvectorized trial makes at this step); in
-    evaluation each seed's binary evaluation mask from its own fixed seed."""
-    if not training:
-        return weight * torch.stack([evaluation_mask(logits[i], evaluation, seed) for i, seed in enumerate(eval_seeds)])
-    p = torch.sigmoid(logits)
-    detached = p.detach()
-    sample = torch.stack([torch.bernoulli(detached[i], generator=g) for i, g in enumerate(generators)])
-    return weight * (sample + p - p.detach())
-
-
 @dataclass
 class _WeightLayer:
     """Where one weight layer's tensors sit in the stacked state."""
@@ -165,6 +102,7 @@ class _WeightLayer:
     path: str  # module path inside the network, e.g. "features.1"
     parametrization: nn.Module | None  # seed 0's instance, used for its code, not its tensors
     own: dict[str, str] = field(default_factory=dict)  # parametrization attribute -> state key
+    per_seed: list[nn.Module] = field(default_factory=list)  # every seed's instance (their fixed attributes, e.g. supermask's eval_seed)
 
     @property
     def original(self) -> str:
@@ -209,10 +147,9 @@ class SeedStack:
         self.autocast = autocast
         first = models[0]
         self.layers = _weight_layers(first.net)
-        # supermask: each seed's layers evaluate a mask drawn from their own fixed seed
         modules = [dict(m.net.named_modules()) for m in models]
-        self.eval_seeds = {layer.path: [parametrization_of(mods[layer.path]).eval_seed for mods in modules]
-                           for layer in self.layers if isinstance(layer.parametrization, BernoulliMask)}
+        for layer in self.layers:
+            layer.per_seed = [parametrization_of(mods[layer.path]) for mods in modules]
         states = [m.net.state_dict() for m in models]
         learned = {name for name, p in first.net.named_parameters() if p.requires_grad}
         self.state: dict[str, torch.Tensor] = {}
@@ -253,11 +190,13 @@ class SeedStack:
         if p is None:
             return original
         own = {attr: self.state[key] for attr, key in layer.own.items()}
-        if isinstance(p, TopKMask):
-            return _BatchedTopKMaskedWeight.apply(original, own["scores"], p.kept)
-        if isinstance(p, BernoulliMask):
-            return _bernoulli_masked_weight(original, own["logits"], training, generators, p.evaluation, self.eval_seeds[layer.path])
-        if isinstance(p, ELEMENTWISE):
+        # the method's batched form (its parametrization's batched_weight), an elementwise
+        # forward called once on the stacked tensors, else its forward once per seed:
+        # always correct, only slower
+        batched = p.batched_weight(original, own, training, generators, layer.per_seed)
+        if batched is not None:
+            return batched
+        if p.elementwise:
             return functional_call(p, own, (original,))
         return torch.stack([functional_call(p, {k: v[i] for k, v in own.items()}, (original[i],)) for i in range(len(original))])
 
@@ -376,7 +315,8 @@ class SeedStack:
         """Keep only these seeds: the others stop costing compute. Optimizer state (momentum,
         Adam moments) and the schedule carry over."""
         index = torch.tensor(indices, device=self.device)
-        self.eval_seeds = {path: [seeds[i] for i in indices] for path, seeds in self.eval_seeds.items()}
+        for layer in self.layers:
+            layer.per_seed = [layer.per_seed[i] for i in indices]
         old_size = self.size
         old_optimizer = self.optimizer.state_dict()
         old_schedule = self.schedule.state_dict()
@@ -428,6 +368,11 @@ class _Seed:
 def check_cell(config: TrialConfig, seeds: Sequence[int]) -> None:
     if not seeds:
         raise ValueError("seeds: a cell needs at least one seed")
+    if not method_info(config.method).vectorizes:
+        raise ValueError(f"method: {config.method} does not vectorize (its registry line says vectorizes=False: it acts between steps or epochs); train its seeds one by one")
+    hooks = [h for h in ("after_step", "after_epoch", "optimized") if getattr(method_class(config.method), h) is not getattr(Method, h)]
+    if hooks:
+        raise ValueError(f"method: {config.method} overrides {', '.join(hooks)}, which train_seeds does not call; its registry line must say vectorizes=False")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds: {list(seeds)} repeats a seed; each seed is one trial")
 
@@ -619,4 +564,4 @@ def _finish(trial: _Seed, status: str, epoch: int, state: dict[str, torch.Tensor
     return result
 
 
-__all__ = ["PRUNED", "SeedStack", "batched_top_k_threshold", "check_cell", "train_seeds"]
+__all__ = ["PRUNED", "SeedStack", "check_cell", "train_seeds"]

@@ -99,3 +99,17 @@ def test_indices_among_k_values_pack_in_ceil_log2_k_bits_each(k):
     assert np.array_equal(unpack_uints(packed, values.shape, bits), values)
     with pytest.raises(ValueError, match="cannot be packed"):
         pack_uints(np.array([2**bits]), bits)
+
+
+def test_a_method_with_step_hooks_never_trains_vectorized(monkeypatch):
+    """train_seeds does not call after_step/after_epoch/optimized: a method that overrides
+    one must say vectorizes=False on its registry line, and train_seeds refuses it."""
+    from hidden_core.methods.edge_popup import EdgePopup
+    from hidden_core.vectorized import check_cell
+
+    check_cell(make_config(method="edge_popup"), [0, 1])
+    monkeypatch.setattr(EdgePopup, "after_step", lambda self, model, step: None, raising=False)
+    with pytest.raises(ValueError, match="overrides after_step.*vectorizes=False"):
+        check_cell(make_config(method="edge_popup"), [0, 1])
+    with pytest.raises(ValueError, match="lottery_ticket does not vectorize"):
+        check_cell(make_config(method="lottery_ticket"), [0, 1])

@@ -19,10 +19,10 @@ from hidden_core.data import load_data
 from hidden_core.distributions import weight_layers
 from hidden_core.methods import build_model
 from hidden_core.methods.base import parametrization_of
-from hidden_core.methods.edge_popup import top_k_threshold
+from hidden_core.methods.edge_popup import batched_top_k_threshold, top_k_threshold
 from hidden_core.models import build_architecture
 from hidden_core.training import train_network as train
-from hidden_core.vectorized import PRUNED, SeedStack, batched_top_k_threshold, train_seeds
+from hidden_core.vectorized import PRUNED, SeedStack, train_seeds
 
 RUN = RunOptions(device="cpu", threads=1)
 LOSS_TOLERANCE = 1e-5

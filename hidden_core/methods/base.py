@@ -61,6 +61,18 @@ class Method(ABC):
 class WeightParametrization(nn.Module):
     """A learned re-parametrization of one frozen weight tensor (`original`)."""
 
+    # Its forward is elementwise in all of its tensors: called once on the stacked (seed, ...)
+    # tensors of a vectorized cell, it gives every seed's own effective weight.
+    elementwise: ClassVar[bool] = False
+
+    def batched_weight(self, original: torch.Tensor, own: dict[str, torch.Tensor], training: bool,
+                       generators: list[torch.Generator], per_seed: list[WeightParametrization]) -> torch.Tensor | None:
+        """Its batched form: the effective weights of a vectorized cell's seeds at once, from
+        the stacked (seed, ...) `original` and its own tensors `own` (attribute -> stack),
+        each seed's generator and each seed's own instance (`per_seed`: their fixed
+        attributes). None: no batched form (elementwise, or the forward once per seed)."""
+        return None
+
     def state(self, original: torch.Tensor) -> torch.Tensor:
         """The discrete state compared with the start for changed_fraction."""
         return self(original).detach()

@@ -103,6 +103,46 @@ class _TopKMaskedWeight(torch.autograd.Function):
         return None, (grad * weight).mul_(scores.sgn()), None
 
 
+# ---- the batched form: every seed of a vectorized cell at once (hidden_core/vectorized.py) ----
+def batched_top_k_threshold(magnitudes: torch.Tensor, kept: int, *, in_place: bool = False) -> torch.Tensor:
+    """Per row of (seeds, n) magnitudes, the kept-th largest: edge-popup's per-layer
+    threshold (hidden_core.methods.edge_popup.top_k_threshold) for every seed in one call.
+    On the CPU numpy's partition along the rows (as edge_popup picks on the CPU), elsewhere
+    kthvalue along the rows. in_place (CPU only, contiguous `magnitudes`): reorder the
+    rows themselves instead of a copy (a wide layer's copy is fresh memory, paid in page
+    faults)."""
+    n = magnitudes.shape[1]
+    if magnitudes.device.type == "cpu" and magnitudes.dtype in (torch.float32, torch.float64):
+        values = magnitudes.detach().numpy()
+        if in_place and magnitudes.is_contiguous():
+            values.partition(n - kept, axis=1)
+            return torch.from_numpy(values[:, n - kept].copy())
+        return torch.from_numpy(np.partition(values, n - kept, axis=1)[:, n - kept])
+    return magnitudes.kthvalue(n - kept + 1, dim=1).values
+
+
+class _BatchedTopKMaskedWeight(torch.autograd.Function):
+    """edge_popup's _TopKMaskedWeight with one threshold per seed: forward
+    weight * (|scores| >= threshold of that seed's layer), gradient straight through the
+    mask and the abs to the scores, dL/ds = dL/dw_eff * w * sign(s)."""
+
+    @staticmethod
+    def forward(ctx, weight, scores, kept):
+        ctx.save_for_backward(weight, scores)
+        magnitudes = scores.abs()
+        in_place = magnitudes.device.type == "cpu" and magnitudes.is_contiguous()
+        threshold = batched_top_k_threshold(magnitudes.view(len(scores), -1) if in_place else magnitudes.reshape(len(scores), -1), kept, in_place=in_place)
+        if in_place:
+            torch.abs(scores, out=magnitudes)  # refill the partitioned buffer
+        threshold = threshold.view(-1, *([1] * (scores.dim() - 1)))
+        return weight * magnitudes.ge_(threshold)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, scores = ctx.saved_tensors
+        return None, (grad * weight).mul_(scores.sgn()), None
+
+
 def kept_count(n: int, keep_fraction: float) -> int:
     """How many of a layer's n weights edge-popup keeps: the reference zeroes the
     int((1 - k) * n) lowest scores (hidden-networks utils/conv_type.py GetSubnet.forward,
@@ -129,6 +169,9 @@ class TopKMask(WeightParametrization):
 
     def in_use(self, original):
         return self.mask().sum()
+
+    def batched_weight(self, original, own, training, generators, per_seed):
+        return _BatchedTopKMaskedWeight.apply(original, own["scores"], self.kept)
 
     def file_tensors(self, original):
         return {"mask": numpy_of(self.mask())}

@@ -25,6 +25,8 @@ from hidden_core.methods.base import (
 
 
 class PositiveScoreMask(WeightParametrization):
+    elementwise = True  # a vectorized cell calls it once on the stacked seeds
+
     def __init__(self, scores: torch.Tensor):
         super().__init__()
         self.scores = nn.Parameter(scores)

@@ -22,6 +22,8 @@ from hidden_core.methods.base import (
 
 
 class LearnedSubset(WeightParametrization):
+    elementwise = True  # a vectorized cell calls it once on the stacked seeds
+
     def __init__(self, weight: torch.Tensor, keep_fraction: float, generator: torch.Generator):
         super().__init__()
         n = weight.numel()

@@ -43,6 +43,8 @@ class _SignedMagnitude(torch.autograd.Function):
 
 
 class LearnedSign(WeightParametrization):
+    elementwise = True  # a vectorized cell calls it once on the stacked seeds
+
     def __init__(self, scores: torch.Tensor):
         super().__init__()
         self.scores = nn.Parameter(scores)

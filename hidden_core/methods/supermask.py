@@ -42,6 +42,19 @@ def evaluation_mask(logits: torch.Tensor, evaluation: str, eval_seed: int) -> to
     return torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p
 
 
+def bernoulli_masked_weights(weight: torch.Tensor, logits: torch.Tensor, training: bool, generators: list[torch.Generator],
+                             evaluation: str, eval_seeds: list[int]) -> torch.Tensor:
+    """supermask's BernoulliMask.forward for stacked seeds, each seed's sample drawn from
+    its own generator (the draw that seed's unvectorized trial makes at this step); in
+    evaluation each seed's binary evaluation mask from its own fixed seed."""
+    if not training:
+        return weight * torch.stack([evaluation_mask(logits[i], evaluation, seed) for i, seed in enumerate(eval_seeds)])
+    p = torch.sigmoid(logits)
+    detached = p.detach()
+    sample = torch.stack([torch.bernoulli(detached[i], generator=g) for i, g in enumerate(generators)])
+    return weight * (sample + p - p.detach())
+
+
 class BernoulliMask(WeightParametrization):
     def __init__(self, shape: torch.Size, init_keep: float, device: torch.device, evaluation: str, eval_seed: int):
         super().__init__()
@@ -67,6 +80,9 @@ class BernoulliMask(WeightParametrization):
 
     def in_use(self, original):
         return self.eval_mask().sum()
+
+    def batched_weight(self, original, own, training, generators, per_seed):
+        return bernoulli_masked_weights(original, own["logits"], training, generators, self.evaluation, [p.eval_seed for p in per_seed])
 
     def file_tensors(self, original):
         # what it evaluates is a binary mask; the logits keep the learned probabilities inspectable

@@ -53,8 +53,11 @@ def vectorize_refusal(spec: SweepSpec, config: TrialConfig) -> str | None:
     """Why the seeds of `config`'s cell do not train as one vectorized trial (None: they do)."""
     if spec.vectorize == "none":
         return "vectorize: none"
-    if method_info(config.method).runner == LEVELS:
+    info = method_info(config.method)
+    if info.runner == LEVELS:
         return f"{config.method} trains several networks per trial (not supported by train_seeds)"
+    if not info.vectorizes:
+        return f"{config.method} acts between steps or epochs (its registry line: vectorizes=False; train_seeds does not call its hooks)"
     run = spec.run
     if run.get("compile"):
         return "run.compile (train_seeds runs eager)"
