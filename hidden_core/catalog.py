@@ -114,6 +114,14 @@ CATALOG: Mapping[str, MethodInfo] = MappingProxyType({info.name: info for info i
                                           Bound(0, MAX_EPOCHS, False, False, "an epoch (as epochs); also below epochs"), below="epochs"),
                    "lottery_controls": Option(bool, False, "also train random reinitialization and random pruning at every level"),
                }),
+    MethodInfo("iterand", "hidden_core.methods.iterand", "edge-popup whose pruned weights are re-drawn every K steps with probability r (Chijiwa et al. 2021)",
+               "mask", reads=("keep_fraction", "scale_fan"), controls="mask", selects="kept", vectorizes=False, options={
+                   "iterand_period": Option(int, 300, "re-draw the pruned weights after every this many optimizer steps (K_per; the reference's rerand_freq, paper: 300 on CIFAR-10)",
+                                            Bound(1, 10**9, False, False, "a count of optimizer steps")),
+                   "iterand_rate": Option(float, 0.1, "probability that a pruned weight is re-drawn at each re-draw (r; the reference's rerand_lambda; 0 = no re-draw, 1 = naive randomization)",
+                                          Bound(0, 1, False, False, "a probability")),
+                   "iterand_scores": Option(Literal["signed", "abs"], "signed", "mask ranking: signed scores (the reference's own edge-popup) or |score| (edge_popup's; docs/methods.md)"),
+               }),
 )})
 
 METHODS: tuple[str, ...] = tuple(CATALOG)
