@@ -31,6 +31,7 @@ LEARNS: Mapping[str, str] = MappingProxyType({
     "bn_affine": "BatchNorm gamma/beta (and optionally the output layer)",
     "output_layer": "the output layer only",
     "ticket": "a mask pruned over levels of training, and the trained values of its kept weights",
+    "index": "which of K fixed random values each weight uses (an index, ceil(log2 K) bits per weight)",
 })
 CONTROL_KINDS: tuple[str, ...] = ("mask", "sign")  # hidden_core.subnet.controls draws controls of these states
 TRAIN, LEVELS = "train", "levels"
@@ -121,6 +122,12 @@ CATALOG: Mapping[str, MethodInfo] = MappingProxyType({info.name: info for info i
                    "iterand_rate": Option(float, 0.1, "probability that a pruned weight is re-drawn at each re-draw (r; the reference's rerand_lambda; 0 = no re-draw, 1 = naive randomization)",
                                           Bound(0, 1, False, False, "a probability")),
                    "iterand_scores": Option(Literal["signed", "abs"], "signed", "mask ranking: signed scores (the reference's own edge-popup) or |score| (edge_popup's; docs/methods.md)"),
+               }),
+    MethodInfo("slot_machine", "hidden_core.methods.slot_machine", "K fixed random values per weight; learned scores choose one (Aladago & Torresani 2021)", "index",
+               vectorizes=False, options={
+                   "slot_machine_k": Option(int, 8, "random values per weight (K) that the scores choose among",
+                                            Bound(2, 256, False, False, "K = 1 leaves nothing to choose; each K costs K values and K scores per weight (the paper's largest K is 64)")),
+                   "slot_machine_selection": Option(Literal["greedy", "probabilistic"], "greedy", "training forward uses argmax(scores) (greedy) or a draw from softmax(scores) (probabilistic); evaluation uses the argmax"),
                }),
 )})
 
