@@ -129,6 +129,8 @@ CATALOG: Mapping[str, MethodInfo] = MappingProxyType({info.name: info for info i
                                             Bound(2, 256, False, False, "K = 1 leaves nothing to choose; each K costs K values and K scores per weight (the paper's largest K is 64)")),
                    "slot_machine_selection": Option(Literal["greedy", "probabilistic"], "greedy", "training forward uses argmax(scores) (greedy) or a draw from softmax(scores) (probabilistic); evaluation uses the argmax"),
                }),
+    MethodInfo("biprop", "hidden_core.methods.biprop", "edge-popup's top-k mask, the kept random weights binarized to sign(w) * one computed gain per layer (Diffenderfer & Kailkhura 2021, MPT-1/32)",
+               "mask", reads=("keep_fraction", "scale_fan"), controls="mask", selects="kept"),  # new methods go last: a method's colour is its catalog position
 )})
 
 METHODS: tuple[str, ...] = tuple(CATALOG)
