@@ -131,6 +131,20 @@ CATALOG: Mapping[str, MethodInfo] = MappingProxyType({info.name: info for info i
                }),
     MethodInfo("biprop", "hidden_core.methods.biprop", "edge-popup's top-k mask, the kept random weights binarized to sign(w) * one computed gain per layer (Diffenderfer & Kailkhura 2021, MPT-1/32)",
                "mask", reads=("keep_fraction", "scale_fan"), controls="mask", selects="kept"),  # new methods go last: a method's colour is its catalog position
+    MethodInfo("gem_miner", "hidden_core.methods.gem_miner", "scores in [0, 1] rounded at 0.5 mask the random weights, an L2 push and periodic global pruning reach k, "
+               "then optional fine-tuning of the kept weights (Sreenivasan et al. 2022)", "mask", reads=("keep_fraction",), controls="mask", selects="kept",
+               vectorizes=False, options={
+                   "gem_miner_lambda": Option(float, 1e-4, "weight of the regularizer on the scores (the reference's lmbda)",
+                                              Bound(0, 1, False, False, "a sum over every score in [0, 1]: at 1 it outweighs any cross-entropy; the paper uses 1e-8 to 1e-4")),
+                   "gem_miner_regularizer": Option(Literal["L2", "L1"], "L2", "lambda * sum of squared scores (L2, the paper's) or of scores (L1)"),
+                   "gem_miner_period": Option(int, 5, "prune the lowest scores of all layers every this many epochs (the reference's iter_period)",
+                                              Bound(1, MAX_EPOCHS, False, False, "epochs (as epochs)")),
+                   "gem_miner_finetune_epochs": Option(int, 0, "train the found subnetwork's kept weights in the last this many epochs (0: no fine-tuning), below epochs",
+                                                       Bound(0, MAX_EPOCHS, False, False, "epochs (as epochs); also below epochs: the search needs one"), below="epochs"),
+                   "gem_miner_unflag": Option(bool, True, "fine-tune every weight the periodic pruning left (the reference's unflag_before_finetune), not only the found mask"),
+                   "gem_miner_finetune_weight_decay": Option(float, 1e-4, "L2 weight decay on the fine-tuned weights (the reference's fine_tune_wd)",
+                                                             Bound(0, 1, False, False, "as weight_decay")),
+               }),
 )})
 
 METHODS: tuple[str, ...] = tuple(CATALOG)
