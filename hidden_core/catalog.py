@@ -65,6 +65,10 @@ class MethodInfo:
     # for a method with step or epoch hooks (after_step, after_epoch, optimized), which the
     # vectorized loop does not call
     vectorizes: bool = True
+    # an option of its own that, away from its default, makes it train the kept weights
+    # (Gem-Miner's fine-tuning): such a trial's state is no untrained subnetwork, so the
+    # evaluation-only controls do not apply to it (controls_of)
+    trains_weights_when: str | None = None
     reference: bool = False  # the trained dense network every gap and ratio is measured against
     selects: str | None = None  # what its per-layer selection is called in `hidden subnet analyze` ("kept", "flipped")
     needs_batchnorm: bool = False  # it learns BatchNorm parameters: norm defaults to batchnorm and must be, and its
@@ -133,7 +137,7 @@ CATALOG: Mapping[str, MethodInfo] = MappingProxyType({info.name: info for info i
                "mask", reads=("keep_fraction", "scale_fan"), controls="mask", selects="kept"),  # new methods go last: a method's colour is its catalog position
     MethodInfo("gem_miner", "hidden_core.methods.gem_miner", "scores in [0, 1] rounded at 0.5 mask the random weights, an L2 push and periodic global pruning reach k, "
                "then optional fine-tuning of the kept weights (Sreenivasan et al. 2022)", "mask", reads=("keep_fraction",), controls="mask", selects="kept",
-               vectorizes=False, options={
+               vectorizes=False, trains_weights_when="gem_miner_finetune_epochs", options={
                    "gem_miner_lambda": Option(float, 1e-4, "weight of the regularizer on the scores (the reference's lmbda)",
                                               Bound(0, 1, False, False, "a sum over every score in [0, 1]: at 1 it outweighs any cross-entropy; the paper uses 1e-8 to 1e-4")),
                    "gem_miner_regularizer": Option(Literal["L2", "L1"], "L2", "lambda * sum of squared scores (L2, the paper's) or of scores (L1)"),
@@ -162,6 +166,16 @@ def method_info(name: str) -> MethodInfo:
 def methods_where(**facts: Any) -> tuple[str, ...]:
     """The methods whose registry line has every given fact, e.g. methods_where(controls="mask")."""
     return tuple(name for name, info in CATALOG.items() if all(getattr(info, k) == v for k, v in facts.items()))
+
+
+def controls_of(method: str, fields: Mapping[str, Any]) -> str | None:
+    """The controls kind of one trial (its method and config fields): its registry line's
+    `controls`, or None where `trains_weights_when` says it trained its kept weights."""
+    info = method_info(method)
+    option = info.trains_weights_when
+    if option is not None and fields.get(option, info.options[option].default) != info.options[option].default:
+        return None
+    return info.controls
 
 
 def _options() -> dict[str, tuple[str, Option]]:

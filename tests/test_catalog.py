@@ -113,3 +113,32 @@ def test_a_method_with_step_hooks_never_trains_vectorized(monkeypatch):
         check_cell(make_config(method="edge_popup"), [0, 1])
     with pytest.raises(ValueError, match="lottery_ticket does not vectorize"):
         check_cell(make_config(method="lottery_ticket"), [0, 1])
+
+
+def test_hidden_methods_lists_every_method_and_option(capsys):
+    import json
+
+    from hidden_core.cli import main
+
+    assert main(["methods", "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["method"] for r in records] == list(METHODS)
+    options = {o["option"]: o for r in records for o in r["options"]}
+    assert set(options) == set(OPTIONS)
+    assert options["prune_rate"]["allowed"] == "(0, 1)" and options["prune_scope"]["type"] == "layer | global"
+    assert main(["methods"]) == 0
+    text = capsys.readouterr().out
+    assert all(f"{m}: " in text for m in METHODS)
+
+
+def test_controls_do_not_apply_where_a_method_trained_its_kept_weights():
+    """Gem-Miner's fine-tuning trains the kept weights (its line's trains_weights_when): a
+    random or shuffled mask, or fresh weights, would not test the mask, so such a trial has
+    no controls; without fine-tuning it has mask controls."""
+    from hidden_core.catalog import controls_of
+
+    assert controls_of("gem_miner", {}) == "mask"
+    assert controls_of("gem_miner", {"gem_miner_finetune_epochs": 0}) == "mask"
+    assert controls_of("gem_miner", {"gem_miner_finetune_epochs": 3}) is None
+    assert controls_of("edge_popup", {"gem_miner_finetune_epochs": 3}) == "mask"
+    assert controls_of("dense", {}) is None

@@ -26,5 +26,10 @@ def documented(section: str) -> set[str]:
 
 @pytest.mark.parametrize(("section", "schema"), [("trials", TRIAL_READ_SCHEMA), ("epochs", EPOCH_SCHEMA), ("controls", CONTROL_SCHEMA)])
 def test_every_column_is_documented(section, schema):
-    missing = [name for name in schema.names if name not in documented(section)]
+    # a method's own options are documented on its registry line (`hidden methods` prints
+    # them; the README says so), so a method commit touches no README
+    from hidden_core.catalog import OPTIONS
+
+    by_catalog = {name for name, (_, option) in OPTIONS.items() if option.description.strip()} if section == "trials" else set()
+    missing = [name for name in schema.names if name not in documented(section) | by_catalog]
     assert not missing, f"results/README.md, ## {section}: no row for {missing}"

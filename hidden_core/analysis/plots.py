@@ -37,11 +37,12 @@ from hidden_core.config import METHOD_FIELDS, METHODS
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
 NEUTRAL = "#999999"
-# The i-th colour is the i-th method of config.METHODS (dense first: black). Okabe-Ito without
-# its yellow (unreadable on white), grey for random_features (the baseline), and Tol's wine
-# for the ninth; a method added to the catalog needs one more colour here (asserted below).
-METHOD_PALETTE = ("#000000", "#E69F00", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#56B4E9", NEUTRAL, "#882255")
-assert len(METHOD_PALETTE) >= len(METHODS), "every method of config.METHODS needs its own colour in METHOD_PALETTE"
+# The i-th colour is the i-th method of the catalog (dense first: black; new methods are added
+# last, so a method keeps its colour). Okabe-Ito without its yellow (unreadable on white),
+# grey for random_features (the baseline), then Paul Tol's muted scheme (also readable with
+# colour-vision deficiencies); a method beyond these gets an evenly spaced hue (_extra_color).
+METHOD_PALETTE = ("#000000", "#E69F00", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#56B4E9", NEUTRAL, "#882255",
+                  "#332288", "#117733", "#AA4499", "#999933", "#44AA99", "#CC6677", "#DDCC77")
 UNKNOWN_COLOR = "#666666"  # a group that mixes methods
 LINESTYLES = ("-", "--", "-.", ":")
 DENSE_LINESTYLES = (("--", "dashed"), ("-.", "dash-dot"), (":", "dotted"))  # with the words captions use for them
@@ -62,7 +63,19 @@ LEGEND_BESIDE = 6  # more entries than this: a smaller legend font
 
 def method_color(method: object) -> str:
     """The method's colour in every figure: its position in the method catalog."""
-    return METHOD_PALETTE[METHODS.index(method)] if method in METHODS else UNKNOWN_COLOR
+    if method not in METHODS:
+        return UNKNOWN_COLOR
+    i = METHODS.index(method)
+    return METHOD_PALETTE[i] if i < len(METHOD_PALETTE) else _extra_color(i - len(METHOD_PALETTE))
+
+
+def _extra_color(i: int) -> str:
+    """A colour for a method beyond the palette: hues 0.38 of a turn apart (the golden
+    angle's share), at a saturation and value readable on white."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((0.07 + 0.382 * i) % 1.0, 0.75, 0.7)
+    return f"#{round(255 * r):02X}{round(255 * g):02X}{round(255 * b):02X}"
 
 
 def series_style(i: int) -> dict:

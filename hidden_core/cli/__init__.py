@@ -27,7 +27,7 @@ from hidden_core.config import ConfigError, clip
 MAX_LINES = 50
 
 # module name -> registers its sub-commands; each sets `func(args) -> int` on its parsers
-COMMAND_MODULES = ("train_cmd", "sweep_cmd", "results_cmd", "analyze_cmd", "subnet_cmd")
+COMMAND_MODULES = ("train_cmd", "sweep_cmd", "results_cmd", "analyze_cmd", "subnet_cmd", "methods_cmd")
 
 
 DISTRIBUTION = "hidden-core"  # pyproject.toml's [project] name: --version reads its metadata

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hidden_core.catalog import CATALOG
+from hidden_core.catalog import CATALOG, controls_of
 from hidden_core.config import ConfigError
 from hidden_core.records import CONTROLLED_METHODS, DRAWN_CONTROLS, FOUND
 from hidden_core.subnet.fileformat import SubnetFile
@@ -45,8 +45,13 @@ _STREAM = {"random": 0, "shuffled": 1}  # the permutations' generator stream of 
 
 def controlled_kind(f: SubnetFile) -> str:
     info = CATALOG[f.config.method]
-    if info.controls is not None:
-        return info.controls
+    kind = controls_of(info.name, f.config.model_dump())
+    if kind is not None:
+        return kind
+    if info.controls is not None:  # trained its kept weights (trains_weights_when)
+        raise ConfigError([f"{info.trains_weights_when}: a {info.name} trial with {info.trains_weights_when} = {getattr(f.config, info.trains_weights_when)} "
+                           "trained its kept weights, so untrained controls (a random or shuffled mask, fresh weights) would not test the mask; "
+                           f"controls apply to {info.name} trials without it"])
     if info.runner == "levels":  # its own, trained controls are in the epochs table
         raise ConfigError([f"method: {info.name} trained its kept weights under its mask, so untrained controls (a random or shuffled "
                            "mask, fresh weights) would not test the mask; a lottery trial trains its own controls at every level "

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hidden_core import paths
+from hidden_core.catalog import CATALOG, controls_of
 from hidden_core.config import ConfigError
 from hidden_core.records import CONTROLLED_METHODS, FINAL_STATUSES
 from hidden_core.spec import SweepSpec
@@ -58,9 +59,14 @@ def pending(spec: SweepSpec, store: ResultStore) -> list[ControlsWork]:
     if options is None or spec.name not in store.sweeps():
         return []
     methods = sorted(CONTROLLED_METHODS)
-    trials = store.load_trials(spec.name, where=f"status in {sorted(FINAL_STATUSES)} and method in {methods}", columns=["trial_id", "method", "write_id"])
+    # the options that can turn a method's controls off (trains_weights_when); null in rows written before them
+    switches = sorted({CATALOG[m].trains_weights_when for m in methods} - {None})
+    trials = store.load_trials(spec.name, where=f"status in {sorted(FINAL_STATUSES)} and method in {methods}", columns=["trial_id", "method", "write_id", *switches])
     if trials.empty:
         return []
+    controlled = [controls_of(m, {k: v for k, v in row.items() if k in switches and v is not None and v == v})
+                  for m, row in zip(trials["method"], trials[switches].to_dict("records") if switches else [{}] * len(trials), strict=True)]
+    trials = trials[[c is not None for c in controlled]]
     have = store.load_controls(spec.name, trials["write_id"])
     stored = set(zip(have["trial_id"], have["control"], have["draw"], strict=True))
     work = []
