@@ -88,6 +88,8 @@ class MethodInfo:
         return frozenset(self.reads) | frozenset(self.options)
 
 
+# One line per method. A new method goes last: its position is its colour in every figure
+# (hidden_core.analysis.plots), so the others keep theirs.
 CATALOG: Mapping[str, MethodInfo] = MappingProxyType({info.name: info for info in (
     MethodInfo("dense", "hidden_core.methods.dense", "every weight trained from the same random start (the reference)", "weights",
                reference=True, open_lth_bn_init=True),
@@ -134,7 +136,7 @@ CATALOG: Mapping[str, MethodInfo] = MappingProxyType({info.name: info for info i
                    "slot_machine_selection": Option(Literal["greedy", "probabilistic"], "greedy", "training forward uses argmax(scores) (greedy) or a draw from softmax(scores) (probabilistic); evaluation uses the argmax"),
                }),
     MethodInfo("biprop", "hidden_core.methods.biprop", "edge-popup's top-k mask, the kept random weights binarized to sign(w) * one computed gain per layer (Diffenderfer & Kailkhura 2021, MPT-1/32)",
-               "mask", reads=("keep_fraction", "scale_fan"), controls="mask", selects="kept"),  # new methods go last: a method's colour is its catalog position
+               "mask", reads=("keep_fraction", "scale_fan"), controls="mask", selects="kept"),
     MethodInfo("gem_miner", "hidden_core.methods.gem_miner", "scores in [0, 1] rounded at 0.5 mask the random weights, an L2 push and periodic global pruning reach k, "
                "then optional fine-tuning of the kept weights (Sreenivasan et al. 2022)", "mask", reads=("keep_fraction",), controls="mask", selects="kept",
                vectorizes=False, trains_weights_when="gem_miner_finetune_epochs", options={

@@ -26,3 +26,38 @@ def ray_root():
             except ProcessLookupError:
                 pass
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _starts_a_sweep(args) -> bool:
+    words = [str(a) for a in (args if isinstance(args, list | tuple) else [args])]
+    return any(w.endswith("reproduce") or w == "hidden_core.reproduce" for w in words) or ("sweep" in words and "run" in words)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_ray(request, monkeypatch):
+    """`make test-fast` is the unit loop: a test not marked slow that starts Ray (in this
+    process) or a sweep in a subprocess fails here, naming the rule, instead of making the
+    loop slow."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        pytest.fail("this test starts Ray: mark it @pytest.mark.slow (tests/conftest.py)")
+
+    try:
+        import ray
+    except ImportError:
+        ray = None
+    if ray is not None:
+        monkeypatch.setattr(ray, "init", refuse)
+    real_popen_init = subprocess.Popen.__init__
+
+    def popen(self, args, *rest, **kwargs):
+        if _starts_a_sweep(args):
+            pytest.fail(f"this test runs a sweep in a subprocess ({' '.join(map(str, args))[:80]}): mark it @pytest.mark.slow (tests/conftest.py)")
+        real_popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen)
+    yield
