@@ -6,6 +6,8 @@ import torch
 
 from benchmarks import bench_vectorized
 
+pytestmark = pytest.mark.slow  # every test here runs real commands or benchmarks (tens of seconds): not the unit loop
+
 
 @pytest.fixture(autouse=True)
 def _threads():

@@ -7,6 +7,8 @@ import torch
 
 from benchmarks import bench_data, bench_methods, run_all
 
+pytestmark = pytest.mark.slow  # every test here runs real commands or benchmarks (tens of seconds): not the unit loop
+
 
 def _check_rows(rows):
     assert rows

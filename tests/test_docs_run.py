@@ -23,6 +23,8 @@ from hidden_core.cli import build_parser
 from hidden_core.cli import main as cli_main
 from hidden_core.store import ResultStore
 
+pytestmark = pytest.mark.slow  # every test here runs real commands or benchmarks (tens of seconds): not the unit loop
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "results" / "README.md", ROOT / "cluster" / "README.md"]
 

@@ -183,6 +183,7 @@ def method_of(figure: str, label: str) -> str | None:
     return "dense" if re.search(r"(?<![\w-])dense(?![\w-])", label) else None
 
 
+@pytest.mark.slow  # seconds to a minute (a subprocess, a real training or a heavy import): not the unit loop
 def test_every_kind_of_figure_is_rendered(rendered):
     names = set(rendered)
     for expected in ("width/accuracy_vs_width", "width/gap_vs_width", "width/accuracy_vs_params_active", "width/accuracy_vs_keep_fraction",

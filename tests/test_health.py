@@ -51,6 +51,7 @@ def mnist1d_head():
     return dataclasses.replace(full, x_train=full.x_train[:1024], y_train=full.y_train[:1024], x_test=full.x_test[:100], y_test=full.y_test[:100])
 
 
+@pytest.mark.slow  # seconds to a minute (a subprocess, a real training or a heavy import): not the unit loop
 def test_the_old_conv2_recipe_is_flagged_and_its_fair_lr_is_not(mnist1d_head):
     broken = train(make_config({**CONV2_RECIPE, "lr": 0.003}), RUN, data=mnist1d_head)
     assert broken.status == "completed"

@@ -66,6 +66,7 @@ def test_hostile_spec_exits_2_naming_its_path(case, tmp_path, capsys, no_ray):
         assert _sys.modules["ray"].is_initialized() == ray_was_up
 
 
+@pytest.mark.slow  # seconds to a minute (a subprocess, a real training or a heavy import): not the unit loop
 @pytest.mark.parametrize("case_id", ["alias-bomb", "duplicate-key-base", "latin-1", "ten-million-trials"])
 def test_hostile_spec_in_a_real_process(case_id, tmp_path):
     case = next(h for h in CORPUS if h.id == case_id)

@@ -62,12 +62,12 @@ def ref_prune_rate(target_sparsity, epochs, iter_period):
 def ref_prune(scores, flags, prune_rate):
     num_active_weights = 0
     active_scores_list = []
-    for s, f in zip(scores, flags):
+    for s, f in zip(scores, flags, strict=True):
         num_active_weights += f.data.sum().item()
         active_scores_list.append(s.data[f.data == 1].clone())
     number_of_weights_to_prune = np.ceil(prune_rate * num_active_weights).astype(int)
     scores_threshold = torch.sort(torch.abs(torch.cat(active_scores_list))).values[number_of_weights_to_prune - 1].item()
-    return [(f.data + torch.gt(s.abs(), torch.ones_like(s) * scores_threshold).int() == 2).int() for s, f in zip(scores, flags)]
+    return [(f.data + torch.gt(s.abs(), torch.ones_like(s) * scores_threshold).int() == 2).int() for s, f in zip(scores, flags, strict=True)]
 
 
 # ---- main.py:203: prune after 0-based epoch e when e % iter_period == 0 and e != 0 --------------
@@ -181,7 +181,7 @@ def test_search_steps_and_epochs_equal_the_reference_loop():
             with torch.no_grad():
                 for s in ref_scores:
                     s.data = torch.clamp(s.data, 0.0, 1.0)
-            eff = {f"{n}.weight": ref_subnet_weight(w, s, f) for n, w, s, f in zip(names, weights, ref_scores, flags)}
+            eff = {f"{n}.weight": ref_subnet_weight(w, s, f) for n, w, s, f in zip(names, weights, ref_scores, flags, strict=True)}
             loss = nn.functional.cross_entropy(functional_call(plain, eff, (x,)), y) + ref_regularization(ref_scores, lmbda, "L2")
             ref_opt.zero_grad()
             loss.backward()
@@ -211,7 +211,7 @@ def test_search_steps_and_epochs_equal_the_reference_loop():
     assert 0.1 < model.statistics()["density"] < 0.3 + 0.05  # about (1 - rate)^2 of the weights are left
     x = batches[0][0]
     model.eval()
-    eff = {f"{n}.weight": ref_subnet_weight(w, s.detach(), f) for n, w, s, f in zip(names, weights, ref_scores, flags)}
+    eff = {f"{n}.weight": ref_subnet_weight(w, s.detach(), f) for n, w, s, f in zip(names, weights, ref_scores, flags, strict=True)}
     assert torch.allclose(model(x), functional_call(plain, eff, (x,)), atol=1e-5)
 
 

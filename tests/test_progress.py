@@ -116,6 +116,7 @@ def test_store_line_estimates_concurrency_from_the_rows():
     assert f"ETA {int(eta) // 60}m{int(eta) % 60:02d}s" in line
 
 
+@pytest.mark.slow  # seconds to a minute (a subprocess, a real training or a heavy import): not the unit loop
 def test_status_watch_follows_the_store_until_every_trial_is_final(tmp_path):
     from hidden_core.store import ResultStore
 

@@ -67,6 +67,7 @@ def _run_trial(scheduler: PruningScheduler, runtime: SweepRuntime, planned, ray_
     return _feed(scheduler, runtime, planned, ray_id, rows)
 
 
+@pytest.mark.slow  # seconds to a minute (a subprocess, a real training or a heavy import): not the unit loop
 def test_pruning_within_cells(tmp_path: Path):
     spec = _spec(tmp_path)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"

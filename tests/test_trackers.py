@@ -62,6 +62,7 @@ def test_reports_unpack_into_one_result_per_epoch():
     assert tracker_results({"kind": "failed", "error": "x"}, 1) == []
 
 
+@pytest.mark.slow  # seconds to a minute (a subprocess, a real training or a heavy import): not the unit loop
 def test_a_missing_extra_is_an_exit_2_error_before_anything_starts(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: tracked\nbase: {epochs: 1}\nloggers: [tensorboard, mlflow]\n")
@@ -108,6 +109,7 @@ def _same(logged, expected):
     assert [value for _, value in logged] == pytest.approx([value for _, value in expected], abs=1e-6)
 
 
+@pytest.mark.slow  # seconds to a minute (a subprocess, a real training or a heavy import): not the unit loop
 def test_mlflow_runs_named_by_trial_id_with_config_and_epochs(sweep):
     from mlflow.tracking import MlflowClient
 
