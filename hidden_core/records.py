@@ -26,11 +26,19 @@ FINAL_STATUSES: frozenset[str] = frozenset({COMPLETED, PRUNED, DIVERGED})
 ANALYZED_STATUSES: tuple[str, ...] = (COMPLETED,)
 
 # -- per-epoch fields (training.EpochRecord, the store's epochs table) ----------------------
-EPOCH_MEASURES: tuple[str, ...] = ("train_loss", "train_acc", "val_acc", "test_acc", "lr", "seconds")
+# The metric names every layer writes (a row's column, a report's field, a result's field);
+# spelled here only (tests/test_records.py fails on one of them written as a literal elsewhere).
+VAL_ACC = "val_acc"
+TEST_ACC = "test_acc"
+TRAIN_LOSS = "train_loss"
+TRAIN_ACC = "train_acc"
+EPOCH_MEASURES: tuple[str, ...] = (TRAIN_LOSS, TRAIN_ACC, VAL_ACC, TEST_ACC, "lr", "seconds")
 # lottery_ticket only (None otherwise): which training of the trial an epoch belongs to, the
 # epoch of that training's schedule, and the density of its mask (docs/lottery.md)
-LEVEL_FIELDS: tuple[str, ...] = ("level", "branch", "level_epoch", "density")
-EPOCH_FIELDS: tuple[str, ...] = ("epoch", *EPOCH_MEASURES, *LEVEL_FIELDS)
+DENSITY = "density"  # the fraction of weights a trial's network uses (a lottery level's mask density)
+LEVEL_FIELDS: tuple[str, ...] = ("level", "branch", "level_epoch", DENSITY)
+EPOCH = "epoch"  # an epoch row's number, from 1
+EPOCH_FIELDS: tuple[str, ...] = (EPOCH, *EPOCH_MEASURES, *LEVEL_FIELDS)
 # Epoch rows that describe the trial itself (every method's rows, branch None, and a lottery
 # ticket's own levels), not a lottery control branch: what pruning compares and a pruned
 # trial's row summarises.
@@ -52,14 +60,23 @@ DEAD_UNITS_MAX = "dead_units_max"
 HEALTH_FLAGS = "health_flags"
 HEALTH_MEASURES: tuple[str, ...] = (EARLY_LOSS_PEAK, DEAD_UNITS_MAX)  # float columns
 HEALTH_FIELDS: tuple[str, ...] = (*HEALTH_MEASURES, HEALTH_FLAGS)
+BEST_VAL_ACC = "best_val_acc"
+BEST_EPOCH = "best_epoch"
+TEST_ACC_AT_BEST_VAL = "test_acc_at_best_val"
+EPOCHS_RUN = "epochs_run"
+DIVERGED_EPOCH = "diverged_epoch"  # the epoch whose training loss went non-finite (None otherwise)
+PARAMS_TOTAL = "params_total"
+PARAMS_ACTIVE = "params_active"
+PARAMS_LEARNED = "params_learned"
+CHANGED_FRACTION = "changed_fraction"
+TRAIN_SECONDS = "train_seconds"
+SAMPLES_PER_SECOND = "samples_per_second"
+DISABLED_FEATURES = "disabled_features"
 METRIC_FIELDS: tuple[str, ...] = (
-    "val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "train_loss", "train_acc",
-    "epochs_run", "diverged_epoch", "params_total", "params_active", "params_learned", "changed_fraction",
-    "density", "train_seconds", "samples_per_second", "disabled_features", *HEALTH_FIELDS,
+    VAL_ACC, TEST_ACC, BEST_VAL_ACC, BEST_EPOCH, TEST_ACC_AT_BEST_VAL, TRAIN_LOSS, TRAIN_ACC,
+    EPOCHS_RUN, DIVERGED_EPOCH, PARAMS_TOTAL, PARAMS_ACTIVE, PARAMS_LEARNED, CHANGED_FRACTION,
+    DENSITY, TRAIN_SECONDS, SAMPLES_PER_SECOND, DISABLED_FEATURES, *HEALTH_FIELDS,
 )
-# Training health of a trial: "" healthy, else comma-separated flag names; missing/null on
-# stores written before it existed (unknown, neither healthy nor flagged).
-HEALTH_FLAGS = "health_flags"
 # The trials column naming a final trial's subnet file, relative to the results root
 # ('<sweep>/subnets/<trial_id>.safetensors', paths.subnet_file_name); null without a file.
 SUBNET_FILE = "subnet_file"
@@ -67,16 +84,18 @@ SUBNET_FILE = "subnet_file"
 RUN_INFO_FIELDS: tuple[str, ...] = ("node", "started_at", "device", "torch_version")
 
 # -- the metric that selects and prunes -----------------------------------------------------
-SELECTION_METRIC = "val_acc"  # select on validation; report test
+SELECTION_METRIC = VAL_ACC  # select on validation; report test
 # The one test metric every table, plot and report shows by default: the test accuracy at the
 # epoch of best validation accuracy (the final epoch's `test_acc` only when asked for, labelled).
-TEST_METRIC = "test_acc_at_best_val"
+TEST_METRIC = TEST_ACC_AT_BEST_VAL
 SELECTION_MODE = "max"
 
-# -- report kinds (trainable -> driver) -----------------------------------------------------
-REPORT_EPOCH = "epoch"  # the latest epoch's metrics, plus every epoch not reported yet
-REPORT_FINAL = "final"  # train returned: its result and whole history
-REPORT_FAILED = "failed"  # train raised: the error text and the history so far
+# -- report kinds (trainable -> driver; hidden_core/tune/report_codec.py writes and reads them) --
+# Values no other word of the project shares (not the epoch column, the failed status or a
+# checkpoint's "final" key), so a literal equal to one is a report kind and nothing else.
+REPORT_EPOCH = "epoch_report"  # the latest epoch's metrics, plus every epoch not reported yet
+REPORT_FINAL = "final_report"  # train returned: its result and whole history
+REPORT_FAILED = "failed_report"  # train raised: the error text and the history so far
 REPORT_KINDS: tuple[str, ...] = (REPORT_EPOCH, REPORT_FINAL, REPORT_FAILED)
 
 # -- controls of a found subnetwork (hidden_core/subnet/controls.py; the spec's subnet_controls) --
@@ -88,10 +107,10 @@ CONTROLLED_METHODS: dict[str, str] = {name: info.controls for name, info in CATA
 FOUND = "found"
 CONTROLS: tuple[str, ...] = ("random", "shuffled", "fresh", "initial")  # initial: sign_flip only
 DRAWN_CONTROLS: tuple[str, ...] = ("random", "shuffled", "fresh")  # drawn `draws` times; found and initial once
-CONTROL_MEASURES: tuple[str, ...] = ("val_acc", "test_acc")
+CONTROL_MEASURES: tuple[str, ...] = (VAL_ACC, TEST_ACC)
 
 
-def control_column(control: str, measure: str = "test_acc") -> str:
+def control_column(control: str, measure: str = TEST_ACC) -> str:
     """The trials column of a control's mean over its draws, e.g. control_random_test_acc."""
     return f"control_{control}_{measure}"
 

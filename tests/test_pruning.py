@@ -6,7 +6,6 @@ sweep on local Ray where sampled learning rates make some trials hopeless."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
+from hidden_core.tune import report_codec
 from hidden_core.tune.driver_state import SweepRuntime
 from hidden_core.tune.planning import plan_todo
 from hidden_core.tune.pruning import CellStudies, PruningScheduler
@@ -242,15 +242,15 @@ def _feed(scheduler: PruningScheduler, runtime: SweepRuntime, planned, ray_id: s
     trial = FakeTrial(ray_id, config)
     runtime.on_start(trial)
     for row in rows:
-        result = {"kind": "epoch", **row, "epochs": json.dumps([row])}
+        result = report_codec.epoch_report(row, [row], {})
         decision = scheduler.on_trial_result(None, trial, result)
         runtime.on_result(trial, result)
         if decision == "STOP":
             scheduler.on_trial_complete(None, trial, result)
             runtime.on_complete(trial)
             return "pruned", row["epoch"]
-    final = {"kind": "final", "status": "completed", "epochs_run": len(rows), "best_val_acc": max(r["val_acc"] for r in rows),
-             "val_acc": rows[-1]["val_acc"], "history": json.dumps(rows), "train_seconds": 0.1 * len(rows)}
+    final = report_codec.final_report({"status": "completed", "epochs_run": len(rows), "best_val_acc": max(r["val_acc"] for r in rows),
+                                       "val_acc": rows[-1]["val_acc"], "train_seconds": 0.1 * len(rows)}, rows, {})
     scheduler.on_trial_result(None, trial, final)
     runtime.on_result(trial, final)
     scheduler.on_trial_complete(None, trial, final)

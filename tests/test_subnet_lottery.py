@@ -20,7 +20,7 @@ from hidden_core.methods.base import original_weight, weight_layers
 from hidden_core.subnet.evaluate import Evaluator
 from hidden_core.subnet.fileformat import read_subnet_file
 from hidden_core.subnet.state import materialize
-from hidden_core.tune import checkpoints
+from hidden_core.tune import checkpoints, report_codec
 
 
 def tiny(**extra):
@@ -174,7 +174,6 @@ def test_the_initial_weights_come_back_from_the_seed_not_the_file(ticket):
 def test_the_sweeps_trials_row_names_the_file_and_eval_reproduces_the_row(tmp_path, capsys):
     """The driver writes `subnet_file` (relative to the results root) for a final trial with a
     file, null for a failed one; the file re-evaluates to the row's val/test accuracy."""
-    import json
 
     from hidden_core import paths
     from hidden_core.spec import parse_spec
@@ -202,11 +201,11 @@ def test_the_sweeps_trials_row_names_the_file_and_eval_reproduces_the_row(tmp_pa
     result = train(done.config, make_run_options(device="cpu", threads=1, save_subnet=paths.trial_subnet_path(root, "lt", done.trial_id)))
     trial = FakeTrial("ray_0", done)
     runtime.on_start(trial)
-    runtime.on_result(trial, {"kind": "final", **result.to_dict(), "history": json.dumps([r.to_dict() for r in result.history])})
+    runtime.on_result(trial, report_codec.final_report(result.to_dict(), [r.to_dict() for r in result.history], {}))
     runtime.on_complete(trial)
     trial = FakeTrial("ray_1", failed)
     runtime.on_start(trial)
-    runtime.on_result(trial, {"kind": "failed", "error": "boom", "history": "[]"})
+    runtime.on_result(trial, report_codec.failed_report("boom", [], {}))
     runtime.on_complete(trial)
 
     rows = store.load_trials("lt").set_index("trial_id")

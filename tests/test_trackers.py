@@ -52,14 +52,16 @@ def test_bad_loggers_name_the_field(value, message):
 def test_reports_unpack_into_one_result_per_epoch():
     import json
 
-    report = {"kind": "epoch", "epoch": 3, "val_acc": 0.3, "epochs": json.dumps([
+    from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL
+
+    report = {"kind": REPORT_EPOCH, "epoch": 3, "val_acc": 0.3, "epochs": json.dumps([
         {"epoch": 2, "val_acc": 0.2, "train_loss": 1.0}, {"epoch": 3, "val_acc": 0.3, "train_loss": float("nan")}])}
     assert tracker_results(report, after_epoch=1) == [
         {"training_iteration": 2, "val_acc": 0.2, "train_loss": 1.0}, {"training_iteration": 3, "val_acc": 0.3}]
     assert tracker_results(report, after_epoch=2) == [{"training_iteration": 3, "val_acc": 0.3}]  # a resumed trial re-sends
-    final = {"kind": "final", "epochs_run": 3, "best_val_acc": 0.4, "history": "[]", "node": "n", "test_acc_at_best_val": 0.38}
+    final = {"kind": REPORT_FINAL, "epochs_run": 3, "best_val_acc": 0.4, "history": "[]", "node": "n", "test_acc_at_best_val": 0.38}
     assert tracker_results(final, 3) == [{"training_iteration": 3, "best_val_acc": 0.4, "test_acc_at_best_val": 0.38, "epochs_run": 3}]
-    assert tracker_results({"kind": "failed", "error": "x"}, 1) == []
+    assert tracker_results({"kind": REPORT_FAILED, "error": "x"}, 1) == []
 
 
 @pytest.mark.slow  # seconds to a minute (a subprocess, a real training or a heavy import): not the unit loop

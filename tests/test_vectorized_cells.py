@@ -11,6 +11,7 @@ from ray import tune
 
 from hidden_core.config import RunOptions, make_config
 from hidden_core.data import load_data
+from hidden_core.records import REPORT_EPOCH, REPORT_FINAL
 from hidden_core.tune.cells import cell_trainable, is_pruned, write_prune_decision
 from hidden_core.vectorized import train_seeds
 
@@ -42,11 +43,11 @@ def test_a_pruned_seed_stops_the_others_go_on(tmp_path, monkeypatch):
     data = load_data(config, RUN)
 
     def prune_seed_1_at_epoch_1(report):
-        if report["kind"] == "epoch" and report["epoch"] == 1:
+        if report["kind"] == REPORT_EPOCH and report["epoch"] == 1:
             write_prune_decision(entries[1]["checkpoint_dir"], 1)
 
     reports = _run(monkeypatch, trial, data, prune_seed_1_at_epoch_1)
-    assert [r["kind"] for r in reports] == ["epoch", "epoch", "epoch", "final"]
+    assert [r["kind"] for r in reports] == [REPORT_EPOCH, REPORT_EPOCH, REPORT_EPOCH, REPORT_FINAL]
     ids = [e["trial_id"] for e in entries]
     assert [sorted(r["seeds"]) for r in reports[:3]] == [sorted(ids), sorted([ids[0], ids[2]]), sorted([ids[0], ids[2]])]
     final = reports[-1]["seeds"]
@@ -68,7 +69,7 @@ def test_resume_after_a_driver_killed_right_after_a_prune_decision(tmp_path, mon
         pass
 
     def killed_after_epoch_1(report):
-        if report["kind"] == "epoch":
+        if report["kind"] == REPORT_EPOCH:
             write_prune_decision(entries[0]["checkpoint_dir"], 1)  # decided, then the driver died
             raise Killed
 
@@ -76,7 +77,7 @@ def test_resume_after_a_driver_killed_right_after_a_prune_decision(tmp_path, mon
         _run(monkeypatch, trial, data, killed_after_epoch_1)
     reports = _run(monkeypatch, trial, data)
     ids = [e["trial_id"] for e in entries]
-    assert all(ids[0] not in r["seeds"] for r in reports if r["kind"] == "epoch")  # not trained, not reported again
+    assert all(ids[0] not in r["seeds"] for r in reports if r["kind"] == REPORT_EPOCH)  # not trained, not reported again
     first = reports[0]
     assert first["epoch"] == 2 and [row["epoch"] for row in first["seeds"][ids[1]]["epochs"]] == [1, 2]  # epoch 1 re-sent
     assert first["seeds"][ids[1]]["resumed_from"] == 1

@@ -9,9 +9,9 @@ written when it ends completed or diverged; a pruned seed's is made from its che
 checkpoints.trial_final, as a pruned trial's), its epochs, its store row and its pruning
 decision.
 
-Reports (records.REPORT_KINDS) carry ``seeds``: JSON {trial_id: {epochs, started_at,
-resumed_from, and at the end kind/status/metrics or the error}}; the driver
-(driver_state.SweepRuntime) writes each seed's rows from it.
+Reports (records.REPORT_KINDS, written by report_codec.cell_report) carry ``seeds``: JSON
+{trial_id: {epochs, started_at, resumed_from, and at the end kind/status/metrics or the
+error}}; the driver (driver_state.SweepRuntime) writes each seed's rows from it.
 
 Pruning, seed by seed: the driver's scheduler (pruning.PruningScheduler) reports each seed's
 val_acc to the seed's own Optuna trial in the cell's study, and when the pruner says prune
@@ -46,6 +46,7 @@ from hidden_core.records import (
     REPORT_FINAL,
     SELECTION_METRIC,
 )
+from hidden_core.tune.report_codec import cell_report, seed_entry
 
 PRUNE_DECISION_FILE = "pruned.json"
 
@@ -122,8 +123,8 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
                 due[epoch] = time.monotonic() - last_report[0] >= report_every_s or epoch >= last_epoch
             return due[epoch]
 
-        def entry(seed: int, **extra: Any) -> dict[str, Any]:
-            return {"started_at": started_at[seed], "resumed_from": resumed[seed], "epochs": unreported[seed], **extra}
+        def entry(seed: int, epochs: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+            return seed_entry(unreported[seed] if epochs is None else epochs, started_at=started_at[seed], resumed_from=resumed[seed], **extra)
 
         def after_epoch(epoch: int, records: dict[int, Any]) -> set[int]:
             for seed, record in records.items():
@@ -136,7 +137,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
                 checkpoints[seed].push()  # uploads what train_seeds checkpointed since the last report
             values = [r.val_acc for r in records.values()]
             payload = {trial_ids[seed]: entry(seed) for seed in seeds if unreported[seed]}
-            tune.report({"kind": REPORT_EPOCH, "epoch": epoch, SELECTION_METRIC: max(values), "seeds": json.dumps(payload), **common})
+            tune.report(cell_report(REPORT_EPOCH, payload, max(values), common, epoch=epoch))
             for seed in seeds:
                 unreported[seed] = []
             last_report[0] = time.monotonic()
@@ -154,7 +155,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
             payload = {trial_ids[seed]: entry(seed, kind=REPORT_FINAL, status=PRUNED) if seed in pruned else entry(seed, kind=REPORT_FAILED, error=text)
                        for seed in seeds}
             last = [h[-1][SELECTION_METRIC] for h in histories.values() if h]
-            final = {"kind": REPORT_FAILED, "error": text, SELECTION_METRIC: max(last, default=float("nan")), "seeds": json.dumps(payload), **common}
+            final = cell_report(REPORT_FAILED, payload, max(last, default=float("nan")), common, error=text)
         else:
             payload = {}
             for seed in seeds:
@@ -167,7 +168,7 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
                 rows = [r.to_dict() for r in result.history]
                 payload[trial_ids[seed]] = entry(seed, kind=REPORT_FINAL, **result.to_dict(), epochs=rows)
             best = [r.best_val_acc for r in results.values()]
-            final = {"kind": REPORT_FINAL, "status": COMPLETED, SELECTION_METRIC: max(best, default=float("nan")), "seeds": json.dumps(payload), **common}
+            final = cell_report(REPORT_FINAL, payload, max(best, default=float("nan")), common, status=COMPLETED)
         results = None
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.empty_cache()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import math
 import threading
@@ -29,6 +28,7 @@ from hidden_core import paths
 from hidden_core.config import TrialConfig
 from hidden_core.records import (
     COMPLETED,
+    EPOCH,
     EPOCH_FIELDS,
     FAILED,
     FINAL_STATUSES,
@@ -44,7 +44,7 @@ from hidden_core.records import (
 )
 from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec
 from hidden_core.store import ResultStore
-from hidden_core.tune import checkpoints
+from hidden_core.tune import checkpoints, report_codec
 from hidden_core.tune.planning import Cell, Todo
 from hidden_core.tune.report import TrialSummary
 
@@ -59,7 +59,7 @@ class TrialRecord:
     config: dict[str, Any]
     epochs: dict[int, dict[str, Any]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # node, started_at, device, torch_version
-    final: dict[str, Any] | None = None  # the 'final' or 'failed' report
+    final: dict[str, Any] | None = None  # the fields of its final or failed report (report_codec.Report.fields)
     written: bool = False
 
 
@@ -148,7 +148,7 @@ class SweepRuntime:
             if trial_id in self.issued_ids or trial_id in self.final_ids:
                 # the sampler proposed a trial that exists: tell it what it already knows
                 value = self._known_value(trial_id)
-                self.studies.finish(point.cell_id, number, "complete" if value is not None else "fail", value)
+                self.studies.finish(point.cell_id, number, COMPLETED if value is not None else FAILED, value)
                 continue
             self.studies.name_trial(point.cell_id, number, trial_id)
             self.issued_ids.add(trial_id)
@@ -235,51 +235,49 @@ class SweepRuntime:
         self.record(trial)
 
     def on_result(self, trial: Any, result: dict[str, Any]) -> None:
+        report = report_codec.decode(result)
+        if report is None:
+            return  # not a report of ours (report_codec.decode)
         if trial.config.get("seeds"):
-            self._on_cell_result(trial, result)
+            self._on_cell_result(trial, report)
             return
         rec = self.record(trial)
-        kind = result.get("kind")
         for key in RUN_INFO_FIELDS:
-            if result.get(key) is not None:
-                rec.info[key] = result[key]
-        if result.get("resumed_from"):  # epochs the attempt found in the trial's checkpoint
-            rec.info["resumed_from"] = int(result["resumed_from"])
-        if kind == REPORT_EPOCH:
-            for row in json.loads(result.get("epochs") or "[]"):
-                rec.epochs[int(row["epoch"])] = {k: row.get(k) for k in EPOCH_FIELDS}
-            rec.epochs[int(result["epoch"])] = {k: result.get(k) for k in EPOCH_FIELDS}
-        elif kind in (REPORT_FINAL, REPORT_FAILED):
-            rec.final = dict(result)
-            for row in json.loads(result.get("history") or "[]"):
-                rec.epochs[int(row["epoch"])] = {k: row.get(k) for k in EPOCH_FIELDS}
-        if self.progress is not None and kind == REPORT_EPOCH:
+            if report.get(key) is not None:
+                rec.info[key] = report.get(key)
+        if report.get("resumed_from"):  # epochs the attempt found in the trial's checkpoint
+            rec.info["resumed_from"] = int(report.get("resumed_from"))
+        for row in report.rows:  # an epoch report's epochs not reported yet, a final one's history
+            rec.epochs[int(row[EPOCH])] = {k: row.get(k) for k in EPOCH_FIELDS}
+        if report.kind == REPORT_EPOCH and report.get(EPOCH) is not None:
+            rec.epochs[int(report.get(EPOCH))] = {k: report.get(k) for k in EPOCH_FIELDS}
+        elif report.ended:
+            rec.final = report.fields
+        if self.progress is not None and report.kind == REPORT_EPOCH:
             self.progress.on_epoch(trial.trial_id, rec, result)
 
-    def _on_cell_result(self, trial: Any, result: dict[str, Any]) -> None:
-        """A vectorized cell's report: `seeds` (JSON) holds, per seed's trial_id, its epochs
-        since the last report (an epoch report) or its ending (the final one)."""
-        kind = result.get("kind")
-        per_seed = json.loads(result.get("seeds") or "{}")
+    def _on_cell_result(self, trial: Any, report: report_codec.Report) -> None:
+        """A vectorized cell's report: per seed's trial_id, its epochs since the last report
+        (an epoch report) or its ending (the final one)."""
         for rec in self.seed_records(trial):
-            entry = per_seed.get(rec.trial_id)
+            entry = report.seeds.get(rec.trial_id)
             if entry is None:
                 continue
             for key in RUN_INFO_FIELDS:
-                value = entry.get(key, result.get(key))
+                value = entry.fields.get(key, report.get(key))
                 if value is not None:
                     rec.info[key] = value
-            if entry.get("resumed_from"):
-                rec.info["resumed_from"] = int(entry["resumed_from"])
-            for row in entry.get("epochs") or []:
-                rec.epochs[int(row["epoch"])] = {k: row.get(k) for k in EPOCH_FIELDS}
-            if kind in (REPORT_FINAL, REPORT_FAILED) and entry.get("kind"):
-                if entry.get("status") == PRUNED:  # a pruned seed's row comes from its epochs, as a pruned trial's
+            if entry.fields.get("resumed_from"):
+                rec.info["resumed_from"] = int(entry.fields["resumed_from"])
+            for row in entry.rows:
+                rec.epochs[int(row[EPOCH])] = {k: row.get(k) for k in EPOCH_FIELDS}
+            if report.ended and entry.kind:
+                if entry.fields.get(report_codec.STATUS) == PRUNED:  # a pruned seed's row comes from its epochs, as a pruned trial's
                     self.mark_pruned(rec.ray_id)
                 else:
-                    rec.final = {k: v for k, v in entry.items() if k != "epochs"}
-        if self.progress is not None and kind == REPORT_EPOCH:
-            self.progress.on_epoch(trial.trial_id, self.record(trial), result)
+                    rec.final = entry.fields
+        if self.progress is not None and report.kind == REPORT_EPOCH:
+            self.progress.on_epoch(trial.trial_id, self.record(trial), report.fields)
 
     def on_complete(self, trial: Any) -> None:
         self.live.pop(trial.trial_id, None)
@@ -288,10 +286,10 @@ class SweepRuntime:
                 continue
             if rec.ray_id in self.pruned:  # (a seed pruned before its cell failed is still pruned)
                 self.write(rec, PRUNED)
-            elif rec.final is not None and rec.final.get("kind") == REPORT_FAILED:
-                self.write(rec, FAILED, error=rec.final.get("error"))
+            elif rec.final is not None and rec.final.get(report_codec.KIND) == REPORT_FAILED:
+                self.write(rec, FAILED, error=rec.final.get(report_codec.ERROR))
             elif rec.final is not None:
-                self.write(rec, rec.final.get("status") or COMPLETED)
+                self.write(rec, rec.final.get(report_codec.STATUS) or COMPLETED)
             # else: stopped before it ended (the run was interrupted): resumes next time
 
     def on_error(self, trial: Any) -> None:
@@ -351,7 +349,7 @@ class SweepRuntime:
         row.update(config.model_dump())
         row["step_milestones"] = list(config.step_milestones)
         metrics: dict[str, Any] = {}
-        final = rec.final if rec.final is not None and rec.final.get("kind") == REPORT_FINAL else None
+        final = rec.final if rec.final is not None and rec.final.get(report_codec.KIND) == REPORT_FINAL else None
         if final is not None:
             metrics = {k: final.get(k) for k in METRIC_FIELDS}
         else:

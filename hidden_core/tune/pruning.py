@@ -22,7 +22,6 @@ Tune pickles the scheduler into its experiment state (never restored) without it
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import threading
@@ -33,6 +32,11 @@ from ray.tune.schedulers import TrialScheduler
 
 from hidden_core import paths
 from hidden_core.records import (
+    BEST_VAL_ACC,
+    COMPLETED,
+    EPOCH,
+    FAILED,
+    PRUNED,
     REPORT_EPOCH,
     REPORT_FAILED,
     REPORT_FINAL,
@@ -40,6 +44,7 @@ from hidden_core.records import (
     TRIAL_BRANCHES,
 )
 from hidden_core.spec import PrunerSpec, SearchPoint, SweepSpec
+from hidden_core.tune import report_codec
 from hidden_core.tune.planning import planned_epochs
 
 if TYPE_CHECKING:
@@ -202,10 +207,11 @@ class CellStudies:
             return bool(trial.should_prune())
 
     def finish(self, cell_id: str, number: int, state: str, value: float | None = None) -> None:
-        """Tell Optuna how the trial ended: 'complete' (with value), 'pruned' or 'fail'."""
+        """Tell Optuna how the trial ended, as a trial status: COMPLETED (with value), PRUNED
+        or FAILED (records)."""
         import optuna
 
-        states = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED, "fail": optuna.trial.TrialState.FAIL}
+        states = {COMPLETED: optuna.trial.TrialState.COMPLETE, PRUNED: optuna.trial.TrialState.PRUNED, FAILED: optuna.trial.TrialState.FAIL}
         with self._lock:
             study = self.study(cell_id)
             target = states[state]
@@ -261,36 +267,34 @@ class PruningScheduler(TrialScheduler):
         self._waiting[trial] = None
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        kind = result.get("kind")
-        if kind not in (REPORT_EPOCH, REPORT_FINAL):
+        report = report_codec.decode(result)
+        if report is None or report.kind not in (REPORT_EPOCH, REPORT_FINAL):
             return TrialScheduler.CONTINUE
         runtime = self.runtime
         studies = runtime.studies
         if studies is None:
             return TrialScheduler.CONTINUE
         if trial.config.get("seeds"):
-            self._on_cell_result(trial, result)
+            self._on_cell_result(trial, report)
             return TrialScheduler.CONTINUE  # a cell stops when its last seed does
-        field = "epochs" if kind == REPORT_EPOCH else "history"
         # Only the trial's own training is compared: a lottery ticket's control branches
         # (supermask, reinit, random_prune) are other networks and never reach the pruner.
-        values = [(int(row["epoch"]), float(row[SELECTION_METRIC])) for row in json.loads(result.get(field) or "[]")
-                  if row.get(SELECTION_METRIC) is not None and row.get("branch") in TRIAL_BRANCHES]
+        values = _scored(report.rows)
         cell, number = self._optuna_trial(runtime, trial)
         # a finished trial's epochs go in too (the pruner compares trials step by step).
         # A lottery ticket reports every level's epochs, numbered on (planned_epochs): every
         # trial of a cell has the same plan, so step s is the same level, density and epoch
         # in each of them, and the pruner compares levels with the same level, never
         # trials at different densities.
-        last_epoch = int(result.get("epoch") or 0)
-        decide = kind == REPORT_EPOCH and last_epoch < self._planned_epochs(trial)
+        last_epoch = int(report.get(EPOCH) or 0)
+        decide = report.kind == REPORT_EPOCH and last_epoch < self._planned_epochs(trial)
         if studies.report(cell, number, values, decide=decide):
-            studies.finish(cell, number, "pruned")
+            studies.finish(cell, number, PRUNED)
             runtime.mark_pruned(trial.trial_id)
             return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
-    def _on_cell_result(self, trial: Trial, result: dict) -> None:
+    def _on_cell_result(self, trial: Trial, report: report_codec.Report) -> None:
         """Each seed of a vectorized cell: its val_acc to its own Optuna trial, its own
         decision; a pruned seed's decision goes into its checkpoint folder, where the cell's
         trial reads it right after this report."""
@@ -298,21 +302,19 @@ class PruningScheduler(TrialScheduler):
         from hidden_core.tune.driver_state import seed_key
 
         runtime, studies = self.runtime, self.runtime.studies
-        kind = result.get("kind")
         folders = {s["trial_id"]: s["checkpoint_dir"] for s in trial.config["seeds"]}
         planned = self._planned_epochs(trial)
-        for trial_id, entry in json.loads(result.get("seeds") or "{}").items():
+        for trial_id, entry in report.seeds.items():
             key = seed_key(trial.trial_id, trial_id)
-            if key in runtime.pruned or entry.get("kind") == REPORT_FAILED or (kind == REPORT_FINAL and entry.get("status") == "pruned"):
+            if key in runtime.pruned or entry.kind == REPORT_FAILED or (report.kind == REPORT_FINAL and entry.fields.get(report_codec.STATUS) == PRUNED):
                 continue  # decided already (in this run, or by an earlier driver, which told Optuna then)
-            values = [(int(row["epoch"]), float(row[SELECTION_METRIC])) for row in entry.get("epochs") or []
-                      if row.get(SELECTION_METRIC) is not None and row.get("branch") in TRIAL_BRANCHES]
+            values = _scored(entry.rows)
             if not values:
                 continue
             number = self._seed_number(trial, trial_id)
             last = max(epoch for epoch, _ in values)
-            if studies.report(trial.config["cell_id"], number, values, decide=kind == REPORT_EPOCH and last < planned):
-                studies.finish(trial.config["cell_id"], number, "pruned")
+            if studies.report(trial.config["cell_id"], number, values, decide=report.kind == REPORT_EPOCH and last < planned):
+                studies.finish(trial.config["cell_id"], number, PRUNED)
                 runtime.mark_pruned(key)
                 write_prune_decision(folders[trial_id], last)
 
@@ -334,10 +336,10 @@ class PruningScheduler(TrialScheduler):
             if rec.ray_id not in runtime.optuna_numbers and not rec.epochs:
                 continue  # never reported: it has no Optuna trial
             number = self._seed_number(trial, rec.trial_id)
-            if error or rec.final.get("kind") == REPORT_FAILED:
-                runtime.studies.finish(rec.cell_id, number, "fail")
+            if error or rec.final.get(report_codec.KIND) == REPORT_FAILED:
+                runtime.studies.finish(rec.cell_id, number, FAILED)
             else:
-                runtime.studies.finish(rec.cell_id, number, "complete", rec.final.get("best_val_acc"))
+                runtime.studies.finish(rec.cell_id, number, COMPLETED, rec.final.get(BEST_VAL_ACC))
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
         runtime = self.runtime
@@ -350,10 +352,10 @@ class PruningScheduler(TrialScheduler):
         if final is None:
             return  # stopped without an ending (experiment stopped): resumes later
         cell, number = self._optuna_trial(runtime, trial)
-        if final.get("kind") == REPORT_FAILED:
-            runtime.studies.finish(cell, number, "fail")
+        if final.get(report_codec.KIND) == REPORT_FAILED:
+            runtime.studies.finish(cell, number, FAILED)
         else:
-            runtime.studies.finish(cell, number, "complete", final.get("best_val_acc"))
+            runtime.studies.finish(cell, number, COMPLETED, final.get(BEST_VAL_ACC))
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
         runtime = self.runtime
@@ -363,7 +365,7 @@ class PruningScheduler(TrialScheduler):
             self._finish_cell(trial, error=True)
             return
         cell, number = self._optuna_trial(runtime, trial)
-        runtime.studies.finish(cell, number, "fail")
+        runtime.studies.finish(cell, number, FAILED)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         self._waiting.pop(trial, None)
@@ -410,3 +412,10 @@ class PruningScheduler(TrialScheduler):
                 number = runtime.studies.register(cell, trial.config["trial_id"])
             runtime.optuna_numbers[trial.trial_id] = number
         return cell, number
+
+
+def _scored(rows: tuple[dict[str, Any], ...]) -> list[tuple[int, float]]:
+    """(epoch, val_acc) of the epoch rows the pruner compares: the trial's own training only (a
+    lottery ticket's control branches, supermask, reinit and random_prune, are other networks)."""
+    return [(int(row[EPOCH]), float(row[SELECTION_METRIC])) for row in rows
+            if row.get(SELECTION_METRIC) is not None and row.get("branch") in TRIAL_BRANCHES]

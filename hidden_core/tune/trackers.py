@@ -32,12 +32,28 @@ imported only when the callbacks are built.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import os
 from typing import Any
 
 from hidden_core.config import ConfigError
+from hidden_core.records import (
+    BEST_EPOCH,
+    BEST_VAL_ACC,
+    CHANGED_FRACTION,
+    DENSITY,
+    EPOCH,
+    EPOCHS_RUN,
+    PARAMS_ACTIVE,
+    PARAMS_LEARNED,
+    PARAMS_TOTAL,
+    REPORT_EPOCH,
+    REPORT_FINAL,
+    SAMPLES_PER_SECOND,
+    TEST_ACC_AT_BEST_VAL,
+    TRAIN_SECONDS,
+)
+from hidden_core.tune import report_codec
 
 # tracker -> (options it takes, the modules it needs, the extra that installs them)
 TRACKERS: dict[str, tuple[frozenset[str], tuple[str, ...], str]] = {
@@ -49,10 +65,10 @@ WANDB_MODES = ("online", "offline", "disabled")
 # summary fields of a trial's final report that are logged at its last epoch (not the last
 # epoch's own val_acc/test_acc again)
 SUMMARY_FIELDS = (
-    "best_val_acc", "best_epoch", "test_acc_at_best_val", "epochs_run", "params_total",
-    "params_active", "params_learned", "changed_fraction", "density", "train_seconds", "samples_per_second",
+    BEST_VAL_ACC, BEST_EPOCH, TEST_ACC_AT_BEST_VAL, EPOCHS_RUN, PARAMS_TOTAL,
+    PARAMS_ACTIVE, PARAMS_LEARNED, CHANGED_FRACTION, DENSITY, TRAIN_SECONDS, SAMPLES_PER_SECOND,
 )
-EPOCH_SKIP = ("epoch",)  # the step itself
+EPOCH_SKIP = (EPOCH,)  # the step itself
 
 
 def normalize_loggers(value: Any) -> dict[str, dict[str, Any]]:
@@ -143,17 +159,19 @@ def trial_params(trial: Any) -> dict[str, Any]:
 def tracker_results(result: dict[str, Any], after_epoch: int) -> list[dict[str, Any]]:
     """One Tune report as tracker results, one per epoch after `after_epoch` (step =
     epoch, as `training_iteration`), plus the summary of a final report at its last epoch."""
-    kind = result.get("kind")
+    report = report_codec.decode(result)
     out: list[dict[str, Any]] = []
-    if kind == "epoch":
-        rows = json.loads(result["epochs"]) if isinstance(result.get("epochs"), str) else [result]
-        for row in rows:
-            epoch = int(row.get("epoch", 0))
+    if report is None:
+        return out
+    if report.kind == REPORT_EPOCH:
+        # a vectorized cell's report carries its seeds' rows, not its own: its top-level epoch
+        for row in report.rows or (report.fields,):
+            epoch = int(row.get(EPOCH, 0))
             if epoch > after_epoch:
                 out.append({"training_iteration": epoch, **_numbers(row, EPOCH_SKIP)})
-    elif kind == "final":
-        step = int(result.get("epochs_run") or after_epoch or 1)
-        summary = {k: result[k] for k in SUMMARY_FIELDS if k in result}
+    elif report.kind == REPORT_FINAL:
+        step = int(report.get(EPOCHS_RUN) or after_epoch or 1)
+        summary = {k: report.get(k) for k in SUMMARY_FIELDS if k in report.fields}
         out.append({"training_iteration": step, **_numbers(summary, ())})
     return out
 
@@ -169,7 +187,7 @@ class _PerEpoch:
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
         last = self.__dict__.setdefault("_last_epoch", {})
         for row in tracker_results(result, last.get(trial.trial_id, 0)):
-            if result.get("kind") == "epoch":
+            if result.get(report_codec.KIND) == REPORT_EPOCH:
                 last[trial.trial_id] = row["training_iteration"]
             super().log_trial_result(iteration, trial, row)  # type: ignore[misc]
 

@@ -30,7 +30,6 @@ and keeps it for every later trial it runs (actors are reused).
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import time
 import traceback
@@ -38,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hidden_core.catalog import LEVELS, method_info
-from hidden_core.records import REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
+from hidden_core.tune import report_codec
 from hidden_core.tune.checkpoints import STAGED_SUBNET, TrialCheckpoint, upload_file
 from hidden_core.tune.planning import planned_epochs
 from hidden_core.tune.sweep_data import data_key
@@ -146,7 +145,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
         if now - last_report[0] < report_every_s and record.epoch < last_epoch:
             return  # the next report carries this epoch
         checkpoint.push()  # the checkpoint `train` wrote last, if not uploaded yet
-        metrics = {"kind": REPORT_EPOCH, **row, "epochs": json.dumps(unreported), **common}
+        metrics = report_codec.epoch_report(row, unreported, common)
         unreported.clear()
         tune.report(metrics)
         last_report[0] = time.monotonic()
@@ -158,14 +157,13 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
             result = train(trial_config, run, data=data, on_epoch=on_epoch)
         except Exception as err:  # a trial that raises fails; the sweep goes on
             text = error_text(err)
-            last_val = history[-1][SELECTION_METRIC] if history else float("nan")  # Tune wants the metric in every report
-            final = {"kind": REPORT_FAILED, "error": text, SELECTION_METRIC: last_val, "history": json.dumps(history), **common}
+            final = report_codec.failed_report(text, history, common)
         else:
             if local_subnet and local_subnet != subnet_path:
                 upload_file(local_subnet, subnet_path)
             summary = result.to_dict()
             records = [r.to_dict() for r in getattr(result, "history", [])] or history
-            final = {"kind": REPORT_FINAL, **summary, "history": json.dumps(records), **common, "device": summary.get("device") or common["device"]}
+            final = report_codec.final_report(summary, records, common)
         # clean up before the last report: the actor takes its next trial right after it
         data = result = None
         _release_memory()
