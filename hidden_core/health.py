@@ -42,6 +42,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from hidden_core import records  # its column names (DEAD_UNITS_MAX here is the threshold)
+
 DEAD_UNITS = "dead_units"  # some layer's dead fraction above DEAD_UNITS_MAX
 LOSS_STUCK = "loss_stuck"  # final training loss within LOSS_STUCK_TOLERANCE of ln(classes)
 TRAIN_CHANCE = "train_chance"  # final train accuracy at most TRAIN_CHANCE_FACTOR / classes
@@ -96,8 +98,8 @@ def row_health_flags(row: Mapping[str, Any]) -> str | None:
     info = DATASET_INFO.get(row.get("dataset"))
     if info is None:
         return None
-    return health_flags(early_loss_peak=row.get("early_loss_peak"), dead_units_max=row.get("dead_units_max"),
-                        train_loss=row.get("train_loss"), train_acc=row.get("train_acc"), classes=info.num_classes)
+    return health_flags(early_loss_peak=row.get(records.EARLY_LOSS_PEAK), dead_units_max=row.get(records.DEAD_UNITS_MAX),
+                        train_loss=row.get(records.TRAIN_LOSS), train_acc=row.get(records.TRAIN_ACC), classes=info.num_classes)
 
 
 def parse_flags(value: str | None) -> list[str] | None:

@@ -36,7 +36,7 @@ from hidden_core.analysis.lottery import lottery_points, lottery_seed_scores, pl
 from hidden_core.analysis.metrics import best_by_validation
 from hidden_core.config import make_config
 from hidden_core.health import DEAD_UNITS
-from hidden_core.records import HEALTH_FLAGS
+from hidden_core.records import COMPLETED, HEALTH_FLAGS
 from hidden_core.spec import load_spec, parse_spec
 from hidden_core.store import ResultStore
 from hidden_core.strict_yaml import load_yaml_file
@@ -748,7 +748,7 @@ def tuned_cells(raw: Mapping[str, Any], store: ResultStore | None) -> list[dict[
     trials = None
     if store is not None and name in store.sweeps():
         trials = store.load_trials(name)
-        trials = trials[trials["status"] == "completed"].set_index("trial_id")
+        trials = trials[trials["status"] == COMPLETED].set_index("trial_id")
     out = []
     for cell in grid_cells(raw):
         lr0 = cell.get("lr", raw["base"].get("lr"))
@@ -916,7 +916,7 @@ def claim_data(claim: Claim, store: ResultStore, n: int) -> ClaimData:
             continue
         frame = store.load_trials(sweep)
         complete &= planned <= store.final_trial_ids(sweep)
-        frame = frame[(frame["status"] == "completed") & frame["trial_id"].isin(planned)].reset_index(drop=True)
+        frame = frame[(frame["status"] == COMPLETED) & frame["trial_id"].isin(planned)].reset_index(drop=True)
         if not frame.empty:
             frames[sweep] = frame
     epochs = {s: store.load_epochs(s, trial_ids=d["trial_id"]) for s, d in frames.items()} if claim.epochs else {}

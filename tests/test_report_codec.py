@@ -12,9 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from hidden_core.records import COMPLETED, PRUNED, REPORT_EPOCH, REPORT_FAILED, REPORT_FINAL, SELECTION_METRIC
+from hidden_core.records import (
+    COMPLETED,
+    PRUNED,
+    REPORT_EPOCH,
+    REPORT_FAILED,
+    REPORT_FINAL,
+    SELECTION_METRIC,
+)
 from hidden_core.tune import report_codec
-from hidden_core.tune.report_codec import ReportError, cell_report, decode, epoch_report, failed_report, final_report, seed_entry
+from hidden_core.tune.report_codec import (
+    ReportError,
+    cell_report,
+    decode,
+    epoch_report,
+    failed_report,
+    final_report,
+    seed_entry,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = {"node": "n1", "device": "cpu", "torch_version": "2.x", "threads": 1, "resumed_from": 0, "started_at": 1.5}

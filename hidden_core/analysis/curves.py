@@ -20,13 +20,14 @@ from hidden_core.analysis.plots import (
 )
 from hidden_core.analysis.scaling import _auto_split, _labels, natural_key
 from hidden_core.analysis.tables import require_columns
+from hidden_core.records import TEST_ACC, TRAIN_ACC, TRAIN_LOSS, VAL_ACC
 
-EPOCH_METRICS = ("test_acc", "val_acc", "train_acc", "train_loss", "lr")
+EPOCH_METRICS = (TEST_ACC, VAL_ACC, TRAIN_ACC, TRAIN_LOSS, "lr")
 # in the epochs table every column is read at that epoch (not the trial table's meaning)
-CURVE_LABELS = {"test_acc": "test accuracy", "val_acc": "validation accuracy", "train_acc": "training accuracy", "train_loss": "training loss", "lr": "learning rate"}
+CURVE_LABELS = {TEST_ACC: "test accuracy", VAL_ACC: "validation accuracy", TRAIN_ACC: "training accuracy", TRAIN_LOSS: "training loss", "lr": "learning rate"}
 
 
-def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, by: Sequence[str], metric: str = "test_acc") -> pd.DataFrame:
+def learning_curves(trials: pd.DataFrame, epochs: pd.DataFrame, by: Sequence[str], metric: str = TEST_ACC) -> pd.DataFrame:
     """Per group and epoch: mean, std and count over trials (seeds). Config fields that vary
     across the selected trials besides `by` split the groups, as in the scaling analysis.
 

@@ -33,10 +33,13 @@ from hidden_core.catalog import CATALOG, LEVELS, TRAIN, methods_where
 from hidden_core.config import ConfigError
 from hidden_core.records import (
     ANALYZED_STATUSES,
+    BEST_EPOCH,
+    DENSITY,
     RANDOM_PRUNE,
     REINIT,
     SELECTION_METRIC,
     SUPERMASK,
+    TEST_ACC,
     TEST_METRIC,
     TICKET,
 )
@@ -47,28 +50,28 @@ LOTTERY = next(iter(methods_where(runner=LEVELS)))  # the level-loop method whos
 AT_K: tuple[str, ...] = tuple(m for m in methods_where(controls="mask", runner=TRAIN) if "keep_fraction" in CATALOG[m].reads)
 BRANCHES = (TICKET, REINIT, RANDOM_PRUNE, SUPERMASK)  # the drawing order: the ticket first, the supermask (dotted) last
 DENSITY_DIGITS = 9  # a level's density is a ratio of whole counts: equal masks, equal floats to far more digits
-POINT_COLUMNS = ["line", "source", "level", "density", "n", "mean", "ci_low", "ci_high", "values", "seeds"]
+POINT_COLUMNS = ["line", "source", "level", DENSITY, "n", "mean", "ci_low", "ci_high", "values", "seeds"]
 LEVEL_SELECTION = selection_column(TEST_METRIC)  # a level's best validation accuracy, named as a trial's
 
 
 def level_scores(epochs: pd.DataFrame) -> pd.DataFrame:
     """One row per (trial, level, branch): density, the level's best validation accuracy and
     the test accuracy at its epoch. Levels without a finite validation accuracy are left out."""
-    require_columns(epochs, ["trial_id", "epoch", "level", "branch", "density", SELECTION_METRIC, "test_acc"], "lottery")
+    require_columns(epochs, ["trial_id", "epoch", "level", "branch", DENSITY, SELECTION_METRIC, TEST_ACC], "lottery")
     rows = epochs.dropna(subset=["level", "branch", SELECTION_METRIC])
     rows = rows[np.isfinite(rows[SELECTION_METRIC].astype(float))].sort_values(["trial_id", "level", "branch", "epoch"])
     if rows.empty:
-        return pd.DataFrame(columns=["trial_id", "level", "branch", "density", "best_epoch", LEVEL_SELECTION, TEST_METRIC])
+        return pd.DataFrame(columns=["trial_id", "level", "branch", DENSITY, BEST_EPOCH, LEVEL_SELECTION, TEST_METRIC])
     best = rows.loc[rows.groupby(["trial_id", "level", "branch"], sort=False)[SELECTION_METRIC].idxmax()]
     return pd.DataFrame(
         {
             "trial_id": best["trial_id"].to_numpy(),
             "level": best["level"].astype(int).to_numpy(),
             "branch": best["branch"].to_numpy(),
-            "density": best["density"].astype(float).round(DENSITY_DIGITS).to_numpy(),
-            "best_epoch": best["epoch"].to_numpy(),
+            DENSITY: best[DENSITY].astype(float).round(DENSITY_DIGITS).to_numpy(),
+            BEST_EPOCH: best["epoch"].to_numpy(),
             LEVEL_SELECTION: best[SELECTION_METRIC].astype(float).to_numpy(),
-            TEST_METRIC: best["test_acc"].astype(float).to_numpy(),
+            TEST_METRIC: best[TEST_ACC].astype(float).to_numpy(),
         }
     )
 
@@ -90,8 +93,8 @@ def _summarize(rows: pd.DataFrame, source: str, ci: float, point: str = "level")
         lo, hi = paired_interval(values, ci)
         seeds = " ".join(str(int(s)) for s in group["seed"])
         level = int(at) if point == "level" else None
-        density = round(float(group["density"].mean()), DENSITY_DIGITS) if point == "level" else float(at)
-        out.append({"line": line, "source": source, "level": level, "density": density, "n": len(values), "mean": float(values.mean()), "ci_low": lo, "ci_high": hi, "values": " ".join(f"{v:.6g}" for v in values), "seeds": seeds})
+        density = round(float(group[DENSITY].mean()), DENSITY_DIGITS) if point == "level" else float(at)
+        out.append({"line": line, "source": source, "level": level, DENSITY: density, "n": len(values), "mean": float(values.mean()), "ci_low": lo, "ci_high": hi, "values": " ".join(f"{v:.6g}" for v in values), "seeds": seeds})
     return pd.DataFrame(out, columns=POINT_COLUMNS)
 
 
@@ -106,7 +109,7 @@ def lottery_seed_scores(lottery_trials: pd.DataFrame, epochs: pd.DataFrame) -> p
     scores = scores.merge(pd.DataFrame({"trial_id": usable["trial_id"], "seed": usable["seed"], "suffix": suffix}), on="trial_id")
     scores["line"] = scores["branch"] + scores["suffix"]
     chosen = best_by_validation(scores, ["line", "level", "seed"], LEVEL_SELECTION)
-    columns = ["line", "branch", "level", "density", "seed", "trial_id", "best_epoch", LEVEL_SELECTION, TEST_METRIC]
+    columns = ["line", "branch", "level", DENSITY, "seed", "trial_id", BEST_EPOCH, LEVEL_SELECTION, TEST_METRIC]
     return chosen[columns].sort_values(["line", "level", "seed"]).reset_index(drop=True)
 
 
@@ -116,7 +119,7 @@ def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: p
     keep_fraction and dense (density 1) from `others` (a trials table; may be the same)."""
     scores = lottery_seed_scores(lottery_trials, epochs)
     order = {b: i for i, b in enumerate(BRANCHES)}
-    frames = [_summarize(scores, LOTTERY, ci).sort_values(["line", "density"], key=lambda c: c.map(lambda v: (order.get(v.split(",")[0], len(order)), v)) if c.name == "line" else c, kind="stable")]
+    frames = [_summarize(scores, LOTTERY, ci).sort_values(["line", DENSITY], key=lambda c: c.map(lambda v: (order.get(v.split(",")[0], len(order)), v)) if c.name == "line" else c, kind="stable")]
     if others is not None and len(others):
         for method, axis in (*((m, "keep_fraction") for m in AT_K), (DENSE, None)):
             rows = others[(others["method"] == method) & others["status"].isin(ANALYZED_STATUSES)].dropna(subset=[TEST_METRIC])
@@ -124,7 +127,7 @@ def lottery_points(lottery_trials: pd.DataFrame, epochs: pd.DataFrame, others: p
                 continue
             suffix, _ = _split_label(rows, [axis] if axis else [])
             rows = rows.assign(line=method + suffix, density=rows[axis].astype(float).round(DENSITY_DIGITS) if axis else 1.0)
-            frames.append(_summarize(best_by_validation(rows, ["line", "density", "seed"], LEVEL_SELECTION), method, ci, "density"))
+            frames.append(_summarize(best_by_validation(rows, ["line", DENSITY, "seed"], LEVEL_SELECTION), method, ci, DENSITY))
     points = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=POINT_COLUMNS)
     return points
 
@@ -187,10 +190,10 @@ def plot_lottery(points: pd.DataFrame, ci: float = 0.95) -> Figure:
             ax.axhline(100 * group["mean"].iloc[0], color=color, linestyle="--", linewidth=1.2, label=f"{line} ({n})")
             ax.axhspan(lo.iloc[0], hi.iloc[0], color=color, alpha=0.1, linewidth=0)
             continue
-        ax.fill_between(group["density"], lo, hi, color=color, alpha=0.12, linewidth=0)
-        ax.plot(group["density"], 100 * group["mean"], color=color, markersize=3.5, linewidth=1.5, label=f"{line} ({n})", **style)
+        ax.fill_between(group[DENSITY], lo, hi, color=color, alpha=0.12, linewidth=0)
+        ax.plot(group[DENSITY], 100 * group["mean"], color=color, markersize=3.5, linewidth=1.5, label=f"{line} ({n})", **style)
     ax.set_xscale("log")
-    _ticks_at(ax, points["density"].to_numpy(float))
+    _ticks_at(ax, points[DENSITY].to_numpy(float))
     ax.invert_xaxis()  # pruning goes right: from dense to sparse
     at_k = [m for m in AT_K if (points["source"] == m).any()]
     k_note = f"; {', '.join(at_k)}: keep fraction k" if at_k else ""

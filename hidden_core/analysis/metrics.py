@@ -12,18 +12,18 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from hidden_core.records import TEST_METRIC
+from hidden_core.records import BEST_VAL_ACC, TEST_ACC, TEST_METRIC, TRAIN_ACC, VAL_ACC
 
-FINAL_TEST_METRIC = "test_acc"
+FINAL_TEST_METRIC = TEST_ACC
 # the column a search picks on when several settings were tried for one point: the
 # validation accuracy of the same epoch the test metric was read at
-SELECTED_BY = {TEST_METRIC: "best_val_acc", FINAL_TEST_METRIC: "val_acc"}
+SELECTED_BY = {TEST_METRIC: BEST_VAL_ACC, FINAL_TEST_METRIC: VAL_ACC}
 METRIC_LABELS = {
     TEST_METRIC: "test accuracy at the best-validation epoch",
     FINAL_TEST_METRIC: "test accuracy at the final epoch",
-    "best_val_acc": "best validation accuracy",
-    "val_acc": "validation accuracy at the final epoch",
-    "train_acc": "training accuracy at the final epoch",
+    BEST_VAL_ACC: "best validation accuracy",
+    VAL_ACC: "validation accuracy at the final epoch",
+    TRAIN_ACC: "training accuracy at the final epoch",
 }
 
 
@@ -32,7 +32,7 @@ def metric_label(metric: str) -> str:
 
 
 def selection_column(metric: str) -> str:
-    return SELECTED_BY.get(metric, "best_val_acc")
+    return SELECTED_BY.get(metric, BEST_VAL_ACC)
 
 
 def best_by_validation(rows: pd.DataFrame, keys: Sequence[str], select_by: str) -> pd.DataFrame:

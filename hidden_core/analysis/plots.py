@@ -33,6 +33,13 @@ from hidden_core.analysis.scaling import (
     usable_rows,
 )
 from hidden_core.config import METHOD_FIELDS, METHODS
+from hidden_core.records import (
+    CHANGED_FRACTION,
+    DISABLED_FEATURES,
+    PARAMS_ACTIVE,
+    PARAMS_LEARNED,
+    PARAMS_TOTAL,
+)
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
@@ -52,11 +59,11 @@ AXIS_LABELS = {
     "width": "width multiplier (x base units per hidden layer)",
     "depth": "depth (hidden / conv layers)",
     "keep_fraction": "keep fraction k (fraction of weights kept or learned)",
-    "params_active": "active parameters (weights in the forward pass)",
-    "params_learned": "learned parameters",
-    "params_total": "parameters",
-    "changed_fraction": "fraction of connections changed from initialization",
-    "disabled_features": "fraction of BN features disabled (|gamma| < 0.01)",
+    PARAMS_ACTIVE: "active parameters (weights in the forward pass)",
+    PARAMS_LEARNED: "learned parameters",
+    PARAMS_TOTAL: "parameters",
+    CHANGED_FRACTION: "fraction of connections changed from initialization",
+    DISABLED_FEATURES: "fraction of BN features disabled (|gamma| < 0.01)",
 }
 LEGEND_BESIDE = 6  # more entries than this: a smaller legend font
 

@@ -33,6 +33,7 @@ from hidden_core.analysis.scaling import (
 )
 from hidden_core.analysis.tables import format_table
 from hidden_core.config import ConfigError, TrialConfig
+from hidden_core.records import PARAMS_ACTIVE
 
 # fields a reader needs even when they do not vary (they define the experiment)
 ALWAYS_SHOWN = ("dataset", "model", "depth", "width", "method", "epochs", "optimizer", "lr", "batch_size", "weight_dist", "keep_fraction", "val_fraction")
@@ -253,15 +254,15 @@ def write_scaling_report(analysis: ScalingAnalysis, out_dir: str | Path, *, swee
 
 def joint_law(trials: pd.DataFrame | None, analysis: ScalingAnalysis) -> ScalingAnalysis | None:
     """When both width and depth vary: one law per group across both, in active parameters."""
-    if trials is None or analysis.x not in ("width", "depth") or not {"width", "depth", "params_active"} <= set(trials.columns):
+    if trials is None or analysis.x not in ("width", "depth") or not {"width", "depth", PARAMS_ACTIVE} <= set(trials.columns):
         return None
     used = trials[trials["trial_id"].isin(analysis.points["trial_id"])] if "trial_id" in trials.columns else trials
-    if used["width"].nunique() < 2 or used["depth"].nunique() < 2 or used["params_active"].isna().all():
+    if used["width"].nunique() < 2 or used["depth"].nunique() < 2 or used[PARAMS_ACTIVE].isna().all():
         return None
     chosen = analysis.keys[: len(analysis.keys) - len(analysis.auto_split)]  # the user's groups
     by = [k for k in chosen if k not in ("width", "depth")]
     try:
-        return analyze_scaling(used, x="params_active", by=by or ["method"], metric=analysis.metric, ci=analysis.ci)
+        return analyze_scaling(used, x=PARAMS_ACTIVE, by=by or ["method"], metric=analysis.metric, ci=analysis.ci)
     except ConfigError:
         return None
 

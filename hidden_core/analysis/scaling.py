@@ -53,12 +53,16 @@ from hidden_core.records import (
     DIVERGED,
     EARLY_LOSS_PEAK,
     HEALTH_FLAGS,
+    PARAMS_ACTIVE,
+    PARAMS_LEARNED,
+    PARAMS_TOTAL,
+    TRAIN_ACC,
 )
 
 DENSE = REFERENCE  # the trained dense network of every gap and ratio (its registry line says reference)
 BARE_LABELS = frozenset({"method", "model_name"})  # values that name themselves: "dense", not "method=dense"
 # axes a saturating power law of the error makes sense against: the error falls as they grow
-SIZE_AXES = frozenset({"width", "depth", "mlp_units", "epochs", "params_total", "params_active", "params_learned"})
+SIZE_AXES = frozenset({"width", "depth", "mlp_units", "epochs", PARAMS_TOTAL, PARAMS_ACTIVE, PARAMS_LEARNED})
 # config fields that move a statistic such as params_active: with a statistic on the x axis
 # they are the axis, not a reason to split the groups
 STATISTIC_DRIVERS = ("width", "depth", "mlp_units", "keep_fraction", "penalty", "supermask_init_keep", "train_output_layer")
@@ -193,7 +197,7 @@ def _select(trials: pd.DataFrame, x: str, by: Sequence[str], metric: str, select
     select_by = select_by or selection_column(metric)
     points = (best_by_validation(rows, [*keys, x, "seed"], select_by) if select_by in rows.columns else rows.drop_duplicates([*keys, x, "seed"])).copy()
     points["label"] = _labels(points, by, split)
-    columns = ["label", *keys, x, "seed", metric] + [c for c in ("trial_id", "dataset", "status", HEALTH_FLAGS, EARLY_LOSS_PEAK, DEAD_UNITS_MAX, "train_acc") if c in points.columns]
+    columns = ["label", *keys, x, "seed", metric] + [c for c in ("trial_id", "dataset", "status", HEALTH_FLAGS, EARLY_LOSS_PEAK, DEAD_UNITS_MAX, TRAIN_ACC) if c in points.columns]
     points = points[list(dict.fromkeys(columns))]
     order = sorted(points["label"].unique(), key=lambda lab: (not lab.startswith(DENSE), natural_key(lab)))
     points["label"] = pd.Categorical(points["label"], categories=order, ordered=True)
@@ -224,7 +228,7 @@ def analyze_scaling(trials: pd.DataFrame, *, x: str = "width", by: Sequence[str]
         raise ConfigError([f"by: {x!r} is the x axis; group by other columns"])
     points, split, excluded = _select(trials, x, by, metric, select_by)
     if points[x].nunique() < 2:
-        others = [c for c in ("width", "depth", "keep_fraction", "params_active") if c != x and c in trials.columns and trials[c].nunique() > 1]
+        others = [c for c in ("width", "depth", "keep_fraction", PARAMS_ACTIVE) if c != x and c in trials.columns and trials[c].nunique() > 1]
         hint = f" (varying: {', '.join(others)}; try --x {others[0]})" if others else ""
         raise ConfigError([f"x: every selected trial has {x} = {points[x].iloc[0]:g}; nothing to scale over{hint}"])
     keys = [*by, *split]

@@ -22,6 +22,7 @@ from hidden_core.cli.results_cmd import (
     split_names,
 )
 from hidden_core.config import ConfigError
+from hidden_core.records import DENSITY, TEST_ACC
 from hidden_core.store import TRIAL_READ_SCHEMA, ResultStore
 
 
@@ -152,7 +153,7 @@ def cmd_lottery(args: argparse.Namespace) -> int:
     health = health_lines(lottery_health(trials, others), ["cell"])
     (out / "lottery.md").write_text(f"# Lottery curve: {args.sweep}\n\n![lottery curve](lottery.png)\n\n{text}\n\nPoints: `lottery_points.csv`.\n\n{health_markdown(health)}")
     for line, group in points.groupby("line", sort=False):
-        print(f"{line}: " + ", ".join(f"{d:.4g}: {100 * m:.1f}% (n={n})" for d, m, n in zip(group["density"], group["mean"], group["n"], strict=True)))
+        print(f"{line}: " + ", ".join(f"{d:.4g}: {100 * m:.1f}% (n={n})" for d, m, n in zip(group[DENSITY], group["mean"], group["n"], strict=True)))
     print("\n".join(health))
     print(f"{note or 'as selected'}")
     print(f"wrote lottery_points.csv, lottery.md, {', '.join(p.name for p in paths)} to {out}")
@@ -227,7 +228,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("curves", help="learning curves from the epochs table: mean +- std over seeds per group", description="Draw a metric against epoch, one line per group (mean over seeds, band +-1 std), from the epochs table.")
     p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
-    p.add_argument("--metric", default="test_acc", help="epoch column: test_acc, val_acc, train_acc, train_loss, lr (default test_acc)")
+    p.add_argument("--metric", default=TEST_ACC, help="epoch column: test_acc, val_acc, train_acc, train_loss, lr (default test_acc)")
     p.add_argument("--by", nargs="+", metavar="COL", help="group columns (default method); other config fields that vary are split automatically")
     p.add_argument("--where", metavar="EXPR", help="filter trials first")
     p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<sweep>/analysis/curves)")

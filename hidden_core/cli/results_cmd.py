@@ -10,7 +10,14 @@ import pandas as pd
 
 from hidden_core.analysis.metrics import FINAL_TEST_METRIC, metric_label, selection_column
 from hidden_core.config import ConfigError
-from hidden_core.records import SUBNET_FILE, TEST_METRIC
+from hidden_core.records import (
+    COMPLETED,
+    EPOCHS_RUN,
+    SUBNET_FILE,
+    TEST_ACC_AT_BEST_VAL,
+    TEST_METRIC,
+    TRAIN_SECONDS,
+)
 from hidden_core.store import (
     CONFIG_COLUMNS,
     TRIAL_READ_SCHEMA,
@@ -25,7 +32,7 @@ FORMATS = ("table", "csv", "json", "parquet")
 # The test metric a table shows (records.TEST_METRIC unless --metric asks for the final
 # epoch's), always beside the validation accuracy it was selected by.
 SHOWN_TEST_METRICS = (TEST_METRIC, FINAL_TEST_METRIC)
-SHOWN_METRICS = ["epochs_run", "train_seconds"]
+SHOWN_METRICS = [EPOCHS_RUN, TRAIN_SECONDS]
 
 
 def shown_metric(metric: str) -> list[str]:
@@ -71,7 +78,7 @@ def load_selection(store: ResultStore, sweep: str, where: str | None, *, complet
     trials = store.load_trials(sweep, where=where)
     note = ""
     if completed_only and not (where and "status" in where):
-        trials = trials[trials["status"] == "completed"]
+        trials = trials[trials["status"] == COMPLETED]
         note = "completed trials only (mention status in --where to include others)"
     if trials.empty:
         statuses = store.load_trials(sweep, columns=["status"])["status"].value_counts().to_dict()
@@ -272,7 +279,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("sweep", metavar="SWEEP", help="sweep name (see `hidden results list`)")
     p.add_argument("--by", nargs="+", required=True, metavar="COL", help="group columns, e.g. method width")
     p.add_argument("--metric", default=selection_column(TEST_METRIC), help=f"chosen by (default {selection_column(TEST_METRIC)}: never select on test; `subnet export --best` chooses the same way)")
-    p.add_argument("--report", nargs="+", default=["test_acc_at_best_val"], metavar="COL", help="reported for the chosen trial, metrics also as cell_<metric>_mean, the mean over its cell's seeds (cell: every config axis but seed and searched ones; one value per seed, with a search that seed's sample of best validation; cell_seeds counts them) (default test_acc_at_best_val: test accuracy at the best-validation epoch)")
+    p.add_argument("--report", nargs="+", default=[TEST_ACC_AT_BEST_VAL], metavar="COL", help="reported for the chosen trial, metrics also as cell_<metric>_mean, the mean over its cell's seeds (cell: every config axis but seed and searched ones; one value per seed, with a search that seed's sample of best validation; cell_seeds counts them) (default test_acc_at_best_val: test accuracy at the best-validation epoch)")
     p.add_argument("--where", metavar="EXPR", help="filter the trials first, e.g. \"width >= 1\"")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--output", metavar="FILE", help="write here instead of stdout")

@@ -16,9 +16,19 @@ import sys
 from hidden_core.analysis.metrics import selection_column
 from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
 from hidden_core.config import ConfigError
-from hidden_core.records import TEST_METRIC
+from hidden_core.records import (
+    BEST_EPOCH,
+    BEST_VAL_ACC,
+    CHANGED_FRACTION,
+    DENSITY,
+    EPOCHS_RUN,
+    TEST_ACC,
+    TEST_ACC_AT_BEST_VAL,
+    TEST_METRIC,
+    VAL_ACC,
+)
 
-ROW_METRICS = ("val_acc", "test_acc", "best_val_acc", "best_epoch", "test_acc_at_best_val", "epochs_run", "density", "changed_fraction")
+ROW_METRICS = (VAL_ACC, TEST_ACC, BEST_VAL_ACC, BEST_EPOCH, TEST_ACC_AT_BEST_VAL, EPOCHS_RUN, DENSITY, CHANGED_FRACTION)
 
 
 def _trial_row(store, sweep: str, trial_id: str | None, best: bool, where: str | None, metric: str):
@@ -56,7 +66,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     with store.local_copy(source, suffix=".safetensors") as local:
         target = update_metadata(local, args.output, sweep=args.sweep, status=str(row["status"]), metrics=metrics,
                                  cell_id=_plain(row.get("cell_id")))
-    print(f"exported trial {row['trial_id']} of {args.sweep} (status {row['status']}, val {metrics.get('val_acc')}, test {metrics.get('test_acc')}) to {target}")
+    print(f"exported trial {row['trial_id']} of {args.sweep} (status {row['status']}, val {metrics.get(VAL_ACC)}, test {metrics.get(TEST_ACC)}) to {target}")
     return 0
 
 
@@ -106,19 +116,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     evaluator = Evaluator(f, device=args.device, data_root=args.data_root)
     accuracy = evaluator.accuracy(materialize(f, evaluator.device))
     stored = f.metrics
-    same = all(stored.get(k) == accuracy[k] for k in ("val_acc", "test_acc")) if stored else None
+    same = all(stored.get(k) == accuracy[k] for k in (VAL_ACC, TEST_ACC)) if stored else None
     report = {"file": args.file, "trial_id": f.config.trial_id, "method": f.config.method, "device": str(evaluator.device),
-              "stored_device": f.run.get("device"), **accuracy, "stored_val_acc": stored.get("val_acc"),
-              "stored_test_acc": stored.get("test_acc"), "matches_stored": same}
+              "stored_device": f.run.get("device"), **accuracy, "stored_val_acc": stored.get(VAL_ACC),
+              "stored_test_acc": stored.get(TEST_ACC), "matches_stored": same}
     if args.json:
         from hidden_core.strict_json import dumps
 
         print(dumps(report))
         return 0
-    print(f"{f.config.method} trial {f.config.trial_id} on {evaluator.device}: val {accuracy['val_acc']:.4f}  test {accuracy['test_acc']:.4f}")
+    print(f"{f.config.method} trial {f.config.trial_id} on {evaluator.device}: val {accuracy[VAL_ACC]:.4f}  test {accuracy[TEST_ACC]:.4f}")
     if stored:
         verdict = "reproduced exactly" if same else "DIFFERENT"
-        print(f"stored (on {f.run.get('device')}): val {stored.get('val_acc')}  test {stored.get('test_acc')}: {verdict}")
+        print(f"stored (on {f.run.get('device')}): val {stored.get(VAL_ACC)}  test {stored.get(TEST_ACC)}: {verdict}")
     return 0
 
 

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from hidden_core.config import ConfigError
+from hidden_core.records import COMPLETED, DIVERGED, FAILED, PRUNED
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -117,7 +118,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     else:
         print(
             f"sweep {spec.name}: ran {len(report.trials)} trials in {report.wall_seconds:.0f}s "
-            f"(completed {counts['completed']}, pruned {counts['pruned']}, diverged {counts['diverged']}, failed {counts['failed']}); "
+            f"(completed {counts[COMPLETED]}, pruned {counts[PRUNED]}, diverged {counts[DIVERGED]}, failed {counts[FAILED]}); "
             f"{report.skipped} were already done"
             + (f", {report.resumed} resumed from their checkpoints" if report.resumed else "")
             + f"; results in {store.uri}/{spec.name}"
@@ -172,8 +173,8 @@ def status_cmd(args: argparse.Namespace) -> int:
     counts, outside = planned_counts(plan, frame)
     print(
         f"sweep {spec.name}: {plan.total} trials planned = {todo.skipped} final "
-        f"(completed {counts.get('completed', 0)}, pruned {counts.get('pruned', 0)}, diverged {counts.get('diverged', 0)}) "
-        f"+ {todo.count} still to run" + (f" ({counts['failed']} of them failed before)" if counts.get("failed") else "")
+        f"(completed {counts.get(COMPLETED, 0)}, pruned {counts.get(PRUNED, 0)}, diverged {counts.get(DIVERGED, 0)}) "
+        f"+ {todo.count} still to run" + (f" ({counts[FAILED]} of them failed before)" if counts.get(FAILED) else "")
     )
     if outside:
         print(f"  ({outside} more trials in the store are not in the spec: another version of it, or extra samples; the tables below include them)")
@@ -277,7 +278,7 @@ def _print_tables(store: Any, sweep: str) -> None:
     health = health_lines(frame)
     if health:
         print("\n" + "\n".join(health))
-    failed = frame[frame["status"] == "failed"]
+    failed = frame[frame["status"] == FAILED]
     for _, row in failed.head(5).iterrows():
         first = str(row["error"] or "").strip().splitlines()[:1]
         print(f"failed {row['trial_id']} ({row['method']}, width {row['width']:g}): {first[0] if first else '(no error text)'}")

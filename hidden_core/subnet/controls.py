@@ -35,7 +35,14 @@ import pandas as pd
 
 from hidden_core.catalog import CATALOG, controls_of
 from hidden_core.config import ConfigError
-from hidden_core.records import CONTROLLED_METHODS, DRAWN_CONTROLS, FOUND
+from hidden_core.records import (
+    CONTROLLED_METHODS,
+    DENSITY,
+    DRAWN_CONTROLS,
+    FOUND,
+    TEST_ACC,
+    VAL_ACC,
+)
 from hidden_core.subnet.fileformat import SubnetFile
 
 FRESH_SEED_OFFSET = 10_000  # fresh weights use seed + 10_000 + draw: never the trial's own seed
@@ -92,15 +99,15 @@ def control_states(f: SubnetFile, control: str, rng: np.random.Generator, start:
 
 
 def _summary(name: str, description: str, accuracies: list[dict[str, float]]) -> dict:
-    test = np.array([a["test_acc"] for a in accuracies])
-    val = np.array([a["val_acc"] for a in accuracies])
-    row = {"control": name, "description": description, "draws": len(test), "val_acc": val.mean(), "test_acc": test.mean(),
+    test = np.array([a[TEST_ACC] for a in accuracies])
+    val = np.array([a[VAL_ACC] for a in accuracies])
+    row = {"control": name, "description": description, "draws": len(test), VAL_ACC: val.mean(), TEST_ACC: test.mean(),
            "test_acc_std": test.std(ddof=1) if len(test) > 1 else math.nan, "test_acc_ci_low": math.nan, "test_acc_ci_high": math.nan}
     if len(test) > 1:
         from scipy import stats
 
         half = stats.t.ppf(0.975, len(test) - 1) * row["test_acc_std"] / math.sqrt(len(test))
-        row["test_acc_ci_low"], row["test_acc_ci_high"] = row["test_acc"] - half, row["test_acc"] + half
+        row["test_acc_ci_low"], row["test_acc_ci_high"] = row[TEST_ACC] - half, row[TEST_ACC] + half
     return row
 
 
@@ -166,7 +173,7 @@ def run_controls(f: SubnetFile, evaluator, draws: int = 5, seed: int | None = No
     unit = "flips" if kind == "sign" else "mask"
     descriptions = {
         FOUND: "the stored subnetwork",
-        "random": f"random {unit} at each layer's found {'flip fraction' if kind == 'sign' else 'density'}",
+        "random": f"random {unit} at each layer's found {'flip fraction' if kind == 'sign' else DENSITY}",
         "shuffled": f"found {unit} permuted within each output unit",
         "fresh": f"found {'signs on fresh magnitudes' if kind == 'sign' else 'mask on fresh weights'} (same distribution, another seed)",
         "initial": "the initial network, no sign flipped",

@@ -11,6 +11,7 @@ from torch import nn
 
 from hidden_core.config import make_run_options
 from hidden_core.data import DataSplits, DeviceData, load_data
+from hidden_core.records import TEST_ACC, VAL_ACC
 from hidden_core.subnet.fileformat import SubnetFile
 from hidden_core.training import evaluate, resolve_device
 
@@ -35,7 +36,7 @@ class Evaluator:
     def accuracy(self, model: nn.Module) -> dict[str, float]:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         val, test = evaluate(self.prepare(model), self.loader, ("val", "test"), self.run.eval_batch_size, self.channels_last, autocast)
-        return {"val_acc": val, "test_acc": test}
+        return {VAL_ACC: val, TEST_ACC: test}
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, model: nn.Module, batch_size: int) -> nn.Module:

@@ -27,9 +27,12 @@ from typing import Any
 from hidden_core import paths
 from hidden_core.config import TrialConfig
 from hidden_core.records import (
+    BEST_VAL_ACC,
     COMPLETED,
+    DIVERGED_EPOCH,
     EPOCH,
     EPOCH_FIELDS,
+    EPOCHS_RUN,
     FAILED,
     FINAL_STATUSES,
     HEALTH_FLAGS,
@@ -40,7 +43,13 @@ from hidden_core.records import (
     REPORT_FINAL,
     RUN_INFO_FIELDS,
     SUBNET_FILE,
+    TEST_ACC,
+    TEST_ACC_AT_BEST_VAL,
+    TRAIN_ACC,
+    TRAIN_LOSS,
+    TRAIN_SECONDS,
     TRIAL_BRANCHES,
+    VAL_ACC,
 )
 from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec
 from hidden_core.store import ResultStore
@@ -162,9 +171,9 @@ class SweepRuntime:
                 return s.best_val_acc
         if trial_id in self.final_ids:
             with contextlib.suppress(Exception):
-                frame = self.store.load_trials(self.spec.name, where=f"trial_id == '{trial_id}'", columns=["best_val_acc"])
-                if len(frame) and math.isfinite(frame["best_val_acc"].iloc[0]):
-                    return float(frame["best_val_acc"].iloc[0])
+                frame = self.store.load_trials(self.spec.name, where=f"trial_id == '{trial_id}'", columns=[BEST_VAL_ACC])
+                if len(frame) and math.isfinite(frame[BEST_VAL_ACC].iloc[0]):
+                    return float(frame[BEST_VAL_ACC].iloc[0])
         return None
 
     def _suggestion(self, config: TrialConfig, trial_id: str, cell: str, number: int | None, params: dict[str, Any]) -> dict[str, Any]:
@@ -333,8 +342,8 @@ class SweepRuntime:
                 log.warning("could not keep the subnet file or delete the checkpoint of trial %s: %s", rec.trial_id, err)
         summary = TrialSummary(
             trial_id=rec.trial_id, method=rec.config.get("method", "?"), width=float(rec.config.get("width", float("nan"))),
-            status=status, epochs_run=int(row.get("epochs_run") or 0), train_seconds=float(row.get("train_seconds") or 0.0),
-            best_val_acc=row.get("best_val_acc"), test_acc_at_best_val=row.get("test_acc_at_best_val"),
+            status=status, epochs_run=int(row.get(EPOCHS_RUN) or 0), train_seconds=float(row.get(TRAIN_SECONDS) or 0.0),
+            best_val_acc=row.get(BEST_VAL_ACC), test_acc_at_best_val=row.get(TEST_ACC_AT_BEST_VAL),
             node=row.get("node"), started_at=rec.info.get("started_at"), finished_at=time.time(),
             resumed_from_epoch=int(rec.info.get("resumed_from") or 0), health_flags=row.get(HEALTH_FLAGS),
             run=rec.ray_id.split("/", 1)[0],  # seed_key: '<run>/<trial_id>'
@@ -355,8 +364,8 @@ class SweepRuntime:
         else:
             metrics = _metrics_from_epochs(epochs)
         row.update(metrics)
-        if row.get("diverged_epoch") is not None and isinstance(row["diverged_epoch"], float):
-            row["diverged_epoch"] = None if math.isnan(row["diverged_epoch"]) else int(row["diverged_epoch"])
+        if row.get(DIVERGED_EPOCH) is not None and isinstance(row[DIVERGED_EPOCH], float):
+            row[DIVERGED_EPOCH] = None if math.isnan(row[DIVERGED_EPOCH]) else int(row[DIVERGED_EPOCH])
         source = final or rec.final or {}
         for key in RUN_INFO_FIELDS:
             row[key] = source.get(key) or rec.info.get(key)
@@ -369,19 +378,19 @@ class SweepRuntime:
 def _metrics_from_epochs(epochs: list[dict[str, Any]]) -> dict[str, Any]:
     """Metrics of a trial that did not finish (pruned, failed): from its epoch rows; a lottery
     trial's from its latest ticket level, as a finished one's row (hidden_core/lottery.py)."""
-    out: dict[str, Any] = {"epochs_run": len(epochs), "train_seconds": float(sum(e.get("seconds") or 0.0 for e in epochs))}
+    out: dict[str, Any] = {EPOCHS_RUN: len(epochs), TRAIN_SECONDS: float(sum(e.get("seconds") or 0.0 for e in epochs))}
     own = [e for e in epochs if e.get("branch") in TRIAL_BRANCHES]
     if own and own[-1].get("level") is not None:
         own = [e for e in own if e.get("level") == own[-1]["level"]]
     if not own:
         return out
     last = own[-1]
-    scored = [e for e in own if e.get("val_acc") is not None and math.isfinite(e["val_acc"])]
-    best = max(scored, key=lambda e: e["val_acc"]) if scored else None
+    scored = [e for e in own if e.get(VAL_ACC) is not None and math.isfinite(e[VAL_ACC])]
+    best = max(scored, key=lambda e: e[VAL_ACC]) if scored else None
     out.update(
-        val_acc=last.get("val_acc"), test_acc=last.get("test_acc"), train_loss=last.get("train_loss"), train_acc=last.get("train_acc"),
-        best_val_acc=best["val_acc"] if best else None, best_epoch=best["epoch"] if best else None,
-        test_acc_at_best_val=best["test_acc"] if best else None,
+        val_acc=last.get(VAL_ACC), test_acc=last.get(TEST_ACC), train_loss=last.get(TRAIN_LOSS), train_acc=last.get(TRAIN_ACC),
+        best_val_acc=best[VAL_ACC] if best else None, best_epoch=best[EPOCH] if best else None,
+        test_acc_at_best_val=best[TEST_ACC] if best else None,
     )
     return out
 

@@ -36,7 +36,16 @@ import pandas as pd
 
 from hidden_core.analysis.metrics import selection_column
 from hidden_core.analysis.tables import cell_axes, describe_pooled, one_per_seed
-from hidden_core.records import TEST_METRIC
+from hidden_core.records import (
+    BEST_VAL_ACC,
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    PRUNED,
+    TEST_METRIC,
+    TRAIN_SECONDS,
+    VAL_ACC,
+)
 from hidden_core.spec import SweepSpec
 
 LINE_WIDTH = 100
@@ -84,7 +93,7 @@ class Progress:
         print(text, file=self.out, flush=True)
 
     def on_epoch(self, ray_id: str, record: Any, result: dict[str, Any]) -> None:
-        value = result.get("val_acc")
+        value = result.get(VAL_ACC)
         method = record.config.get("method", "?")
         if isinstance(value, float) and math.isfinite(value) and value > self.best.get(method, -1.0):
             self.best[method] = value
@@ -158,7 +167,7 @@ def _duration(summary: Any) -> float | None:
     started, finished = getattr(summary, "started_at", None), getattr(summary, "finished_at", None)
     if started is not None and finished is not None and finished >= started:
         return float(finished - started)
-    seconds = getattr(summary, "train_seconds", None)
+    seconds = getattr(summary, TRAIN_SECONDS, None)
     return float(seconds) if seconds is not None and math.isfinite(seconds) and seconds > 0 else None
 
 
@@ -301,7 +310,7 @@ def status_line(*, name: str, elapsed_s: float, done: int, total: int, eta_s: fl
         queue = f"left {max(0, total - done)}"
     else:
         queue = f"run {running} wait {max(0, total - done - running)}"
-    ended = " ".join(f"{short} {counts[status]}" for status, short in (("pruned", "prun"), ("failed", "fail"), ("diverged", "div"))
+    ended = " ".join(f"{short} {counts[status]}" for status, short in ((PRUNED, "prun"), (FAILED, "fail"), (DIVERGED, "div"))
                      if counts.get(status))
     head_tail = f" {done}/{total} {percent} ETA {eta} | {queue}" + (f" | {ended}" if ended else "")
     stamp = f"[{_elapsed(elapsed_s):>6}] "
@@ -348,9 +357,9 @@ def store_line(name: str, frame: pd.DataFrame, planned: int, final: int, left: i
             elapsed = max(0.0, (max(ends) if left == 0 else now) - min(starts))
     counts = frame["status"].value_counts().to_dict() if "status" in frame else {}
     best: dict[str, float] = {}
-    if not frame.empty and "best_val_acc" in frame:
-        scored = frame[frame["status"].isin(("completed", "pruned"))].dropna(subset=["best_val_acc"])
-        best = {str(m): float(v) for m, v in scored.groupby("method")["best_val_acc"].max().items()}
+    if not frame.empty and BEST_VAL_ACC in frame:
+        scored = frame[frame["status"].isin((COMPLETED, PRUNED))].dropna(subset=[BEST_VAL_ACC])
+        best = {str(m): float(v) for m, v in scored.groupby("method")[BEST_VAL_ACC].max().items()}
     return status_line(name=name, elapsed_s=elapsed, done=final, total=planned,
                        eta_s=eta_seconds(durations, left, 0, concurrency), running=None,
                        counts=counts, best=best, width=width)
@@ -383,26 +392,26 @@ def method_summary(frame: pd.DataFrame) -> pd.DataFrame:
     analyze` reports too); the mean training seconds per trial. It pools every other axis:
     summary_title says which."""
     if frame.empty:
-        return pd.DataFrame(columns=["method", "trials", "completed", "pruned", "diverged", "failed", "best_val_acc", TEST_METRIC, f"{TEST_METRIC}_std", "train_s_mean"])
-    scored_all = one_per_seed(frame[frame["status"] == "completed"], selection_column(TEST_METRIC))
+        return pd.DataFrame(columns=["method", "trials", COMPLETED, PRUNED, DIVERGED, FAILED, BEST_VAL_ACC, TEST_METRIC, f"{TEST_METRIC}_std", "train_s_mean"])
+    scored_all = one_per_seed(frame[frame["status"] == COMPLETED], selection_column(TEST_METRIC))
     rows = []
     for method, group in frame.groupby("method", sort=True):
         scored = scored_all[scored_all["method"] == method]
         rows.append({
             "method": method,
             "trials": len(group),
-            **{s: int((group["status"] == s).sum()) for s in ("completed", "pruned", "diverged", "failed")},
-            "best_val_acc": scored["best_val_acc"].mean(),
+            **{s: int((group["status"] == s).sum()) for s in (COMPLETED, PRUNED, DIVERGED, FAILED)},
+            BEST_VAL_ACC: scored[BEST_VAL_ACC].mean(),
             TEST_METRIC: scored[TEST_METRIC].mean(),
             f"{TEST_METRIC}_std": scored[TEST_METRIC].std(),
-            "train_s_mean": group["train_seconds"].mean(),
+            "train_s_mean": group[TRAIN_SECONDS].mean(),
         })
     return pd.DataFrame(rows)
 
 
 def summary_title(frame: pd.DataFrame) -> str:
     """The header of method_summary: what it averages and which axes it pools."""
-    done = frame[frame["status"] == "completed"] if not frame.empty else frame
+    done = frame[frame["status"] == COMPLETED] if not frame.empty else frame
     pooled = describe_pooled(done, ["method"]) if not done.empty else "no completed trials"
     return f"per method (completed trials, one per cell and seed: mean best_val_acc, mean and std of {TEST_METRIC}; {pooled}):"
 
@@ -410,7 +419,7 @@ def summary_title(frame: pd.DataFrame) -> str:
 def width_axes(frame: pd.DataFrame) -> list[str]:
     """The row axes of width_table: method and every other grid axis that varies among the
     completed trials (width is the columns, seed the count, searched axes are selected)."""
-    done = frame[frame["status"] == "completed"] if not frame.empty else frame
+    done = frame[frame["status"] == COMPLETED] if not frame.empty else frame
     grid, _ = cell_axes(done) if not done.empty else ([], [])
     return ["method", *[c for c in grid if c not in ("method", "width")]]
 
@@ -419,7 +428,7 @@ def width_table(frame: pd.DataFrame, value: str = TEST_METRIC) -> pd.DataFrame:
     """Mean `value` of completed trials per row (method and every other grid axis that
     varies: width_axes) and width (columns): 'mean±std (n)' over n seeds, one value per seed
     (with a search, the sample validation chooses)."""
-    done = frame[frame["status"] == "completed"]
+    done = frame[frame["status"] == COMPLETED]
     if done.empty:
         return pd.DataFrame()
     rows = one_per_seed(done, selection_column(value)).dropna(subset=[value])

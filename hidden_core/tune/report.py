@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hidden_core.records import FINAL_STATUSES as FINAL
-from hidden_core.records import STATUSES
+from hidden_core.records import STATUSES, TRAIN_SECONDS
 
 
 @dataclass
@@ -74,7 +74,7 @@ class SweepReport:
             "resumed": self.resumed, "concurrency": self.concurrency, "wall_seconds": self.wall_seconds,
             "startup_seconds": self.startup_seconds, "fit_seconds": self.fit_seconds, "counts": self.counts,
             "health_flagged": len(self.flagged),
-            "train_seconds": self.train_seconds, "efficiency": self.efficiency, "unfinished": self.unfinished,
+            TRAIN_SECONDS: self.train_seconds, "efficiency": self.efficiency, "unfinished": self.unfinished,
             **({"controls": vars(self.controls)} if self.controls is not None else {}),
         }
 
