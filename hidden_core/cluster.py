@@ -24,7 +24,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

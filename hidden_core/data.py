@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from hidden_core.config import DATASET_INFO, ConfigError, RunOptions, TrialConfig
+from hidden_core.config import DATASET_INFO, RunOptions, TrialConfig
+from hidden_core.errors import ConfigError
 
 # Standard per-channel statistics of the training sets (pixels in [0, 1]).
 PIXEL_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {

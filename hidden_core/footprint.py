@@ -22,7 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hidden_core.config import ConfigError, TrialConfig
+from hidden_core.config import TrialConfig
+from hidden_core.errors import ConfigError
 
 BYTES_PER_PARAMETER = 24
 BYTES_PER_ACTIVATION = 8

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from hidden_core.config import ConfigError, clip
+from hidden_core.errors import ConfigError, clip
 
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32

@@ -34,7 +34,7 @@ from hidden_core.analysis.plots import (
     set_caption,
 )
 from hidden_core.analysis.scaling import _auto_split, _labels, chance_level
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import CONTROLS, FOUND, control_column
 
 SERIES: tuple[str, ...] = (FOUND, *CONTROLS)

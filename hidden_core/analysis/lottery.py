@@ -30,7 +30,7 @@ from hidden_core.analysis.plots import _legend, _ticks_at, method_color, series_
 from hidden_core.analysis.scaling import DENSE, _auto_split
 from hidden_core.analysis.tables import require_columns
 from hidden_core.catalog import CATALOG, LEVELS, TRAIN, methods_where
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import (
     ANALYZED_STATUSES,
     BEST_EPOCH,

@@ -32,7 +32,8 @@ from hidden_core.analysis.scaling import (
     extrapolation_check,
 )
 from hidden_core.analysis.tables import format_table
-from hidden_core.config import ConfigError, TrialConfig
+from hidden_core.config import TrialConfig
+from hidden_core.errors import ConfigError
 from hidden_core.records import PARAMS_ACTIVE
 
 # fields a reader needs even when they do not vary (they define the experiment)

@@ -44,9 +44,9 @@ from hidden_core.config import (
     DATASET_INFO,
     METHOD_FIELDS,
     METHOD_SPECIFIC_FIELDS,
-    ConfigError,
     TrialConfig,
 )
+from hidden_core.errors import ConfigError
 from hidden_core.records import (
     ANALYZED_STATUSES,  # diverged, pruned and failed rows are counted, not fitted
     DEAD_UNITS_MAX,

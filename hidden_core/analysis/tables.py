@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from hidden_core.analysis.metrics import best_by_validation, selection_column
-from hidden_core.config import ConfigError, TrialConfig
+from hidden_core.config import TrialConfig
+from hidden_core.errors import ConfigError
 from hidden_core.records import TEST_METRIC
 
 # what a summary averages by default: the selection metric and the one test metric

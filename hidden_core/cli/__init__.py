@@ -22,7 +22,7 @@ import importlib.metadata
 import re
 import sys
 
-from hidden_core.config import ConfigError, clip
+from hidden_core.errors import ConfigError, clip
 
 MAX_LINES = 50
 

@@ -21,7 +21,7 @@ from hidden_core.cli.results_cmd import (
     open_store,
     split_names,
 )
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import DENSITY, TEST_ACC
 from hidden_core.store import TRIAL_READ_SCHEMA, ResultStore
 

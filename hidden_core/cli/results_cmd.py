@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hidden_core.analysis.metrics import FINAL_TEST_METRIC, metric_label, selection_column
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import (
     COMPLETED,
     EPOCHS_RUN,

@@ -15,7 +15,7 @@ import sys
 
 from hidden_core.analysis.metrics import selection_column
 from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import (
     BEST_EPOCH,
     BEST_VAL_ACC,

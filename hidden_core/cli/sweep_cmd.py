@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import COMPLETED, DIVERGED, FAILED, PRUNED
 
 

@@ -19,13 +19,13 @@ from pydantic import BaseModel
 from hidden_core import strict_json
 from hidden_core.config import (
     DATASETS,
-    ConfigError,
     RunOptions,
     TrialConfig,
     from_command_line,
     make_config,
     make_run_options,
 )
+from hidden_core.errors import ConfigError
 from hidden_core.strict_yaml import load_yaml_file
 
 MODEL_FIELDS = ("dataset", "model", "method", "width", "depth", "mlp_units", "mlp_layer_units", "norm", "keep_fraction", "weight_dist", "scale_fan", "seed", "train_output_layer", "supermask_init_keep")

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from hidden_core.catalog import CATALOG, controls_of
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import (
     CONTROLLED_METHODS,
     DENSITY,

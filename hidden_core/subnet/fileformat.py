@@ -40,7 +40,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hidden_core import paths
-from hidden_core.config import ConfigError, TrialConfig, make_config
+from hidden_core.config import TrialConfig, make_config
+from hidden_core.errors import ConfigError
 
 # Memory budget (docs/subnetworks.md): a file's tensors, and the network its config builds,
 # must fit in this many GiB ($HIDDEN_SUBNET_MEMORY_GB) or the file is refused (exit 2) before

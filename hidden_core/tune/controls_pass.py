@@ -25,7 +25,7 @@ from typing import Any
 
 from hidden_core import paths
 from hidden_core.catalog import CATALOG, controls_of
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import CONTROLLED_METHODS, FINAL_STATUSES
 from hidden_core.spec import SweepSpec
 from hidden_core.store import ResultStore

@@ -47,7 +47,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from hidden_core import paths
-from hidden_core.config import ConfigError, clip
+from hidden_core.errors import ConfigError, clip
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import math
 import os
 from typing import Any
 
-from hidden_core.config import ConfigError
+from hidden_core.errors import ConfigError
 from hidden_core.records import (
     BEST_EPOCH,
     BEST_VAL_ACC,
