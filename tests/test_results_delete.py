@@ -172,7 +172,7 @@ def test_an_interrupted_local_delete_leaves_an_invisible_tombstone_the_next_one_
 
 
 def test_object_store_delete_removes_the_trials_table_last(monkeypatch, capsys):
-    import hidden_core.store as store_module
+    import hidden_core.store.storage as storage
 
     root = f"memory://bucket/delete-{os.getpid()}-{time.time_ns()}"
     store = ResultStore(root, compact_every=None)
@@ -180,8 +180,8 @@ def test_object_store_delete_removes_the_trials_table_last(monkeypatch, capsys):
     _fill(store, "b")
     before = _snapshot(store, "b")
     order = []
-    real = store_module._delete_quietly
-    monkeypatch.setattr(store_module, "_delete_quietly", lambda fs, path: (order.append(path), real(fs, path)))
+    real = storage.delete_quietly
+    monkeypatch.setattr(storage, "delete_quietly", lambda fs, path: (order.append(path), real(fs, path)))
     assert _run(["results", "delete", "a", "--yes", "--results", root], monkeypatch) == 0
     kinds = ["trials" if "/a/trials/" in p else "marker" if p.endswith(paths.SWEEP_MARKER) else "other" for p in order]
     assert kinds.index("trials") == kinds.count("other") and "trials" in kinds  # every other file went first

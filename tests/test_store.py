@@ -170,7 +170,7 @@ def test_compaction_killed_before_deleting_inputs_loses_and_duplicates_nothing(t
     def killed(fs, path):
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr("hidden_core.store._delete_quietly", killed)
+    monkeypatch.setattr("hidden_core.store.storage.delete_quietly", killed)
     with pytest.raises(KeyboardInterrupt):
         store.compact("s")
     monkeypatch.undo()

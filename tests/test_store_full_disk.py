@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import errno
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
-import hidden_core.store as store_module
 from hidden_core.cli import main as cli_main
 from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
@@ -26,7 +26,7 @@ def _no_space(*args, **kwargs):
 
 def test_the_store_names_enospc_and_the_path_and_leaves_no_half_file(tmp_path, monkeypatch):
     store = ResultStore(tmp_path, compact_every=None)
-    monkeypatch.setattr(store_module.pq, "write_table", lambda data, where, **kw: (open(where, "wb").write(b"PAR1 half"), _no_space()))
+    monkeypatch.setattr(pq, "write_table", lambda data, where, **kw: (open(where, "wb").write(b"PAR1 half"), _no_space()))
     with pytest.raises(OSError) as caught:
         store.write_trial("s", {"trial_id": "t", "status": "failed"})
     assert caught.value.errno == errno.ENOSPC and "ENOSPC" in caught.value.strerror
@@ -41,7 +41,7 @@ def test_the_driver_stops_at_the_first_full_write(tmp_path, monkeypatch):
     runtime.load(plan_todo(spec, store))
     planned = spec.plan().trials[0]
     rec = TrialRecord(ray_id="r1", trial_id=planned.trial_id, cell_id=planned.cell_id, config=planned.config.model_dump())
-    monkeypatch.setattr(store_module.pq, "write_table", _no_space)
+    monkeypatch.setattr(pq, "write_table", _no_space)
     with pytest.raises(StoreFull) as stop:
         runtime.write(rec, "failed", error="boom")
     assert stop.value.exit_code == 2 and "ENOSPC" in stop.value.what() and "/full/" in stop.value.what()
