@@ -77,6 +77,10 @@ METRIC_FIELDS: tuple[str, ...] = (
     EPOCHS_RUN, DIVERGED_EPOCH, PARAMS_TOTAL, PARAMS_ACTIVE, PARAMS_LEARNED, CHANGED_FRACTION,
     DENSITY, TRAIN_SECONDS, SAMPLES_PER_SECOND, DISABLED_FEATURES, *HEALTH_FIELDS,
 )
+# Each metric's type, float unless named here: the store's trials columns are made from it and
+# training.TrialResult's annotations agree with it (tests/test_store_schema.py).
+METRIC_TYPES: dict[str, type] = {name: float for name in METRIC_FIELDS} | {HEALTH_FLAGS: str} | dict.fromkeys(
+    (BEST_EPOCH, EPOCHS_RUN, DIVERGED_EPOCH, PARAMS_TOTAL, PARAMS_ACTIVE, PARAMS_LEARNED), int)
 # The trials column naming a final trial's subnet file, relative to the results root
 # ('<sweep>/subnets/<trial_id>.safetensors', paths.subnet_file_name); null without a file.
 SUBNET_FILE = "subnet_file"

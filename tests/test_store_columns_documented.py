@@ -1,5 +1,5 @@
 """Every column a reader of the store gets is documented in results/README.md
-(hidden_core/store.py's schemas against the README's tables)."""
+(hidden_core/store/schema.py's schemas against the README's tables)."""
 
 import re
 from pathlib import Path

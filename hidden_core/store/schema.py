@@ -30,8 +30,7 @@ from hidden_core.records import (
     CONTROL_DRAWS_COLUMN,
     CONTROL_MEASURES,
     EPOCH_MEASURES,
-    HEALTH_FLAGS,
-    HEALTH_MEASURES,
+    METRIC_TYPES,
     STATUSES,
     SUBNET_FILE,
 )
@@ -43,7 +42,7 @@ _UTC_US = pa.timestamp("us", tz="UTC")
 
 
 def _arrow_type(annotation: Any) -> pa.DataType:
-    """Parquet type of a TrialConfig field, from its annotation (None-able means nullable)."""
+    """Parquet type of a TrialConfig field or a metric, from its annotation or type (None-able means nullable)."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Literal:
@@ -62,7 +61,7 @@ def _arrow_type(annotation: Any) -> pa.DataType:
     for python_type, arrow_type in ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64()), (str, pa.string())):
         if annotation is python_type:
             return arrow_type
-    raise TypeError(f"no Parquet column type for TrialConfig annotation {annotation!r}; extend store._arrow_type")
+    raise TypeError(f"no Parquet column type for the annotation {annotation!r}; extend _arrow_type in hidden_core/store/schema.py")
 
 
 def _fields(spec: str, arrow_type: pa.DataType) -> list[pa.Field]:
@@ -74,14 +73,7 @@ def _trial_schema() -> pa.Schema:
     return pa.schema(
         _fields("sweep trial_id cell_id status", pa.string())
         + config
-        + _fields("val_acc test_acc best_val_acc", pa.float64())
-        + _fields("best_epoch", pa.int64())
-        + _fields("test_acc_at_best_val train_loss train_acc", pa.float64())
-        + _fields("epochs_run diverged_epoch params_total params_active params_learned", pa.int64())
-        + _fields("changed_fraction density train_seconds samples_per_second", pa.float64())
-        + _fields("disabled_features", pa.float64())  # BN features with |gamma| < 0.01 (docs/methods.md)
-        + _fields(" ".join(HEALTH_MEASURES), pa.float64())  # training health (records.HEALTH_FIELDS); null in older rows
-        + _fields(HEALTH_FLAGS, pa.string())
+        + [pa.field(name, _arrow_type(kind)) for name, kind in METRIC_TYPES.items()]  # training health: null in older rows
         + _fields("device node", pa.string())
         + _fields(SUBNET_FILE, pa.string())  # the trial's subnet file, relative to the root (records.SUBNET_FILE)
         + _fields("started_at finished_at", _UTC_US)
