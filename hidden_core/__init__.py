@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "TrialConfig": "hidden_core.config",
     "RunOptions": "hidden_core.config",
-    "ConfigError": "hidden_core.config",
+    "ConfigError": "hidden_core.errors",
     "make_config": "hidden_core.config",
     "build_model": "hidden_core.methods",
     "train": "hidden_core.trial",
@@ -25,8 +25,9 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from hidden_core.config import ConfigError, RunOptions, TrialConfig, make_config
+    from hidden_core.config import RunOptions, TrialConfig, make_config
     from hidden_core.data import load_data
+    from hidden_core.errors import ConfigError
     from hidden_core.methods import build_model
     from hidden_core.subnet.state import load_subnetwork
     from hidden_core.training import EpochRecord, TrialResult

@@ -1,6 +1,6 @@
 """The Ray side of a sweep, one job per module:
 
-- runner: run_sweep, the run itself (spec -> lease -> Ray -> Tuner -> store)
+- runner: run_sweep, the run itself (spec -> lease -> Ray -> Tuner -> store), and SweepOptions
 - planning: what is left to run, from the store alone (no Ray); dry-run lines
 - lease: one live driver per sweep and store
 - ray_setup: the embedded local Ray (loopback, own temp dir) or joining a cluster
@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["run_sweep", "SweepReport"]
+__all__ = ["run_sweep", "SweepOptions", "SweepReport"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "run_sweep":
-        from hidden_core.tune.runner import run_sweep
+    if name in ("run_sweep", "SweepOptions"):
+        from hidden_core.tune import runner
 
-        return run_sweep
+        return getattr(runner, name)
     if name == "SweepReport":
         from hidden_core.tune.report import SweepReport
 

@@ -2,6 +2,7 @@
 
     report = run_sweep("sweeps/quickstart.yaml", "results")             # embedded local Ray
     report = run_sweep(spec, "s3://bucket/results", address="auto")     # an existing cluster
+    report = run_sweep(spec, "results", options=SweepOptions(num_cpus=2, progress=False))
 
 Flow of one run:
 1. Validate the spec and expand it (every problem at once, nothing started).
@@ -25,6 +26,7 @@ checkpoint goes. A killed driver loses at most the epochs since the last checkpo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -48,29 +50,17 @@ log = logging.getLogger(__name__)
 TUNE_EXPERIMENT = "experiment"
 
 
-def run_sweep(
-    spec: SweepSpec | str | os.PathLike[str],
-    results_root: str | os.PathLike[str] | None = None,
-    address: str | None = None,
-    *,
-    study_storage: str | None = None,
-    progress: bool | Any = True,
-    skip_resource_check: bool = False,
-    max_concurrent: int | None = None,
-    num_cpus: int | None = None,
-    train_fn: Callable[..., Any] | None = None,
-    report_every_s: float | None = None,
-    keep_ray: bool = False,
-    callbacks: Sequence[Any] = (),
-    out: Any = None,
-) -> SweepReport:
-    """Run every trial of `spec` that the store does not hold as final yet; return what
-    happened.
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    """How one run_sweep call runs a spec (the spec says what runs): where, how fast, what it
+    prints. Frozen; run_sweep's keyword arguments are these fields.
 
     - `address`: a Ray cluster ('auto', 'ray://host:10001', 'host:6379'); None starts an
       embedded local Ray (`num_cpus` limits it) that ignores RAY_ADDRESS and Ray's address file.
     - `study_storage`: Optuna storage URL for the per-cell studies (default: the spec's
       `study_storage`, else SQLite next to the store).
+    - `progress`: print the progress line (True), not (False), or a Progress object to use.
+    - `skip_resource_check`: do not refuse a spec whose trial no node can hold.
     - `max_concurrent`: overrides the spec's max_concurrent.
     - `train_fn`: replaces the core train (same signature) - for tests and benchmarks.
     - `report_every_s`: overrides the spec's report_every_s (seconds between a trial's
@@ -78,18 +68,54 @@ def run_sweep(
     - `keep_ray`: leave a Ray this call started running afterwards (benchmarks running
       several sweeps in one process).
     - `callbacks`: more Tune callbacks (e.g. experiment trackers), after the sweep's own.
+    - `out`: where the progress and the controls pass print (default: sys.stdout at the call).
+    """
+
+    address: str | None = None
+    study_storage: str | None = None
+    progress: bool | Any = True
+    skip_resource_check: bool = False
+    max_concurrent: int | None = None
+    num_cpus: int | None = None
+    train_fn: Callable[..., Any] | None = None
+    report_every_s: float | None = None
+    keep_ray: bool = False
+    callbacks: Sequence[Any] = ()
+    out: Any = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "callbacks", tuple(self.callbacks))  # frozen: a caller's list cannot change it later
+
+
+SWEEP_OPTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SweepOptions))
+
+
+def run_sweep(
+    spec: SweepSpec | str | os.PathLike[str],
+    results_root: str | os.PathLike[str] | None = None,
+    *,
+    options: SweepOptions | None = None,
+    **overrides: Any,
+) -> SweepReport:
+    """Run every trial of `spec` that the store does not hold as final yet; return what
+    happened.
+
+    How it runs is `options` (SweepOptions), with any of its fields given as keyword
+    arguments on top (`run_sweep(spec, root, num_cpus=2, progress=False)`).
 
     Raises `lease.SweepLeaseHeld` (a ConfigError: exit 2) when another live driver runs it.
     """
+    unknown = sorted(set(overrides) - set(SWEEP_OPTIONS))
+    if unknown:
+        raise TypeError(f"run_sweep: unknown option {', '.join(unknown)}; SweepOptions has {', '.join(SWEEP_OPTIONS)}")
+    options = dataclasses.replace(options or SweepOptions(), **overrides)
+    if options.out is None:
+        options = dataclasses.replace(options, out=sys.stdout)
     started = time.perf_counter()
-    out = out if out is not None else sys.stdout
     with _signals_end_sweep():
         report = SweepReport(sweep=getattr(spec, "name", "?"))
         try:
-            return _run_sweep(spec, results_root, report, address=address, study_storage=study_storage, progress=progress,
-                              skip_resource_check=skip_resource_check, max_concurrent=max_concurrent, num_cpus=num_cpus,
-                              train_fn=train_fn, report_every_s=report_every_s, keep_ray=keep_ray, callbacks=callbacks, out=out,
-                              started=started)
+            return _run_sweep(spec, results_root, report, options, started)
         except SweepStopped as stop:
             stop.report = report
             raise
@@ -140,17 +166,15 @@ def _signals_end_sweep() -> Iterator[None]:
             signal.signal(s, previous if previous is not None else signal.SIG_DFL)
 
 
-def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.PathLike[str] | None, report: SweepReport, *,
-               address: str | None, study_storage: str | None, progress: bool | Any, skip_resource_check: bool,
-               max_concurrent: int | None, num_cpus: int | None, train_fn: Callable[..., Any] | None,
-               report_every_s: float | None, keep_ray: bool, callbacks: Sequence[Any], out: Any, started: float) -> SweepReport:
+def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.PathLike[str] | None, report: SweepReport,
+               options: SweepOptions, started: float) -> SweepReport:
     if not isinstance(spec, SweepSpec):
         spec = load_spec(spec)
     results_root = paths.normalize_root(os.fspath(results_root) if results_root is not None else default_results_root())
     plan = spec.plan()
     store = ResultStore(results_root)
     report.sweep, report.planned = spec.name, plan.total
-    vectorize = train_fn is None  # a replacement train function trains one seed: no cell runs vectorized
+    vectorize = options.train_fn is None  # a replacement train function trains one seed: no cell runs vectorized
     todo = plan_todo(spec, store, vectorize=vectorize)
     report.skipped, report.to_run = todo.skipped, todo.count
     if todo.count == 0 and not controls_pass.pending(spec, store) and not checkpoints.trial_folders(results_root, spec.name):
@@ -159,23 +183,21 @@ def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.
     from hidden_core.tune.trackers import tracker_callbacks
 
     # a missing tracker extra fails here, before the lease and Ray
-    callbacks = [*callbacks, *tracker_callbacks(spec.loggers, results_root, spec.name)]
+    options = dataclasses.replace(options, callbacks=(*options.callbacks, *tracker_callbacks(spec.loggers, results_root, spec.name)))
     # a cluster that will not let this driver in fails here, before anything is written
     checked = False
-    if address is None and not skip_resource_check:  # refused here, before the lease writes anything
+    if options.address is None and not options.skip_resource_check:  # refused here, before the lease writes anything
         check_resources(spec, ray_setup.local_nodes(spec.resources.gpu > 0))
-    if address and not ray_setup.ray_initialized():
-        address, checked = ray_setup.check_address(address), True
+    if options.address and not ray_setup.ray_initialized():
+        options, checked = dataclasses.replace(options, address=ray_setup.check_address(options.address)), True
     with SweepLease(results_root, spec.name):
         todo = plan_todo(spec, store, vectorize=vectorize)  # again, now that no other driver can change it
         _finish_killed_driver(spec, store, results_root)
         report.skipped, report.to_run = todo.skipped, todo.count
         if todo.count:
             store.mark_sweep(spec.name)  # the folder is a sweep from now on (paths.SWEEP_MARKER)
-            _run(spec, store, results_root, todo, report, address=address, checked=checked, study_storage=study_storage, progress=progress,
-                 skip_resource_check=skip_resource_check, max_concurrent=max_concurrent, num_cpus=num_cpus,
-                 train_fn=train_fn, report_every_s=report_every_s, keep_ray=keep_ray, callbacks=callbacks, out=out)
-        report.controls = controls_pass.run(spec, store, out=out)  # the spec's subnet_controls, after the trials
+            _run(spec, store, results_root, todo, report, options, checked=checked)
+        report.controls = controls_pass.run(spec, store, out=options.out)  # the spec's subnet_controls, after the trials
     report.wall_seconds = time.perf_counter() - started
     return report
 
@@ -204,10 +226,8 @@ def _finish_killed_driver(spec: SweepSpec, store: ResultStore, results_root: str
                     "their subnet files are made and checkpoints removed: %s", spec.name, len(done), ", ".join(done[:10]))
 
 
-def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, *, address: str | None,
-         checked: bool, study_storage: str | None, progress: bool | Any, skip_resource_check: bool, max_concurrent: int | None,
-         num_cpus: int | None, train_fn: Callable[..., Any] | None, report_every_s: float | None, keep_ray: bool,
-         callbacks: Sequence[Any], out: Any) -> None:
+def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, options: SweepOptions, *,
+         checked: bool) -> None:
     from hidden_core.tune.sweep_data import check_data, load_data
     from hidden_core.tune.tune_callbacks import TUNE_ENV
 
@@ -235,31 +255,30 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
     ray_started: ray_setup.EmbeddedRay | bool = False
     tune_dir = None
     try:
-        ray_started = ray_setup.start_ray(address, num_cpus, checked=checked)
+        ray_started = ray_setup.start_ray(options.address, options.num_cpus, checked=checked)
         _Signals.install()  # ray.init may have put its own in place
         import ray
 
         nodes = ray_setup.cluster_nodes()
-        if not skip_resource_check:
+        if not options.skip_resource_check:
             check_resources(spec, nodes)
         loader.join()
         if "error" in data_box:
             raise data_box["error"]
         todo.trials = longest_first(todo.trials)  # torch is imported by now (the data thread)
         data_refs = {key: ray.put(splits) for key, splits in data_box.pop("data").items()}
-        report.concurrency = min(max(1, max_concurrent or spec.max_concurrent or ray_setup.capacity(spec, nodes)), max(todo.tune_count, 1))
+        report.concurrency = min(max(1, options.max_concurrent or spec.max_concurrent or ray_setup.capacity(spec, nodes)), max(todo.tune_count, 1))
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(report.concurrency)
         tune_dir = _tune_dir(ray_started)
-        _fit(spec, store, results_root, todo, report, study_storage=study_storage, progress=progress, run_values=run_values,
-             data_refs=data_refs, train_fn=train_fn, report_every_s=report_every_s, tune_dir=tune_dir, callbacks=callbacks,
-             out=out, started=started)
+        _fit(spec, store, results_root, todo, report, options, run_values=run_values, data_refs=data_refs, tune_dir=tune_dir,
+             started=started)
     finally:
         loader.join()
         if tune_dir is not None and not isinstance(ray_started, ray_setup.EmbeddedRay):
             import shutil
 
             shutil.rmtree(tune_dir, ignore_errors=True)
-        if ray_started and not keep_ray:
+        if ray_started and not options.keep_ray:
             ray_setup.stop_ray(ray_started)
         checkpoints.remove_empty_root(results_root, spec.name)
 
@@ -288,9 +307,8 @@ def _signal_stopper() -> Any:
     return _SignalStopper()
 
 
-def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, *, study_storage: str | None,
-         progress: bool | Any, run_values: dict[str, Any], data_refs: dict[tuple, Any], train_fn: Callable[..., Any] | None,
-         report_every_s: float | None, tune_dir: str, callbacks: Sequence[Any], out: Any, started: float) -> None:
+def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, options: SweepOptions, *,
+         run_values: dict[str, Any], data_refs: dict[tuple, Any], tune_dir: str, started: float) -> None:
     from ray import tune
 
     from hidden_core.tune.driver_state import SweepRuntime
@@ -303,16 +321,17 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
 
     studies = None
     if spec.pruner.enabled or spec.search:
-        url = study_storage or spec.study_storage or default_study_storage(results_root, spec.name)
+        url = options.study_storage or spec.study_storage or default_study_storage(results_root, spec.name)
         studies = CellStudies(spec, url)
-    progress_obj = progress if (progress is not None and not isinstance(progress, bool)) else (Progress(spec, out=out) if progress else None)
+    progress = options.progress
+    progress_obj = progress if (progress is not None and not isinstance(progress, bool)) else (Progress(spec, out=options.out) if progress else None)
     runtime = SweepRuntime(spec, store, results_root, studies=studies, run_values=run_values, provenance=provenance(), progress=progress_obj)
-    if report_every_s is not None:
-        runtime.report_every_s = float(report_every_s)
+    if options.report_every_s is not None:
+        runtime.report_every_s = float(options.report_every_s)
     runtime.load(todo)
     report.startup_seconds = time.perf_counter() - started
 
-    trainable = tune.with_parameters(sweep_trainable, data_refs=data_refs, train_fn=train_fn)
+    trainable = tune.with_parameters(sweep_trainable, data_refs=data_refs, train_fn=options.train_fn)
     trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     try:
         if progress_obj is not None:
@@ -337,7 +356,7 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
                 name=TUNE_EXPERIMENT,
                 storage_path=tune_dir,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                callbacks=[SweepCallback(runtime), *callbacks],
+                callbacks=[SweepCallback(runtime), *options.callbacks],
                 stop=_signal_stopper(),
                 verbose=0,
             ),
