@@ -23,7 +23,6 @@ NOT_YET: dict[str, dict[str, int]] = {
     "hidden_core/lottery.py": {"diverged": 3, "epochs_run": 1, "train_seconds": 1, "best_epoch": 1, "diverged_epoch": 2},
     "hidden_core/methods/__init__.py": {"params_total": 1, "params_active": 1, "params_learned": 1, "density": 1,
                                         "disabled_features": 1, "changed_fraction": 1},
-    "hidden_core/store.py": {"best_epoch": 1, "disabled_features": 1, "density": 1},
     "hidden_core/training.py": {"params_total": 1, "params_active": 1, "params_learned": 1, "changed_fraction": 1,
                                 "density": 1, "disabled_features": 1, "early_loss_peak": 2},
     "hidden_core/vectorized.py": {"early_loss_peak": 2},

@@ -29,6 +29,7 @@ from hidden_core.records import (
     CONTROL_COLUMNS,
     CONTROL_DRAWS_COLUMN,
     CONTROL_MEASURES,
+    DENSITY,
     EPOCH_MEASURES,
     METRIC_TYPES,
     STATUSES,
@@ -89,7 +90,7 @@ EPOCH_SCHEMA: pa.Schema = pa.schema(
     + _fields("level", pa.int64())  # lottery_ticket only (LEVEL_FIELDS): which training of the trial
     + _fields("branch", pa.string())
     + _fields("level_epoch", pa.int64())
-    + _fields("density", pa.float64())
+    + _fields(DENSITY, pa.float64())  # the level's mask density (LEVEL_FIELDS)
     + _fields("write_id", pa.string())
 )
 # The controls pass (hidden_core/tune/controls_pass.py): one row per trial, control and draw,
