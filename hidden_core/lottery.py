@@ -18,10 +18,11 @@ index in the trial (the epochs table's key, and the step the Optuna pruner sees:
 the same level, branch and epoch in every trial of a cell) and `level`, `branch`,
 `level_epoch`, `density` say what it is. The trial's summary is the last ticket level's.
 
-Checkpoints: with run.checkpoint_dir set, each segment trains with its own sub-folder (the
-training checkpoint, so a killed trial resumes inside its level) and the loop keeps its own
-state beside them (masks, the rewind weights, finished segments' rows, the latest trained
-ticket), saved atomically after every segment.
+Checkpoints: with run.checkpoint_dir set, each segment trains with its own sub-folder
+(``segment-<i>/``, a training checkpoint: a killed trial resumes inside its level) and the
+loop keeps its own state beside them (``lottery.pt``: its trial_id, masks, the rewind
+weights, finished segments' rows, the latest trained ticket), saved atomically after every
+segment (hidden_core/checkpoint.py writes and reads both; paths.py names them).
 
 The subnet file (run.save_subnet; docs/subnetworks.md) is the ticket the summary describes:
 the last ticket level's network as it ended (final mask bits, the kept weights' trained
@@ -35,7 +36,6 @@ import dataclasses
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +44,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hidden_core import checkpoint as checkpoints
+from hidden_core import paths
+from hidden_core.checkpoint import CheckpointMismatch
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import DataSplits, DeviceData, load_data
 from hidden_core.methods import HiddenNetwork, build_model
@@ -56,9 +59,8 @@ from hidden_core.methods.lottery_ticket import (
     shuffled_masks,
     trained_weights,
 )
-from hidden_core.records import RANDOM_PRUNE, REINIT, SUPERMASK, TICKET
+from hidden_core.records import DIVERGED, RANDOM_PRUNE, REINIT, SUPERMASK, TICKET
 from hidden_core.training import (
-    CHECKPOINT_FILE,
     EpochRecord,
     TrialResult,
     evaluate,
@@ -66,7 +68,6 @@ from hidden_core.training import (
     train_network,
 )
 
-STATE_FILE = "lottery.pt"
 _CONTROL_STREAM = {REINIT: 1, RANDOM_PRUNE: 2}
 
 
@@ -133,7 +134,7 @@ def train_lottery(
     device = resolve_device(run.device)
     splits = data if data is not None else load_data(config, run)
     folder = Path(run.checkpoint_dir) if run.checkpoint_dir else None
-    state = {**_new_state(), **(_load_state(folder) or {})}
+    state = {**_new_state(), **(_load_state(folder, config.trial_id) or {}), "trial_id": config.trial_id}
     records = [EpochRecord(**r) for r in state["records"]]
 
     def fresh(seed_config: TrialConfig = config) -> HiddenNetwork:
@@ -164,7 +165,7 @@ def train_lottery(
             model, first = _segment_model(config, seg, state, masks, initial, fresh)
             segment_run = run.model_copy(update={"save_subnet": None})  # the trial's file is written once, below
             if folder is not None:
-                sub = folder / f"segment-{index}"
+                sub = folder / paths.segment_dir_name(index)
                 if seg.level == 0 and config.rewind_epoch > 0 and state["rewind"] is None and sub.exists():
                     shutil.rmtree(sub)  # killed past the rewind epoch before it was kept: redo level 0
                 segment_run = segment_run.model_copy(update={"checkpoint_dir": str(sub)})
@@ -184,19 +185,19 @@ def train_lottery(
             if seg.branch == TICKET:
                 # the newest ticket (what the subnet file keeps), beside the rows of its level
                 state["ticket"] = {"level": seg.level, "model": _cpu_state(model), "summary": _summary(result, rows)}
-                if result.status == "diverged" or seg.level == len(counts) - 1:
+                if result.status == DIVERGED or seg.level == len(counts) - 1:
                     state["final"] = _summary(result, rows)
-                if result.status != "diverged" and seg.level < len(counts) - 1:
+                if result.status != DIVERGED and seg.level < len(counts) - 1:
                     state["masks"].append(magnitude_masks(trained_weights(model.net), masks, counts[seg.level + 1], config.prune_scope))
         records += rows
         state["records"] = [r.to_dict() for r in records]
         state["done"] = index + 1
-        stop = seg.branch == TICKET and state["final"] is not None and state["final"]["status"] == "diverged"
+        stop = seg.branch == TICKET and state["final"] is not None and state["final"]["status"] == DIVERGED
         if stop:
             state["done"] = len(segments)
         _save_state(folder, state)
         if folder is not None:
-            shutil.rmtree(folder / f"segment-{index}", ignore_errors=True)
+            shutil.rmtree(folder / paths.segment_dir_name(index), ignore_errors=True)
         if stop:
             break
 
@@ -238,32 +239,29 @@ def latest_ticket(folder: str | os.PathLike[str], config: TrialConfig) -> tuple[
     (network, the level's epoch records so far) for one in training; None when the folder
     holds no trained epoch of a ticket (nothing was learned yet)."""
     folder = Path(folder)
-    state = {**_new_state(), **(_load_state(folder) or {})}
+    state = {**_new_state(), **(_load_state(folder, config.trial_id) or {})}
     segments = plan(config, level_count(config.keep_fraction, config.prune_rate))
     if state["done"] < len(segments) and segments[state["done"]].branch == TICKET:
-        checkpoint = folder / f"segment-{state['done']}" / CHECKPOINT_FILE
-        if checkpoint.exists():
-            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            if saved.get("trial_id") != config.trial_id:
-                raise ValueError(f"{checkpoint} is the checkpoint of trial {saved.get('trial_id')}, not of trial {config.trial_id}")
-            return ticket_network(config, saved["model"]), [EpochRecord(**r) for r in saved["history"]]
+        saved = checkpoints.load(folder / paths.segment_dir_name(state["done"]), config.trial_id)
+        if saved is not None:
+            return ticket_network(config, saved.model), saved.epoch_records()
     if state.get("ticket") is None:
         return None
     ticket = state["ticket"]
     return ticket_network(config, ticket["model"]), TrialResult(**ticket["summary"], history=[])
 
 
-def resumed_epochs(folder: str | os.PathLike[str]) -> int:
+def resumed_epochs(folder: str | os.PathLike[str], trial_id: str) -> int:
     """How many of the trial's epoch rows a resume from `folder` does not recompute: every
     finished segment's plus the checkpointed epochs of the segment in training (the trial's
-    `resumed_from`; a lottery folder has no top-level checkpoint.pt)."""
+    `resumed_from`; a lottery folder has no top-level checkpoint.pt). Another trial's
+    folder is a CheckpointMismatch."""
     folder = Path(folder)
-    state = _load_state(folder)
+    state = _load_state(folder, trial_id)
     if state is None:
         return 0
-    checkpoint = folder / f"segment-{state['done']}" / CHECKPOINT_FILE
-    in_training = len(torch.load(checkpoint, map_location="cpu", weights_only=False)["history"]) if checkpoint.exists() else 0
-    return len(state["records"]) + in_training
+    in_training = checkpoints.history(folder / paths.segment_dir_name(state["done"]), trial_id)
+    return len(state["records"]) + len(in_training or [])
 
 
 def _originals(model: HiddenNetwork) -> list[torch.Tensor]:
@@ -298,18 +296,21 @@ def _summary(result: TrialResult, rows: list[EpochRecord]) -> dict:
     return summary
 
 
-def _load_state(folder: Path | None) -> dict | None:
-    if folder is None or not (folder / STATE_FILE).exists():
+def _load_state(folder: Path | None, trial_id: str) -> dict | None:
+    """The level loop's state in `folder` (None without one). A state naming another trial
+    is a CheckpointMismatch; one written before states named their trial is read as it is
+    (its segments' checkpoints are checked when they are read)."""
+    path = None if folder is None else folder / paths.LOTTERY_STATE_FILE
+    if path is None or not path.exists():
         return None
-    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=False)
+    state = checkpoints.load_state(path)
+    if state.get("trial_id", trial_id) != trial_id:
+        raise CheckpointMismatch(path, state["trial_id"], trial_id)
+    return state
 
 
 def _save_state(folder: Path | None, state: dict) -> None:
     if folder is None:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    # Atomic, as the training checkpoint: a kill never leaves half a state.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".lottery-", suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, folder / STATE_FILE)
+    checkpoints.save_state(folder / paths.LOTTERY_STATE_FILE, state)  # atomic: a kill never leaves half a state

@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
+from hidden_core import paths
 from hidden_core.analysis.health import flagged_only, unhealthy_cells
 from hidden_core.analysis.intervals import paired_interval
 from hidden_core.analysis.lottery import lottery_points, lottery_seed_scores, plot_lottery
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REPRO_DIR = ROOT / "sweeps" / "repro"
 FIGURE_DIR = ROOT / "docs" / "reproductions"
 REPORT = ROOT / "REPRODUCTIONS.md"
-TIMINGS = "reproduce_timings.json"  # in the results folder: wall seconds of the runs that made each sweep's trials
+TIMINGS = paths.REPRO_TIMINGS_FILE  # in the results folder: wall seconds of the runs that made each sweep's trials
 METRIC = "test_acc_at_best_val"  # the one test metric: test accuracy at the best validation epoch
 CHANCE = 0.1
 
@@ -76,7 +77,7 @@ LR_FACTORS: tuple[float, ...] = (1 / 3, 1.0, 3.0)
 # says how far each cell has widened. Before this rule 16 of 19 tuned cells chose an edge.
 LR_WIDEN_STEP = 3.0
 LR_WIDEN_STEPS = 2
-SPECS = "specs"  # in the results folder: the specs as run (the chosen lr per cell, the seeds)
+SPECS = paths.REPRO_SPECS_DIR  # in the results folder: the specs as run (the chosen lr per cell, the seeds)
 
 
 @dataclass(frozen=True)

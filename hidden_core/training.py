@@ -22,34 +22,26 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from hidden_core import checkpoint as checkpoints
 from hidden_core import health
+from hidden_core.checkpoint import (
+    CheckpointMismatch as CheckpointMismatch,  # re-exported (cli/train_cmd.py)
+)
+from hidden_core.checkpoint import TrainingCheckpoint
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import DataSplits, DeviceData, load_data
 from hidden_core.methods import HiddenNetwork, build_model
 from hidden_core.models.resnet import BasicBlock
 from hidden_core.records import COMPLETED, DIVERGED
-
-CHECKPOINT_FILE = "checkpoint.pt"
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint folder holds another trial's checkpoint."""
-
-    def __init__(self, path: Path, found: str, wanted: str):
-        self.path, self.found, self.wanted = path, found, wanted
-        super().__init__(f"{path} is the checkpoint of trial {found}, not of trial {wanted} (another config); "
-                         "use a separate checkpoint folder per trial")
 
 
 @dataclass
@@ -170,9 +162,10 @@ def train_network(
 
     history: list[EpochRecord] = []
     torch.manual_seed(config.seed)
-    checkpoint = _checkpoint_path(run)
+    checkpoint = run.checkpoint_dir or None
     early_peak = float("nan")  # the first epoch's largest minibatch loss (not yet normalized)
-    if checkpoint is not None and checkpoint.exists():
+    if checkpoint is not None:
+        os.makedirs(checkpoint, exist_ok=True)  # an unwritable folder fails here, before any training
         history, early_peak = _restore(checkpoint, model, optimizer, schedule, device, config.trial_id)
 
     status, diverged_epoch = COMPLETED, None
@@ -383,49 +376,33 @@ def _result(status, diverged_epoch, history, model: HiddenNetwork, initial_state
     )
 
 
-def _checkpoint_path(run: RunOptions) -> Path | None:
-    if not run.checkpoint_dir:
-        return None
-    folder = Path(run.checkpoint_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / CHECKPOINT_FILE
+def _save(folder: str, model, optimizer, schedule, history: list[EpochRecord], device: torch.device, trial_id: str, early_loss_peak: float) -> None:
+    checkpoints.save(folder, TrainingCheckpoint(
+        trial_id=trial_id,
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        schedule=schedule.state_dict(),
+        history=[r.to_dict() for r in history],
+        early_loss_peak=early_loss_peak,  # raw (not normalized)
+        rng_cpu=torch.get_rng_state(),
+        rng_cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    ))
 
 
-def _save(path: Path, model, optimizer, schedule, history: list[EpochRecord], device: torch.device, trial_id: str, early_loss_peak: float) -> None:
-    state = {
-        "trial_id": trial_id,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "history": [r.to_dict() for r in history],
-        "early_loss_peak": early_loss_peak,  # raw (not normalized); absent in older checkpoints
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-    }
-    write_checkpoint(path, state)
-
-
-def write_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: a reader (or a crash) never sees half a checkpoint. (hidden_core.vectorized
-    writes each seed's checkpoint in this same format.)"""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".checkpoint-", suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _restore(path: Path, model, optimizer, schedule, device: torch.device, trial_id: str) -> tuple[list[EpochRecord], float]:
-    """The checkpoint's epoch records and raw early loss peak (NaN: written before it was kept)."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    if state.get("trial_id") != trial_id:
-        raise CheckpointMismatch(path, state.get("trial_id") or "(unnamed: written before checkpoints named their trial)", trial_id)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["rng_cpu"].cpu())
-    if state["rng_cuda"] is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
-    return [EpochRecord(**r) for r in state["history"]], float(state.get("early_loss_peak", float("nan")))
+def _restore(folder: str, model, optimizer, schedule, device: torch.device, trial_id: str) -> tuple[list[EpochRecord], float]:
+    """Load the folder's checkpoint (if any) into the model, optimizer, schedule and random
+    streams; returns its epoch records and raw early loss peak (NaN: written before it was
+    kept), or ([], NaN) without one."""
+    state = checkpoints.load(folder, trial_id, map_location=device)
+    if state is None:
+        return [], float("nan")
+    model.load_state_dict(state.model)
+    optimizer.load_state_dict(state.optimizer)
+    schedule.load_state_dict(state.schedule)
+    torch.set_rng_state(state.rng_cpu.cpu())
+    if state.rng_cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state.rng_cuda.cpu(), device)
+    return state.epoch_records(), state.early_loss_peak
 
 
 class CheckpointCadence:
@@ -446,10 +423,6 @@ class CheckpointCadence:
         return False
 
 
-def checkpoint_history(folder: str | os.PathLike[str]) -> list[dict] | None:
-    """The epoch records in a checkpoint folder (None without a checkpoint): what a resumed
-    trial will not recompute."""
-    path = Path(folder) / CHECKPOINT_FILE
-    if not path.exists():
-        return None
-    return list(torch.load(path, map_location="cpu", weights_only=False)["history"])
+# Re-exported for the callers that know training's names (cli/train_cmd.py, tune/cells.py):
+# the format and its reader live in hidden_core/checkpoint.py.
+checkpoint_history = checkpoints.history

@@ -38,7 +38,7 @@ Not supported here (train one seed per trial instead): torch.compile and channel
 (the vmapped forward runs eager, in the default memory format).
 
 Checkpoints (checkpoint_dirs): each seed's own, after every epoch (or when checkpoint_due
-says), in the format and under the trial_id `train` uses, so a seed resumes alone or in a
+says), in the format and under the trial_id `train` uses (hidden_core/checkpoint.py), so a seed resumes alone or in a
 cell from either's checkpoint (tests/test_vectorized.py resumes one by the other). Seeds
 whose checkpoints are at different epochs train in groups of equal epoch, the least
 advanced group first.
@@ -55,16 +55,17 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
+from hidden_core import checkpoint as checkpoints
 from hidden_core import records
 from hidden_core.batched_forward import batched_forward
 from hidden_core.catalog import method_info
+from hidden_core.checkpoint import TrainingCheckpoint
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import CROP_PADDING, DataSplits, DeviceData, random_crop_flip
 from hidden_core.distributions import weight_layers
@@ -73,8 +74,6 @@ from hidden_core.methods.base import parametrization_of
 from hidden_core.models import build_architecture
 from hidden_core.records import COMPLETED, DIVERGED
 from hidden_core.training import (
-    CHECKPOINT_FILE,
-    CheckpointMismatch,
     EpochRecord,
     TrialResult,
     _result,
@@ -83,7 +82,6 @@ from hidden_core.training import (
     make_optimizer,
     make_schedule,
     training_setup,
-    write_checkpoint,
 )
 
 PRUNED = records.PRUNED  # the trial-record status of a seed stopped by its cell's pruner
@@ -265,7 +263,7 @@ class SeedStack:
         counts_host = torch.stack(counts).tolist() if counts else []
         return [[c / t if t else float("nan") for c in row] for row, t in zip(counts_host, totals, strict=True)]
 
-    # -- one seed's checkpoint (the format of hidden_core.training's)
+    # -- one seed's checkpoint (hidden_core/checkpoint.py, as `train` writes it)
     def learned_order_matches(self, model: HiddenNetwork) -> bool:
         return [n for n, p in model.net.named_parameters() if p.requires_grad] == self.learned
 
@@ -292,19 +290,17 @@ class SeedStack:
         if not self.learned_order_matches(trial.model):
             raise AssertionError("the stacked parameters are not in the network's order; checkpoints would not match `train`'s")
         trial.model.net.load_state_dict(self.seed_state(index))
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
         cuda = device.type == "cuda"
-        write_checkpoint(path / CHECKPOINT_FILE, {
-            "trial_id": trial.trial_id,
-            "model": trial.model.state_dict(),
-            "optimizer": self.seed_optimizer_state(index),
-            "schedule": self.schedule.state_dict(),
-            "history": [r.to_dict() for r in trial.history],
-            "early_loss_peak": trial.early_loss_peak,
-            "rng_cpu": torch.get_rng_state() if cuda else trial.generator.get_state(),
-            "rng_cuda": trial.generator.get_state() if cuda else None,
-        })
+        checkpoints.save(folder, TrainingCheckpoint(
+            trial_id=trial.trial_id,
+            model=trial.model.state_dict(),
+            optimizer=self.seed_optimizer_state(index),
+            schedule=self.schedule.state_dict(),
+            history=[r.to_dict() for r in trial.history],
+            early_loss_peak=trial.early_loss_peak,
+            rng_cpu=torch.get_rng_state() if cuda else trial.generator.get_state(),
+            rng_cuda=trial.generator.get_state() if cuda else None,  # the seed's own stream is `train`'s global one
+        ))
 
     # -- seeds leaving
     def seed_state(self, index: int) -> dict[str, torch.Tensor]:
@@ -413,7 +409,7 @@ def train_seeds(
     resumed = {s: _read_checkpoint(checkpoint_dirs, config, s) for s in seeds} if checkpoint_dirs else {}
     groups: dict[int, list[int]] = {}
     for s in seeds:
-        groups.setdefault(len(resumed[s]["history"]) if resumed.get(s) else 0, []).append(s)
+        groups.setdefault(len(resumed[s].history) if resumed.get(s) else 0, []).append(s)
     if len(groups) > 1:
         if data is None:
             data = training_setup(config, run, None)[2]
@@ -429,7 +425,7 @@ def train_seeds(
 
 def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: DataSplits | None, on_epoch: OnEpoch | None,
                  after_epoch: AfterEpoch | None, checkpoint_dirs: Mapping[int, str], checkpoint_due: Callable[[int], bool] | None,
-                 subnet_paths: Mapping[int, str], resumed: dict[int, dict | None], forward: str) -> list[TrialResult]:
+                 subnet_paths: Mapping[int, str], resumed: dict[int, TrainingCheckpoint | None], forward: str) -> list[TrialResult]:
     """train_seeds for seeds whose checkpoints (if any) are all at the same epoch."""
     run, device, splits, loader = training_setup(config, run, data)
     configs = [config.model_copy(update={"seed": s}) for s in seeds]
@@ -440,17 +436,17 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
         trial = _Seed(c.seed, model, model.weight_states(), generator, c.trial_id)  # initial states before any resume, as `train`
         state = resumed.get(c.seed)
         if state is not None:
-            model.load_state_dict(state["model"])
-            generator.set_state((state["rng_cuda"] if device.type == "cuda" else state["rng_cpu"]).cpu())
-            trial.history = [EpochRecord(**r) for r in state["history"]]
-            trial.early_loss_peak = float(state.get("early_loss_peak", math.nan))
+            model.load_state_dict(state.model)
+            generator.set_state((state.rng_cuda if device.type == "cuda" else state.rng_cpu).cpu())
+            trial.history = state.epoch_records()
+            trial.early_loss_peak = state.early_loss_peak
             trial.train_seconds = sum(r.seconds for r in trial.history)
         trials.append(trial)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if run.amp and device.type == "cuda" else nullcontext()
     stack = SeedStack(config, [t.model for t in trials], device, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), autocast, forward)
     states = [resumed.get(s) for s in seeds]
     if states[0] is not None:
-        stack.load_optimizer([s["optimizer"] for s in states], states[0]["schedule"])
+        stack.load_optimizer([s.optimizer for s in states], states[0].schedule)
     results: dict[int, TrialResult] = {}
     active = list(trials)
     n = loader.n_train
@@ -526,19 +522,12 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
     return [results[s] for s in seeds]
 
 
-def _read_checkpoint(folders: Mapping[int, str], config: TrialConfig, seed: int) -> dict | None:
+def _read_checkpoint(folders: Mapping[int, str], config: TrialConfig, seed: int) -> TrainingCheckpoint | None:
     """The seed's checkpoint (None without one); another trial's is a CheckpointMismatch."""
     folder = folders.get(seed)
     if not folder:
         return None
-    path = Path(folder) / CHECKPOINT_FILE
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    trial_id = config.model_copy(update={"seed": seed}).trial_id
-    if state.get("trial_id") != trial_id:
-        raise CheckpointMismatch(path, state.get("trial_id") or "(unnamed)", trial_id)
-    return state
+    return checkpoints.load(folder, config.model_copy(update={"seed": seed}).trial_id)
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator, device: torch.device) -> torch.Tensor:

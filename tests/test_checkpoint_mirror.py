@@ -16,7 +16,8 @@ from synthetic_splits import synthetic_splits
 
 from hidden_core import make_config, paths, train
 from hidden_core.config import RunOptions, make_run_options
-from hidden_core.lottery import STATE_FILE, plan
+from hidden_core.lottery import plan
+from hidden_core.paths import LOTTERY_STATE_FILE as STATE_FILE
 from hidden_core.subnet.fileformat import read_subnet_file
 from hidden_core.tune import checkpoints
 from hidden_core.tune.checkpoints import TRIAL_FILE, TrialCheckpoint

@@ -9,8 +9,9 @@ import json
 import pytest
 
 from hidden_core import paths
+from hidden_core.paths import CHECKPOINT_FILE, TRIAL_FILE
 from hidden_core.tune import checkpoints, lease
-from hidden_core.tune.checkpoints import CHECKPOINT_FILE, TRIAL_FILE, TrialCheckpoint
+from hidden_core.tune.checkpoints import TrialCheckpoint
 
 
 @pytest.fixture

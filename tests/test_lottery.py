@@ -223,7 +223,7 @@ def test_resume_inside_a_level_gives_the_uninterrupted_result(tmp_path, kill_at)
     run = RunOptions(device="cpu", threads=1, checkpoint_dir=str(tmp_path / "ckpt"), checkpoint_every_s=0)  # a checkpoint every epoch
     with pytest.raises(Killed):
         train(config, run, data=data, on_epoch=killer)
-    assert lottery.resumed_epochs(tmp_path / "ckpt") == kill_at  # the trial's resumed_from
+    assert lottery.resumed_epochs(tmp_path / "ckpt", config.trial_id) == kill_at  # the trial's resumed_from
     seen = []
     resumed = train(config, run, data=data, on_epoch=seen.append)
     assert seen[0].epoch == kill_at + 1  # the epoch that was checkpointed is not rerun

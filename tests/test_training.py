@@ -5,7 +5,8 @@ import torch
 
 from hidden_core import make_config, train
 from hidden_core.config import make_run_options
-from hidden_core.training import CHECKPOINT_FILE, checkpoint_history
+from hidden_core.paths import CHECKPOINT_FILE
+from hidden_core.training import checkpoint_history
 
 
 def test_dense_and_edge_popup_learn_mnist1d_well_above_chance():

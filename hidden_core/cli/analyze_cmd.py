@@ -22,13 +22,14 @@ from hidden_core.cli.results_cmd import (
     split_names,
 )
 from hidden_core.errors import ConfigError
+from hidden_core.paths import ANALYSIS_DIR
 from hidden_core.records import DENSITY, TEST_ACC
 from hidden_core.store import TRIAL_READ_SCHEMA, ResultStore
 
 
 def default_out_dir(store_root: str, local: bool, sweep: str, x: str) -> Path:
     # next to the sweep's tables when the store is a folder; a URL store stays read-only
-    return Path(store_root) / sweep / "analysis" / x if local else Path("analysis") / sweep / x
+    return Path(store_root) / sweep / ANALYSIS_DIR / x if local else Path(ANALYSIS_DIR) / sweep / x
 
 
 def cmd_scaling(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import sys
 from hidden_core.analysis.metrics import selection_column
 from hidden_core.cli.results_cmd import add_results_option, emit, load_selection, open_store
 from hidden_core.errors import ConfigError
+from hidden_core.paths import SUBNET_SUFFIX
 from hidden_core.records import (
     BEST_EPOCH,
     BEST_VAL_ACC,
@@ -63,7 +64,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                            f"({shown}); files are written for trials that end with a final status by a sweep that saves them"])
     metrics = {k: _plain(row[k]) for k in ROW_METRICS if k in row.index}
     # safetensors reads local files: an object-store file is copied down first (and removed after)
-    with store.local_copy(source, suffix=".safetensors") as local:
+    with store.local_copy(source, suffix=SUBNET_SUFFIX) as local:
         target = update_metadata(local, args.output, sweep=args.sweep, status=str(row["status"]), metrics=metrics,
                                  cell_id=_plain(row.get("cell_id")))
     print(f"exported trial {row['trial_id']} of {args.sweep} (status {row['status']}, val {metrics.get(VAL_ACC)}, test {metrics.get(TEST_ACC)}) to {target}")
@@ -102,7 +103,7 @@ def _local_file(file: str):
     source = f"{store.root}/{name}"
     if store.fs.get_file_info(source).type.name != "File":
         raise ConfigError([f"file: no such file {file}"])
-    with store.local_copy(source, suffix=".safetensors") as local:
+    with store.local_copy(source, suffix=SUBNET_SUFFIX) as local:
         yield local
 
 
@@ -154,7 +155,6 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 
 def cmd_masks(args: argparse.Namespace) -> int:
-    from hidden_core.paths import SUBNET_SUFFIX
     from hidden_core.subnet.masks import SELECTING_METHODS, analyze_files, plot
 
     if bool(args.sweep) == bool(args.files):

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hidden_core import paths
 from hidden_core.catalog import CATALOG, controls_of
 from hidden_core.errors import ConfigError
 from hidden_core.records import (
@@ -46,7 +47,7 @@ from hidden_core.records import (
 from hidden_core.subnet.fileformat import SubnetFile
 
 FRESH_SEED_OFFSET = 10_000  # fresh weights use seed + 10_000 + draw: never the trial's own seed
-SUFFIX = ".controls.csv"
+SUFFIX = paths.CONTROLS_SUFFIX
 _STREAM = {"random": 0, "shuffled": 1}  # the permutations' generator stream of each permuted control
 
 
@@ -187,6 +188,4 @@ def run_controls(f: SubnetFile, evaluator, draws: int = 5, seed: int | None = No
 
 def controls_path(file: str | Path) -> Path:
     """Where `hidden subnet controls FILE` stores its table: next to FILE."""
-    path = Path(file)
-    name = path.name[: -len(".safetensors")] if path.name.endswith(".safetensors") else path.name
-    return path.with_name(name + SUFFIX)
+    return Path(paths.controls_table_path(file))

@@ -1,6 +1,7 @@
 """A subnet file from a training checkpoint: for a trial that ended without `train` writing
 its file (a sweep's pruned trial, which Tune stops between epochs). Apart from state.py
-because it reads training's checkpoint, and training imports state.py."""
+because it reads training's checkpoint (hidden_core/checkpoint.py), and training imports
+state.py."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import torch
 
+from hidden_core import checkpoint as checkpoints
 from hidden_core.catalog import LEVELS, method_info
 from hidden_core.config import TrialConfig
 from hidden_core.methods import build_model
 from hidden_core.subnet.state import save_subnet
-from hidden_core.training import CHECKPOINT_FILE, EpochRecord, TrialResult, _result
+from hidden_core.training import TrialResult, _result
 
 
 def save_subnet_from_checkpoint(path: str | os.PathLike[str], checkpoint_folder: str | os.PathLike[str], config: TrialConfig, status: str) -> Path | None:
@@ -36,16 +38,13 @@ def save_subnet_from_checkpoint(path: str | os.PathLike[str], checkpoint_folder:
             return save_subnet(path, model, config, result=dataclasses.replace(progress, status=status))
         history = progress
     else:
-        checkpoint = Path(checkpoint_folder) / CHECKPOINT_FILE
-        if not checkpoint.exists():
+        state = checkpoints.load(checkpoint_folder, config.trial_id)  # another trial's: CheckpointMismatch
+        if state is None:
             return None
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state.get("trial_id") != config.trial_id:
-            raise ValueError(f"{checkpoint} is the checkpoint of trial {state.get('trial_id')}, not of trial {config.trial_id}")
         model = build_model(config, torch.device("cpu"))
-        model.load_state_dict(state["model"])
-        history = [EpochRecord(**r) for r in state["history"]]
-        trained_on = torch.device("cuda" if state.get("rng_cuda") is not None else "cpu")  # for the header: where its metrics were measured
+        model.load_state_dict(state.model)
+        history = state.epoch_records()
+        trained_on = torch.device("cuda" if state.trained_on_cuda else "cpu")  # for the header: where its metrics were measured
     initial_states = build_model(config, torch.device("cpu")).weight_states()
     seconds = sum(r.seconds for r in history)
     result = _result(status, None, history, model, initial_states, seconds, 0.0, trained_on)

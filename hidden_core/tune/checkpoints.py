@@ -42,8 +42,7 @@ from typing import Any
 
 from hidden_core import paths
 
-CHECKPOINT_FILE = "checkpoint.pt"  # training.CHECKPOINT_FILE (training imports torch; this module must not)
-TRIAL_FILE = "trial.json"
+TRIAL_FILE = paths.TRIAL_FILE
 
 
 def _fs(url: str) -> tuple[Any, str]:
@@ -132,7 +131,7 @@ class TrialCheckpoint:
         return self._remote_fs
 
 
-STAGED_SUBNET = "subnet.safetensors"  # the trainable's remote subnet file, uploaded on its own to subnets/
+STAGED_SUBNET = paths.STAGED_SUBNET_FILE  # the trainable's remote subnet file, uploaded on its own to subnets/
 
 
 def _mirrored(name: str) -> bool:

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from typing import Any
 
 from hidden_core.catalog import LEVELS, method_info
+from hidden_core.checkpoint import CheckpointMismatch
+from hidden_core.checkpoint import history as checkpoint_history
 from hidden_core.tune import report_codec
 from hidden_core.tune.checkpoints import STAGED_SUBNET, TrialCheckpoint, upload_file
 from hidden_core.tune.planning import planned_epochs
@@ -118,8 +120,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     checkpoint = TrialCheckpoint(config["checkpoint_dir"], config["trial_id"])
     folder = checkpoint.open()
     started_at = checkpoint.started_at()
-    history: list[dict[str, Any]] = list(_checkpoint_history(folder) or [])
-    resumed_from = len(history) if method_info(trial_config.method).runner != LEVELS else _lottery_resumed_epochs(folder)
+    history, resumed_from = _resumed(folder, trial_config)
     unreported: list[dict[str, Any]] = list(history)  # a resumed trial re-sends its earlier epochs
     common = {
         "resumed_from": resumed_from,
@@ -172,16 +173,21 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
         checkpoint.close()  # the folder itself stays until the driver has the trial's final row
 
 
-def _lottery_resumed_epochs(folder: str) -> int:
-    from hidden_core.lottery import resumed_epochs
+def _resumed(folder: str, config: Any) -> tuple[list[dict[str, Any]], int]:
+    """What the trial's checkpoint folder already holds: the epoch records a resume re-sends
+    (the trial's own checkpoint; a lottery trial's segments report as they train) and how
+    many epochs are not recomputed (`resumed_from`). Another trial's checkpoint yields none
+    (its epochs are never sent as this trial's); `train` then fails the trial, naming both
+    trial_ids (checkpoint.CheckpointMismatch)."""
+    try:
+        if method_info(config.method).runner == LEVELS:
+            from hidden_core.lottery import resumed_epochs
 
-    return resumed_epochs(folder)
-
-
-def _checkpoint_history(folder: str) -> list[dict[str, Any]] | None:
-    from hidden_core.training import checkpoint_history
-
-    return checkpoint_history(folder)
+            return [], resumed_epochs(folder, config.trial_id)
+        records = list(checkpoint_history(folder, config.trial_id) or [])
+    except CheckpointMismatch:
+        return [], 0
+    return records, len(records)
 
 
 def error_text(err: BaseException) -> str:
