@@ -55,16 +55,10 @@ class TrainingCheckpoint:
     model: dict[str, Any]
     optimizer: dict[str, Any]
     schedule: dict[str, Any]
-    history: list[dict[str, Any]]
+    history: list[dict[str, Any]]  # EpochRecord(**row) reads one back (training.py; imported there, not here)
     rng_cpu: Any  # a torch.ByteTensor
     rng_cuda: Any = None  # a torch.ByteTensor, or None off CUDA
     early_loss_peak: float = math.nan
-
-    def epoch_records(self) -> list:
-        """The history as EpochRecords."""
-        from hidden_core.training import EpochRecord
-
-        return [EpochRecord(**r) for r in self.history]
 
     @property
     def trained_on_cuda(self) -> bool:

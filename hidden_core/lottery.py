@@ -244,7 +244,7 @@ def latest_ticket(folder: str | os.PathLike[str], config: TrialConfig) -> tuple[
     if state["done"] < len(segments) and segments[state["done"]].branch == TICKET:
         saved = checkpoints.load(folder / paths.segment_dir_name(state["done"]), config.trial_id)
         if saved is not None:
-            return ticket_network(config, saved.model), saved.epoch_records()
+            return ticket_network(config, saved.model), [EpochRecord(**r) for r in saved.history]
     if state.get("ticket") is None:
         return None
     ticket = state["ticket"]

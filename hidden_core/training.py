@@ -402,7 +402,7 @@ def _restore(folder: str, model, optimizer, schedule, device: torch.device, tria
     torch.set_rng_state(state.rng_cpu.cpu())
     if state.rng_cuda is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state.rng_cuda.cpu(), device)
-    return state.epoch_records(), state.early_loss_peak
+    return [EpochRecord(**r) for r in state.history], state.early_loss_peak
 
 
 class CheckpointCadence:

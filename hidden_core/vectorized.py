@@ -438,7 +438,7 @@ def _train_group(config: TrialConfig, seeds: list[int], run: RunOptions, data: D
         if state is not None:
             model.load_state_dict(state.model)
             generator.set_state((state.rng_cuda if device.type == "cuda" else state.rng_cpu).cpu())
-            trial.history = state.epoch_records()
+            trial.history = [EpochRecord(**r) for r in state.history]
             trial.early_loss_peak = state.early_loss_peak
             trial.train_seconds = sum(r.seconds for r in trial.history)
         trials.append(trial)

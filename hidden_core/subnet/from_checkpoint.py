@@ -16,7 +16,7 @@ from hidden_core.catalog import LEVELS, method_info
 from hidden_core.config import TrialConfig
 from hidden_core.methods import build_model
 from hidden_core.subnet.state import save_subnet
-from hidden_core.training import TrialResult, _result
+from hidden_core.training import EpochRecord, TrialResult, _result
 
 
 def save_subnet_from_checkpoint(path: str | os.PathLike[str], checkpoint_folder: str | os.PathLike[str], config: TrialConfig, status: str) -> Path | None:
@@ -43,7 +43,7 @@ def save_subnet_from_checkpoint(path: str | os.PathLike[str], checkpoint_folder:
             return None
         model = build_model(config, torch.device("cpu"))
         model.load_state_dict(state.model)
-        history = state.epoch_records()
+        history = [EpochRecord(**r) for r in state.history]
         trained_on = torch.device("cuda" if state.trained_on_cuda else "cpu")  # for the header: where its metrics were measured
     initial_states = build_model(config, torch.device("cpu")).weight_states()
     seconds = sum(r.seconds for r in history)
