@@ -6,7 +6,8 @@ run.checkpoint_dir set it saves a checkpoint there after the last epoch and afte
 that ends run.checkpoint_every_s seconds or more after the last save (0: every epoch) and,
 if one is already there, resumes from it to the same result an uninterrupted run gives
 (model, optimizer, schedule and RNG states are all restored). A checkpoint names its trial_id: resuming from
-another config's checkpoint is a CheckpointMismatch, never a silent mix.
+another config's checkpoint is a CheckpointMismatch, never a silent mix. The checkpoint's
+format, its atomic save and its checked load are hidden_core/checkpoint.py's.
 
 The hot loop has no host synchronisation: losses and correct counts accumulate on the
 device and are read once per epoch.
