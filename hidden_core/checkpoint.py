@@ -93,10 +93,7 @@ def load(folder: str | os.PathLike[str], trial_id: str, map_location: Any = "cpu
     path = checkpoint_path(folder)
     if not path.exists():
         return None
-    state = load_state(path, map_location)
-    found = state.get("trial_id")
-    if found != trial_id:
-        raise CheckpointMismatch(path, found or UNNAMED, trial_id)
+    state = check_trial(path, load_state(path, map_location), trial_id)
     known = {name: state[name] for name in _FIELDS if name in state}
     if "early_loss_peak" in known:
         known["early_loss_peak"] = float(known["early_loss_peak"])
@@ -111,9 +108,18 @@ def history(folder: str | os.PathLike[str], trial_id: str | None = None) -> list
     if not path.exists():
         return None
     state = load_state(path)
-    if trial_id is not None and state.get("trial_id") != trial_id:
-        raise CheckpointMismatch(path, state.get("trial_id") or UNNAMED, trial_id)
+    if trial_id is not None:
+        check_trial(path, state, trial_id)
     return list(state["history"])
+
+
+def check_trial(path: str | os.PathLike[str], state: dict[str, Any], trial_id: str, *, unnamed_ok: bool = False) -> dict[str, Any]:
+    """`state` (read from `path`) if it is trial `trial_id`'s, else a CheckpointMismatch.
+    unnamed_ok: a state that names no trial (written before it did) passes."""
+    found = state.get("trial_id")
+    if found != trial_id and not (unnamed_ok and found is None):
+        raise CheckpointMismatch(path, found or UNNAMED, trial_id)
+    return state
 
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

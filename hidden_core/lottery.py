@@ -46,7 +46,6 @@ import torch
 
 from hidden_core import checkpoint as checkpoints
 from hidden_core import paths
-from hidden_core.checkpoint import CheckpointMismatch
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import DataSplits, DeviceData, load_data
 from hidden_core.methods import HiddenNetwork, build_model
@@ -303,10 +302,7 @@ def _load_state(folder: Path | None, trial_id: str) -> dict | None:
     path = None if folder is None else folder / paths.LOTTERY_STATE_FILE
     if path is None or not path.exists():
         return None
-    state = checkpoints.load_state(path)
-    if state.get("trial_id", trial_id) != trial_id:
-        raise CheckpointMismatch(path, state["trial_id"], trial_id)
-    return state
+    return checkpoints.check_trial(path, checkpoints.load_state(path), trial_id, unnamed_ok=True)
 
 
 def _save_state(folder: Path | None, state: dict) -> None:
