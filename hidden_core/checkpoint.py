@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from hidden_core import paths
+from hidden_core.records import EARLY_LOSS_PEAK
 
 UNNAMED = "(unnamed: written before checkpoints named their trial)"
 
@@ -95,8 +96,8 @@ def load(folder: str | os.PathLike[str], trial_id: str, map_location: Any = "cpu
         return None
     state = check_trial(path, load_state(path, map_location), trial_id)
     known = {name: state[name] for name in _FIELDS if name in state}
-    if "early_loss_peak" in known:
-        known["early_loss_peak"] = float(known["early_loss_peak"])
+    if EARLY_LOSS_PEAK in known:  # the field of TrainingCheckpoint named as the metric it feeds
+        known[EARLY_LOSS_PEAK] = float(known[EARLY_LOSS_PEAK])
     return TrainingCheckpoint(**known)
 
 

@@ -14,6 +14,7 @@ module's copy of the name).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from hidden_core import paths
@@ -64,6 +65,9 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return found
 
 
+PATHISH = re.compile(r"DIR|FILE|TABLE|PATH|SUFFIX|FOLDER|PREFIX")
+
+
 def _call_name(func: ast.expr) -> str:
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
 
@@ -110,9 +114,14 @@ def literal_names(source: str, names: set[str]) -> list[tuple[int, str]]:
                 isinstance(parent, ast.Call) and node in parent.args and _call_name(parent.func) in PATH_CALLS)
             if in_path:
                 found.add((node.lineno, text))
-    for node in tree.body:  # module constants that copy names: X = "specs", TABLES = ("trials", "epochs")
+    for node in tree.body:  # module constants that copy names: SPECS_DIR = "specs", TABLES = ("trials", "epochs")
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-            found.update((node.lineno, n) for n in _all_names(node.value, names))
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            pathish = any(isinstance(t, ast.Name) and PATHISH.search(t.id) for t in targets)
+            # one plain word (EPOCHS = "epochs") may be a report field or a config key: only a
+            # constant named like a path, or a tuple of names, copies an on-disk name
+            if pathish or isinstance(node.value, (ast.Tuple, ast.List, ast.Set)) or _text(node.value) in marked:
+                found.update((node.lineno, n) for n in _all_names(node.value, names))
     return sorted(found)
 
 

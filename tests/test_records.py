@@ -20,12 +20,11 @@ VOCABULARY = frozenset({*STATUSES, *REPORT_KINDS, *METRIC_FIELDS})
 # adding one fails it too, and a file that moves (store.py into a package) must bring its
 # literals to zero or list them again under its new name.
 NOT_YET: dict[str, dict[str, int]] = {
-    "hidden_core/lottery.py": {"diverged": 3, "epochs_run": 1, "train_seconds": 1, "best_epoch": 1, "diverged_epoch": 2},
+    "hidden_core/lottery.py": {"epochs_run": 1, "train_seconds": 1, "best_epoch": 1, "diverged_epoch": 2},
     "hidden_core/methods/__init__.py": {"params_total": 1, "params_active": 1, "params_learned": 1, "density": 1,
                                         "disabled_features": 1, "changed_fraction": 1},
     "hidden_core/training.py": {"params_total": 1, "params_active": 1, "params_learned": 1, "changed_fraction": 1,
-                                "density": 1, "disabled_features": 1, "early_loss_peak": 2},
-    "hidden_core/vectorized.py": {"early_loss_peak": 2},
+                                "density": 1, "disabled_features": 1},
     "hidden_core/reproduce.py": {"test_acc_at_best_val": 1, "best_val_acc": 5, "changed_fraction": 5, "density": 12,
                                  "disabled_features": 5, "val_acc": 2, "best_epoch": 3, "train_seconds": 1},
 }
