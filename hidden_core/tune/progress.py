@@ -14,8 +14,11 @@ fitted as its method's factor x (a + b x parameters) (least squares over the run
 a, b >= 0): the wide trials a sweep starts with (dearest first) do not make the narrow ones
 left look as slow, and a cell of three seeds counts as three trials of work done in one
 run's time. The runs left are then scheduled as the runner does (dearest first, each on the
-first free slot of the concurrency; of the runs in flight, the one a slot took when the last
-trial ended is counted whole, the others half done); the ETA is when the last one ends.
+first free slot of the concurrency); a run in flight counts by what it has left, its
+predicted seconds less the seconds since `tick` first saw it running (without that: the one
+a slot took when the last trial ended counted whole, the others half done, which misjudged
+the tail of a sweep: 27 of 30 simulated demos within 1.5x, worst 0.50, against 29 of 30,
+worst 0.65); the ETA is when the last one ends.
 Checked on a simulated sweep in tests/test_progress.py. Shown once a run has ended ('ETA ?'
 before). A progress object started without the plan's work falls
 back on the mean trial duration times the trials left over the concurrency (eta_seconds).
@@ -74,6 +77,7 @@ class Progress:
         self.best: dict[str, float] = {}
         self.running = 0
         self.durations: list[float] = []  # wall seconds of each finished trial
+        self.run_started: dict[str, float] = {}  # run -> when it was first seen running (monotonic)
         self.model: EtaModel | None = None
         self.started = time.monotonic()
         self._last_print = 0.0
@@ -111,7 +115,14 @@ class Progress:
         self._print(force=not self.tty and time.monotonic() - self._last_print >= self.interval_s)
 
     def tick(self, trials: list[Any]) -> None:
-        self.running = sum(1 for t in trials if getattr(t, "status", "") == "RUNNING")
+        running = [t for t in trials if getattr(t, "status", "") == "RUNNING"]
+        self.running = len(running)
+        now = time.monotonic()
+        live = {run_of(getattr(t, "config", None) or {}) for t in running} - {""}
+        for run in live:
+            self.run_started.setdefault(run, now)
+        for run in set(self.run_started) - live:  # ended (or stopped): no longer in flight
+            del self.run_started[run]
         self._print()
 
     def finish(self) -> None:
@@ -129,7 +140,8 @@ class Progress:
         """Seconds until the last trial ends, from the finished trials' mean duration (see
         the module docstring); None before any trial has finished."""
         if self.model is not None:
-            return self.model.eta(self.running, self.concurrency)
+            now = time.monotonic()
+            return self.model.eta(self.running, self.concurrency, {run: now - t0 for run, t0 in self.run_started.items()})
         return eta_seconds(self.durations, self.total - self.done, self.running, self.concurrency)
 
     def line(self) -> str:
@@ -181,6 +193,13 @@ class Work:
     params: int
     run: str = ""
     method: str = ""
+
+
+def run_of(config: dict[str, Any]) -> str:
+    """The run (Work.run) a live Tune trial trains: its cell for a vectorized cell's trial
+    (trial_id 'cell-...'), else its trial_id ('' when unknown, e.g. a search sample)."""
+    trial_id = str(config.get("trial_id") or "")
+    return str(config.get("cell_id") or "") if trial_id.startswith("cell-") else trial_id
 
 
 def plan_work(todo: Any) -> tuple[dict[str, Work], list[Work]]:
@@ -247,9 +266,11 @@ class EtaModel:
             factor = defaultdict(lambda: 1.0, {m: v / mean for m, v in raw.items()})
         return a, b, factor
 
-    def eta(self, running: int, concurrency: int) -> float | None:
+    def eta(self, running: int, concurrency: int, elapsed: dict[str, float] | None = None) -> float | None:
         """The end of the runs left, scheduled as the runner does: dearest first, each on the
-        first free slot, the `running` dearest already under way (see the module docstring)."""
+        first free slot. The runs in flight: those in `elapsed` (run -> seconds since it
+        started) have their predicted seconds less what they ran (at least 0); without it,
+        the `running` dearest runs are taken as under way (see the module docstring)."""
         if not self.pending and not self.samples:
             return 0.0
         rate = self.rate()
@@ -259,8 +280,14 @@ class EtaModel:
         runs: dict[str, float] = defaultdict(float)
         for w in [*self.pending.values(), *self.samples]:
             runs[w.run] += w.epochs * factor[w.method] * (a + b * w.params)
-        queue = sorted(runs.values(), reverse=True)
         slots = max(1, concurrency)
+        flying_known = {r: max(0.0, runs[r] - seconds) for r, seconds in (elapsed or {}).items() if r in runs}
+        if flying_known:
+            free = sorted(sorted(flying_known.values(), reverse=True)[:slots] + [0.0] * max(0, slots - len(flying_known)))
+            for seconds in sorted((d for r, d in runs.items() if r not in flying_known), reverse=True):
+                heapq.heapreplace(free, free[0] + seconds)
+            return max(free)
+        queue = sorted(runs.values(), reverse=True)
         flying = min(running, slots, len(queue))
         # in flight: the run a slot took when the last trial ended has barely started (the
         # cheapest of them, dearest first), the others are about half done
