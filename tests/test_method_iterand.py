@@ -15,11 +15,11 @@ from hidden_core.distributions import draw, fans, weight_layers
 from hidden_core.methods import build_model
 from hidden_core.methods.base import original_weight, parametrization_of
 from hidden_core.methods.iterand import redraw_seed, reference_kept_count
+from hidden_core.paths import CHECKPOINT_FILE
 from hidden_core.subnet.controls import score_controls
 from hidden_core.subnet.evaluate import Evaluator
 from hidden_core.subnet.fileformat import read_subnet_file
 from hidden_core.subnet.state import materialize
-from hidden_core.training import CHECKPOINT_FILE
 
 
 # ---- models/networks/sparse_modules.py:8-21 GetSubnet, percentile --------------------------
