@@ -4,9 +4,11 @@ normalization/dedupe, trial and cell identity, skipping what the store holds, dr
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from hidden_core.cli import main as cli_main
 from hidden_core.config import ConfigError, TrialConfig, make_config
@@ -94,6 +96,33 @@ def test_run_sweep_refuses_impossible_resources_before_starting(tmp_path: Path):
         run_sweep(spec, tmp_path / "results", progress=False)
     assert not (tmp_path / "results").exists()
     assert ray.is_initialized() == ray_was_up  # no Ray started
+
+
+# ---- one declaration per fact ----------------------------------------------------------------
+def test_spec_keys_are_declared_once_in_sweepspec():
+    """The scalar keys are checked (each error at its own path) by a model made of SweepSpec's
+    own fields, so a key's type, default and bounds are written in one place."""
+    from hidden_core.spec import SweepSpec
+    from hidden_core.spec.validate import _SECTIONS, _Rest
+
+    assert set(_Rest.model_fields) | _SECTIONS == set(SweepSpec.model_fields)
+    assert not set(_Rest.model_fields) & _SECTIONS
+    for name, field in _Rest.model_fields.items():
+        own = SweepSpec.model_fields[name]
+        assert (field.annotation, field.default, field.metadata) == (own.annotation, own.default, own.metadata), name
+    # the bounds are SweepSpec's own (before, only the validator's copy had them)
+    with pytest.raises(ValidationError, match="description"):
+        SweepSpec.model_validate({"name": "x", "description": "d" * 10_001})
+    with pytest.raises(ValidationError, match="study_storage"):
+        SweepSpec.model_validate({"name": "x", "study_storage": "sqlite:///" + "d" * 2000})
+
+
+def test_pruner_names_are_declared_once():
+    from hidden_core.spec import PRUNERS, PrunerSpec
+    from hidden_core.spec.model import PRUNER_ARGS
+
+    assert PRUNERS == tuple(PRUNER_ARGS) == typing.get_args(PrunerSpec.model_fields["type"].annotation)
+    assert "hyperband" in PRUNERS and PrunerSpec(type="hyperband").enabled
 
 
 # ---- every spec of the repository ------------------------------------------------------------

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from hidden_core.spec.plan import Plan
 
 # RunOptions the runner sets per trial; a spec's `run:` section may set the others
-PRUNERS: tuple[str, ...] = ("none", "median", "percentile", "successive_halving", "hyperband")
 RUNNER_SET_RUN_OPTIONS = frozenset({"device", "checkpoint_dir", "threads", "save_subnet"})
 DEFAULT_MAX_TRIALS = 10_000
 MAX_MAX_TRIALS = 10_000_000  # the issue's measurement: 10M planned trials passed 3 GB
@@ -120,6 +119,8 @@ class _HyperbandArgs(_Strict):
         return v
 
 
+# The pruners, declared here only: name -> the model of its arguments (None: takes none).
+# PRUNERS and PrunerSpec.type come from it; tune/pruning.py builds the Optuna pruner.
 PRUNER_ARGS: dict[str, type[_Strict] | None] = {
     "none": None,
     "median": _PercentileArgs,
@@ -127,6 +128,8 @@ PRUNER_ARGS: dict[str, type[_Strict] | None] = {
     "successive_halving": _SuccessiveHalvingArgs,
     "hyperband": _HyperbandArgs,
 }
+PRUNERS: tuple[str, ...] = tuple(PRUNER_ARGS)
+PrunerName = Literal[PRUNERS]  # type: ignore[valid-type]
 
 
 class PrunerSpec(_Strict):
@@ -136,7 +139,7 @@ class PrunerSpec(_Strict):
     ``n_warmup_steps: 2`` never prunes during the first two epochs and resources
     (``min_resource``) count epochs."""
 
-    type: Literal["none", "median", "percentile", "successive_halving", "hyperband"] = "none"
+    type: PrunerName = "none"
     args: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -209,10 +212,16 @@ class SubnetControls(_Strict):
 
 # ---- the spec ------------------------------------------------------------------------------
 class SweepSpec(_Strict):
-    """One study: the trials to cross, how to search and prune, what each trial reserves."""
+    """One study: the trials to cross, how to search and prune, what each trial reserves.
+
+    Its fields are the spec file's keys, declared here only (validate.py reads the allowed
+    keys, and the models of the scalar ones, from them). Bounds: ``seed`` as trial seeds;
+    ``max_concurrent``, ``samples_per_cell`` and ``max_trials`` at most ``MAX_MAX_TRIALS``;
+    ``max_failures`` at most 100 retries (-1: unlimited); ``report_every_s`` at most a day;
+    ``description`` at most 10,000 characters, ``study_storage`` at most 2,000."""
 
     name: str
-    description: str = ""
+    description: str = Field("", max_length=10_000)
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
     search: dict[str, SearchParam] = Field(default_factory=dict)
@@ -220,7 +229,7 @@ class SweepSpec(_Strict):
     sampler: Literal["tpe", "random", "qmc", "gp"] = "tpe"
     seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
-    study_storage: str | None = None
+    study_storage: str | None = Field(None, max_length=2000)
     resources: Resources = Field(default_factory=Resources)
     max_concurrent: int | None = Field(None, ge=1, le=MAX_MAX_TRIALS)
     max_failures: int = Field(1, ge=-1, le=100)

@@ -8,11 +8,10 @@ import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError, create_model
 
-from hidden_core.bounds import SEED_LIMIT
 from hidden_core.config import ConfigError, RunOptions, TrialConfig, brief, suggestion
 from hidden_core.spec.loggers import normalize_loggers
 from hidden_core.spec.model import (
@@ -24,7 +23,6 @@ from hidden_core.spec.model import (
     SEARCH_TYPES,
     FloatParam,
     IntParam,
-    Resources,
     SubnetControls,
     SweepSpec,
     _Strict,
@@ -38,6 +36,16 @@ SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,99}")  # matched whole (r
 MAX_PROBLEMS = 50  # a hostile file can have 10,000 problems; the first 50 say enough
 TRIAL_FIELDS: tuple[str, ...] = tuple(TrialConfig.model_fields)
 
+# The spec's keys that have checks of their own below; every other key of SweepSpec is a
+# scalar (or a small model) checked by _Rest, which is made of SweepSpec's own declarations,
+# so that a key, its type, default and bounds are written once: in model.SweepSpec.
+_SECTIONS = frozenset({"name", "base", "grid", "search", "pruner", "run", "loggers", "subnet_controls"})
+_Rest = create_model(
+    "_Rest",
+    __base__=_Strict,
+    __doc__="The scalar top-level keys, validated on their own so their errors carry their path.",
+    **{k: (f.annotation, f) for k, f in SweepSpec.model_fields.items() if k not in _SECTIONS},  # type: ignore[call-overload]
+)
 
 
 def load_spec(path: str | Path, *, max_trials: int | None = None) -> SweepSpec:
@@ -101,7 +109,7 @@ def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> Sweep
 
     subnet_controls = _check_subnet_controls(data.get("subnet_controls"), problems)
 
-    rest = {k: data[k] for k in ("description", "samples_per_cell", "sampler", "seed", "study_storage", "resources", "max_concurrent", "max_failures", "report_every_s", "max_trials", "vectorize") if k in data}
+    rest = {k: data[k] for k in _Rest.model_fields if k in data}
     if max_trials is not None:
         rest["max_trials"] = max_trials
     try:
@@ -126,26 +134,6 @@ def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> Sweep
         raise ConfigError(problems)
     spec._plan = plan
     return spec
-
-
-class _Rest(_Strict):
-    """The scalar top-level keys, validated on their own so their errors carry their path.
-
-    Bounds: ``seed`` as trial seeds; ``max_concurrent``, ``samples_per_cell`` and
-    ``max_trials`` at most ``MAX_MAX_TRIALS``; ``max_failures`` at most 100 retries (-1:
-    unlimited); ``report_every_s`` at most a day; ``description`` at most 10,000 characters."""
-
-    description: str = Field("", max_length=10_000)
-    samples_per_cell: int = Field(1, ge=1, le=MAX_MAX_TRIALS)
-    sampler: Literal["tpe", "random", "qmc", "gp"] = "tpe"
-    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
-    study_storage: str | None = Field(None, max_length=2000)
-    resources: Resources = Field(default_factory=Resources)
-    max_concurrent: int | None = Field(None, ge=1, le=MAX_MAX_TRIALS)
-    max_failures: int = Field(1, ge=-1, le=100)
-    report_every_s: float = Field(1.0, ge=0, le=86_400)
-    max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1, le=MAX_MAX_TRIALS)
-    vectorize: Literal["auto", "seeds", "none"] = "auto"
 
 
 def _check_subnet_controls(raw: Any, problems: list[str]) -> SubnetControls | None:
