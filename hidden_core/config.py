@@ -183,6 +183,14 @@ def _check_bounds(name: str, v: Any) -> Any:
 IDENTITY_VERSION = 2
 
 
+def identity_hash(canonical: dict[str, Any]) -> str:
+    """The one content hash of the project: 16 hex digits of the SHA-256 of `canonical` as
+    compact JSON with sorted keys. trial_id hashes a config's canonical form with
+    IDENTITY_VERSION; the spec's cell_id hashes it without the seed and searched fields."""
+    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 class _TrialConfigCore(BaseModel):
     """Everything that defines one trial's result. Frozen; unknown keys are errors; strict
     types (no conversion between bool, text and numbers); every number within ``BOUNDS``.
@@ -327,8 +335,7 @@ class _TrialConfigCore(BaseModel):
 
     @property
     def trial_id(self) -> str:
-        payload = json.dumps({"identity_version": IDENTITY_VERSION, **self.canonical()}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return identity_hash({"identity_version": IDENTITY_VERSION, **self.canonical()})
 
     @property
     def dataset_info(self) -> DatasetInfo:

@@ -117,6 +117,23 @@ def test_spec_keys_are_declared_once_in_sweepspec():
         SweepSpec.model_validate({"name": "x", "study_storage": "sqlite:///" + "d" * 2000})
 
 
+def test_one_identity_hash():
+    """trial_id and cell_id are hashed by one function (config.identity_hash); their values
+    are pinned (a renamed trial or cell would orphan stored rows, checkpoints and studies)."""
+    import ast
+
+    from hidden_core.config import IDENTITY_VERSION, identity_hash
+
+    config = make_config(width=1, seed=3, lr=0.01, method="edge_popup", keep_fraction=0.3)
+    assert (config.trial_id, cell_id(config), cell_id(config, ["lr"])) == ("06fc5d4352b38ebc", "1abf3fc433d796da", "a9e35b9e165cdac7")
+    assert config.trial_id == identity_hash({"identity_version": IDENTITY_VERSION, **config.canonical()})
+    canonical = config.canonical()
+    assert cell_id(config, ["lr"]) == identity_hash({k: v for k, v in canonical.items() if k not in ("seed", "lr")})
+    for path in (ROOT / "hidden_core" / "spec").glob("*.py"):
+        imported = {a.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Import) for a in n.names}
+        assert "hashlib" not in imported, f"{path.name} hashes on its own; use config.identity_hash"
+
+
 def test_pruner_names_are_declared_once():
     from hidden_core.spec import PRUNERS, PrunerSpec
     from hidden_core.spec.model import PRUNER_ARGS

@@ -3,9 +3,7 @@ and the search points), and the identities of trials and cells."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from hidden_core.config import (
     METHOD_FIELDS,
     METHOD_SPECIFIC_FIELDS,
     TrialConfig,
+    identity_hash,
 )
 from hidden_core.spec.problems import config_errors, join_path
 
@@ -83,11 +82,10 @@ class Plan:
 
 # ---- identity ------------------------------------------------------------------------------
 def cell_id(config: TrialConfig, searched: Iterable[str] = ()) -> str:
-    """Hash of the normalized config without its seed and without searched parameters."""
+    """Hash of the normalized config without its seed and without searched parameters
+    (config.identity_hash, the hash trial_id uses; no identity version, as always)."""
     drop = {"seed", *searched}
-    canonical = {k: v for k, v in config.canonical().items() if k not in drop}
-    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return identity_hash({k: v for k, v in config.canonical().items() if k not in drop})
 
 
 def unused_fields(config: TrialConfig) -> frozenset[str]:
