@@ -25,6 +25,7 @@ Every on-disk name is defined here and only here (tests/test_paths.py finds a li
 from __future__ import annotations
 
 import os
+import re
 
 TABLE_DIRS = ("trials", "epochs")  # the store's Parquet tables (store.TABLES)
 CONTROLS_DIR = "controls"  # the controls pass's Parquet table (store.CONTROLS_TABLE)
@@ -69,6 +70,22 @@ def normalize_root(root: str | os.PathLike[str]) -> str:
 
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts]) if is_url(root) else os.path.join(root, *parts)
+
+
+# A sweep's name is its folder's name: the spec's `name:` and every command that names a sweep
+# are checked against this one rule. Matched whole (re.fullmatch); no '/', no leading '.'.
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,99}")
+SWEEP_NAME_RULE = "1-100 letters, digits, '_', '.', '=', '-'; not starting with a symbol"
+
+
+def is_sweep_name(name: object) -> bool:
+    return isinstance(name, str) and SWEEP_NAME.fullmatch(name) is not None
+
+
+def sweep_name_problem(name: object) -> str | None:
+    """What is wrong with `name` as a sweep name (the caller puts the field and the value
+    first: "name: 'a/b' " + this), or None when it is one."""
+    return None if is_sweep_name(name) else f"is not a valid sweep name ({SWEEP_NAME_RULE})"
 
 
 def sweep_dir(root: str | os.PathLike[str], sweep: str) -> str:

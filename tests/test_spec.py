@@ -134,6 +134,23 @@ def test_one_identity_hash():
         assert "hashlib" not in imported, f"{path.name} hashes on its own; use config.identity_hash"
 
 
+def test_one_sweep_name_rule(tmp_path: Path):
+    """A spec's name and a store's sweep argument are checked by one rule (paths.py), with
+    one message (before, the store's said "not starting with '.' or '_'" while '-' and '='
+    were refused too)."""
+    from hidden_core.paths import SWEEP_NAME_RULE, is_sweep_name
+
+    for bad in ("-starts-with-a-symbol", "=x", "../up", "a" * 101, "a b"):
+        with pytest.raises(ConfigError) as spec_err:
+            parse_spec({"name": bad, "grid": {"width": [1]}})
+        with pytest.raises(ConfigError) as store_err:
+            ResultStore(tmp_path).write_trial(bad, {"trial_id": "x", "status": "completed"})
+        spec_line = next(line for line in spec_err.value.problems if line.startswith("name: "))
+        assert spec_line.removeprefix("name: ") == store_err.value.problems[0].removeprefix("sweep: ")
+        assert f"is not a valid sweep name ({SWEEP_NAME_RULE})" in spec_line and not is_sweep_name(bad)
+    assert is_sweep_name("a" * 100) and is_sweep_name("lr=0.1_v2.b-c")
+
+
 def test_pruner_names_are_declared_once():
     from hidden_core.spec import PRUNERS, PrunerSpec
     from hidden_core.spec.model import PRUNER_ARGS

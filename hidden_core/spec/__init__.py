@@ -77,6 +77,7 @@ identity), ``problems`` (how a problem is worded), ``loggers`` (the trackers a s
 
 from __future__ import annotations
 
+from hidden_core.paths import SWEEP_NAME
 from hidden_core.spec.lookup import find_spec_file, spec_candidates
 from hidden_core.spec.model import (
     DEFAULT_MAX_TRIALS,
@@ -106,7 +107,7 @@ from hidden_core.spec.plan import (
 )
 from hidden_core.spec.resources import check_resources
 from hidden_core.spec.storage import storage_url_problems
-from hidden_core.spec.validate import MAX_PROBLEMS, SWEEP_NAME, TRIAL_FIELDS, load_spec, parse_spec
+from hidden_core.spec.validate import MAX_PROBLEMS, TRIAL_FIELDS, load_spec, parse_spec
 
 __all__ = [
     "CategoricalParam",

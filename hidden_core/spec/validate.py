@@ -4,7 +4,6 @@ docstring (hidden_core/spec/__init__.py)."""
 
 from __future__ import annotations
 
-import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError, create_model
 
 from hidden_core.config import ConfigError, RunOptions, TrialConfig, brief, suggestion
+from hidden_core.paths import sweep_name_problem
 from hidden_core.spec.loggers import normalize_loggers
 from hidden_core.spec.model import (
     DEFAULT_MAX_TRIALS,
@@ -32,7 +32,6 @@ from hidden_core.spec.problems import config_errors, join_path, key_text, kind_o
 from hidden_core.spec.storage import storage_url_problems
 from hidden_core.strict_yaml import load_yaml_file
 
-SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,99}")  # matched whole (re.fullmatch)
 MAX_PROBLEMS = 50  # a hostile file can have 10,000 problems; the first 50 say enough
 TRIAL_FIELDS: tuple[str, ...] = tuple(TrialConfig.model_fields)
 
@@ -80,8 +79,8 @@ def _parse_spec(data: Any, max_trials: int | None, problems: list[str]) -> Sweep
     name = data.get("name")
     if name is None:
         problems.append("name: missing; every sweep needs a name (it names its folder in the store)")
-    elif not isinstance(name, str) or not SWEEP_NAME.fullmatch(name):
-        problems.append(f"name: {brief(name)} is not a valid sweep name (1-100 letters, digits, '_', '.', '=', '-'; not starting with a symbol)")
+    elif (name_problem := sweep_name_problem(name)) is not None:
+        problems.append(f"name: {brief(name)} {name_problem}")
 
     base = _mapping(data, "base", problems)
     grid_raw = _mapping(data, "grid", problems)

@@ -38,7 +38,7 @@ from hidden_core.records import (
 
 TABLES = ("trials", "epochs")
 
-_SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,99}")  # matched whole
+_SWEEP_NAME = paths.SWEEP_NAME  # the one sweep-name rule (paths.py), matched whole
 _UTC_US = pa.timestamp("us", tz="UTC")
 
 
@@ -161,8 +161,8 @@ def _sorted(table: pa.Table, name: str) -> pa.Table:
 
 
 def _check_sweep_name(sweep: str) -> None:
-    if not isinstance(sweep, str) or not _SWEEP_NAME.fullmatch(sweep):
-        raise ConfigError([f"sweep: {brief(sweep)} is not a valid sweep name (1-100 letters, digits, '_', '-', '.', '='; not starting with '.' or '_')"])
+    if (problem := paths.sweep_name_problem(sweep)) is not None:
+        raise ConfigError([f"sweep: {brief(sweep)} {problem}"])
 
 
 def _records(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
