@@ -111,3 +111,14 @@ def test_one_record_vocabulary():
     assert set(METRIC_FIELDS) <= {f.name for f in dataclasses.fields(TrialResult)}
     assert set(METRIC_FIELDS) <= set(TRIAL_SCHEMA.names) and set(EPOCH_FIELDS) <= set(EPOCH_SCHEMA.names)
     assert set(STATUSES) == {"completed", "pruned", "failed", "diverged"}
+
+
+def test_spec_and_subnet_import_nothing_from_tune():
+    """DESIGN.md's layering: the spec (validated on a laptop, read by the CLI) and the subnet
+    files (read by `hidden subnet eval` and analysis) sit below the Ray side. Lazy imports
+    inside functions count too (import_graph walks every import statement)."""
+    graph = import_graph()
+    below = [name for name in graph if name.startswith(("hidden_core.spec", "hidden_core.subnet"))]
+    assert "hidden_core.spec" in below and "hidden_core.subnet.state" in below
+    offending = {name: sorted(t for t in graph[name] if t.startswith("hidden_core.tune")) for name in below}
+    assert {name: targets for name, targets in offending.items() if targets} == {}

@@ -80,7 +80,7 @@ def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[s
 
 
 def _git_commit() -> str | None:
-    from hidden_core.tune.provenance import git_commit  # imports neither Ray nor the runner
+    from hidden_core.provenance import git_commit  # imports nothing of the project
 
     return git_commit()
 
