@@ -151,6 +151,18 @@ def test_one_sweep_name_rule(tmp_path: Path):
     assert is_sweep_name("a" * 100) and is_sweep_name("lr=0.1_v2.b-c")
 
 
+def test_spec_package_imports_no_torch_ray_optuna_or_tune():
+    """A laptop validates and plans a spec with pydantic alone (the package's docstring)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from hidden_core.spec import load_spec; load_spec('sweeps/quickstart.yaml').plan(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray', 'optuna') or m.startswith('hidden_core.tune')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_pruner_names_are_declared_once():
     from hidden_core.spec import PRUNERS, PrunerSpec
     from hidden_core.spec.model import PRUNER_ARGS
