@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ast_scan import docstring_ids
 
 from hidden_core.catalog import CATALOG, METHODS, OPTIONS, REFERENCE, methods_where
 from hidden_core.config import ConfigError, make_config
@@ -22,15 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {"hidden_core/catalog.py", "hidden_core/reproduce.py"}
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                out.add(id(first.value))
-    return out
-
 
 def method_names_outside_the_catalog() -> list[str]:
     found = []
@@ -39,7 +31,7 @@ def method_names_outside_the_catalog() -> list[str]:
         if rel.startswith("hidden_core/methods/") or rel in ALLOWED:
             continue
         tree = ast.parse(path.read_text())
-        docs = _docstrings(tree)
+        docs = docstring_ids(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in METHODS and id(node) not in docs:
                 if rel == "hidden_core/records.py" and node.value in BRANCHES:
@@ -54,7 +46,7 @@ def test_no_module_keeps_a_table_or_an_if_chain_keyed_by_a_method_name():
 
 def test_the_scan_finds_a_method_name_in_code():
     tree = ast.parse('if config.method == "edge_popup":\n    pass\n"""a docstring naming edge_popup is fine"""')
-    names = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in METHODS and id(n) not in _docstrings(tree)]
+    names = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in METHODS and id(n) not in docstring_ids(tree)]
     assert names == ["edge_popup"]
 
 

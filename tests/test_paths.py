@@ -17,6 +17,8 @@ import ast
 import re
 from pathlib import Path
 
+from ast_scan import docstring_ids
+
 from hidden_core import paths
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hidden_core"
@@ -54,16 +56,6 @@ def _plain(name: str) -> bool:
     return name.isalpha()
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    """id() of every docstring node (module, class, function)."""
-    found: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-                found.add(id(first.value))
-    return found
-
 
 PATHISH = re.compile(r"DIR|FILE|TABLE|PATH|SUFFIX|FOLDER|PREFIX")
 
@@ -91,7 +83,7 @@ def _all_names(value: ast.expr, names: set[str]) -> list[str]:
 def literal_names(source: str, names: set[str]) -> list[tuple[int, str]]:
     """(line, name) for every on-disk name written as a literal in `source` (module docstring)."""
     tree = ast.parse(source)
-    docstrings = _docstrings(tree)
+    docstrings = docstring_ids(tree)
     parents: dict[int, ast.AST] = {}
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):

@@ -7,6 +7,8 @@ import ast
 from collections import Counter
 from pathlib import Path
 
+from ast_scan import docstring_ids
+
 from hidden_core import records
 from hidden_core.records import EPOCH_FIELDS, METRIC_FIELDS, REPORT_KINDS, STATUSES
 
@@ -30,19 +32,10 @@ NOT_YET: dict[str, dict[str, int]] = {
 }
 
 
-def _docstrings(tree: ast.AST) -> set[int]:
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                out.add(id(first.value))
-    return out
-
 
 def vocabulary_literals(tree: ast.AST) -> list[ast.Constant]:
     """String literals equal to a status, report kind or metric name (docstrings aside)."""
-    docs = _docstrings(tree)
+    docs = docstring_ids(tree)
     return [node for node in ast.walk(tree)
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in VOCABULARY and id(node) not in docs]
 

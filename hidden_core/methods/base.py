@@ -111,6 +111,19 @@ def masked_file_weight(original: torch.Tensor, stored: dict[str, np.ndarray]) ->
     return original * on_device(stored["mask"], original).to(original.dtype)
 
 
+def kept_values_weight(original: torch.Tensor, stored: dict[str, np.ndarray]) -> torch.Tensor:
+    """Zero but at the stored mask, where the stored trained values stand (in the mask's flat
+    order): what a file of a method that trained its kept weights rebuilds (lottery_ticket,
+    Gem-Miner fine-tuned). ValueError when the counts differ."""
+    mask = on_device(stored["mask"], original)
+    values = on_device(stored["values"], original).reshape(-1)
+    if values.numel() != int(mask.sum()):
+        raise ValueError(f"{values.numel()} values for a mask keeping {int(mask.sum())} weights")
+    weight = torch.zeros_like(original)
+    weight[mask] = values
+    return weight
+
+
 def freeze(model: nn.Module) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
@@ -185,6 +198,7 @@ def masked_weight(weight: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor
 __all__ = [
     "Method",
     "Packed",
+    "kept_values_weight",
     "masked_file_weight",
     "numpy_of",
     "on_device",

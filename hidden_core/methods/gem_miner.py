@@ -43,6 +43,7 @@ from hidden_core.methods.base import (
     WeightParametrization,
     attach,
     freeze,
+    kept_values_weight,
     masked_weight,
     numpy_of,
     on_device,
@@ -128,15 +129,9 @@ class GemMinerMask(WeightParametrization):
         return {"mask": numpy_of(mask), "values": numpy_of(weights.detach()[mask])}
 
     def file_weight(self, original, stored):
-        mask = on_device(stored["mask"], original)
         if not self.fine_tunes:
-            return original * mask.to(original.dtype)
-        values = on_device(stored["values"], original).reshape(-1)
-        if values.numel() != int(mask.sum()):
-            raise ValueError(f"{values.numel()} values for a mask keeping {int(mask.sum())} weights")
-        weight = torch.zeros_like(original)
-        weight[mask] = values
-        return weight
+            return original * on_device(stored["mask"], original).to(original.dtype)
+        return kept_values_weight(original, stored)
 
     @torch.no_grad()
     def start_tuning(self, original: torch.Tensor, unflag: bool) -> None:

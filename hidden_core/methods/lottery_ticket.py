@@ -35,8 +35,8 @@ from hidden_core.methods.base import (
     Method,
     WeightParametrization,
     attach,
+    kept_values_weight,
     numpy_of,
-    on_device,
     parametrization_of,
     weight_layers,
 )
@@ -65,13 +65,7 @@ class PrunableWeight(WeightParametrization):
         return {"mask": numpy_of(self.mask), "values": numpy_of(self.trained[self.mask])}
 
     def file_weight(self, original, stored):
-        mask = on_device(stored["mask"], original)
-        values = on_device(stored["values"], original).reshape(-1)
-        if values.numel() != int(mask.sum()):
-            raise ValueError(f"{values.numel()} values for a mask keeping {int(mask.sum())} weights")
-        weight = torch.zeros_like(original)
-        weight[mask] = values
-        return weight
+        return kept_values_weight(original, stored)
 
     @torch.no_grad()
     def reset(self, values: torch.Tensor, mask: torch.Tensor) -> None:
