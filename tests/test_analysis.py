@@ -171,7 +171,17 @@ def test_keep_fraction_plot_draws_one_line_per_model(tmp_path):
 
 def test_palette_is_okabe_ito_and_follows_the_method_catalog():
     assert [method_color(m) for m in METHODS] == list(METHOD_PALETTE[: len(METHODS)])
-    assert set(METHOD_PALETTE) - set(OKABE_ITO) <= {"#999999", "#882255"}  # grey for random_features, Tol's wine for the ninth
+    # grey for random_features, then Paul Tol's muted scheme (its wine first)
+    tol_muted = {"#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499"}
+    assert set(METHOD_PALETTE) - set(OKABE_ITO) <= {"#999999"} | tol_muted
+    assert len(set(METHOD_PALETTE)) == len(METHOD_PALETTE)
+
+
+def test_a_method_beyond_the_palette_gets_its_own_colour():
+    from hidden_core.analysis.plots import _extra_color
+
+    extra = [_extra_color(i) for i in range(12)]
+    assert len(set(extra) | set(METHOD_PALETTE)) == len(extra) + len(METHOD_PALETTE)
 
 
 def test_report_embeds_plots_and_tables(analysis, trials, tmp_path):

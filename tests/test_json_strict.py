@@ -33,7 +33,7 @@ def json_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -
 
 
 COVERED = {("train",), ("inspect",), ("sweep", "run"), ("results", "list"), ("results", "show"), ("results", "best"),
-           ("subnet", "eval"), ("subnet", "controls"), ("subnet", "masks")}
+           ("subnet", "eval"), ("subnet", "controls"), ("subnet", "masks"), ("methods",)}
 
 
 def test_every_json_command_is_covered():
@@ -78,6 +78,11 @@ def test_train_json_has_null_for_what_was_not_measured(trained):
     result = outputs[0]
     assert result["disabled_features"] is None  # NaN for a method that switches no feature off
     assert isinstance(result["test_acc"], float)
+
+
+def test_methods_json():
+    records = _run(["methods", "--json"])
+    assert isinstance(records, list) and {"method", "options", "learns"} <= set(records[0])
 
 
 def test_inspect_json(trained):

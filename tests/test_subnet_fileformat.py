@@ -28,8 +28,9 @@ def test_a_subnet_file_follows_the_umask_as_the_parquet_files_do(tmp_path, umask
 
 
 def test_the_documented_file_sizes_are_what_a_trial_writes(tmp_path):
-    """docs/subnetworks.md gave 3,395 B for the MLP edge_popup file a trial writes at 4,011 B.
-    Header digits vary a little with the metrics and provenance: 2% tolerance."""
+    """docs/subnetworks.md once gave 3,395 B for the MLP edge_popup file a trial wrote at
+    4,011 B (3,883 B since the header holds only its own method's options). Header digits
+    vary a little with the metrics and provenance: 2% tolerance."""
     import re
     from pathlib import Path
 
@@ -48,3 +49,14 @@ def test_the_documented_file_sizes_are_what_a_trial_writes(tmp_path):
     conv4_file = save_subnet(tmp_path / "conv4.safetensors", build_model(conv4), conv4, result=result)
     assert abs(mlp.stat().st_size - mlp_doc) <= 0.02 * mlp_doc, (mlp.stat().st_size, mlp_doc)
     assert abs(conv4_file.stat().st_size - conv4_doc) <= 0.02 * conv4_doc, (conv4_file.stat().st_size, conv4_doc)
+
+
+def test_the_header_config_holds_only_its_own_methods_options_and_rebuilds_the_same_trial():
+    from hidden_core.catalog import OPTIONS
+    from hidden_core.config import make_config
+    from hidden_core.subnet.state import header_config
+
+    config = make_config(method="lottery_ticket", prune_rate=0.3)
+    header = header_config(config)
+    assert {k for k in header if k in OPTIONS} == {k for k, (m, _) in OPTIONS.items() if m == "lottery_ticket"}
+    assert make_config(header) == config and make_config(header).trial_id == config.trial_id

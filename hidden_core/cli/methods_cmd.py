@@ -5,10 +5,10 @@ their defaults, bounds and meanings. Torch-free, like the catalog."""
 from __future__ import annotations
 
 import argparse
-import json
 import typing
 
 from hidden_core.catalog import CATALOG, LEARNS, Option
+from hidden_core.strict_json import dumps
 
 
 def _type_name(option: Option) -> str:
@@ -31,7 +31,7 @@ def catalog_records() -> list[dict]:
 def cmd_methods(args: argparse.Namespace) -> int:
     records = catalog_records()
     if args.json:
-        print(json.dumps(records, indent=1))
+        print(dumps(records, indent=1))
         return 0
     for r in records:
         print(f"{r['method']}: {r['summary']}")

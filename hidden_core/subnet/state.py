@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import hidden_core
+from hidden_core.catalog import OPTIONS
 from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.distributions import WEIGHT_LAYER_TYPES
 from hidden_core.methods import HiddenNetwork, build_model
@@ -85,6 +86,13 @@ def _git_commit() -> str | None:
     return git_commit()
 
 
+def header_config(config: TrialConfig) -> dict[str, Any]:
+    """The config a file's header carries: every core field, and of the methods' own options
+    only its method's (the others mean nothing to it, and each new method would otherwise
+    lengthen every file's header); make_config gives the rest their defaults, the same trial."""
+    return {k: v for k, v in config.model_dump(mode="json").items() if k not in OPTIONS or OPTIONS[k][0] == config.method}
+
+
 def save_subnet(
     path: str | os.PathLike[str],
     model: HiddenNetwork,
@@ -105,7 +113,7 @@ def save_subnet(
         status = result.status
     run = run or RunOptions()
     metadata = {
-        "config": json.dumps(config.model_dump(mode="json"), sort_keys=True),
+        "config": json.dumps(header_config(config), sort_keys=True),
         "trial_id": config.trial_id,
         "method": config.method,
         "shapes": json.dumps(shapes),
