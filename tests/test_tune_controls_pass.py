@@ -21,7 +21,7 @@ from hidden_core.store import ResultStore
 from hidden_core.subnet.state import save_subnet
 from hidden_core.tune import controls_pass
 
-BASE = {"name": "s", "base": {"dataset": "mnist1d", "epochs": 4, "width": 0.3}, "grid": {"method": ["edge_popup", "gem_miner"]}}
+BASE = {"name": "s", "base": {"dataset": "digits", "epochs": 4, "width": 0.3}, "grid": {"method": ["edge_popup", "gem_miner"]}}
 SPEC = parse_spec({**BASE, "subnet_controls": {"draws": 1, "device": "cpu"}})
 
 
@@ -29,7 +29,7 @@ def _write(store: ResultStore, local_root=None, **fields) -> str:
     """A final trial row of sweep 's' with its subnet file (an untrained network: the pass
     only needs a readable file of the right trial); local_root: the local folder under which
     a non-local store's root lies."""
-    config = make_config(width=0.3, epochs=4, **fields)
+    config = make_config(dataset="digits", width=0.3, epochs=4, **fields)
     store.write_trial("s", {"trial_id": config.trial_id, "cell_id": config.method, "status": "completed", "val_acc": 0.5, "test_acc": 0.4,
                             **config.model_dump()})
     root = store.root if local_root is None else f"{local_root}/{store.root}"
@@ -62,7 +62,7 @@ def test_a_gem_miner_trial_that_fine_tuned_its_weights_has_no_controls(tmp_path)
 def test_a_file_of_another_trial_is_skipped_and_retried(tmp_path):
     store = ResultStore(tmp_path / "r", compact_every=None)
     mine = _write(store, method="edge_popup", seed=0)
-    other = make_config(method="edge_popup", width=0.3, epochs=4, seed=1)
+    other = make_config(method="edge_popup", dataset="digits", width=0.3, epochs=4, seed=1)
     save_subnet(trial_subnet_path(store.root, "s", mine), build_model(other), other)  # a misplaced file under mine's name
     out = io.StringIO()
     report = controls_pass.run(SPEC, store, out=out)
