@@ -58,7 +58,17 @@ from hidden_core.methods.lottery_ticket import (
     shuffled_masks,
     trained_weights,
 )
-from hidden_core.records import DIVERGED, RANDOM_PRUNE, REINIT, SUPERMASK, TICKET
+from hidden_core.records import (
+    BEST_EPOCH,
+    DIVERGED,
+    DIVERGED_EPOCH,
+    EPOCHS_RUN,
+    RANDOM_PRUNE,
+    REINIT,
+    SUPERMASK,
+    TICKET,
+    TRAIN_SECONDS,
+)
 from hidden_core.training import (
     EpochRecord,
     TrialResult,
@@ -201,8 +211,8 @@ def train_lottery(
             break
 
     final = dict(state["final"])
-    final["epochs_run"] = len(records)
-    final["train_seconds"] = sum(r.seconds for r in records if math.isfinite(r.seconds))
+    final[EPOCHS_RUN] = len(records)
+    final[TRAIN_SECONDS] = sum(r.seconds for r in records if math.isfinite(r.seconds))
     result = TrialResult(**final, history=records)
     if run.save_subnet and state["ticket"] is None:  # resumed from a state of a hidden that kept no ticket
         import warnings
@@ -289,9 +299,9 @@ def _summary(result: TrialResult, rows: list[EpochRecord]) -> dict:
     """The trial's summary from its last ticket level; best_epoch as the row's epoch."""
     summary = result.to_dict()
     by_local = {r.level_epoch: r.epoch for r in rows}
-    summary["best_epoch"] = by_local.get(result.best_epoch, 0)
-    if summary["diverged_epoch"] is not None:
-        summary["diverged_epoch"] = by_local.get(result.diverged_epoch)
+    summary[BEST_EPOCH] = by_local.get(result.best_epoch, 0)
+    if summary[DIVERGED_EPOCH] is not None:
+        summary[DIVERGED_EPOCH] = by_local.get(result.diverged_epoch)
     return summary
 
 

@@ -37,7 +37,18 @@ from hidden_core.analysis.lottery import lottery_points, lottery_seed_scores, pl
 from hidden_core.analysis.metrics import best_by_validation
 from hidden_core.config import make_config
 from hidden_core.health import DEAD_UNITS
-from hidden_core.records import COMPLETED, HEALTH_FLAGS
+from hidden_core.records import (
+    BEST_EPOCH,
+    BEST_VAL_ACC,
+    CHANGED_FRACTION,
+    COMPLETED,
+    DENSITY,
+    DISABLED_FEATURES,
+    HEALTH_FLAGS,
+    TEST_ACC_AT_BEST_VAL,
+    TRAIN_SECONDS,
+    VAL_ACC,
+)
 from hidden_core.spec import load_spec, parse_spec
 from hidden_core.store import ResultStore
 from hidden_core.strict_yaml import load_yaml_file
@@ -47,7 +58,7 @@ REPRO_DIR = ROOT / "sweeps" / "repro"
 FIGURE_DIR = ROOT / "docs" / "reproductions"
 REPORT = ROOT / "REPRODUCTIONS.md"
 TIMINGS = paths.REPRO_TIMINGS_FILE  # in the results folder: wall seconds of the runs that made each sweep's trials
-METRIC = "test_acc_at_best_val"  # the one test metric: test accuracy at the best validation epoch
+METRIC = TEST_ACC_AT_BEST_VAL  # the one test metric: test accuracy at the best validation epoch
 CHANCE = 0.1
 
 
@@ -369,21 +380,21 @@ def analyse_width(data, fig_path):
 
 def analyse_k(data, fig_path):
     frame = data["repro_edge_popup_k"]
-    rows = cells(frame, ["keep_fraction"], lambda r: f"k = {r['keep_fraction']:g}", ("density",))
+    rows = cells(frame, ["keep_fraction"], lambda r: f"k = {r['keep_fraction']:g}", (DENSITY,))
     _figure(fig_path, lambda ax: _series(ax, frame, "keep_fraction", "edge_popup, MLP width 2"), "keep fraction k")
-    return table(rows, ("density",)) + "\n\n" + MLP_NO_BIAS
+    return table(rows, (DENSITY,)) + "\n\n" + MLP_NO_BIAS
 
 
 def analyse_bn(data, fig_path):
     frame = data["repro_bn_only"]
     dense = data.get("repro_bn_only_dense", pd.DataFrame())
     both = pd.concat([frame, dense], ignore_index=True)
-    rows = cells(both, ["method", "depth", "width"], lambda r: f"{r['method']} ResNet-{int(r['depth'])} width {r['width']:g}", ("disabled_features",))
+    rows = cells(both, ["method", "depth", "width"], lambda r: f"{r['method']} ResNet-{int(r['depth'])} width {r['width']:g}", (DISABLED_FEATURES,))
     trend = ""
     budget = data.get("repro_bn_only_budget")
     if budget is not None and not budget.empty:
         at_full = frame[(frame.depth == 8) & np.isclose(frame.width, 1)]
-        points = pd.concat([budget, at_full], ignore_index=True).groupby("epochs")["disabled_features"].agg(["mean", "count"])
+        points = pd.concat([budget, at_full], ignore_index=True).groupby("epochs")[DISABLED_FEATURES].agg(["mean", "count"])
         trend = ("\n\nDisabled features of BN-only ResNet-8 (width 1) over the training budget (epochs: mean fraction, seeds): "
                  + ", ".join(f"{int(e)}: {100 * r['mean']:.1f}% (n = {int(r['count'])})" for e, r in points.iterrows())
                  + " (the paper's count is after 160 epochs on CIFAR-10).")
@@ -395,23 +406,23 @@ def analyse_bn(data, fig_path):
         _series(ax, wide, "depth", "bn_only, ResNet-8 (x = 8 x width)", "s--")
 
     _figure(fig_path, draw, "depth, or 8 x width")
-    return table(rows, ("disabled_features",)) + trend
+    return table(rows, (DISABLED_FEATURES,)) + trend
 
 
 def analyse_connectivity(data, fig_path):
     frame = data["repro_connectivity"]
-    rows = cells(frame, ["method", "penalty"], lambda r: r["method"] + ("" if r["method"] == "dense" else f" penalty {r['penalty']:g}"), ("changed_fraction", "density"))
+    rows = cells(frame, ["method", "penalty"], lambda r: r["method"] + ("" if r["method"] == "dense" else f" penalty {r['penalty']:g}"), (CHANGED_FRACTION, DENSITY))
     dense = frame[frame.method == "dense"][METRIC].mean()
 
     def draw(ax):
         for (method, penalty), sel in frame[frame.method != "dense"].groupby(["method", "penalty"]):
-            ax.scatter(sel["changed_fraction"], sel[METRIC], label=f"{method} penalty {penalty:g}")
+            ax.scatter(sel[CHANGED_FRACTION], sel[METRIC], label=f"{method} penalty {penalty:g}")
         ax.axhline(dense, color="k", ls="--", label="dense")
         ax.axhline(0.9 * dense, color="k", ls=":", label="90% of dense")
         ax.axvline(0.1, color="grey", ls=":")
 
     _figure(fig_path, draw, "changed fraction (connections pruned or signs flipped)")
-    return table(rows, ("changed_fraction", "density")) + "\n\n" + MLP_NO_BIAS
+    return table(rows, (CHANGED_FRACTION, DENSITY)) + "\n\n" + MLP_NO_BIAS
 
 
 def analyse_fraction(data, fig_path):
@@ -424,7 +435,7 @@ def analyse_fraction(data, fig_path):
 
 def analyse_supermask(data, fig_path):
     frame = data["repro_supermask"]
-    rows = cells(frame, ["method", "supermask_eval"], lambda r: "dense" if r["method"] == "dense" else f"supermask, {r['supermask_eval']} evaluation", ("density",))
+    rows = cells(frame, ["method", "supermask_eval"], lambda r: "dense" if r["method"] == "dense" else f"supermask, {r['supermask_eval']} evaluation", (DENSITY,))
 
     def draw(ax):
         groups = list(frame.groupby(["method", "supermask_eval"], dropna=False))
@@ -433,7 +444,7 @@ def analyse_supermask(data, fig_path):
         ax.axhline(CHANCE, color="k", ls=":", label="chance")
 
     _figure(fig_path, draw, "cell")
-    return table(rows, ("density",)) + "\n\n" + MLP_NO_BIAS
+    return table(rows, (DENSITY,)) + "\n\n" + MLP_NO_BIAS
 
 
 # Claim (g), in the abstract's words: winning tickets at 10-20% of the size, which match the
@@ -484,8 +495,8 @@ def lottery_levels(scores: pd.DataFrame) -> pd.DataFrame:
     dense = wide[(0, "ticket")]
     rows = []
     for level in sorted(scores["level"].unique()):
-        density = float(scores.loc[scores["level"] == level, "density"].iloc[0])
-        row: dict[str, object] = {"level": int(level), "density": density}
+        density = float(scores.loc[scores["level"] == level, DENSITY].iloc[0])
+        row: dict[str, object] = {"level": int(level), DENSITY: density}
         for branch in ("ticket", "supermask", *CONTROLS):
             row[branch] = wide[(level, branch)].dropna().to_numpy() if (level, branch) in wide else np.array([])
         for other, ref in [*((c, wide.get((level, c))) for c in CONTROLS), ("dense", dense if level else None)]:
@@ -498,15 +509,15 @@ def lottery_levels(scores: pd.DataFrame) -> pd.DataFrame:
 def dense_convergence(epochs: pd.DataFrame) -> pd.DataFrame:
     """Per lottery trial: the dense training's (level 0) best-validation epoch, its last epoch,
     and whether it converged by the patience rule (best epoch <= last - PATIENCE)."""
-    rows = epochs[(epochs["level"] == 0) & (epochs["branch"] == "ticket")].dropna(subset=["val_acc"])
+    rows = epochs[(epochs["level"] == 0) & (epochs["branch"] == "ticket")].dropna(subset=[VAL_ACC])
     out = []
     for trial_id, g in rows.groupby("trial_id"):
         g = g.sort_values("epoch")
         at = g["level_epoch"] if "level_epoch" in g and g["level_epoch"].notna().all() else pd.Series(np.arange(1, len(g) + 1), index=g.index)
-        best = int(at.loc[g["val_acc"].astype(float).idxmax()])
+        best = int(at.loc[g[VAL_ACC].astype(float).idxmax()])
         last = int(at.max())
-        out.append({"trial_id": trial_id, "best_epoch": best, "last_epoch": last, "converged": best <= last - PATIENCE})
-    return pd.DataFrame(out, columns=["trial_id", "best_epoch", "last_epoch", "converged"])
+        out.append({"trial_id": trial_id, BEST_EPOCH: best, "last_epoch": last, "converged": best <= last - PATIENCE})
+    return pd.DataFrame(out, columns=["trial_id", BEST_EPOCH, "last_epoch", "converged"])
 
 
 def lottery_frames(data, epochs) -> dict[str, pd.DataFrame]:
@@ -550,7 +561,7 @@ def lottery_table(levels: pd.DataFrame) -> str:
     lines = [head, "|" + " --- |" * (2 + len(columns))]
     for _, r in levels.iterrows():
         cells = [_pm(r[c], signed=c.startswith("ticket -")) for c in columns]
-        lines.append(f"| {r['level']} | {r['density']:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['level']} | {r[DENSITY]:.3f} | " + " | ".join(cells) + " |")
     ns = sorted({len(v) for c in columns for v in levels[c] if len(v)})
     return "\n".join(lines) + (
         f"\n\nTest accuracy % at each level's best-validation epoch: mean ± half-width of a 95% Student-t interval over the seeds "
@@ -570,16 +581,16 @@ def analyse_lottery(data, fig_path, epochs):
         levels = lottery_levels(scores)
         final = levels.iloc[-1]
         edge = frame[frame["method"] == "edge_popup"].sort_values("seed")
-        at_k = edge[np.isclose(edge["keep_fraction"], final["density"], atol=2e-3)][METRIC].to_numpy()
+        at_k = edge[np.isclose(edge["keep_fraction"], final[DENSITY], atol=2e-3)][METRIC].to_numpy()
         k_line = (
-            f"At k = {final['density']:.3f}: the supermask (the final mask on the initial weights, untrained; Zhou et al. 2019) {_pm(final['supermask'])}%, "
+            f"At k = {final[DENSITY]:.3f}: the supermask (the final mask on the initial weights, untrained; Zhou et al. 2019) {_pm(final['supermask'])}%, "
             + (f"edge_popup (scores trained on random weights) {_pm(at_k)}% (n = {len(at_k)}), " if len(at_k) else "")
             + f"the ticket (trained) {_pm(final['ticket'])}%; chance {100 * CHANCE:.0f}%."
         )
         conv = dense_convergence(sweep_epochs[sweep_epochs["trial_id"].isin(frame["trial_id"])])
         conv_line = (
             f"Dense network (level 0) trained to convergence by the patience rule (best validation epoch at least {PATIENCE} epochs before the last): "
-            f"{int(conv['converged'].sum())} of {len(conv)} seeds (best epochs {', '.join(str(b) for b in conv['best_epoch'])} of {', '.join(sorted({str(x) for x in conv['last_epoch']}))})."
+            f"{int(conv['converged'].sum())} of {len(conv)} seeds (best epochs {', '.join(str(b) for b in conv[BEST_EPOCH])} of {', '.join(sorted({str(x) for x in conv['last_epoch']}))})."
             if len(conv) else "Dense convergence: no level-0 epochs stored."
         )
         suffix = "" if sweep == LOTTERY_ARMS[0][0] else "_lenet"
@@ -644,7 +655,7 @@ CLAIMS: tuple[Claim, ...] = (
           (Group("accuracy grows with depth and width", (
               Check("BN-only ResNet-20 minus ResNet-8 (width 1)", "repro_bn_only", {"a": {"depth": 20, "width": 1}, "b": {"depth": 8, "width": 1}}, "a - b", 0.0),
               Check("BN-only ResNet-8 width 4 minus width 1", "repro_bn_only", {"a": {"depth": 8, "width": 4}, "b": {"depth": 8, "width": 1}}, "a - b", 0.0),
-              Check("disabled features, BN-only ResNet-20", "repro_bn_only", {"x": {"depth": 20, "width": 1}}, "x", 1 / 3 - 0.1, metric="disabled_features", unit="ratio",
+              Check("disabled features, BN-only ResNet-20", "repro_bn_only", {"x": {"depth": 20, "width": 1}}, "x", 1 / 3 - 0.1, metric=DISABLED_FEATURES, unit="ratio",
                     decides=False, note="untested at this budget: the paper counts after 160 epochs on CIFAR-10; 100 epochs on MNIST-1D is far from it (the trend over epochs is below)"))),),
           budget="100 epochs (open_lth trains 160; the step schedule is replaced by cosine): estimated 25 min at 5 seeds, about 47 min at 10.", fixed_seeds=("repro_bn_only_budget",)),
     Claim("d", "Ivan & Florian: changing < 10% of connections reaches > 90% of dense accuracy",
@@ -653,7 +664,7 @@ CLAIMS: tuple[Claim, ...] = (
           ("repro_connectivity",), "sweeps/connectivity.yaml", analyse_connectivity,
           tuple(Group(f"{m} (penalty -1)", (
               Check(f"{m} / dense", "repro_connectivity", {"x": {"method": m, "penalty": -1.0}, "d": {"method": "dense"}}, "x / d", 0.9, unit="ratio"),
-              Check(f"{m} changed fraction", "repro_connectivity", {"x": {"method": m, "penalty": -1.0}}, "x", 0.1, above=False, metric="changed_fraction", unit="ratio")))
+              Check(f"{m} changed fraction", "repro_connectivity", {"x": {"method": m, "penalty": -1.0}}, "x", 0.1, above=False, metric=CHANGED_FRACTION, unit="ratio")))
               for m in ("free_prune", "sign_flip")),
           combine="any", tuned=("repro_connectivity",), budget="50 epochs (the reference trains 20 by default)."),
     Claim("e", "Rosenfeld & Tsotsos: learning a small random fraction of the weights comes close to training all",
@@ -765,7 +776,7 @@ def tuned_cells(raw: Mapping[str, Any], store: ResultStore | None) -> list[dict[
                     break
                 flags = trials.loc[tid, HEALTH_FLAGS] if HEALTH_FLAGS in trials.columns else None
                 flags = flags if isinstance(flags, str) else ""
-                rows.append({"cell": 0, "lr": lr, "factor": f, "order": order, "best_val_acc": float(trials.loc[tid, "best_val_acc"]),
+                rows.append({"cell": 0, "lr": lr, "factor": f, "order": order, BEST_VAL_ACC: float(trials.loc[tid, BEST_VAL_ACC]),
                              "flags": flags, "excluding": _excluding(cell, flags)})
             lrs = sorted(_round(lr0 * f) for f in factors)
             if len(rows) < len(factors):
@@ -773,12 +784,12 @@ def tuned_cells(raw: Mapping[str, Any], store: ResultStore | None) -> list[dict[
                 break
             tried = pd.DataFrame(rows)
             healthy = tried[tried["excluding"] == ""]
-            best = best_by_validation(healthy if len(healthy) else tried, ["cell"], "best_val_acc").iloc[0]
+            best = best_by_validation(healthy if len(healthy) else tried, ["cell"], BEST_VAL_ACC).iloc[0]
             edge = best["factor"] in (min(factors), max(factors))
             if edge and len(factors) - len(LR_FACTORS) < LR_WIDEN_STEPS:
                 factors.append(best["factor"] / LR_WIDEN_STEP if best["factor"] == min(factors) else best["factor"] * LR_WIDEN_STEP)
                 continue
-            out.append({"cell": cell, "lrs": lrs, "tried": dict(zip(tried["lr"], tried["best_val_acc"], strict=True)), "lr": float(best["lr"]),
+            out.append({"cell": cell, "lrs": lrs, "tried": dict(zip(tried["lr"], tried[BEST_VAL_ACC], strict=True)), "lr": float(best["lr"]),
                         "flagged": {lr: f for lr, f in zip(tried["lr"], tried["flags"], strict=True) if f}, "all_flagged": healthy.empty,
                         "edge": bool(edge)})
             break
@@ -1052,12 +1063,12 @@ def claim_section(claim: Claim, store: ResultStore, known: set[str], timings: di
     if missing:
         lines += [f"(Not run yet: {', '.join(missing)}; the result below is without it.)", ""]
     tuning = _tuning_frames(claim, store)
-    seconds = sum(float(d["train_seconds"].sum()) for d in [*data.frames.values(), *tuning])
+    seconds = sum(float(d[TRAIN_SECONDS].sum()) for d in [*data.frames.values(), *tuning])
     wall = sum(timings.get(s, {}).get("seconds", math.nan) for s in claim.sweeps) + sum(timings.get(tuning_spec(raw_spec(s))["name"], {}).get("seconds", 0.0) for s in claim.tuned)
     fig = FIGURE_DIR / f"claim_{claim.key}.png"
     body = claim.analyse(data.frames, fig, **({"epochs": data.epochs} if claim.epochs else {}))
     per_seed = FIGURE_DIR / f"claim_{claim.key}_trials.csv"
-    keep = ["method", "width", "depth", "keep_fraction", "penalty", "supermask_eval", "epochs", "lr", "seed", METRIC, "best_val_acc", "changed_fraction", "density", "disabled_features", HEALTH_FLAGS]
+    keep = ["method", "width", "depth", "keep_fraction", "penalty", "supermask_eval", "epochs", "lr", "seed", METRIC, BEST_VAL_ACC, CHANGED_FRACTION, DENSITY, DISABLED_FEATURES, HEALTH_FLAGS]
     pd.concat([d.assign(sweep=s)[["sweep", *(c for c in keep if c in d)]] for s, d in data.frames.items()], ignore_index=True).to_csv(per_seed, index=False)
     trials = sum(len(d) for d in data.frames.values()) + sum(len(t) for t in tuning)
     lines += [

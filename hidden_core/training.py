@@ -42,7 +42,16 @@ from hidden_core.config import RunOptions, TrialConfig
 from hidden_core.data import DataSplits, DeviceData, load_data
 from hidden_core.methods import HiddenNetwork, build_model
 from hidden_core.models.resnet import BasicBlock
-from hidden_core.records import COMPLETED, DIVERGED
+from hidden_core.records import (
+    CHANGED_FRACTION,
+    COMPLETED,
+    DENSITY,
+    DISABLED_FEATURES,
+    DIVERGED,
+    PARAMS_ACTIVE,
+    PARAMS_LEARNED,
+    PARAMS_TOTAL,
+)
 
 
 @dataclass
@@ -359,12 +368,12 @@ def _result(status, diverged_epoch, history, model: HiddenNetwork, initial_state
         best_epoch=best.epoch if best else 0,
         test_acc_at_best_val=best.test_acc if best else nan,
         diverged_epoch=diverged_epoch,
-        params_total=stats["params_total"],
-        params_active=stats["params_active"],
-        params_learned=stats["params_learned"],
-        changed_fraction=stats["changed_fraction"],
-        density=stats["density"],
-        disabled_features=stats["disabled_features"],
+        params_total=stats[PARAMS_TOTAL],
+        params_active=stats[PARAMS_ACTIVE],
+        params_learned=stats[PARAMS_LEARNED],
+        changed_fraction=stats[CHANGED_FRACTION],
+        density=stats[DENSITY],
+        disabled_features=stats[DISABLED_FEATURES],
         train_seconds=train_seconds,
         samples_per_second=samples_per_second,
         device=str(device),

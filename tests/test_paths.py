@@ -32,11 +32,7 @@ PATH_CALLS = frozenset({"join", "joinpath", "Path", "PurePath", "PurePosixPath",
 # changes tune/cells.py at the same time): (module path prefix under hidden_core/, name) ->
 # what to do. Each entry must still be found (the test fails on a stale one), so the list
 # only shrinks.
-PENDING = {
-    ("tune/cells", paths.PRUNE_DECISION_FILE): "PRUNE_DECISION_FILE = paths.PRUNE_DECISION_FILE",
-    ("store", "trials"): "TABLES = paths.TABLE_DIRS",
-    ("store", "epochs"): "TABLES = paths.TABLE_DIRS",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def disk_names() -> set[str]:

@@ -14,6 +14,14 @@ from hidden_core.config import TrialConfig
 from hidden_core.distributions import init_weights, norm_layers, weight_layers
 from hidden_core.methods.base import Method, original_weight, weight_state, weights_in_use
 from hidden_core.models import build_architecture
+from hidden_core.records import (
+    CHANGED_FRACTION,
+    DENSITY,
+    DISABLED_FEATURES,
+    PARAMS_ACTIVE,
+    PARAMS_LEARNED,
+    PARAMS_TOTAL,
+)
 
 # A BatchNorm feature is "disabled" when |gamma| < 0.01: Frankle, Schwab & Morcos 2021
 # (arXiv:2003.00152, ICLR 2021), Section 5, where gamma that close to zero is what lets
@@ -74,15 +82,15 @@ class HiddenNetwork(nn.Module):
         gammas = [bn.weight.detach().abs().flatten().to("cpu") for bn in norms if bn.weight is not None]
         in_use = torch.stack([weights_in_use(layer).to("cpu") for layer in layers]).sum().item()
         stats: dict[str, float | int] = {
-            "params_total": int(weights + norm_params),
-            "params_active": int(in_use + norm_params),
-            "params_learned": int(self.method.params_learned(self.net)),
-            "density": in_use / weights,
-            "disabled_features": float((torch.cat(gammas) < DISABLED_GAMMA).double().mean()) if gammas else float("nan"),
+            PARAMS_TOTAL: int(weights + norm_params),
+            PARAMS_ACTIVE: int(in_use + norm_params),
+            PARAMS_LEARNED: int(self.method.params_learned(self.net)),
+            DENSITY: in_use / weights,
+            DISABLED_FEATURES: float((torch.cat(gammas) < DISABLED_GAMMA).double().mean()) if gammas else float("nan"),
         }
         if initial_states is not None:
             changed = sum((weight_state(layer) != start).sum().to("cpu") for layer, start in zip(layers, initial_states, strict=True))
-            stats["changed_fraction"] = float(changed) / weights
+            stats[CHANGED_FRACTION] = float(changed) / weights
         return stats
 
 

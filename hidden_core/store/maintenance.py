@@ -30,8 +30,10 @@ from hidden_core.store.schema import (
     CONTROL_SCHEMA,
     CONTROLS_TABLE,
     EPOCH_SCHEMA,
+    EPOCHS_TABLE,
     TABLES,
     TRIAL_SCHEMA,
+    TRIALS_TABLE,
     _check_sweep_name,
     _foreign_reason,
     _new_write_id,
@@ -87,16 +89,16 @@ class Maintenance:
         bad: set[str] = set()
         stats: dict[str, Any] = {"files_merged": 0, "rows_dropped": 0}
         inputs: dict[str, tuple[list[pafs.FileInfo], pa.Table]] = {}
-        trial_files = self._list(sweep, "trials")
+        trial_files = self._list(sweep, TRIALS_TABLE)
         chosen = [f for f in trial_files if not parts_only or f.base_name.startswith("part-")]
-        inputs["trials"] = (chosen, self._scan(chosen, "trials", TRIAL_SCHEMA.names, None, bad))
+        inputs[TRIALS_TABLE] = (chosen, self._scan(chosen, TRIALS_TABLE, TRIAL_SCHEMA.names, None, bad))
         chosen_paths = {f.path for f in chosen}
-        others = self._scan([f for f in trial_files if f.path not in chosen_paths], "trials", _KEY_COLUMNS, None, bad)
-        keys = pa.concat_tables([inputs["trials"][1].select(_KEY_COLUMNS), others])
+        others = self._scan([f for f in trial_files if f.path not in chosen_paths], TRIALS_TABLE, _KEY_COLUMNS, None, bad)
+        keys = pa.concat_tables([inputs[TRIALS_TABLE][1].select(_KEY_COLUMNS), others])
         losers = self._superseded(keys)
         known = set(keys["write_id"].to_pylist())
-        epoch_files = [f for f in self._list(sweep, "epochs") if not parts_only or f.base_name.startswith("part-")]
-        inputs["epochs"] = (epoch_files, self._scan(epoch_files, "epochs", EPOCH_SCHEMA.names, None, bad))
+        epoch_files = [f for f in self._list(sweep, EPOCHS_TABLE) if not parts_only or f.base_name.startswith("part-")]
+        inputs[EPOCHS_TABLE] = (epoch_files, self._scan(epoch_files, EPOCHS_TABLE, EPOCH_SCHEMA.names, None, bad))
         for table, (files, merged) in inputs.items():
             files = [f for f in files if f.path not in bad and self._own_part(f, table)]  # never delete what could not be read, or another's
             keep = _rows_to_keep(merged, table, losers, known)
@@ -238,7 +240,7 @@ class Maintenance:
                 self.fs.move(folder, tombstone)
                 self.fs.delete_dir(tombstone)
             else:
-                trials, marker = self._dir(sweep, "trials") + "/", self._marker(sweep)
+                trials, marker = self._dir(sweep, TRIALS_TABLE) + "/", self._marker(sweep)
                 for info in sorted(files, key=lambda f: (f.path == marker, f.path.startswith(trials))):  # trials, then the marker, last
                     storage.delete_quietly(self.fs, info.path)
                 if not foreign:
@@ -273,9 +275,9 @@ def _rows_to_keep(merged: pa.Table, table: str, losers: set[str], known: set[str
     keep = np.ones(merged.num_rows, dtype=bool)
     if losers:
         keep &= ~pc.is_in(write_ids, value_set=pa.array(sorted(losers), pa.string())).to_numpy(zero_copy_only=False)
-    key = ["trial_id", "write_id"] if table == "trials" else ["trial_id", "epoch", "write_id"]
+    key = ["trial_id", "write_id"] if table == TRIALS_TABLE else ["trial_id", "epoch", "write_id"]
     keep &= ~pd.DataFrame({k: merged[k].to_numpy(zero_copy_only=False) for k in key}).duplicated().to_numpy()
-    if table == "epochs" and merged.num_rows:
+    if table == EPOCHS_TABLE and merged.num_rows:
         orphan = ~pc.is_in(write_ids, value_set=pa.array(sorted(known), pa.string())).to_numpy(zero_copy_only=False)
         born = pc.cast(pc.utf8_slice_codeunits(write_ids, 0, 20), pa.int64()).to_numpy(zero_copy_only=False) / 1e9
         keep &= ~(orphan & (time.time() - born > _ORPHAN_AGE_S))

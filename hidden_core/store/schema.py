@@ -36,7 +36,8 @@ from hidden_core.records import (
     SUBNET_FILE,
 )
 
-TABLES = ("trials", "epochs")
+TABLES = paths.TABLE_DIRS  # the trials and epochs tables (paths.py names the folders)
+TRIALS_TABLE, EPOCHS_TABLE = TABLES  # defined before their uses below
 
 _SWEEP_NAME = paths.SWEEP_NAME  # the one sweep-name rule (paths.py), matched whole
 _UTC_US = pa.timestamp("us", tz="UTC")
@@ -102,7 +103,7 @@ CONTROL_SCHEMA: pa.Schema = pa.schema(
     + _fields(" ".join(CONTROL_MEASURES), pa.float64())
     + _fields("device write_id", pa.string())
 )
-SCHEMAS = {"trials": TRIAL_SCHEMA, "epochs": EPOCH_SCHEMA, CONTROLS_TABLE: CONTROL_SCHEMA}
+SCHEMAS = {TRIALS_TABLE: TRIAL_SCHEMA, EPOCHS_TABLE: EPOCH_SCHEMA, CONTROLS_TABLE: CONTROL_SCHEMA}
 # What load_trials returns: the stored trial columns, then the controls' means over their
 # draws joined from the controls table (null for a trial without controls).
 JOINED_CONTROL_COLUMNS: tuple[str, ...] = (*CONTROL_COLUMNS, CONTROL_DRAWS_COLUMN)
@@ -128,7 +129,7 @@ def _utc(value: Any) -> datetime | None:
 
 
 # The columns every file of a table that hidden wrote has; a file without them is foreign.
-_KEYS_OF = {"trials": ("sweep", "trial_id", "status", "finished_at", "write_id"), "epochs": ("trial_id", "epoch", "write_id"),
+_KEYS_OF = {TRIALS_TABLE: ("sweep", "trial_id", "status", "finished_at", "write_id"), EPOCHS_TABLE: ("trial_id", "epoch", "write_id"),
             CONTROLS_TABLE: ("trial_id", "trial_write_id", "control", "draw", "write_id")}
 # hidden's own file names inside a table folder (written by _put); others are foreign
 _OWN_PART = re.compile(r"(part|compacted)-\d{20}-[0-9a-f]{8}\.parquet|\..+\.tmp|\.broken-.+")
@@ -156,7 +157,7 @@ def _foreign_reason(schema: pa.Schema, table: str) -> str | None:
 
 def _sorted(table: pa.Table, name: str) -> pa.Table:
     # clustered by the usual filter columns, so row-group statistics let scans skip groups
-    keys = ["method", "model", "dataset", "width", "depth", "trial_id"] if name == "trials" else ["trial_id", "epoch"]
+    keys = ["method", "model", "dataset", "width", "depth", "trial_id"] if name == TRIALS_TABLE else ["trial_id", "epoch"]
     return table.sort_by([(k, "ascending") for k in keys])
 
 

@@ -48,11 +48,13 @@ from hidden_core.store.schema import (
     CONTROL_SCHEMA,
     CONTROLS_TABLE,
     EPOCH_SCHEMA,
+    EPOCHS_TABLE,
     JOINED_CONTROL_COLUMNS,
     SCHEMAS,
     TABLES,
     TRIAL_READ_SCHEMA,
     TRIAL_SCHEMA,
+    TRIALS_TABLE,
     _check_sweep_name,
     _epoch_table,
     _foreign_reason,
@@ -156,12 +158,12 @@ class ResultStore(Maintenance):
     def _legacy_sweep(self, sweep: str) -> bool:
         """A sweep written before the marker: one of its first trials/ files (by name) has
         hidden's key columns. Its marker is written by the next write (`mark_sweep`)."""
-        for info in self._list(sweep, "trials")[:3]:
+        for info in self._list(sweep, TRIALS_TABLE)[:3]:
             try:
                 schema = self._schema(info.path)
             except (pa.ArrowException, OSError):
                 continue
-            if _foreign_reason(schema, "trials") is None:
+            if _foreign_reason(schema, TRIALS_TABLE) is None:
                 return True
         return False
 
@@ -212,25 +214,25 @@ class ResultStore(Maintenance):
             return []
         base = _new_write_id()
         write_ids = [f"{base}-{i:06d}" for i in range(len(trials))]
-        written = {"trials": _trial_table(sweep, trials, write_ids)}
+        written = {TRIALS_TABLE: _trial_table(sweep, trials, write_ids)}
         epochs = _records(epoch_rows)
         if epochs:
-            written["epochs"] = _epoch_table(sweep, epochs, dict(zip(written["trials"]["trial_id"].to_pylist(), write_ids, strict=True)))
+            written[EPOCHS_TABLE] = _epoch_table(sweep, epochs, dict(zip(written[TRIALS_TABLE]["trial_id"].to_pylist(), write_ids, strict=True)))
         with self._lock:
             self.mark_sweep(sweep)
             buffer = self._buffer_for(sweep)
             # epochs first: a trial row never points at epochs that are not there yet
-            for table in ("epochs", "trials"):
+            for table in (EPOCHS_TABLE, TRIALS_TABLE):
                 if table in written:
                     path = self._put(sweep, table, f"part-{base}.parquet", written[table], small=len(trials) == 1)
                     buffer[table].append((path, written[table]))
-            if self.compact_every and len(buffer["trials"]) >= self.compact_every:
+            if self.compact_every and len(buffer[TRIALS_TABLE]) >= self.compact_every:
                 self.flush(sweep)
         return write_ids
 
     def _buffer_for(self, sweep: str) -> dict[str, list[tuple[str, pa.Table]]]:
         if sweep not in self._buffers:
-            leftover = sum(i.base_name.startswith("part-") for i in self._list(sweep, "trials"))
+            leftover = sum(i.base_name.startswith("part-") for i in self._list(sweep, TRIALS_TABLE))
             if self.compact_every and leftover >= self.compact_every:  # parts of a killed earlier run
                 self.compact(sweep, parts_only=True)
             self._buffers[sweep] = {t: [] for t in TABLES}
@@ -250,16 +252,16 @@ class ResultStore(Maintenance):
 
     def _flush_one(self, name: str) -> None:
         buffer = self._buffers.get(name)
-        if not buffer or not buffer["trials"]:
+        if not buffer or not buffer[TRIALS_TABLE]:
             return
-        for table in ("epochs", "trials"):
+        for table in (EPOCHS_TABLE, TRIALS_TABLE):
             if len(buffer[table]) > 1:
                 merged = pa.concat_tables([t for _, t in buffer[table]])
                 self._put(name, table, f"compacted-{_new_write_id()}.parquet", _sorted(merged, table), small=False)
                 for path, _ in buffer[table]:
                     storage.delete_quietly(self.fs, path)
             buffer[table].clear()
-        merged_files = sum(i.base_name.startswith("compacted-") for i in self._list(name, "trials"))
+        merged_files = sum(i.base_name.startswith("compacted-") for i in self._list(name, TRIALS_TABLE))
         if merged_files > _MAX_MERGED_FILES:
             self.compact(name)
 
@@ -351,13 +353,13 @@ class ResultStore(Maintenance):
         return set(write_ids[~first]) - set(write_ids[first])
 
     def _read_trials(self, sweep: str, columns: list[str], filter: pc.Expression | None, bad: set[str]) -> pa.Table:
-        files = self._list(sweep, "trials")
-        losers = self._superseded(self._scan(files, "trials", _KEY_COLUMNS, None, bad))
+        files = self._list(sweep, TRIALS_TABLE)
+        losers = self._superseded(self._scan(files, TRIALS_TABLE, _KEY_COLUMNS, None, bad))
         wanted = list(dict.fromkeys([*columns, "trial_id"]))
         if losers:
             drop = ~pc.field("write_id").isin(pa.array(sorted(losers), pa.string()))
             filter = drop if filter is None else filter & drop
-        table = self._scan(files, "trials", wanted, filter, bad)
+        table = self._scan(files, TRIALS_TABLE, wanted, filter, bad)
         if pc.count_distinct(table["trial_id"]).as_py() != table.num_rows:
             # identical copies: a compaction killed between writing its file and deleting inputs
             keep = pd.Index(table["trial_id"].to_numpy(zero_copy_only=False)).duplicated()
@@ -389,7 +391,7 @@ class ResultStore(Maintenance):
             keys = keys.filter(pc.field("trial_id").isin(pa.array(list(trial_ids), pa.string())))
         current = pc.field("write_id").isin(keys["write_id"].combine_chunks())
         wanted = list(dict.fromkeys([*columns, "trial_id", "epoch"]))
-        table = self._scan(self._list(sweep, "epochs"), "epochs", wanted, current, bad)
+        table = self._scan(self._list(sweep, EPOCHS_TABLE), EPOCHS_TABLE, wanted, current, bad)
         frame = table.to_pandas().drop_duplicates(["trial_id", "epoch"])
         return frame.sort_values(["trial_id", "epoch"], kind="stable")[columns].reset_index(drop=True)
 
@@ -472,8 +474,8 @@ class ResultStore(Maintenance):
             table = self._read_trials(sweep, ["status", "finished_at"], None, set())
             counts = pd.Series(table["status"].to_numpy(zero_copy_only=False)).value_counts()
             last = pc.max(table["finished_at"]).as_py() if table.num_rows else None
-            rows.append({"sweep": sweep, "trials": table.num_rows, **{s: int(counts.get(s, 0)) for s in STATUSES}, "last_update": last})
-        frame = pd.DataFrame(rows, columns=["sweep", "trials", *STATUSES, "last_update"])
+            rows.append({"sweep": sweep, TRIALS_TABLE: table.num_rows, **{s: int(counts.get(s, 0)) for s in STATUSES}, "last_update": last})
+        frame = pd.DataFrame(rows, columns=["sweep", TRIALS_TABLE, *STATUSES, "last_update"])
         frame["last_update"] = pd.to_datetime(frame["last_update"], utc=True)
         return frame
 

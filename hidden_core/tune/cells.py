@@ -48,7 +48,7 @@ from hidden_core.records import (
 )
 from hidden_core.tune.report_codec import cell_report, seed_entry
 
-PRUNE_DECISION_FILE = "pruned.json"
+PRUNE_DECISION_FILE = paths.PRUNE_DECISION_FILE
 
 
 # ---- per-seed pruning decisions (driver writes, trial reads) ------------------------------
