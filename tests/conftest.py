@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,25 +34,14 @@ def _starts_a_sweep(args) -> bool:
     return any(w.endswith("reproduce") or w == "hidden_core.reproduce" for w in words) or ("sweep" in words and "run" in words)
 
 
-@pytest.fixture(autouse=True)
-def _unit_tests_start_no_ray(request, monkeypatch):
-    """`make test-fast` is the unit loop: a test not marked slow that starts Ray (in this
-    process) or a sweep in a subprocess fails here, naming the rule, instead of making the
-    loop slow."""
-    if request.node.get_closest_marker("slow") is not None:
-        yield
-        return
+@contextlib.contextmanager
+def _no_ray_and_no_sweep_subprocess():
+    """ray.init and a sweep run in a subprocess fail the test, naming the rule."""
     import subprocess
 
     def refuse(*args, **kwargs):
         pytest.fail("this test starts Ray: mark it @pytest.mark.slow (tests/conftest.py)")
 
-    try:
-        import ray
-    except ImportError:
-        ray = None
-    if ray is not None:
-        monkeypatch.setattr(ray, "init", refuse)
     real_popen_init = subprocess.Popen.__init__
 
     def popen(self, args, *rest, **kwargs):
@@ -59,5 +49,33 @@ def _unit_tests_start_no_ray(request, monkeypatch):
             pytest.fail(f"this test runs a sweep in a subprocess ({' '.join(map(str, args))[:80]}): mark it @pytest.mark.slow (tests/conftest.py)")
         real_popen_init(self, args, *rest, **kwargs)
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", popen)
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        try:
+            import ray
+        except ImportError:
+            ray = None
+        if ray is not None:
+            patch.setattr(ray, "init", refuse)
+        patch.setattr(subprocess.Popen, "__init__", popen)
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """`make test-fast` is the unit loop: a test not marked slow that starts Ray (in this
+    process, its module- or session-scoped fixtures included: they are set up here) or a
+    sweep in a subprocess fails, naming the rule, instead of making the loop slow."""
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    with _no_ray_and_no_sweep_subprocess():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    with _no_ray_and_no_sweep_subprocess():
+        yield

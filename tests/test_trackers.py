@@ -132,6 +132,7 @@ def test_mlflow_runs_named_by_trial_id_with_config_and_epochs(sweep):
         assert run.data.metrics["test_acc_at_best_val"] == pytest.approx(row["test_acc_at_best_val"])
 
 
+@pytest.mark.slow  # reads the module's sweep (Ray): not the unit loop
 def test_tensorboard_events_per_trial_and_epoch(sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -173,6 +174,7 @@ def _wandb_records(path):
             yield record
 
 
+@pytest.mark.slow  # reads the module's sweep (Ray): not the unit loop
 def test_wandb_offline_runs_on_disk(sweep):
     import json
 
@@ -200,6 +202,7 @@ def test_wandb_offline_runs_on_disk(sweep):
     assert seen == set(trials["trial_id"])
 
 
+@pytest.mark.slow  # reads the module's sweep (Ray): not the unit loop
 def test_optuna_studies_open_with_optunas_api(sweep):
     """What `optuna-dashboard sqlite:///<results>/<sweep>/_studies.db` shows."""
     import optuna
