@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,17 @@ def _starts_a_sweep(args) -> bool:
     return any(w.endswith("reproduce") or w == "hidden_core.reproduce" for w in words) or ("sweep" in words and "run" in words)
 
 
+_REAL_RAY_INIT: list = []  # the real ray.init, kept the first time the guard replaces it
+
+
+def _restore_ray_init() -> None:
+    """Put the real ray.init back if a guard's stand-in is still in place (a stand-in must
+    never outlive its test: a slow test after it starts Ray for real)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray.init, "_unit_loop_guard", False) and _REAL_RAY_INIT:
+        ray.init = _REAL_RAY_INIT[0]
+
+
 @contextlib.contextmanager
 def _no_ray_and_no_sweep_subprocess():
     """ray.init and a sweep run in a subprocess fail the test, naming the rule."""
@@ -42,6 +54,7 @@ def _no_ray_and_no_sweep_subprocess():
     def refuse(*args, **kwargs):
         pytest.fail("this test starts Ray: mark it @pytest.mark.slow (tests/conftest.py)")
 
+    refuse._unit_loop_guard = True  # type: ignore[attr-defined]
     real_popen_init = subprocess.Popen.__init__
 
     def popen(self, args, *rest, **kwargs):
@@ -49,15 +62,19 @@ def _no_ray_and_no_sweep_subprocess():
             pytest.fail(f"this test runs a sweep in a subprocess ({' '.join(map(str, args))[:80]}): mark it @pytest.mark.slow (tests/conftest.py)")
         real_popen_init(self, args, *rest, **kwargs)
 
+    _restore_ray_init()
     with pytest.MonkeyPatch.context() as patch:
         try:
             import ray
         except ImportError:
             ray = None
         if ray is not None:
+            if not _REAL_RAY_INIT:
+                _REAL_RAY_INIT.append(ray.init)
             patch.setattr(ray, "init", refuse)
         patch.setattr(subprocess.Popen, "__init__", popen)
         yield
+    _restore_ray_init()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -66,6 +83,7 @@ def pytest_runtest_setup(item):
     process, its module- or session-scoped fixtures included: they are set up here) or a
     sweep in a subprocess fails, naming the rule, instead of making the loop slow."""
     if item.get_closest_marker("slow") is not None:
+        _restore_ray_init()
         yield
         return
     with _no_ray_and_no_sweep_subprocess():
@@ -75,6 +93,7 @@ def pytest_runtest_setup(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     if item.get_closest_marker("slow") is not None:
+        _restore_ray_init()
         yield
         return
     with _no_ray_and_no_sweep_subprocess():
