@@ -77,24 +77,24 @@ def _no_ray_and_no_sweep_subprocess():
     _restore_ray_init()
 
 
+def _guarded(item):
+    """Around one phase of a test: the guard for a unit test, the real Ray for a slow one."""
+    if item.get_closest_marker("slow") is not None:
+        _restore_ray_init()
+        return contextlib.nullcontext()
+    return _no_ray_and_no_sweep_subprocess()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     """`make test-fast` is the unit loop: a test not marked slow that starts Ray (in this
     process, its module- or session-scoped fixtures included: they are set up here) or a
     sweep in a subprocess fails, naming the rule, instead of making the loop slow."""
-    if item.get_closest_marker("slow") is not None:
-        _restore_ray_init()
-        yield
-        return
-    with _no_ray_and_no_sweep_subprocess():
+    with _guarded(item):
         yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    if item.get_closest_marker("slow") is not None:
-        _restore_ray_init()
-        yield
-        return
-    with _no_ray_and_no_sweep_subprocess():
+    with _guarded(item):
         yield

@@ -47,9 +47,6 @@ def weight_layer_names(net: nn.Module) -> list[str]:
     return [name for name, m in net.named_modules() if isinstance(m, WEIGHT_LAYER_TYPES)]
 
 
-_numpy = numpy_of
-
-
 @torch.no_grad()
 def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[str, list[int]], dict[str, int]]:
     """The file's tensors for a (trained) network, the shapes of its weight layers with a
@@ -73,10 +70,10 @@ def learned_tensors(model: HiddenNetwork) -> tuple[dict[str, np.ndarray], dict[s
         shapes[name] = list(original_weight(modules[name]).shape)
     for name, param in model.net.named_parameters():
         if param.requires_grad and _INTERNAL not in name:
-            tensors[f"param/{name}"] = _numpy(param)
+            tensors[f"param/{name}"] = numpy_of(param)
     for name, buffer in model.net.named_buffers():
         if _INTERNAL not in name:
-            tensors[f"buffer/{name}"] = _numpy(buffer)
+            tensors[f"buffer/{name}"] = numpy_of(buffer)
     return tensors, shapes, packed
 
 
