@@ -31,10 +31,11 @@ import yaml
 from matplotlib.figure import Figure
 
 from hidden_core import paths
-from hidden_core.analysis.health import flagged_only, unhealthy_cells
+from hidden_core.analysis.health import flagged_only, unhealthy_cells, worsening_baselines
 from hidden_core.analysis.intervals import paired_interval
 from hidden_core.analysis.lottery import lottery_points, lottery_seed_scores, plot_lottery
 from hidden_core.analysis.metrics import best_by_validation
+from hidden_core.analysis.plots import method_color
 from hidden_core.config import make_config
 from hidden_core.health import DEAD_UNITS
 from hidden_core.records import (
@@ -197,8 +198,27 @@ def cell_name(selector: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k} {v}" for k, v in selector.items())
 
 
+def falls_with_width(frame: pd.DataFrame, line: Mapping[str, Any], metric: str = METRIC) -> pd.DataFrame:
+    """Where the line (a selector without width, e.g. {'method': 'dense'}) gets worse from one
+    width to the next, paired by seed (analysis.health.worsening_baselines: the 95% paired
+    t-interval of the change lies below 0). A baseline that loses accuracy as it widens has
+    failed its recipe there (e.g. an lr too high for the wider layers): it is no fair measure
+    of what that width can do."""
+    rows = select(frame, line) if line else frame
+    if rows.empty or "width" not in rows or rows["width"].nunique() < 2:
+        return pd.DataFrame(columns=["x_from", "x_to", "mean_change", "ci_low", "ci_high", "n_seeds"])
+    return worsening_baselines(rows.assign(line=0), "width", ["line"], metric).drop(columns="line")
+
+
+def _falls_text(row: pd.Series) -> str:
+    return (f"accuracy falls from width {row['x_from']:g} to {row['x_to']:g}: {100 * row['mean_change']:+.1f} points, "
+            f"95% paired t-interval over {int(row['n_seeds'])} seeds [{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]")
+
+
 def unhealthy(check: Check, frame: pd.DataFrame) -> list[str]:
-    """'cell: reasons' for each of the check's baseline cells with a flagged trial (analysis.health)."""
+    """'cell (reasons)' for each of the check's baseline cells with a flagged trial
+    (analysis.health), or whose accuracy is lower than at the next narrower width of its line
+    (falls_with_width)."""
     out = []
     for selector in (check.cells[n] for n in check.baseline_names()):
         sel = select(frame, selector)
@@ -209,6 +229,12 @@ def unhealthy(check: Check, frame: pd.DataFrame) -> list[str]:
         if len(bad):
             row = bad.iloc[0]
             out.append(f"{cell_name(selector)} ({row['reasons']})")
+            continue
+        if "width" in selector:
+            falls = falls_with_width(frame, {k: v for k, v in selector.items() if k != "width"}, check.metric)
+            falls = falls[np.isclose(falls["x_to"].astype(float), float(selector["width"]))]
+            if len(falls):
+                out.append(f"{cell_name(selector)} ({_falls_text(falls.iloc[0])})")
     return out
 
 
@@ -346,10 +372,13 @@ def _figure(path: Path, draw: Callable[[object], None], xlabel: str, ylabel: str
     fig.savefig(path, dpi=110)
 
 
-def _series(ax, frame: pd.DataFrame, x: str, label: str, style: str = "o-") -> None:
-    ax.scatter(frame[x], frame[METRIC], s=12, alpha=0.5)
+def _series(ax, frame: pd.DataFrame, x: str, label: str, style: str = "o-", method: str | None = None) -> None:
+    """Every seed's point and the line of means, in the method's colour of every figure
+    (analysis.plots.method_color: dense always black)."""
+    color = method_color(method if method else frame["method"].iloc[0] if "method" in frame and len(frame) else None)
+    ax.scatter(frame[x], frame[METRIC], s=12, alpha=0.5, color=color)
     means = frame.groupby(x)[METRIC].mean()
-    ax.plot(means.index, means.values, style, label=label)
+    ax.plot(means.index, means.values, style, label=label, color=color)
 
 
 MLP_NO_BIAS = (
@@ -370,8 +399,8 @@ def analyse_width(data, fig_path):
 
     def draw(ax):
         for i, (arch, ep, dense) in enumerate(panels):
-            _series(ax, ep, "width", f"{arch} edge_popup k=0.5", "o-" if i == 0 else "o-.")
-            _series(ax, dense, "width", f"{arch} dense", "s--" if i == 0 else "s:")
+            _series(ax, ep, "width", f"{arch} edge_popup k=0.5", "o-" if i == 0 else "^-.", "edge_popup")
+            _series(ax, dense, "width", f"{arch} dense", "s--" if i == 0 else "D:", "dense")
         ax.set_xscale("log", base=2)
 
     _figure(fig_path, draw, "width multiplier")
@@ -381,7 +410,7 @@ def analyse_width(data, fig_path):
 def analyse_k(data, fig_path):
     frame = data["repro_edge_popup_k"]
     rows = cells(frame, ["keep_fraction"], lambda r: f"k = {r['keep_fraction']:g}", (DENSITY,))
-    _figure(fig_path, lambda ax: _series(ax, frame, "keep_fraction", "edge_popup, MLP width 2"), "keep fraction k")
+    _figure(fig_path, lambda ax: _series(ax, frame, "keep_fraction", "edge_popup, MLP width 2", method="edge_popup"), "keep fraction k")
     return table(rows, (DENSITY,)) + "\n\n" + MLP_NO_BIAS
 
 
@@ -416,7 +445,8 @@ def analyse_connectivity(data, fig_path):
 
     def draw(ax):
         for (method, penalty), sel in frame[frame.method != "dense"].groupby(["method", "penalty"]):
-            ax.scatter(sel[CHANGED_FRACTION], sel[METRIC], label=f"{method} penalty {penalty:g}")
+            ax.scatter(sel[CHANGED_FRACTION], sel[METRIC], label=f"{method} penalty {penalty:g}", color=method_color(method),
+                       marker="o" if penalty < 0 else "s", facecolors="none" if penalty >= 0 else None)  # the penalties of one method: filled vs open
         ax.axhline(dense, color="k", ls="--", label="dense")
         ax.axhline(0.9 * dense, color="k", ls=":", label="90% of dense")
         ax.axvline(0.1, color="grey", ls=":")
@@ -429,7 +459,7 @@ def analyse_fraction(data, fig_path):
     frame = data["repro_learn_fraction"].copy()
     frame.loc[frame.method == "dense", "keep_fraction"] = 1.0
     rows = cells(frame, ["keep_fraction"], lambda r: "dense (k = 1)" if r["method"] == "dense" else f"learn_fraction k = {r['keep_fraction']:g}")
-    _figure(fig_path, lambda ax: (_series(ax, frame, "keep_fraction", "learn_fraction (k = 1: dense)"), ax.set_xscale("log")), "fraction of weights learned")
+    _figure(fig_path, lambda ax: (_series(ax, frame, "keep_fraction", "learn_fraction (k = 1: dense)", method="learn_fraction"), ax.set_xscale("log")), "fraction of weights learned")
     return table(rows) + "\n\n" + MLP_NO_BIAS
 
 
@@ -440,7 +470,8 @@ def analyse_supermask(data, fig_path):
     def draw(ax):
         groups = list(frame.groupby(["method", "supermask_eval"], dropna=False))
         for i, ((method, how), sel) in enumerate(groups):
-            ax.scatter([i] * len(sel), sel[METRIC], label="dense" if method == "dense" else how)
+            ax.scatter([i] * len(sel), sel[METRIC], label="dense" if method == "dense" else f"{method}, {how} evaluation", color=method_color(method), marker="o" if i % 2 else "s")
+        ax.set_xticks(range(len(groups)), ["dense" if method == "dense" else f"{method}\n{how}" for (method, how), _ in groups])
         ax.axhline(CHANCE, color="k", ls=":", label="chance")
 
     _figure(fig_path, draw, "cell")
@@ -984,7 +1015,8 @@ HEADER = [
     "decisive verdicts at a true value exactly on the threshold is about 5% per side instead of",
     "2.5%, measured in tests/test_reproduce.py). A cell holding a trial flagged unhealthy",
     "(analysis.health: dead units, a loss stuck at ln(classes), train accuracy near chance) in a",
-    "baseline cell never decides silently: the check falls back to the healthy cells its declaration names, else the",
+    "baseline cell, or a dense baseline whose accuracy falls as the network widens (paired over seeds),",
+    "never decides silently: the check falls back to the healthy cells its declaration names, else the",
     "claim says \"inconclusive (baseline failed: ...)\". Learning rates (claims a, b, d, e, f) are chosen per cell on",
     f"validation from lr x {{1/3, 1, 3}} on seed {TUNE_SEED} (a seed no reported trial uses), widened x{LR_WIDEN_STEP:g} beyond",
     f"an edge choice at most {LR_WIDEN_STEPS} times; each",
@@ -1031,16 +1063,23 @@ CELL_COLUMNS = ("method", "width", "depth", "keep_fraction", "penalty", "superma
 
 
 def health_line(frames: Mapping[str, pd.DataFrame]) -> str:
-    """Every cell of the claim's sweeps holding a flagged trial (analysis.health), or that
-    none does, or that the store predates the health record (unknown)."""
+    """Every cell of the claim's sweeps holding a flagged trial (analysis.health) and every
+    dense line whose accuracy falls as it widens (falls_with_width), or that none does, or
+    that the store predates the health record (unknown)."""
     known, bad = [], []
     for sweep, frame in frames.items():
-        if HEALTH_FLAGS not in frame or frame[HEALTH_FLAGS].isna().all():
-            continue
-        known.append(sweep)
         by = [c for c in CELL_COLUMNS if c in frame and frame[c].nunique(dropna=False) > 1] or ["method"]
-        for _, row in flagged_only(unhealthy_cells(frame, by)).iterrows():
-            bad.append(f"{sweep} {cell_name({c: row[c] for c in by})}: {row['reasons']}")
+        if HEALTH_FLAGS in frame and not frame[HEALTH_FLAGS].isna().all():
+            known.append(sweep)
+            for _, row in flagged_only(unhealthy_cells(frame, by)).iterrows():
+                bad.append(f"{sweep} {cell_name({c: row[c] for c in by})}: {row['reasons']}")
+        if "method" in frame:  # read from the accuracies themselves: needs no health record
+            others = [c for c in by if c not in ("method", "width")]
+            dense = frame[frame["method"] == "dense"]
+            for key, line in dense.groupby(others, dropna=False, sort=True) if others else [((), dense)]:
+                name = cell_name({"method": "dense", **dict(zip(others, key if isinstance(key, tuple) else (key,), strict=True))})
+                for _, row in falls_with_width(line, {}).iterrows():
+                    bad.append(f"{sweep} {name}: {_falls_text(row)}")
     unknown = [s for s in frames if s not in known]
     text = "**Training health** (analysis.health): " + ("; ".join(bad) + " flagged." if bad else "no flagged trial." if known else "")
     if unknown:

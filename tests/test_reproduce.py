@@ -383,3 +383,31 @@ def test_a_flagged_method_cell_is_listed_but_does_not_gate_the_check(tmp_path, m
     b = section(reproduce.write_report(str(tmp_path / "store"), None), "b")
     assert "**Verdict: reproduced**" in b and "baseline failed" not in b
     assert "repro_edge_popup_k keep_fraction 0.05: train_at_chance in 5 of 5 seeds flagged." in b
+
+
+def test_a_dense_baseline_that_falls_as_it_widens_gates_the_check_and_is_named(tmp_path, monkeypatch):
+    """A dense baseline losing accuracy from width 2 to 4 on every seed failed its recipe at
+    width 4 (no health flag needed): claim (a) is decided on the widest pair without it, and
+    the section names the fall with its paired interval."""
+    monkeypatch.setattr(reproduce, "FIGURE_DIR", tmp_path / "figures")
+    store = ResultStore(tmp_path / "store")
+
+    def accuracy(c):
+        dense = {0.5: 0.50, 1: 0.55, 2: 0.60, 4: 0.56}[c.width]  # falls 4 points from width 2 to 4
+        edge = {0.5: 0.40, 1: 0.48, 2: 0.57, 4: 0.56}[c.width]
+        return (dense if c.method == "dense" else edge) + nz(c.seed)
+
+    write(store, "a", "repro_edge_popup_width", accuracy)
+    a = section(reproduce.write_report(str(tmp_path / "store"), None), "a")
+    assert "Decided on MLP: the gap shrinks from width 0.5 to 2 instead of MLP: the gap shrinks from width 0.5 to 4" in a
+    assert "flagged baseline method dense, width 4 (accuracy falls from width 2 to 4: -4.0 points, 95% paired t-interval over 5 seeds" in a
+    assert "Decided on MLP: edge-popup / dense at width 2 instead of MLP: edge-popup / dense at width 4" in a
+    assert "repro_edge_popup_width method dense: accuracy falls from width 2 to 4: -4.0 points" in a  # the health line
+
+
+def test_falls_with_width_needs_the_paired_interval_below_zero():
+    rows = [{"method": "dense", "width": w, "seed": s, "test_acc_at_best_val": 0.6 + 0.01 * w * (1 if s % 2 else -1)} for w in (1, 2) for s in range(6)]
+    assert reproduce.falls_with_width(pd.DataFrame(rows), {"method": "dense"}).empty  # seeds disagree: no fall
+    rows = [{"method": "dense", "width": w, "seed": s, "test_acc_at_best_val": 0.6 - 0.02 * w + nz(s)} for w in (1, 2) for s in range(5)]
+    falls = reproduce.falls_with_width(pd.DataFrame(rows), {"method": "dense"})
+    assert list(falls["x_to"]) == [2.0] and falls["ci_high"].iloc[0] < 0
