@@ -25,6 +25,9 @@ heartbeat time) while it runs. The rule (docs/object_storage.md repeats it for u
 - Leftovers of interrupted drivers (``lease.json.<pid>.tmp``, ``lease.json.broken-*``,
   ``lease.json.stale-*``) older than `stale_after_s` are removed by the next driver that
   takes the lease, with a warning naming them.
+- Releasing it: the driver removes its own lease when it ends. A re-run that finds nothing
+  left to do removes a dead driver's lease by the takeover rule (`release_dead_lease`): a
+  driver killed after its last trial leaves none behind for good.
 - Object stores without conditional writes (gs://, an S3 store that answers 501, no
   boto3): best effort, check, then PUT, then read back after `OBJECT_STORE_SETTLE_S`. Two
   drivers started within that wait can both believe they hold it (the later PUT wins the
@@ -434,6 +437,18 @@ def read_lease(results_root: str, sweep: str) -> Seen | None:
         return None
 
 
+def release_dead_lease(results_root: str, sweep: str) -> bool:
+    """For a run with nothing left to do: remove the sweep's lease when its driver is dead
+    (`SweepLease.release_dead`), so a sweep that ended keeps no lease; True when one was."""
+    if read_lease(results_root, sweep) is None:
+        return False  # the usual case: no write, no boto3 client made
+    try:
+        return SweepLease(results_root, sweep, heartbeat_s=3600).release_dead()
+    except OSError as err:  # the run itself is done: a store hiccup here costs only the leftover
+        log.warning("sweep %s: could not remove the lease of a driver that died: %s", sweep, clip(str(err), 200))
+        return False
+
+
 def live_holder(seen: Seen | bytes | None) -> Holder | None:
     """The driver a lease file names, while it is alive (seen from this host); None for no
     lease, a dead holder or a broken file."""
@@ -473,26 +488,48 @@ class SweepLease:
         return why_stale(other, self.holder.host, self.stale_after_s)
 
     def acquire(self) -> None:
+        self._take(create=True)
+        self._start_heartbeat()
+
+    def release_dead(self) -> bool:
+        """Remove the lease only when a dead driver holds it (judged and replaced exactly as
+        a takeover, with its warning), for a run that has nothing left to do; a live driver's
+        lease, a young broken one, or none, is left as it is. Returns whether one was removed."""
         try:
-            self._acquire()
+            if not self._take(create=False):
+                return False
+        except SweepLeaseHeld:
+            return False  # a live driver's (it releases its own) or one still being written
+        self.release()
+        return True
+
+    def _take(self, *, create: bool) -> bool:
+        try:
+            taken = self._acquire(create=create)
         except _NoConditionalWrites as err:
             log.warning("lease %s: the store refuses conditional writes (%s); using the best-effort lease", self.path, clip(str(err), 120))
             self.file = _ObjectFile(self.path)
-            self._acquire()
+            taken = self._acquire(create=create)
+        if not taken:
+            return False
         self._held = True
         removed = self.file.leftovers(self.stale_after_s)
         if removed:
             log.warning("sweep %s: removed %d leftover lease file(s) of interrupted drivers: %s", self.holder.sweep, len(removed), ", ".join(removed[:10]))
-        self._start_heartbeat()
+        return True
 
-    def _acquire(self) -> None:
+    def _acquire(self, *, create: bool = True) -> bool:
+        """Take the lease (True), by an exclusive create or by taking over a dead holder's;
+        with create=False only the takeover, and False when there is no lease."""
         sweep = self.holder.sweep
         for attempt in range(MAX_ATTEMPTS):
             self.holder.heartbeat_at = time.time()
-            if self.file.create(self._data()):
-                return
+            if create and self.file.create(self._data()):
+                return True
             seen = self.file.read()
             if seen is None:
+                if not create:
+                    return False
                 continue  # released in between: try again
             try:
                 other: Holder | None = parse_holder(seen)
@@ -521,7 +558,7 @@ class SweepLease:
             if self.file.take_over(seen, self._data(), self.holder.token):
                 log.warning("sweep %s: taking over the lease %s (%s; %s)", sweep, self.path,
                             f"of a driver that died: {other.describe()}" if other else "a broken lease", why)
-                return
+                return True
             # the lease changed between our read and the takeover (another driver): judge it again
         raise SweepLeaseHeld([f"sweep {sweep}: the lease {self.path} changed {MAX_ATTEMPTS} times while this driver tried to take it: "
                               "other drivers are starting this sweep right now; run it again once they are done"])

@@ -41,7 +41,7 @@ from hidden_core import paths
 from hidden_core.spec import SweepSpec, check_resources, load_spec
 from hidden_core.store import ResultStore, default_results_root
 from hidden_core.tune import checkpoints, controls_pass, ray_setup
-from hidden_core.tune.lease import SweepLease
+from hidden_core.tune.lease import SweepLease, release_dead_lease
 from hidden_core.tune.planning import Todo, longest_first, plan_todo
 from hidden_core.tune.report import SweepInterrupted, SweepReport, SweepStopped
 
@@ -178,6 +178,7 @@ def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.
     todo = plan_todo(spec, store, vectorize=vectorize)
     report.skipped, report.to_run = todo.skipped, todo.count
     if todo.count == 0 and not controls_pass.pending(spec, store) and not checkpoints.trial_folders(results_root, spec.name):
+        release_dead_lease(results_root, spec.name)  # a driver killed after its last trial: the ended sweep keeps no lease
         report.wall_seconds = time.perf_counter() - started
         return report
     from hidden_core.tune.trackers import tracker_callbacks
