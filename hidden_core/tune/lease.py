@@ -25,9 +25,12 @@ heartbeat time) while it runs. The rule (docs/object_storage.md repeats it for u
 - Leftovers of interrupted drivers (``lease.json.<pid>.tmp``, ``lease.json.broken-*``,
   ``lease.json.stale-*``) older than `stale_after_s` are removed by the next driver that
   takes the lease, with a warning naming them.
-- Releasing it: the driver removes its own lease when it ends. A re-run that finds nothing
-  left to do removes a dead driver's lease by the takeover rule (`release_dead_lease`): a
-  driver killed after its last trial leaves none behind for good.
+- Releasing it: the driver removes its own lease (S3: a DELETE with ``If-Match`` on its
+  ETag) once no heartbeat write is in flight, and no heartbeat is written after that: a
+  heartbeat and the release hold one lock, and the heartbeat checks under it that the
+  lease is not being released. A re-run that finds nothing left to do removes a dead
+  driver's lease by the takeover rule (`release_dead_lease`): a driver killed after its
+  last trial leaves none behind for good.
 - Object stores without conditional writes (gs://, an S3 store that answers 501, no
   boto3): best effort, check, then PUT, then read back after `OBJECT_STORE_SETTLE_S`. Two
   drivers started within that wait can both believe they hold it (the later PUT wins the
@@ -60,6 +63,7 @@ OBJECT_STORE_SETTLE_S = 2.0
 MAX_LEASE_BYTES = 64 * 1024  # a lease is ~300 bytes; a larger file is refused unread
 MAX_CLOCK_SKEW_S = 60.0  # hosts sharing a store are assumed to agree on the time within this
 MAX_ATTEMPTS = 5  # lease changes seen while taking it before giving up (each one a real change)
+RELEASE_WAIT_S = 120.0  # a release waits this long for a heartbeat write in flight (a hung store)
 _FIELDS = {"host": str, "pid": int, "started_at": str, "store": str, "sweep": str, "token": str, "heartbeat_at": float}
 _LEFTOVER = re.compile(re.escape(paths.LEASE_FILE) + r"\.(\d+\.tmp|broken-.*|stale-.*)")
 
@@ -371,15 +375,19 @@ class _S3File:
         if self.etag is None:
             return
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
-        except client_error as err:
-            if self._code(err) in ("NotImplemented", "501"):  # no conditional delete: check, then delete
-                seen = self.read()
-                if seen is not None and _token(seen) == token:
-                    self.client.delete_object(Bucket=self.bucket, Key=self.key)
-            # PreconditionFailed: another driver holds it now; not ours to delete
-        except botocore_error:
-            pass
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+            except client_error as err:
+                code = self._code(err)
+                if code in ("NotImplemented", "501"):  # no conditional delete: check, then delete
+                    seen = self.read()
+                    if seen is not None and _token(seen) == token:
+                        self.client.delete_object(Bucket=self.bucket, Key=self.key)
+                elif code not in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                    raise
+                # PreconditionFailed: another driver holds it now, not ours to delete; NoSuchKey: gone already
+        except (client_error, botocore_error) as err:  # said by SweepLease.release, never silently left
+            raise OSError(f"cannot remove the lease {self.url}: {err}") from None
 
     def leftovers(self, older_than_s: float) -> list[str]:
         return []
@@ -477,6 +485,9 @@ class SweepLease:
         )
         self.lost = threading.Event()  # set when another driver took the lease from us
         self._stop = threading.Event()
+        # held by each heartbeat write and by the release: the release never runs beside a
+        # write in flight (it would name an ETag that write replaces), and no write follows it
+        self._writing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._held = False
 
@@ -569,14 +580,17 @@ class SweepLease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
-            previous = self.holder.heartbeat_at
-            self.holder.heartbeat_at = time.time()
-            try:
-                ours = self.file.renew(self._data(), self.holder.token)
-            except Exception as err:  # a full disk, a network hiccup (OSError, botocore): try again next beat
-                self.holder.heartbeat_at = previous
-                log.warning("sweep %s: could not renew the lease: %s", self.holder.sweep, clip(str(err), 200))
-                continue
+            with self._writing:
+                if self._stop.is_set():
+                    return  # released while this beat waited for the lock: never write again
+                previous = self.holder.heartbeat_at
+                self.holder.heartbeat_at = time.time()
+                try:
+                    ours = self.file.renew(self._data(), self.holder.token)
+                except Exception as err:  # a full disk, a network hiccup (OSError, botocore): try again next beat
+                    self.holder.heartbeat_at = previous
+                    log.warning("sweep %s: could not renew the lease: %s", self.holder.sweep, clip(str(err), 200))
+                    continue
             if not ours:
                 seen = self._read_quietly()
                 holder = live_holder(seen)
@@ -592,18 +606,28 @@ class SweepLease:
             return None
 
     def release(self) -> None:
-        self._stop.set()
+        self._stop.set()  # before the lock: a beat that gets the lock after us sees it and writes nothing
+        if not self._writing.acquire(timeout=RELEASE_WAIT_S):
+            # a heartbeat write hung on the store: removing now would name the ETag it replaces
+            # (S3) or be undone by it (a folder); it is the next driver's to take over (dead pid)
+            log.warning("sweep %s: could not remove the lease %s: a heartbeat write is still unanswered after %.0f s; "
+                        "the next run takes it over", self.holder.sweep, self.path, RELEASE_WAIT_S)
+            self._held = False
+            return
+        try:
+            if self._held and not self.lost.is_set():
+                try:
+                    self.file.release(self.holder.token)
+                except OSError as err:
+                    log.warning("sweep %s: could not remove the lease %s: %s", self.holder.sweep, self.path, clip(str(err), 200))
+            elif self._held and isinstance(self.file, _LocalFile):
+                self.file.made_dirs = []
+            self._held = False
+        finally:
+            self._writing.release()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=10)  # it ends at once now (stop set, nothing in flight)
             self._thread = None
-        if self._held and not self.lost.is_set():
-            try:
-                self.file.release(self.holder.token)
-            except OSError as err:
-                log.warning("sweep %s: could not remove the lease %s: %s", self.holder.sweep, self.path, clip(str(err), 200))
-        elif self._held and isinstance(self.file, _LocalFile):
-            self.file.made_dirs = []
-        self._held = False
 
     def __enter__(self) -> SweepLease:
         self.acquire()
