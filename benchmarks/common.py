@@ -12,10 +12,17 @@ are printed for information and carry no target.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import platform
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -142,3 +149,117 @@ def device_name(device: torch.device | str) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({cpu_model()})"
+
+
+def at_most(value: float, limit: float) -> bool:
+    """met for an "at most" target; a value that is not a number (nan) never meets it."""
+    return bool(value <= limit)
+
+
+def at_least(value: float, limit: float) -> bool:
+    """met for an "at least" target; nan never meets it."""
+    return bool(value >= limit)
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages, as one string (what shares the cores)."""
+    if not hasattr(os, "getloadavg"):
+        return "n/a"
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# ---- one `hidden sweep run` call, timed from outside -----------------------------------
+# The child is the CLI (hidden_core.cli.main, what the `hidden` script runs) with one
+# addition: hidden_core.tune.ray_setup.start_ray is wrapped to record when Ray's start began
+# and ended (wall clock, time.time(), the clock the trials' started_at use), appended as one
+# JSON line to $BENCH_TIMES. Nothing else changes: same arguments, same imports on the path.
+CLI_CHILD = """
+import json, os, sys, time
+_times = {"child_started": time.time()}
+import hidden_core.tune.ray_setup as _ray_setup
+_start_ray = _ray_setup.start_ray
+def _timed_start_ray(*args, **kwargs):
+    began = time.time()
+    try:
+        return _start_ray(*args, **kwargs)
+    finally:
+        _times.update(ray_start_began=began, ray_start_ended=time.time())
+_ray_setup.start_ray = _timed_start_ray
+from hidden_core.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    with open(os.environ["BENCH_TIMES"], "w") as f:
+        json.dump(_times, f)
+sys.exit(code)
+"""
+
+
+@dataclasses.dataclass
+class SweepCall:
+    """One `hidden sweep run SPEC --json` process, as benchmarks/bench_sweep.py and
+    bench_demo.py time it. Times are wall clock (time.time())."""
+
+    called_at: float  # just before the process was started
+    process_seconds: float  # until it exited: Python's start, imports, spec, Ray, Tune, store writes, the tables it prints
+    report: dict  # the CLI's --json report (SweepReport.to_dict())
+    times: dict  # child_started, ray_start_began, ray_start_ended (absent when Ray was not started)
+    trials: list[dict]  # the store's trial rows: trial_id, status, started_at, finished_at (epoch s), train_seconds, epochs_run
+    load_at_call: str  # load_average() just before the call
+
+    @property
+    def first_trial_seconds(self) -> float:
+        """From the call to the first trial's start on a worker (its started_at: the trial
+        function began, after the worker's imports), nan when no trial started."""
+        return first_start_after(self.called_at, [t["started_at"] for t in self.trials])
+
+    @property
+    def ray_start_seconds(self) -> float:
+        t = self.times
+        return t["ray_start_ended"] - t["ray_start_began"] if "ray_start_ended" in t else float("nan")
+
+
+def first_start_after(called_at: float, started: list[float | None]) -> float:
+    """Seconds from `called_at` to the earliest of `started` (None and nan ignored); nan if none."""
+    known = [s for s in started if s is not None and s == s]
+    return min(known) - called_at if known else float("nan")
+
+
+def run_sweep_cli(spec: dict, folder: Path, *, cores: int, timeout_s: float = 3600, root: Path | None = None) -> SweepCall:
+    """Write `spec` into `folder`, run `hidden sweep run` on it in a fresh process (an
+    embedded Ray of `cores` CPUs, a new store in `folder`), read back its trial rows."""
+    import yaml
+
+    from hidden_core.records import EPOCHS_RUN, TRAIN_SECONDS
+    from hidden_core.store import ResultStore
+
+    root = root or Path(__file__).resolve().parents[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    spec_path, results, times_path = folder / f"{spec['name']}.yaml", folder / "results", folder / "times.json"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(root), BENCH_TIMES=str(times_path))  # this tree's hidden_core
+    argv = ["sweep", "run", str(spec_path), "--results", str(results), "--quiet", "--json", "--num-cpus", str(cores)]
+    load = load_average()
+    called = time.time()
+    proc = subprocess.Popen([sys.executable, "-c", CLI_CHILD, *argv], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: its Ray goes with it
+        out, _ = proc.communicate()
+        raise RuntimeError(f"hidden sweep run {spec['name']} ran past {timeout_s:.0f} s:\n{out[-3000:]}") from None
+    seconds = time.time() - called
+    reports = [line for line in out.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not reports:
+        raise RuntimeError(f"hidden sweep run {spec['name']} exited {proc.returncode}:\n{out[-3000:]}")
+    columns = ["trial_id", "status", "started_at", "finished_at", TRAIN_SECONDS, EPOCHS_RUN]
+    frame = ResultStore(str(results)).load_trials(spec["name"], columns=columns)
+    trials = []
+    for rec in frame.to_dict(orient="records"):
+        for key in ("started_at", "finished_at"):
+            rec[key] = rec[key].timestamp() if rec[key] is not None and rec[key] == rec[key] else None
+        trials.append(rec)
+    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    return SweepCall(called, seconds, json.loads(reports[-1]), times, trials, load)
