@@ -1,202 +1,220 @@
-"""`make demo`'s sweep, trials per hour: this checkout against the first version, side by side.
+"""`make demo`'s sweep against the machine: its FLOP/s against measured matmul throughput, and
+its wall against its training seconds over the cores.
 
-    python -m benchmarks.bench_demo [--quick] [--baseline COMMIT]
+    python -m benchmarks.bench_demo [--quick]
 
-The first version is commit 7f42f8f (main when the performance issue was filed, before any
-of its changes). The bench checks it out into a temporary git worktree (`git worktree add
---detach`, removed afterwards) and runs the same sub-grid of sweeps/quickstart.yaml under
-both codes, back to back, each as a fresh Python process with PYTHONPATH set to its tree
-and its working directory there: `run_sweep(spec, results, num_cpus=cores)`, an embedded
-Ray each time, a new temporary store each time. The figure is completed trials / wall
-seconds of the whole process (imports, Ray start, data, Tune, store writes: what a user
-waits for) x 3600, and the ratio new / first version, target 3x.
+The demo's sweep is run as `make demo` runs it: one `hidden sweep run quickstart.yaml` call
+in a fresh Python process, an embedded Ray of all the cores, a new store
+(common.run_sweep_cli); its wall is that process's, from start to exit (Python's start,
+imports, Ray, data, Tune, the store writes, the spec's subnet_controls pass and the tables
+it prints; `make demo`'s second command, `hidden analyze scaling`, is not in it).
+Grids: full = sweeps/quickstart.yaml as it is (84 trials, 20 epochs, controls with its 3
+draws); --quick = its 7 methods x widths 0.5, 2 x 2 seeds (28 trials) with 1 draw of each
+control. Whatever the current code does by default is measured (vectorized seed cells,
+controls as the code runs them).
 
-Grids: full = the whole quickstart grid (84 trials, 20 epochs), run old, new, new, old (the
-rates are totals over both runs of a code, so drift in the machine's load hits both alike);
---quick = its 7 methods x widths 0.5, 2 x 2 seeds (28 trials), old then new. Whatever the
-current code does by default is measured (vectorized seed cells, when they are the default).
+Figures (issue 23):
+- wall / (sum of the trials' training seconds / cores), target <= 1.25: the training
+  seconds are the trials' own train_seconds from the store (epochs with evaluation; the
+  seeds of a vectorized cell share its wall, so they add up to the time it trained); the
+  same ratio without the controls pass is printed beside it;
+- the demo's FLOP/s as a fraction of this machine's matmul throughput, measured in this
+  run (no target set by the issue: printed for information). FLOPs: every trial's matmul
+  and convolution FLOPs as torch.utils.flop_counter.FlopCounterMode counts them on the
+  trial's own network (the one hidden_core.methods.build_model makes), per sample, for one
+  training step (forward, loss, backward) and one evaluation forward, times the samples the
+  trial went through (epochs_run x (train samples + validation and test samples)). The
+  demo's FLOP/s are those FLOPs over the call's wall. The machine's throughput: an fp32
+  matmul (MATMUL_N square) on one thread, FLOPs per second of process CPU time (so that
+  other jobs holding the core do not count), the best of the rounds, times the cores; the
+  same matmul on all cores in wall time is printed beside it. Also for information: the
+  trials' FLOPs per training second against one core's throughput (trials run one thread
+  each), which is how well training uses the core, whatever the overhead around it.
 
-Without git history (a CI tarball) or without the baseline commit the figure says
-"skipped" instead of failing.
+`run(quick)` returns report rows for benchmarks.run_all.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import format_rows, info, row
+import torch
 
-BASELINE = "7f42f8f"
-TARGET = 3.0
+from benchmarks.common import SweepCall, at_most, format_rows, info, row, run_sweep_cli
+
+WALL_TARGET = 1.25  # demo wall <= 1.25 x (training seconds / cores)
+MATMUL_N = 1024
 ROOT = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT_S = 3600
 
-# The child: one sweep with the code on its PYTHONPATH; prints one JSON line.
-CHILD = """
-import json, sys, time
-t0 = time.perf_counter()
-from hidden_core.spec import load_spec
-from hidden_core.tune.runner import run_sweep
-report = run_sweep(load_spec(sys.argv[1]), sys.argv[2], progress=False, num_cpus=int(sys.argv[3]))
-counts = report.counts
-print("BENCH_DEMO " + json.dumps({
-    "trials": len(report.trials), "completed": counts.get("completed", 0), "failed": counts.get("failed", 0),
-    "wall_seconds": report.wall_seconds, "fit_seconds": report.fit_seconds, "train_seconds": report.train_seconds,
-    "concurrency": report.concurrency, "in_process_seconds": time.perf_counter() - t0,
-}))
-"""
-
-
 NOTES = """\
-- This round cut the sweep's own overhead (bench_sweep: checkpoint writes per trial from
-  0.18 s to 0.01-0.03 s, checkpoints every 30 s and not every epoch; dearest trials first), but
-  the demo's wall is mostly training (new: 72.5 of 2 x 56.6 s of the Tune phase were
-  training seconds in the quick run) plus fixed start-up (Ray, data, the actors' imports:
-  about 35 s of 76 s), so trials per hour stay at about 1x the first version's: the 3x
-  needs less training time per trial (vectorized seed cells) and less start-up.
-- This code's training seconds on the same grid were 15% higher than the first version's
-  in the quick run (72.5 s against 62.9 s), with the load of other jobs changing between
-  the two runs (the full run alternates old, new, new, old to even that out).
+- The first version's trials per hour (the old target, 3x) are no longer measured: issue 23
+  replaced that target with the two figures above. Its last reading (2026-12-02, quick
+  sub-grid): 1.34x the first version (2196 against 1635 trials/h); issue 23 measured 1.02x on
+  the whole grid, whose 84 trials summed 215-252 s of training on 2 cores against 129-151 s
+  of wall (the controls pass left out).
 """
 
 
 def sub_grid(quick: bool, tiny: bool) -> dict:
-    """The quickstart spec with a smaller grid (quick, tiny), keeping only the keys every
-    version of the spec format knows (name, description, base, grid, resources)."""
+    """sweeps/quickstart.yaml, whole (full), or with a smaller grid and one draw per control
+    (quick, tiny)."""
     import yaml
 
     spec = yaml.safe_load((ROOT / "sweeps" / "quickstart.yaml").read_text())
-    out = {k: spec[k] for k in ("name", "description", "base", "grid", "resources") if k in spec}
-    out["grid"] = dict(out["grid"])
+    spec["grid"] = dict(spec["grid"])
     if tiny:
-        out["base"] = {**out["base"], "epochs": 2}
-        out["grid"].update(method=["dense", "edge_popup"], width=[0.25], seed=[0, 1])
+        spec["base"] = {**spec["base"], "epochs": 2}
+        spec["grid"].update(method=["dense", "edge_popup"], width=[0.25], seed=[0, 1])
     elif quick:
-        out["grid"].update(width=[0.5, 2])
-    return out
+        spec["grid"].update(width=[0.5, 2])
+    if (quick or tiny) and spec.get("subnet_controls"):
+        spec["subnet_controls"] = {**spec["subnet_controls"], "draws": 1}
+    return spec
 
 
-def git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+# ---- FLOPs ----------------------------------------------------------------------------------
+def flops_per_sample(config, batch: int | None = None) -> tuple[float, float]:
+    """(training, evaluation) FLOPs per sample of the trial `config` on the CPU, as
+    FlopCounterMode counts them: one training step (forward, loss with the method's
+    penalty, backward) and one evaluation forward, each on a random batch."""
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hidden_core.methods import build_model
+
+    batch = batch or config.batch_size
+    model = build_model(config, "cpu")
+    info_ = config.dataset_info
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *info_.input_shape, generator=generator)
+    y = torch.randint(0, info_.num_classes, (batch,), generator=generator)
+    model.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = nn.functional.cross_entropy(model(x), y)
+        penalty = model.penalty()
+        if penalty is not None:
+            loss = loss + penalty
+        loss.backward()
+    train = counter.get_total_flops() / batch
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return train, counter.get_total_flops() / batch
 
 
-def baseline_problem(commit: str) -> str | None:
-    """Why the baseline cannot be checked out here, or None."""
-    if shutil.which("git") is None:
-        return "no git"
-    if git("rev-parse", "--git-dir").returncode != 0:
-        return "no git history"
-    if git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
-        return f"commit {commit} is not in this repository's history"
-    return None
+def split_sizes(config) -> tuple[int, int]:
+    """(train samples, validation + test samples) of the trial's data."""
+    from hidden_core.config import make_run_options
+    from hidden_core.data import load_data
+
+    splits = load_data(config, make_run_options())
+    return len(splits.y_train), len(splits.y_val) + len(splits.y_test)
 
 
-@contextlib.contextmanager
-def baseline_tree(commit: str, folder: Path):
-    tree = folder / "baseline"
-    done = git("worktree", "add", "--detach", str(tree), commit)
-    if done.returncode != 0:
-        raise RuntimeError(f"git worktree add {commit}: {done.stderr.strip()}")
+def demo_flops(configs: dict, epochs_run: dict[str, int]) -> float:
+    """Total FLOPs of the trials `epochs_run` names (trial_id -> epochs run), `configs`
+    mapping trial_id -> TrialConfig: per-sample costs times samples seen."""
+    per_sample: dict[tuple, tuple[float, float]] = {}
+    sizes: dict[tuple, tuple[int, int]] = {}
+    total = 0.0
+    for trial_id, epochs in epochs_run.items():
+        config = configs[trial_id]
+        key = (config.method, config.model, config.width, config.depth, config.dataset, config.batch_size)
+        if key not in per_sample:
+            per_sample[key] = flops_per_sample(config)
+        data_key = (config.dataset, config.val_fraction, config.split_seed)
+        if data_key not in sizes:
+            sizes[data_key] = split_sizes(config)
+        (train, evaluation), (n_train, n_eval) = per_sample[key], sizes[data_key]
+        total += epochs * (n_train * train + n_eval * evaluation)
+    return total
+
+
+def matmul_throughput(n: int = MATMUL_N, rounds: int = 10, inner: int = 3) -> tuple[float, float]:
+    """(FLOP/s of one core: one thread, process CPU time, best round; FLOP/s of all the
+    cores: as many threads, wall time, best round) of an fp32 n x n matmul."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    flops = 2.0 * n**3 * inner
+    threads = torch.get_num_threads()
+    best = {}
     try:
-        yield tree
+        for name, count, clock in (("core", 1, time.process_time), ("all", os.cpu_count() or 1, time.perf_counter)):
+            torch.set_num_threads(count)
+            a @ b  # warm-up
+            times = []
+            for _ in range(rounds):
+                t0 = clock()
+                for _ in range(inner):
+                    a @ b
+                times.append(clock() - t0)
+            best[name] = flops / min(times)
     finally:
-        git("worktree", "remove", "--force", str(tree))
-        git("worktree", "prune")
+        torch.set_num_threads(threads)
+    return best["core"], best["all"]
 
 
-def run_child(tree: Path, spec_path: Path, folder: Path, cores: int) -> dict:
-    """One sweep under the code in `tree`, in a fresh process; its report plus the wall
-    seconds of the whole process."""
-    results = Path(tempfile.mkdtemp(prefix="results-", dir=folder))
-    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir=folder))
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
-    # PYTHONPATH: this tree's hidden_core; RAY_TMPDIR: a Ray that does not make its own temp
-    # dir (the first version's) keeps its sessions in this run's folder, removed afterwards
-    env.update(PYTHONPATH=str(tree), RAY_TMPDIR=str(ray_tmp))
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(spec_path), str(results), str(cores)], cwd=tree, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: its Ray goes with it
-        out, _ = proc.communicate()
-        raise RuntimeError(f"sweep under {tree} ran past {CHILD_TIMEOUT_S} s:\n{out[-3000:]}") from None
-    wall = time.perf_counter() - started
-    shutil.rmtree(results, ignore_errors=True)
-    shutil.rmtree(ray_tmp, ignore_errors=True)
-    lines = [line for line in out.splitlines() if line.startswith("BENCH_DEMO ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"sweep under {tree} exited {proc.returncode}:\n{out[-3000:]}")
-    report = json.loads(lines[-1].split(" ", 1)[1])
-    report["process_seconds"] = wall
-    return report
+# ---- rows ----------------------------------------------------------------------------------
+def sig(value: float, digits: int = 3) -> float:
+    """`value` to `digits` significant digits (a fraction of peak may be 0.0004)."""
+    return float(f"{value:.{digits}g}")
 
 
-def run(quick: bool = False, tiny: bool = False, baseline: str = BASELINE) -> list[dict]:
-    import yaml
+def demo_rows(label: str, call: SweepCall, cores: int, flops: float, core_peak: float, all_wall_peak: float) -> list[dict]:
+    """The report rows of one demo call: met / missed against WALL_TARGET."""
+    report = call.report
+    train = sum(t["train_seconds"] for t in call.trials if t["train_seconds"] == t["train_seconds"] and t["train_seconds"] is not None)
+    controls = float((report.get("controls") or {}).get("seconds") or 0.0)
+    wall = call.process_seconds
+    ideal = train / cores
+    ratio = wall / ideal if ideal else float("nan")
+    machine = core_peak * cores
+    return [
+        info(f"{label}: trials completed / in the store", f"{sum(t['status'] == 'completed' for t in call.trials)} / {len(call.trials)}"),
+        info(f"{label}: load average (1 / 5 / 15 min) at the call", call.load_at_call),
+        info(f"{label}: call wall / Tune phase wall / controls pass", f"{wall:.1f} / {float(report.get('fit_seconds') or 0):.1f} / {controls:.1f}", "s"),
+        info(f"{label}: sum of the trials' training seconds / cores", f"{train:.1f} / {cores}", "s"),
+        row(f"{label}: call wall / (training seconds / cores)", round(ratio, 3), "x", f"<= {WALL_TARGET:g}x", at_most(ratio, WALL_TARGET)),
+        info(f"{label}: same, the controls pass left out", round((wall - controls) / ideal, 3) if ideal else "n/a", "x"),
+        info(f"{label}: matmul throughput ({MATMUL_N}^2 fp32): one core (CPU time) x {cores} / all cores (wall)",
+             f"{machine / 1e9:.1f} / {all_wall_peak / 1e9:.1f}", "GFLOP/s"),
+        info(f"{label}: training FLOPs (FlopCounterMode: train steps + evaluation forwards)", round(flops / 1e9, 1), "GFLOP"),
+        info(f"{label}: demo FLOP/s (FLOPs / call wall) / measured matmul throughput (one core x {cores})",
+             sig(flops / wall / machine) if wall and machine else "n/a", "of peak"),
+        info(f"{label}: FLOPs per training second / one core's matmul throughput",
+             sig(flops / train / core_peak) if train and core_peak else "n/a", "of peak"),
+    ]
 
-    problem = baseline_problem(baseline)
-    if problem is not None:
-        return [info(f"demo: trials per hour vs the first version ({baseline})", f"skipped: {problem}")]
+
+def run(quick: bool = False, tiny: bool = False) -> list[dict]:
+    from hidden_core.spec import parse_spec
+
     cores = os.cpu_count() or 1
     spec = sub_grid(quick, tiny)
-    order = ["old", "new"] if (quick or tiny) else ["old", "new", "new", "old"]
+    core_peak, all_wall_peak = matmul_throughput(rounds=3 if (quick or tiny) else 10)
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
-        folder = Path(tmp)
-        spec_path = folder / "demo.yaml"
-        spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        runs: dict[str, list[dict]] = {"old": [], "new": []}
-        with baseline_tree(baseline, folder) as old_tree:
-            for which in order:
-                tree = old_tree if which == "old" else ROOT
-                report = run_child(tree, spec_path, folder, cores)
-                print(f"  {which}: {report['completed']} trials in {report['process_seconds']:.1f} s "
-                      f"(run_sweep {report['wall_seconds']:.1f} s, Tune {report['fit_seconds']:.1f} s, "
-                      f"training {report['train_seconds']:.1f} s)", flush=True)
-                runs[which].append(report)
-
-    def per_hour(which: str) -> float:
-        return 3600.0 * sum(r["completed"] for r in runs[which]) / sum(r["process_seconds"] for r in runs[which])
-
-    def seconds(which: str, key: str) -> str:
-        return " / ".join(f"{r[key]:.1f}" for r in runs[which])
-
-    old, new = per_hour("old"), per_hour("new")
-    ratio = new / old
-    trials = runs["new"][0]["trials"]
-    grid = "tiny" if tiny else ("quick sub-grid" if quick else "whole grid")
-    label = f"demo ({grid}: {trials} trials, {cores} cores)"
-    rows = [
-        info(f"{label}: first version ({baseline}) process wall, per run", seconds("old", "process_seconds"), "s"),
-        info(f"{label}: this code, process wall, per run", seconds("new", "process_seconds"), "s"),
-        info(f"{label}: first version training seconds, per run", seconds("old", "train_seconds"), "s"),
-        info(f"{label}: this code training seconds, per run", seconds("new", "train_seconds"), "s"),
-        info(f"{label}: this code Tune phase wall, per run", seconds("new", "fit_seconds"), "s"),
-        info(f"{label}: first version, trials per hour", round(old), "trials/h"),
-        info(f"{label}: this code, trials per hour", round(new), "trials/h"),
-        row(f"{label}: trials per hour, this code / first version", round(ratio, 2), "x", f">= {TARGET:g}x", ratio >= TARGET),
-    ]
-    return rows
+        call = run_sweep_cli(spec, Path(tmp), cores=cores, timeout_s=CHILD_TIMEOUT_S, root=ROOT)
+    planned = parse_spec(spec).plan().by_id
+    configs = {tid: planned[tid].config for tid in planned}
+    flops = demo_flops(configs, {t["trial_id"]: int(t["epochs_run"] or 0) for t in call.trials})
+    grid = "tiny" if tiny else ("quick sub-grid, 1 draw per control" if quick else "whole grid")
+    label = f"demo ({grid}: {len(planned)} trials, {cores} cores)"
+    return demo_rows(label, call, cores, flops, core_peak, all_wall_peak)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--baseline", default=BASELINE, help=f"the first version's commit (default {BASELINE})")
     args = parser.parse_args(argv)
-    print(format_rows(run(quick=args.quick, tiny=args.tiny, baseline=args.baseline)))
+    print(format_rows(run(quick=args.quick, tiny=args.tiny)))
     return 0
 
 
