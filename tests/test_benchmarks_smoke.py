@@ -101,12 +101,16 @@ def test_edge_popup_works_on_a_channels_last_model():
         assert mask.sum() == bench_methods.parametrization_of(layer).kept
 
 
-def test_bench_demo_sub_grid_and_no_git_history(tmp_path, monkeypatch):
+def test_bench_demo_tiny(ray_root, monkeypatch):
+    """The one sweep of this file: bench_demo's tiny grid through common.run_sweep_cli (a real
+    `hidden sweep run` process, its Ray start timed, its trial rows read back), FLOPs counted."""
     from benchmarks import bench_demo
+    from hidden_core.tune.ray_setup import ROOT_VAR
 
-    quick = bench_demo.sub_grid(quick=True, tiny=False)
-    assert set(quick) <= {"name", "description", "base", "grid", "resources"}  # keys every version of the spec knows
-    assert quick["grid"]["width"] == [0.5, 2] and len(quick["grid"]["method"]) == 7 and quick["base"]["epochs"] == 20
-    monkeypatch.setattr(bench_demo, "ROOT", tmp_path)  # a CI tarball: no .git
-    (rows,) = bench_demo.run(quick=True)
-    assert rows["value"] == "skipped: no git history" and rows["met"] is None
+    monkeypatch.setenv(ROOT_VAR, str(ray_root))  # the child's embedded Ray lives there
+    rows = bench_demo.run(tiny=True)
+    _check_rows(rows)
+    by_name = {r["name"].split("): ", 1)[1]: r for r in rows}
+    assert by_name["trials completed / in the store"]["value"] == "4 / 4"
+    assert by_name["call wall / (training seconds / cores)"]["met"] in (True, False)
+    assert by_name["training FLOPs (FlopCounterMode: train steps + evaluation forwards)"]["value"] > 0
