@@ -176,8 +176,10 @@ def demo_rows(label: str, call: SweepCall, cores: int, flops: float, core_peak: 
     ideal = train / cores
     ratio = wall / ideal if ideal else float("nan")
     machine = core_peak * cores
+    from hidden_core.records import COMPLETED
+
     return [
-        info(f"{label}: trials completed / in the store", f"{sum(t['status'] == 'completed' for t in call.trials)} / {len(call.trials)}"),
+        info(f"{label}: trials completed / in the store", f"{sum(t['status'] == COMPLETED for t in call.trials)} / {len(call.trials)}"),
         info(f"{label}: load average (1 / 5 / 15 min) at the call", call.load_at_call),
         info(f"{label}: call wall / Tune phase wall / controls pass", f"{wall:.1f} / {float(report.get('fit_seconds') or 0):.1f} / {controls:.1f}", "s"),
         info(f"{label}: sum of the trials' training seconds / cores", f"{train:.1f} / {cores}", "s"),

@@ -84,7 +84,7 @@ def rows_of(name: str, epochs: int, call: SweepCall) -> list[dict]:
         info(f"{label}: training seconds per trial (mean)", round(train / max(n, 1), 2), "s"),
         row(first_label, round(first, 2), "s", f"<= {FIRST_TRIAL_S:g} s", at_most(first, FIRST_TRIAL_S)) if name == "short"
         else info(first_label, round(first, 2), "s"),
-        info(f"{label}: Ray's start in that call (ray.init, began {ray_began:.1f} s after the call)", round(call.ray_start_seconds, 2), "s"),
+        info(f"{label}: Ray's start in that call (ray.init): took / began after the call", f"{call.ray_start_seconds:.2f} / {ray_began:.2f}", "s"),
         info(f"{label}: load average (1 / 5 / 15 min) at the call", call.load_at_call),
         info(f"{label}: Tune phase wall / whole call wall", f"{fit:.1f} / {call.process_seconds:.1f}", "s"),
         info(f"{label}: per trial outside its training (median)", round(statistics.median(outside), 3) if outside else "n/a", "s"),
