@@ -21,7 +21,9 @@ Figures (targets from issue 23):
   the `hidden sweep run` process to the earliest trial's started_at (the trial function
   began on its worker: after the worker's start and imports, before its data and network);
   beside it Ray's start inside that call (ray_setup.start_ray, i.e. ray.init of the embedded
-  Ray: when it began after the call and how long it took) and the load average at the call;
+  Ray: how long it took and when it began after the call), what came before it (when the
+  process's Python started and when the `hidden` CLI was imported) and the load average at
+  the call;
 - Tune-phase efficiency (target >= 0.90 short, >= 0.95 long): the trials' training seconds
   (their own train_seconds: epochs including evaluation) / (Tune phase wall x concurrent
   trials); the Tune phase is Tuner.fit: actors, scheduling, reports, checkpoints, store
@@ -77,7 +79,8 @@ def rows_of(name: str, epochs: int, call: SweepCall) -> list[dict]:
     tune_eff = train / (fit * concurrency) if fit else float("nan")
     whole_eff = train / (call.process_seconds * concurrency) if call.process_seconds else float("nan")
     first = call.first_trial_seconds
-    ray_began = call.times.get("ray_start_began", float("nan")) - call.called_at
+    after_call = {k: call.times.get(k, float("nan")) - call.called_at for k in ("child_started", "cli_imported", "ray_start_began")}
+    ray_began = after_call["ray_start_began"]
     target = TARGETS[name]
     first_label = f"{label}: call to first trial started (whole `hidden sweep run` process: Python, imports, Ray's start, data, Tune)"
     rows = [
@@ -85,6 +88,8 @@ def rows_of(name: str, epochs: int, call: SweepCall) -> list[dict]:
         row(first_label, round(first, 2), "s", f"<= {FIRST_TRIAL_S:g} s", at_most(first, FIRST_TRIAL_S)) if name == "short"
         else info(first_label, round(first, 2), "s"),
         info(f"{label}: Ray's start in that call (ray.init): took / began after the call", f"{call.ray_start_seconds:.2f} / {ray_began:.2f}", "s"),
+        info(f"{label}: after the call: Python started / `hidden` CLI imported / Ray's start began",
+             " / ".join(f"{v:.2f}" for v in after_call.values()), "s"),
         info(f"{label}: load average (1 / 5 / 15 min) at the call", call.load_at_call),
         info(f"{label}: Tune phase wall / whole call wall", f"{fit:.1f} / {call.process_seconds:.1f}", "s"),
         info(f"{label}: per trial outside its training (median)", round(statistics.median(outside), 3) if outside else "n/a", "s"),

@@ -186,6 +186,7 @@ def _timed_start_ray(*args, **kwargs):
         _times.update(ray_start_began=began, ray_start_ended=time.time())
 _ray_setup.start_ray = _timed_start_ray
 from hidden_core.cli import main
+_times["cli_imported"] = time.time()
 try:
     code = main(sys.argv[1:])
 finally:
@@ -203,7 +204,7 @@ class SweepCall:
     called_at: float  # just before the process was started
     process_seconds: float  # until it exited: Python's start, imports, spec, Ray, Tune, store writes, the tables it prints
     report: dict  # the CLI's --json report (SweepReport.to_dict())
-    times: dict  # child_started, ray_start_began, ray_start_ended (absent when Ray was not started)
+    times: dict  # child_started, cli_imported, ray_start_began, ray_start_ended (the last two absent when Ray was not started)
     trials: list[dict]  # the store's trial rows: trial_id, status, started_at, finished_at (epoch s), train_seconds, epochs_run
     load_at_call: str  # load_average() just before the call
 

@@ -15,7 +15,7 @@ from hidden_core.config import make_config
 
 
 def _call(*, trials, process_seconds=100.0, called_at=1000.0, **report) -> SweepCall:
-    times = {"child_started": called_at + 0.1, "ray_start_began": called_at + 1.0, "ray_start_ended": called_at + 4.5}
+    times = {"child_started": called_at + 0.1, "cli_imported": called_at + 0.6, "ray_start_began": called_at + 1.0, "ray_start_ended": called_at + 4.5}
     return SweepCall(called_at, process_seconds, {"concurrency": 2, **report}, times, trials, "1.00 / 2.00 / 3.00")
 
 
@@ -46,6 +46,7 @@ def test_sweep_first_trial_target(first, met):
     assert first_row["value"] == pytest.approx(first) and first_row["met"] is met and first_row["target"] == "<= 6 s"
     assert _by_name(rows, "Ray's start in that call")["value"] == "3.50 / 1.00"  # took 3.5 s, began 1 s after the call
     assert _by_name(rows, "load average")["value"] == "1.00 / 2.00 / 3.00"
+    assert _by_name(rows, "CLI imported")["value"] == "0.10 / 0.60 / 1.00"
 
 
 @pytest.mark.parametrize(("name", "train", "met"), [("short", 90.0, True), ("short", 89.0, False), ("long", 95.0, True), ("long", 94.0, False)])
