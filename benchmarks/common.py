@@ -171,8 +171,10 @@ def load_average() -> str:
 # ---- one `hidden sweep run` call, timed from outside -----------------------------------
 # The child is the CLI (hidden_core.cli.main, what the `hidden` script runs) with one
 # addition: hidden_core.tune.ray_setup.start_ray is wrapped to record when Ray's start began
-# and ended (wall clock, time.time(), the clock the trials' started_at use), appended as one
-# JSON line to $BENCH_TIMES. Nothing else changes: same arguments, same imports on the path.
+# and ended (wall clock, time.time(), the clock the trials' started_at use) and when the CLI
+# was imported, written as one JSON object to $BENCH_TIMES when the CLI returns. Nothing
+# else changes: same arguments, same code (ray_setup, which imports neither Ray nor torch at
+# module level, is imported a moment earlier than the CLI would).
 CLI_CHILD = """
 import json, os, sys, time
 _times = {"child_started": time.time()}
