@@ -222,3 +222,81 @@ def test_a_trial_worker_imports_no_tracker_integration():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                          check=True, capture_output=True, text=True, timeout=300)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ---- what the driver keeps per trial: bounded whatever the trial reports ----------------------
+def _epoch_row(epoch: int) -> dict:
+    return {"epoch": epoch, "train_loss": 1.0 / epoch, "train_acc": 0.5, "val_acc": 0.5, "test_acc": 0.49, "lr": 0.1,
+            "seconds": 0.01, "level": None, "branch": None, "level_epoch": None, "density": None}
+
+
+_RUN = {"node": "n1", "device": "cpu", "torch_version": "2.x", "threads": 1, "resumed_from": 0, "started_at": 1.5}
+
+
+def _summary(epochs: int) -> dict:
+    """A final report's TrialResult fields, numbers as a real one has them."""
+    from hidden_core.records import COMPLETED, METRIC_FIELDS, METRIC_TYPES
+
+    out = {k: (METRIC_TYPES[k](1) if METRIC_TYPES[k] is not str else "") for k in METRIC_FIELDS}
+    return {**out, "status": COMPLETED, "epochs_run": epochs, "val_acc": 0.5, "best_val_acc": 0.5, "diverged_epoch": None}
+
+
+def _reports(epochs: int) -> list[dict]:
+    """What one trial of `epochs` epochs hands tune.report: an epoch report each epoch, then its final report."""
+    from hidden_core.tune.report_codec import epoch_report, final_report
+
+    rows = [_epoch_row(e) for e in range(1, epochs + 1)]
+    return [*(epoch_report(row, [row], _RUN) for row in rows), final_report(_summary(epochs), rows, _RUN)]
+
+
+def _tune_trial(trial_id: str, config: dict | None = None) -> Trial:
+    return Trial("sweep_trainable", stub=True, trial_id=trial_id, config=config or {})
+
+
+def test_tune_analyses_only_the_selection_metric_of_a_report():
+    """Tune keeps, for every trial of the run, a running analysis (max, min, mean, last-5 and
+    last-10 means and their windows) of every numeric field of every result it is handed,
+    read only to save its experiment state: ~2 KB a field. A report hands it one number (the
+    metric it is told to watch); the rest travels in the report's JSON payload (its fields
+    all reach the driver: tests/test_report_codec.py). Before: 25 to 30 fields a trial."""
+    from hidden_core.records import COMPLETED, REPORT_EPOCH, REPORT_FINAL, SELECTION_METRIC
+    from hidden_core.tune.report_codec import cell_report, failed_report, seed_entry
+
+    row = _epoch_row(1)
+    seeds = {"t-a": seed_entry([row], started_at=1.0, resumed_from=0, kind=REPORT_FINAL, **_summary(1))}
+    for reports in (_reports(3), [failed_report("ValueError: boom", [row], _RUN)],
+                    [cell_report(REPORT_EPOCH, seeds, 0.5, _RUN, epoch=1), cell_report(REPORT_FINAL, seeds, 0.5, _RUN, status=COMPLETED)]):
+        trial = _tune_trial("t0")
+        for report in reports:
+            trial.update_last_result(dict(report))
+        assert set(trial.metric_analysis) == {SELECTION_METRIC}
+
+
+def test_an_ended_trial_keeps_the_same_small_state_however_long_it_ran(tmp_path: Path):
+    """Once the driver has written an ended trial's row, neither Tune's Trial (its metric
+    analysis, its last report's payload: the whole history) nor the driver's record of it
+    (its epoch rows, its final fields) keeps what grows with the trial: a 2-epoch and a
+    60-epoch trial leave the same. Before: Tune's state of the 60-epoch trial was ~15 KB
+    larger, the driver's record held its 60 epoch rows."""
+    from hidden_core.records import SELECTION_METRIC
+    from hidden_core.tune.report_codec import PAYLOAD
+
+    runtime = _runtime(tmp_path)
+    callback = SweepCallback(runtime)
+    config = {"trial": {"dataset": "digits", "model": "mlp", "epochs": 60, "method": "dense"}, "cell_id": "c"}
+    kept = {}
+    for epochs in (2, 60):
+        trial = _tune_trial(f"ray{epochs:02d}", {**config, "trial_id": f"t{epochs:02d}"})
+        callback.on_trial_start(0, [], trial)
+        for report in _reports(epochs):
+            report = dict(report)
+            callback.on_trial_result(0, [], trial, report)
+            trial.update_last_result(report)
+        callback.on_trial_complete(0, [], trial)
+        record = runtime.records[trial.trial_id]
+        assert record.written and record.epochs == {} and record.final is None
+        assert trial.metric_analysis == {} and PAYLOAD not in trial.last_result and SELECTION_METRIC in trial.last_result
+        kept[epochs] = len(trial.run_metadata.get_json_state())
+    assert abs(kept[60] - kept[2]) <= 16  # the same fields (a time stamp's digits may differ)
+    frame = ResultStore(tmp_path / "results").load_trials("scale")
+    assert sorted(frame["epochs_run"]) == [2, 60]  # the rows were written from what was dropped after

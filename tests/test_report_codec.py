@@ -72,6 +72,24 @@ def test_a_cells_reports_round_trip():
     assert decode(cell_report(REPORT_EPOCH, {}, 0.1, COMMON, epoch=3)).get("epoch") == 3
 
 
+def test_tune_sees_the_kind_the_metric_and_one_payload():
+    """Every other field goes in the payload (report_codec's docstring: Tune analyses every
+    number it is handed, for every trial of the run)."""
+    rows = [_row(1, 0.3)]
+    seeds = {"t-a": seed_entry(rows, started_at=1.0, resumed_from=0)}
+    for report in (epoch_report(rows[0], rows, COMMON), final_report({"status": COMPLETED, "val_acc": 0.3}, rows, COMMON),
+                   failed_report("boom", rows, COMMON), cell_report(REPORT_EPOCH, seeds, 0.3, COMMON, epoch=1)):
+        assert sorted(report) == sorted([report_codec.KIND, SELECTION_METRIC, report_codec.PAYLOAD])
+        assert report[SELECTION_METRIC] == 0.3 and isinstance(report[report_codec.PAYLOAD], str)
+
+
+def test_a_numpy_number_in_a_report_travels_as_a_plain_one():
+    import numpy as np
+
+    report = decode(final_report({"status": COMPLETED, "val_acc": np.float32(0.5), "epochs_run": np.int64(2)}, [], COMMON))
+    assert report.get("epochs_run") == 2 and type(report.get("epochs_run")) is int
+
+
 def test_a_result_without_a_kind_is_none_of_ours():
     assert decode({"done": True, "trial_id": "x"}) is None
 
@@ -88,6 +106,9 @@ def test_a_result_without_a_kind_is_none_of_ours():
     ({"kind": REPORT_FINAL, "seeds": '{"t": {"epochs": {}}}'}, r"report seeds\[t\]\.epochs: expected a list of epoch rows, got dict"),
     ({"kind": REPORT_FINAL, "seeds": '{"t": {"kind": "final"}}'}, r"report seeds\[t\]\.kind: 'final' is not one of final_report, failed_report"),
     ("not a mapping", r"a report is a mapping of fields; got str"),
+    ({"kind": REPORT_FINAL, "payload": "{"}, r"report payload: not valid JSON .*expected a JSON object of the report's fields"),
+    ({"kind": REPORT_FINAL, "payload": "[]"}, r"report payload: expected a JSON object of the report's fields, got list"),
+    ({"kind": REPORT_FINAL, "payload": '{"history": [{"epoch": "x"}]}'}, r"report history\[0\]\.epoch: an epoch row needs a whole epoch number, got 'x'"),
 ])
 def test_a_malformed_report_is_a_clear_error_naming_the_field(result, message):
     with pytest.raises(ReportError, match=message):

@@ -71,6 +71,12 @@ class TrialRecord:
     final: dict[str, Any] | None = None  # the fields of its final or failed report (report_codec.Report.fields)
     written: bool = False
 
+    def release(self) -> None:
+        """Once its row is in the store: keep only what says so. The epochs (a dict a row
+        each), the final report's fields and the config would otherwise stay in the driver
+        for every trial of the run, the epochs growing with each trial's length."""
+        self.epochs, self.info, self.final, self.config = {}, {}, None, {}
+
 
 class SweepRuntime:
     """Live state of one run_sweep call in the driver: the trial queue, Optuna studies,
@@ -263,7 +269,7 @@ class SweepRuntime:
         elif report.ended:
             rec.final = report.fields
         if self.progress is not None and report.kind == REPORT_EPOCH:
-            self.progress.on_epoch(trial.trial_id, rec, result)
+            self.progress.on_epoch(trial.trial_id, rec, report.fields)
 
     def _on_cell_result(self, trial: Any, report: report_codec.Report) -> None:
         """A vectorized cell's report: per seed's trial_id, its epochs since the last report
@@ -349,6 +355,7 @@ class SweepRuntime:
             run=rec.ray_id.split("/", 1)[0],  # seed_key: '<run>/<trial_id>'
         )
         self.summaries.append(summary)
+        rec.release()
         if self.progress is not None:
             self.progress.on_trial_end(summary)
 

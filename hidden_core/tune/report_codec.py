@@ -1,21 +1,27 @@
 """The reports between a trial (trainable.py, or a vectorized cell: cells.py) and the driver
 (driver_state.py, pruning.py, trackers.py): the one place that writes and reads them.
 
-A report is what the trainable hands to ``tune.report``: a flat mapping, because Tune flattens,
-logs and compares its values (``val_acc`` is the metric it is told about), so the lists inside
-travel as JSON strings. Every report carries
+A report is what the trainable hands to ``tune.report``: a flat mapping of three fields,
 
 - ``kind``: one of records.REPORT_KINDS;
-- the run's fields (records.RUN_INFO_FIELDS, ``resumed_from``, ``threads``);
-- ``val_acc`` (records.SELECTION_METRIC), which Tune wants in every report.
+- ``val_acc`` (records.SELECTION_METRIC), which Tune wants in every report;
+- ``payload``: everything else, as one JSON object (text).
 
-One trial's report adds the epoch rows it carries (training.EpochRecord.to_dict()):
-``epochs`` (an epoch report: every epoch not reported yet, the latest one also spread at
-the top level) or ``history`` (a final or failed report: every epoch), and a final report
-its TrialResult's fields, a failed one its ``error``. A vectorized cell's report instead
-carries ``seeds``: per seed's trial_id its entry (its epochs since the last report,
-``started_at``, ``resumed_from``, and at the end its own ``kind`` with its result, its
-``status`` or its ``error``).
+Everything else travels inside the payload because Tune keeps, for every trial of the run
+until the run ends, a running analysis (max, min, mean, last-5 and last-10 means) of every
+numeric field of every result it is handed (ray/tune/trainable/metadata.py): with the
+payload's thirty-odd numbers at the top level that was about 60 KB a trial, the driver's
+memory growing with the sweep. No consumer reads a report's fields from Tune: they all go
+through `decode`. Inside the payload:
+
+- the run's fields (records.RUN_INFO_FIELDS, ``resumed_from``, ``threads``);
+- one trial's epoch rows (training.EpochRecord.to_dict()): ``epochs`` (an epoch report:
+  every epoch not reported yet, the latest one also spread among the fields) or
+  ``history`` (a final or failed report: every epoch), and a final report its
+  TrialResult's fields, a failed one its ``error``;
+- or a vectorized cell's ``seeds``: per seed's trial_id its entry (its epochs since the
+  last report, ``started_at``, ``resumed_from``, and at the end its own ``kind`` with its
+  result, its ``status`` or its ``error``).
 
 `decode` checks what it reads: a report whose kind is unknown or whose JSON is not what a
 report carries raises ReportError naming the field (a driver and workers running different
@@ -45,6 +51,7 @@ KIND = "kind"
 EPOCHS = "epochs"  # an epoch report's (and a cell seed's) epoch rows not reported yet
 HISTORY = "history"  # a final or failed report's epoch rows, all of them
 SEEDS = "seeds"  # a vectorized cell's per-seed entries, by trial_id
+PAYLOAD = "payload"  # every field but the kind and the selection metric, as one JSON object
 ERROR = "error"  # a failed report's error text
 STATUS = "status"  # a final report's trial status (records.STATUSES)
 _ENDINGS = (REPORT_FINAL, REPORT_FAILED)
@@ -70,7 +77,8 @@ class SeedEntry:
 
 @dataclass(frozen=True)
 class Report:
-    """A decoded report. `fields`: the report as Tune handed it, less its JSON payload."""
+    """A decoded report. `fields`: the report's fields (the payload's among them), less its
+    epoch rows and seeds."""
 
     kind: str
     fields: dict[str, Any]
@@ -89,20 +97,21 @@ class Report:
 def epoch_report(row: Mapping[str, Any], unreported: Sequence[Mapping[str, Any]], common: Mapping[str, Any]) -> dict[str, Any]:
     """One trial's epoch report: the latest epoch's `row`, every epoch not reported yet
     (`unreported`, `row` among them) and the run's fields `common`."""
-    return {KIND: REPORT_EPOCH, **row, EPOCHS: _dumps(unreported), **common}
+    return _report(REPORT_EPOCH, row.get(SELECTION_METRIC), {**row, EPOCHS: list(unreported), **common})
 
 
 def final_report(summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]], common: Mapping[str, Any]) -> dict[str, Any]:
     """One trial's final report: its TrialResult's fields `summary`, its whole `history`;
     the device the result names wins over the run option's."""
-    return {KIND: REPORT_FINAL, **summary, HISTORY: _dumps(history), **common, "device": summary.get("device") or common.get("device")}
+    fields = {**summary, HISTORY: list(history), **common, "device": summary.get("device") or common.get("device")}
+    return _report(REPORT_FINAL, summary.get(SELECTION_METRIC), fields)
 
 
 def failed_report(error: str, history: Sequence[Mapping[str, Any]], common: Mapping[str, Any]) -> dict[str, Any]:
     """One trial's failed report: the error text and the epochs it ran."""
     last = history[-1].get(SELECTION_METRIC) if history else None
     value = float("nan") if last is None else last  # Tune wants the metric in every report
-    return {KIND: REPORT_FAILED, ERROR: error, SELECTION_METRIC: value, HISTORY: _dumps(history), **common}
+    return _report(REPORT_FAILED, value, {ERROR: error, HISTORY: list(history), **common})
 
 
 def seed_entry(epochs: Sequence[Mapping[str, Any]], **fields: Any) -> dict[str, Any]:
@@ -117,11 +126,22 @@ def cell_report(kind: str, seeds: Mapping[str, Mapping[str, Any]], value: float,
     val_acc as the report's `value`, `extra` (the epoch of an epoch report, the error of a
     failed one, the status of a final one)."""
     _check_kind(kind)
-    return {KIND: kind, **extra, SELECTION_METRIC: value, SEEDS: _dumps(seeds), **common}
+    return _report(kind, value, {**extra, SEEDS: dict(seeds), **common})
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value)
+def _report(kind: str, value: Any, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What Tune is handed: the kind, the selection metric and one JSON payload (the
+    module's docstring says why)."""
+    payload = {k: v for k, v in fields.items() if k not in (KIND, SELECTION_METRIC)}
+    return {KIND: kind, SELECTION_METRIC: value, PAYLOAD: json.dumps(payload, default=_plain)}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy or torch scalar (what a metric may be) as the Python number it holds."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"a report field of type {type(value).__name__} is not JSON: report plain numbers and text")
 
 
 # ---- decode (the driver's side) -------------------------------------------------------------
@@ -134,6 +154,9 @@ def decode(result: Mapping[str, Any]) -> Report | None:
     if KIND not in result:
         return None
     kind = _check_kind(result[KIND])
+    if PAYLOAD in result:
+        result = {**_loads(result, PAYLOAD, dict, "a JSON object of the report's fields"),
+                  **{k: v for k, v in result.items() if k != PAYLOAD}}
     fields = {k: v for k, v in result.items() if k not in (EPOCHS, HISTORY, SEEDS)}
     if SEEDS in result:
         raw = _loads(result, SEEDS, dict, "a JSON object trial_id -> entry")

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
+from hidden_core.tune.report_codec import PAYLOAD
+
 if TYPE_CHECKING:
     from hidden_core.tune.driver_state import SweepRuntime
 
@@ -43,9 +45,11 @@ class SweepCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.runtime.on_complete(trial)
+        forget_results(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.runtime.on_error(trial)
+        forget_results(trial)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         progress = self.runtime.progress
@@ -54,6 +58,27 @@ class SweepCallback(Callback):
 
     def get_state(self) -> dict | None:
         return None
+
+
+def forget_results(trial: Any) -> None:
+    """Drop what Tune keeps of an ended trial's results that nothing reads any more.
+
+    Tune keeps every Trial of the run until the run ends, each with its last result and a
+    running analysis of every numeric field it reported (ray/tune/trainable/metadata.py),
+    read only to save Tune's experiment state, which a sweep never restores (runner.py).
+    By the time the callbacks hear of the end, the scheduler and the searcher have had the
+    last result (Tune calls them first) and the driver has decoded it into its own record
+    (driver_state.py): the analysis and the report's payload (a final report's whole
+    history) go, so what an ended trial holds does not grow with its epochs or fields.
+    What is left of the last result (kind, val_acc, Tune's own fields) stays for Tune's
+    ResultGrid at the end of the run."""
+    metadata = getattr(trial, "run_metadata", None)
+    if metadata is None:  # not a Tune Trial (a test's stand-in)
+        return
+    metadata.metric_analysis.clear()
+    metadata.metric_n_steps.clear()
+    metadata.last_result.pop(PAYLOAD, None)
+    metadata.invalidate_cache()
 
 
 def trial_name(trial: Any) -> str:
