@@ -66,6 +66,34 @@ def spec(trials: int) -> dict:
     }
 
 
+def synthetic_store(trials: int, results: str) -> int:
+    """A store as a scale run of `trials` leaves it (spec(trials)'s trials, every one
+    completed after 1 epoch, healthy), written as one part without running anything: for
+    the CLI's figures on a store larger than a run here can make, and for tests. Returns
+    the rows written."""
+    from datetime import datetime, timezone
+
+    from hidden_core.records import COMPLETED
+    from hidden_core.spec import parse_spec
+    from hidden_core.store import ResultStore
+
+    now = datetime.now(timezone.utc)
+    metrics = {"val_acc": 0.3, "test_acc": 0.3, "best_val_acc": 0.3, "best_epoch": 1, "test_acc_at_best_val": 0.3,
+               "train_loss": 2.0, "train_acc": 0.3, "epochs_run": 1, "train_seconds": 0.01, "samples_per_second": 1e5,
+               "params_total": 90, "params_active": 90, "params_learned": 90, "changed_fraction": 1.0,
+               "early_loss_peak": 1.0, "dead_units_max": 0.0, "health_flags": ""}
+    epoch = {"epoch": 1, "train_loss": 2.0, "train_acc": 0.3, "val_acc": 0.3, "test_acc": 0.3, "lr": 0.1, "seconds": 0.01}
+    rows, epochs = [], []
+    for t in parse_spec(spec(trials)).plan().trials:
+        fields = t.config.model_dump()
+        fields["step_milestones"] = list(fields["step_milestones"])
+        rows.append({**fields, "trial_id": t.trial_id, "cell_id": t.cell_id, "status": COMPLETED, **metrics, "device": "cpu",
+                     "node": "node-0", "started_at": now, "finished_at": now})
+        epochs.append({"trial_id": t.trial_id, **epoch})
+    ResultStore(results).write_trials(SWEEP, rows, epochs)
+    return len(rows)
+
+
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 

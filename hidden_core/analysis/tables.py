@@ -25,12 +25,24 @@ def cell_axes(trials: pd.DataFrame, skip: Sequence[str] = ()) -> tuple[list[str]
     axis but seed and the searched ones) was searched: its values belong to the trial that
     validation chooses, never a group of their own."""
     skip = {"seed", *skip}
-    varying = [c for c in CONFIG_FIELDS if c in trials.columns and c not in skip and trials[c].astype(str).nunique() > 1]
+    columns = [c for c in CONFIG_FIELDS if c in trials.columns and c not in skip]
+    values = {c: comparable(trials[c]) for c in columns}
+    varying = [c for c in columns if values[c].nunique(dropna=False) > 1]
     if "cell_id" not in trials.columns or not trials["cell_id"].notna().all() or trials.empty:
         return varying, []
-    inside = trials.groupby("cell_id")
-    searched = [c for c in varying if (inside[c].agg(lambda s: s.astype(str).nunique()) > 1).any()]
+    cells = trials["cell_id"]
+    searched = [c for c in varying if (values[c].groupby(cells).nunique(dropna=False) > 1).any()]
     return [c for c in varying if c not in searched], searched
+
+
+def comparable(column: pd.Series) -> pd.Series:
+    """`column` with values that compare and hash as they read: a list or array (a list
+    column such as step_milestones) as a tuple; the rest as they are (a missing value is one
+    value of its own). What tells configs apart without writing every value as text (about
+    0.4 s for `hidden sweep status` on 5,000 trials)."""
+    if column.dtype != object:
+        return column
+    return column.map(lambda v: tuple(v.tolist() if isinstance(v, np.ndarray) else v) if isinstance(v, list | tuple | np.ndarray) else v)
 
 
 def cell_keys(trials: pd.DataFrame) -> list[str]:

@@ -11,16 +11,22 @@ Anything else is a bug and keeps its traceback.
 
 argparse's usage errors get a hint where one is cheap to give: an unknown option spelled
 with underscores (`--keep_fraction`) or near a known one names it, and a sub-command that
-exists in another group (`analyze masks`) names the full command (`hidden subnet masks`)."""
+exists in another group (`analyze masks`) names the full command (`hidden subnet masks`).
+
+`main` imports only the module of the command it is given (COMMANDS): `hidden results show`
+does not import what `hidden train`'s flags are made from (the config models) or the
+analysis commands, so a fresh `hidden results show` or `hidden sweep status` stays
+interactive on a large store. Without a known command (`hidden --help`, a typo) every
+module registers, as `build_parser()` does."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
 import importlib
-import importlib.metadata
 import re
 import sys
+from collections.abc import Sequence
 
 from hidden_core.errors import ConfigError, clip
 
@@ -28,16 +34,35 @@ MAX_LINES = 50
 
 # module name -> registers its sub-commands; each sets `func(args) -> int` on its parsers
 COMMAND_MODULES = ("train_cmd", "sweep_cmd", "results_cmd", "analyze_cmd", "subnet_cmd", "methods_cmd")
+# each top-level command -> the module that registers it (tests/test_cli_main.py checks it
+# against what each module's register adds)
+COMMANDS = {
+    "train": "train_cmd", "inspect": "train_cmd", "data": "train_cmd", "sweep": "sweep_cmd", "results": "results_cmd",
+    "analyze": "analyze_cmd", "subnet": "subnet_cmd", "methods": "methods_cmd",
+}
 
 
 DISTRIBUTION = "hidden-core"  # pyproject.toml's [project] name: --version reads its metadata
 
 
 def package_version() -> str:
+    import importlib.metadata  # here: reading the installed metadata costs every command's start otherwise
+
     try:
         return importlib.metadata.version(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: the version looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: str = argparse.SUPPRESS, help: str | None = None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help or "show program's version number and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option_string: str | None = None) -> None:
+        print(f"{parser.prog} {package_version()}")  # stdout, as argparse's own version action
+        parser.exit()
 
 
 class HiddenParser(argparse.ArgumentParser):
@@ -50,7 +75,7 @@ class HiddenParser(argparse.ArgumentParser):
         choice = re.search(r"^argument ([^:]+): invalid choice: '([^']*)'", message)
         commands = {a.metavar or a.dest for a in self._actions if isinstance(a, argparse._SubParsersAction)}
         if choice and choice.group(1) in commands:  # a sub-command, not an option's value
-            message += _command_hint(self.root or self, choice.group(2))
+            message += _command_hint(build_parser(), choice.group(2))  # every command, not only the one main loaded
         super().error(message)
 
 
@@ -101,13 +126,22 @@ def _chosen_parser(root: argparse.ArgumentParser, argv: list[str]) -> tuple[argp
     return commands.get(path, root), path
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_modules(argv: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The command modules a parser for `argv` needs: the one module of the command it names,
+    or (no argv, no known command) all of them."""
+    word = next((w for w in argv or () if not w.startswith("-")), None)
+    module = COMMANDS.get(word or "")
+    return (module,) if module in COMMAND_MODULES else COMMAND_MODULES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `hidden` parser: with `argv`, only the command it names (command_modules)."""
     parser = HiddenParser(
         prog="hidden", description="Sweeps over untrained subnetworks: train, sweep, query, analyze."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in command_modules(argv):
         importlib.import_module(f"hidden_core.cli.{name}").register(sub)
     for child in _sub_commands(parser).values():
         child.root = parser
@@ -126,7 +160,8 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parse_arguments(parser, argv)
     try:
         return int(args.func(args) or 0)

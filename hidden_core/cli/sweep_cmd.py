@@ -183,7 +183,7 @@ def status_cmd(args: argparse.Namespace) -> int:
 
         done, missing = int(frame["control_found_test_acc"].notna().sum()), len(pending(spec, store))
         print(f"  subnet_controls: {done} trials have controls, {missing} lack some (the next `hidden sweep run` computes them)")
-    _print_tables(store, spec.name)
+    _print_tables(store, spec.name, frame)
     return 0
 
 
@@ -256,7 +256,9 @@ def _watch(spec: Any, store: Any, interval: float) -> int:
     return 0
 
 
-def _print_tables(store: Any, sweep: str) -> None:
+def _print_tables(store: Any, sweep: str, frame: Any = None) -> None:
+    """The tables of `hidden sweep status` from `frame` (the sweep's trials), read from the
+    store when not given."""
     from hidden_core.tune.progress import (
         format_frame,
         health_lines,
@@ -266,9 +268,10 @@ def _print_tables(store: Any, sweep: str) -> None:
         width_title,
     )
 
-    if sweep not in store.sweeps():
-        return
-    frame = store.load_trials(sweep)
+    if frame is None:
+        if sweep not in store.sweeps():
+            return
+        frame = store.load_trials(sweep)
     print("\n" + summary_title(frame))
     print(format_frame(method_summary(frame)))
     table = width_table(frame)

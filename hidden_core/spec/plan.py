@@ -17,6 +17,7 @@ from hidden_core.config import (
     METHOD_FIELDS,
     METHOD_SPECIFIC_FIELDS,
     TrialConfig,
+    canonical_trial_id,
     identity_hash,
 )
 from hidden_core.spec.problems import config_errors, join_path
@@ -81,11 +82,12 @@ class Plan:
 
 
 # ---- identity ------------------------------------------------------------------------------
-def cell_id(config: TrialConfig, searched: Iterable[str] = ()) -> str:
+def cell_id(config: TrialConfig, searched: Iterable[str] = (), canonical: dict[str, Any] | None = None) -> str:
     """Hash of the normalized config without its seed and without searched parameters
-    (config.identity_hash, the hash trial_id uses; no identity version, as always)."""
+    (config.identity_hash, the hash trial_id uses; no identity version, as always).
+    `canonical`: config.canonical(), where the caller has it already."""
     drop = {"seed", *searched}
-    return identity_hash({k: v for k, v in config.canonical().items() if k not in drop})
+    return identity_hash({k: v for k, v in (config.canonical() if canonical is None else canonical).items() if k not in drop})
 
 
 def unused_fields(config: TrialConfig) -> frozenset[str]:
@@ -139,12 +141,13 @@ def expand(spec: SweepSpec) -> tuple[Plan, list[str]]:
                         extra += 1
             continue
         space = tuple(n for n in searched if n not in unused_fields(config))
-        cell = cell_id(config, searched)
+        canonical = config.canonical()  # once for both hashes: the plan's main cost
+        cell = cell_id(config, searched, canonical)
         if space:
             key = (cell, config.seed)
             if key not in points:
                 points[key] = SearchPoint(config, cell, space, spec.samples_per_cell, tuple(point))
-        elif (trial_id := config.trial_id) not in trials:  # (a hash of the config: computed once)
+        elif (trial_id := canonical_trial_id(canonical)) not in trials:
             trials[trial_id] = PlannedTrial(config, trial_id, cell, tuple(point))
     if extra:
         problems.append(f"grid: ... and {extra} more invalid combinations")
