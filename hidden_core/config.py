@@ -323,10 +323,9 @@ class _TrialConfigCore(BaseModel):
         """The same trial with every method/distribution option it does not read reset to its
         default: two configs that differ only there are the same trial."""
         unused = (METHOD_SPECIFIC_FIELDS | DIST_SPECIFIC_FIELDS) - self._used_fields()
-        if not unused:
-            return self
         defaults = _field_defaults()
-        return self.model_copy(update={name: defaults[name] for name in unused})
+        reset = {name: defaults[name] for name in unused if getattr(self, name) != defaults[name]}
+        return self.model_copy(update=reset) if reset else self  # (most are at their defaults: no copy)
 
     def canonical(self) -> dict[str, Any]:
         """The trial's identity: normalized, with fields at their default left out (so a new
@@ -336,10 +335,11 @@ class _TrialConfigCore(BaseModel):
         defaults = _normalized_defaults()
         unused = (METHOD_SPECIFIC_FIELDS | DIST_SPECIFIC_FIELDS) - self._used_fields()
         out: dict[str, Any] = {}
-        for name, value in sorted(self.model_dump().items()):
+        values = self.model_dump()
+        for name in _sorted_fields():
             if name in unused:
                 continue
-            value = _normalize(value)
+            value = _normalize(values[name])
             if value != defaults[name]:
                 out[name] = value
         return out
@@ -464,6 +464,14 @@ def _field_defaults() -> dict[str, Any]:
 
 
 _NORMALIZED_DEFAULTS: dict[str, Any] | None = None
+_SORTED_FIELDS: list[str] = []
+
+
+def _sorted_fields() -> list[str]:
+    """TrialConfig's field names in the order canonical() lists them."""
+    if not _SORTED_FIELDS:
+        _SORTED_FIELDS.extend(sorted(TrialConfig.model_fields))
+    return _SORTED_FIELDS
 
 
 def _normalized_defaults() -> dict[str, Any]:
