@@ -17,14 +17,19 @@ embedded Ray, so what one size leaves in memory does not bill the next. In that 
   / N is printed beside it;
 - the same per-trial figure over the first and over the last tenth of the trials written,
   which shows growth within one run;
-- driver peak RSS (ru_maxrss of the driver process);
-then, on the store it left: files after `hidden results compact` (by folder: the subnets
-folder holds one file per trial by design), and the wall time of `hidden results show` and
-`hidden sweep status` (each a fresh CLI process, as a user runs them; the median of 3),
-beside `hidden results --help` (the CLI's start alone: what does not grow with the store).
+- driver peak RSS (ru_maxrss of the driver process), and what its resident memory grows
+  by per trial over the second half of the trials written (the first half pays one-off
+  growth);
+then, on the store the largest size left: files after `hidden results compact` (by folder:
+the subnets folder holds one file per trial by design), and the wall time of `hidden
+results show` and `hidden sweep status` (each a fresh CLI process, as a user runs them; the
+median of 3), beside `hidden results --help` (the CLI's start alone: what does not grow
+with the store). The full run also times both commands on a synthetic store of 10,000
+trials (`synthetic_store`: spec(10000)'s rows written at once, nothing run).
 
-Targets: per-trial driver CPU at the largest size at most 1.5x that at the smallest; show
-and status each under 1 s at the largest size (on a quiet machine: the load average is
+Targets: per-trial driver CPU at the largest size at most 1.5x that at the smallest; the
+driver's memory growth per trial at the largest size at most RSS_TARGET_KIB; show and
+status each under 1 s at the largest size (on a quiet machine: the load average is
 printed beside).
 
 `run(quick)` returns report rows for benchmarks.run_all.
@@ -49,6 +54,10 @@ SIZES_FULL = (100, 1000, 5000)
 SIZES_QUICK = (100, 300)
 CPU_RATIO_TARGET = 1.5
 CLI_TARGET_S = 1.0
+# what the driver may keep per trial: 10,000 trials in 200 MiB more (before: Tune's analysis of
+# every numeric report field, about 60 KiB a trial)
+RSS_TARGET_KIB = 20.0
+SYNTHETIC_CLI = 10_000  # `make bench` (full) also times the CLI on a store of this many trials, written, not run
 SWEEP = "bench_scale"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,6 +112,15 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _rss_bytes() -> float:
+    """The driver's resident memory now (Linux: /proc/self/statm), else its peak so far."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+
+
 def driver(trials: int, results: str, out: str, profile: str | None = None) -> None:
     """The measured driver: one sweep of `trials` near-free trials; writes its figures to `out`."""
     from ray.tune import Callback
@@ -111,13 +129,16 @@ def driver(trials: int, results: str, out: str, profile: str | None = None) -> N
     from hidden_core.tune.runner import run_sweep
 
     stamps: list[float] = []
+    memory: list[float] = []
 
-    class Stamp(Callback):  # the driver's CPU clock as each trial ends (after the sweep's own callback wrote it)
+    class Stamp(Callback):  # the driver's CPU clock and memory as each trial ends (after the sweep's own callback wrote it)
         def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003 - Tune's signature
             stamps.append(_cpu())
+            memory.append(_rss_bytes())
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003
             stamps.append(_cpu())
+            memory.append(_rss_bytes())
 
     parsed = parse_spec(spec(trials))
     profiler = None
@@ -142,6 +163,7 @@ def driver(trials: int, results: str, out: str, profile: str | None = None) -> N
         "cpu_total_s": usage.ru_utime + usage.ru_stime,
         "maxrss_mib": usage.ru_maxrss / 1024,  # kilobytes on Linux
         "stamps": stamps,
+        "memory": memory,
     }
     Path(out).write_text(json.dumps(figures))
 
@@ -184,32 +206,65 @@ def measure(trials: int, *, cli: bool, profile: str | None = None) -> dict:
         figures = json.loads(Path(out).read_text())
         figures["load"] = f"{load_before} -> {load_average()}"
         stamps = figures.pop("stamps")
+        memory = figures.pop("memory")
         n = len(stamps)
+        # what the driver's memory grows by per trial, over the second half of the trials
+        # written (the first half pays one-off growth: Tune's and the store's caches warming)
+        half = n // 2
+        figures["rss_per_trial_kib"] = (memory[-1] - memory[half]) / max(n - 1 - half, 1) / 1024 if n > 2 else float("nan")
         tenth = max(n // 10, 2)
         figures["cpu_per_trial_s"] = per_trial(stamps, 0, n - 1)
         figures["cpu_first_tenth_s"] = per_trial(stamps, 0, tenth)
         figures["cpu_last_tenth_s"] = per_trial(stamps, n - 1 - tenth, n - 1)
         if cli:
-            import yaml
-
-            spec_path = os.path.join(tmp, f"{SWEEP}.yaml")
-            Path(spec_path).write_text(yaml.safe_dump(spec(trials)))
-            root = ["--results", results]
-            subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "compact", SWEEP, *root], env=env, check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "compact", SWEEP, "--results", results], env=env, check=True, capture_output=True)
             folder = os.path.join(results, SWEEP)
             figures["files"] = {os.path.relpath(d, folder): len(files) for d, _, files in os.walk(folder) if files}
-            shown = subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "show", SWEEP, *root, "--format", "csv"],
-                                   env=env, check=True, capture_output=True, text=True).stdout
-            figures["rows_shown"] = max(len(shown.strip().splitlines()) - 1, 0)
-            figures["show_s"] = cli_seconds(["results", "show", SWEEP, *root], env)
-            figures["status_s"] = cli_seconds(["sweep", "status", spec_path, *root], env)
-            figures["cli_start_s"] = cli_seconds(["results", "--help"], env)  # the CLI's own start: imports, no store
-            figures["show_own_s"] = command_seconds(["results", "show", SWEEP, *root], env)
-            figures["status_own_s"] = command_seconds(["sweep", "status", spec_path, *root], env)
+            figures.update(cli_figures(trials, results, tmp, env))
     return figures
 
 
-def rows_for(measured: list[dict]) -> list[dict]:
+def cli_figures(trials: int, results: str, tmp: str, env: dict[str, str]) -> dict:
+    """`results show` and `sweep status` (fresh CLI processes, median of 3) on the store of
+    spec(trials) in `results`, the CLI's start alone beside them, and each command's own work."""
+    import yaml
+
+    spec_path = os.path.join(tmp, f"{SWEEP}.yaml")
+    Path(spec_path).write_text(yaml.safe_dump(spec(trials)))
+    root = ["--results", results]
+    shown = subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "show", SWEEP, *root, "--format", "csv"],
+                           env=env, check=True, capture_output=True, text=True).stdout
+    return {
+        "rows_shown": max(len(shown.strip().splitlines()) - 1, 0),
+        "show_s": cli_seconds(["results", "show", SWEEP, *root], env),
+        "status_s": cli_seconds(["sweep", "status", spec_path, *root], env),
+        "cli_start_s": cli_seconds(["results", "--help"], env),  # the CLI's own start: imports, no store
+        "show_own_s": command_seconds(["results", "show", SWEEP, *root], env),
+        "status_own_s": command_seconds(["sweep", "status", spec_path, *root], env),
+        "load": load_average(),
+    }
+
+
+def measure_synthetic(trials: int) -> dict:
+    """cli_figures on a synthetic store of `trials` (synthetic_store: written, not run)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        results = os.path.join(tmp, "results")
+        synthetic_store(trials, results)
+        return {"trials": trials, **cli_figures(trials, results, tmp, env)}
+
+
+def cli_rows(label: str, f: dict) -> list[dict]:
+    return [
+        info(f"{label}: `hidden results --help` wall (the CLI's start alone, no store read)", round(f["cli_start_s"], 2), "s"),
+        info(f"{label}: rows `results show` printed", f["rows_shown"], ""),
+        row(f"{label}: `hidden results show` wall (fresh CLI process, median of 3)", round(f["show_s"], 2), "s", f"< {CLI_TARGET_S}", f["show_s"] < CLI_TARGET_S),
+        row(f"{label}: `hidden sweep status` wall (fresh CLI process, median of 3)", round(f["status_s"], 2), "s", f"< {CLI_TARGET_S}", f["status_s"] < CLI_TARGET_S),
+        info(f"{label}: `results show` / `sweep status`, the command's own work after the CLI's imports", f"{f['show_own_s']:.2f} / {f['status_own_s']:.2f}", "s"),
+    ]
+
+
+def rows_for(measured: list[dict], synthetic: dict | None = None) -> list[dict]:
     rows: list[dict] = []
     for f in measured:
         label = f"scale, {f['trials']} near-free trials (load {f['load']})"
@@ -219,28 +274,29 @@ def rows_for(measured: list[dict]) -> list[dict]:
             info(f"{label}: driver CPU per trial, first / last tenth of the trials", f"{f['cpu_first_tenth_s'] * 1000:.1f} / {f['cpu_last_tenth_s'] * 1000:.1f}", "ms"),
             info(f"{label}: driver CPU, whole call / trials", round(f["cpu_total_s"] / max(f["trials"], 1) * 1000, 1), "ms"),
             info(f"{label}: driver peak RSS", round(f["maxrss_mib"]), "MiB"),
+            info(f"{label}: driver RSS growth per trial, second half of the trials", round(f["rss_per_trial_kib"], 1), "KiB"),
         ]
     small, large = measured[0], measured[-1]
     ratio = large["cpu_per_trial_s"] / small["cpu_per_trial_s"] if small["cpu_per_trial_s"] else float("inf")
     rows.append(row(f"scale: driver CPU per trial at {large['trials']} / at {small['trials']} trials", round(ratio, 2), "x",
                     f"<= {CPU_RATIO_TARGET}", ratio <= CPU_RATIO_TARGET))
+    memory = large["rss_per_trial_kib"]
+    rows.append(row(f"scale: driver RSS growth per trial at {large['trials']} trials (second half of the trials)", round(memory, 1), "KiB",
+                    f"<= {RSS_TARGET_KIB}", memory <= RSS_TARGET_KIB))
     if "files" in large:
         label = f"scale, store of {large['trials']} trials"
-        rows += [
-            info(f"{label}: files after `results compact`, by folder", ", ".join(f"{k}: {v}" for k, v in sorted(large["files"].items())), ""),
-            info(f"{label}: `hidden results --help` wall (the CLI's start alone, no store read)", round(large["cli_start_s"], 2), "s"),
-            info(f"{label}: rows `results show` printed", large["rows_shown"], ""),
-            row(f"{label}: `hidden results show` wall (fresh CLI process, median of 3)", round(large["show_s"], 2), "s", f"< {CLI_TARGET_S}", large["show_s"] < CLI_TARGET_S),
-            row(f"{label}: `hidden sweep status` wall (fresh CLI process, median of 3)", round(large["status_s"], 2), "s", f"< {CLI_TARGET_S}", large["status_s"] < CLI_TARGET_S),
-            info(f"{label}: `results show` / `sweep status`, the command's own work after the CLI's imports", f"{large['show_own_s']:.2f} / {large['status_own_s']:.2f}", "s"),
-        ]
+        rows.append(info(f"{label}: files after `results compact`, by folder", ", ".join(f"{k}: {v}" for k, v in sorted(large["files"].items())), ""))
+        rows += cli_rows(label, large)
+    if synthetic is not None:
+        rows += cli_rows(f"scale, synthetic store of {synthetic['trials']} trials (written, not run; load {synthetic['load']})", synthetic)
     return rows
 
 
 def run(quick: bool = False, tiny: bool = False, sizes: tuple[int, ...] | None = None) -> list[dict]:
+    full = not (quick or tiny or sizes)
     sizes = sizes or ((4, 8) if tiny else SIZES_QUICK if quick else SIZES_FULL)
     measured = [measure(n, cli=(i == len(sizes) - 1)) for i, n in enumerate(sizes)]
-    return rows_for(measured)
+    return rows_for(measured, measure_synthetic(SYNTHETIC_CLI) if full else None)
 
 
 NOTES = """\

@@ -336,3 +336,27 @@ def test_cell_axes_tells_configs_apart_without_writing_them_as_text(monkeypatch)
     # missing through astype(str), so the text comparison did not count it)
     assert axes == (["width", "weight_decay", "step_milestones"], ["lr"])
     assert tables.cell_axes(frame.drop(columns="cell_id")) == (["width", "lr", "weight_decay", "step_milestones"], [])
+
+
+def test_the_scale_bench_prints_each_target_with_met_or_missed():
+    """benchmarks/bench_scale.py's rows from its figures (made up here; nothing runs): the
+    issue's targets each with met/missed, the driver's memory at every size."""
+    from benchmarks.bench_scale import rows_for
+
+    def size(trials, cpu, rss):
+        return {"trials": trials, "written": trials, "wall_s": 1.0, "fit_s": 1.0, "cpu_total_s": 1.0, "maxrss_mib": 900.0,
+                "load": "1 1 1 -> 1 1 1", "cpu_per_trial_s": cpu, "cpu_first_tenth_s": cpu, "cpu_last_tenth_s": cpu,
+                "rss_per_trial_kib": rss}
+
+    cli = {"cli_start_s": 0.5, "rows_shown": 5000, "show_s": 0.7, "status_s": 1.2, "show_own_s": 0.1, "status_own_s": 0.5}
+    large = {**size(5000, 0.02, 8.0), "files": {"trials": 1, "epochs": 1, "subnets": 5000}, **cli}
+    rows = {r["name"]: r for r in rows_for([size(100, 0.01, 30.0), size(1000, 0.012, 9.0), large], {"trials": 10000, "load": "1", **cli})}
+    met = {name.split(": ", 1)[-1]: r["met"] for name, r in rows.items() if r["target"]}
+    assert met == {
+        "driver CPU per trial at 5000 / at 100 trials": False,  # 2.0x
+        "driver RSS growth per trial at 5000 trials (second half of the trials)": True,
+        "`hidden results show` wall (fresh CLI process, median of 3)": True,
+        "`hidden sweep status` wall (fresh CLI process, median of 3)": False,
+    }
+    assert sum("driver peak RSS" in name for name in rows) == 3
+    assert sum(1 for name in rows if "synthetic store of 10000" in name and rows[name]["target"]) == 2
