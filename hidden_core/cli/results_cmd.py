@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from hidden_core.analysis.metrics import FINAL_TEST_METRIC, metric_label, selection_column
+from hidden_core.analysis.tables import comparable
 from hidden_core.errors import ConfigError
 from hidden_core.records import (
     COMPLETED,
@@ -88,7 +89,7 @@ def load_selection(store: ResultStore, sweep: str, where: str | None, *, complet
 
 
 def varying_config_columns(trials: pd.DataFrame) -> list[str]:
-    return [c for c in CONFIG_COLUMNS if c != "seed" and trials[c].astype(str).nunique() > 1]
+    return [c for c in CONFIG_COLUMNS if c != "seed" and comparable(trials[c]).nunique(dropna=False) > 1]
 
 
 def shown_controls(trials: pd.DataFrame) -> list[str]:
