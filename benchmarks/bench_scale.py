@@ -324,21 +324,40 @@ NOTES = """\
   18.9 / 18.3 ms (an earlier 1,000-trial run under heavier load, load average up to 9.6:
   16.2 / 19.1 ms, 17.5 ms overall, 1.27x its 100-trial run's 13.8 ms).
 - Not measured here: 5,000 and 10,000 trials (about 5 and 10 minutes of both shared cores
-  each at this rate); the bench runs them in `make bench`. On a synthetic 5,000-trial
-  store (one compacted file, as the driver leaves it; load 2.3-2.6): `results show` 0.88 s
-  wall, 0.15 s of it the command (the rest the CLI's imports: `results --help` 0.80 s);
-  `sweep status` 1.41 and 1.49 s wall against 2.20 and 2.12 s before this round (0.94 s of
-  it the command: the plan of 5,000 trials and the tables, analysis.tables.cell_axes about
-  0.4 s of it), so status misses 1 s at 5,000 by its own work and the CLI start.
-- Driver peak RSS grows about 140 KB a trial (936 MiB at 100, 1,065 MiB at 1,000): about
-  1.4 GB more at 10,000. Not bounded yet. tracemalloc in the driver between the 100th and
-  the 298th of 300 trials (load 1.3-2.6): Tune's per-trial run metadata
-  (ray/tune/trainable/metadata.py: a metric analysis, min/max/avg and last-5/10 deques,
-  for every numeric field of every result) 12.5 MiB, about 63 KB a trial, kept for every
-  Trial of the run; Ray serialization 1.2 MiB, Ray's dict flattening 1.0 MiB; the sweep's
-  own records (driver_state.py) 0.66 MiB, about 3.4 KB a trial. Bounding it means fewer
-  numeric fields in the reports Tune sees or finished trials leaving Tune's controller
-  (no public API for the latter in Ray 2.60).
+  each at this rate); the bench runs them in `make bench`. `sweep status` and `results
+  show` (this round): the CLI imports only the module of the command given (before: every
+  command module, `hidden train`'s flags built from the config models among them, and the
+  package metadata for --version); status reads the trials once (the tables read them
+  again); analysis.tables.cell_axes (three calls a status) and results show's varying
+  columns compare values as they are instead of writing every value as text; the plan
+  computes each trial's canonical form once for its trial_id and cell and copies a config
+  only when an option it does not read is off its default: the plan of 5,000 trials 0.61
+  -> 0.34 s CPU (the 1730 planned ids of sweeps/*.yaml identical). On a synthetic 5,000-
+  trial store, interleaved with the previous main (load about 12): the command's own CPU,
+  show 0.18 -> 0.08 s, status 1.14-1.29 -> 0.45 s; a fresh process's CPU (user+sys),
+  `results --help` 0.72-1.03 -> 0.53-0.78 s, show 0.87-1.38 -> 0.73-1.07 s, status
+  1.80-2.94 -> 1.32-1.48 s. Earlier, on a quieter machine (load 2.3-2.6), status took
+  1.41-1.49 s wall: about 0.85-0.95 s expected now; what is left is the imports (pandas,
+  pyarrow, pydantic: about half) and the plan (each trial's config validated, about 25 us).
+- Driver memory (this round): Tune keeps, for every Trial of the run until it ends, a
+  running analysis (max/min/mean, last-5/10 windows) of every numeric field of every
+  result (ray/tune/trainable/metadata.py): with the reports' 25-30 numeric fields at the
+  top level, about 60 KiB a trial. A report now hands Tune three fields (kind, val_acc and
+  one JSON payload: report_codec.py), and once an ended trial's row is written the
+  callback drops what Tune keeps of its results (the analysis, the payload: a final
+  report's whole history) and the driver's record its epochs and final fields. What a
+  finished trial leaves (tracemalloc, the reports of one trial fed through the callback
+  as Tune does, 200 trials): 72.0 -> 3.0 KiB a trial at 1 epoch, 87.7 -> 3.1 KiB at 20
+  epochs (before it grew with the epochs). In a real run, 100 vs 1,000 near-free trials,
+  interleaved with the previous main (load 9-14): the driver's resident memory grew 102 ->
+  26 KiB a trial over the second half of 1,000 trials (peak RSS 825 -> 968 MiB before,
+  818 -> 866 MiB after). What is left (tracemalloc in a 300-trial driver): Tune's own copies
+  of each trial's suggested config (evaluated_params flattened, a deep copy into the
+  experiment spec, the experiment tag: about 10-12 KiB a trial, in proportion to the ~100
+  fields of a trial config) and path strings Python interns for each trial's folder
+  (pathlib; the interned table's resizes show as steps). Shrinking the former means
+  suggesting only a config's non-default fields (trainable.py, cells.py, trackers'
+  parameters, the progress line read config["trial"] whole).
 - The store after compaction: one trials file and one epochs file whatever the size; the
   subnets folder holds one file per trial by design (what each trial learned).
 - Trial workers (python -X importtime on one trial's training path: digits, 1 epoch, the
