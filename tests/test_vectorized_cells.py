@@ -12,6 +12,7 @@ from ray import tune
 from hidden_core.config import RunOptions, make_config
 from hidden_core.data import load_data
 from hidden_core.records import REPORT_EPOCH, REPORT_FINAL
+from hidden_core.tune import report_codec
 from hidden_core.tune.cells import cell_trainable, is_pruned, write_prune_decision
 from hidden_core.vectorized import train_seeds
 
@@ -30,12 +31,14 @@ def _run(monkeypatch, trial, data, decide=lambda report: None):
     reports = []
 
     def report(metrics):  # the driver: it sees the report, may decide, then the trial goes on
+        # its fields as the driver reads them (report_codec: all but kind and val_acc in one JSON payload)
+        metrics = {**json.loads(metrics[report_codec.PAYLOAD]), **{k: v for k, v in metrics.items() if k != report_codec.PAYLOAD}}
         reports.append(metrics)
         decide(metrics)
 
     monkeypatch.setattr(tune, "report", report)
     cell_trainable(trial, data, {"node": "here"}, str)
-    return [{**r, "seeds": json.loads(r["seeds"])} for r in reports]
+    return reports
 
 
 def test_a_pruned_seed_stops_the_others_go_on(tmp_path, monkeypatch):
