@@ -334,11 +334,14 @@ NOTES = """\
   only when an option it does not read is off its default: the plan of 5,000 trials 0.61
   -> 0.34 s CPU (the 1730 planned ids of sweeps/*.yaml identical). On a synthetic 5,000-
   trial store, interleaved with the previous main (load about 12): the command's own CPU,
-  show 0.18 -> 0.08 s, status 1.14-1.29 -> 0.45 s; a fresh process's CPU (user+sys),
-  `results --help` 0.72-1.03 -> 0.53-0.78 s, show 0.87-1.38 -> 0.73-1.07 s, status
-  1.80-2.94 -> 1.32-1.48 s. Earlier, on a quieter machine (load 2.3-2.6), status took
-  1.41-1.49 s wall: about 0.85-0.95 s expected now; what is left is the imports (pandas,
-  pyarrow, pydantic: about half) and the plan (each trial's config validated, about 25 us).
+  show 0.18 -> 0.08 s, status 1.14-1.29 -> 0.45 s; a fresh process's CPU (user+sys,
+  median of 3, load 9-12): show 1.08 -> 0.95 s, status 2.34 -> 1.46 s; `results --help`
+  (median of 5) 0.88 -> 0.85 s: the results commands' start is pandas, pyarrow and the
+  store's schema (pydantic, the config models), which `results show` needs anyway.
+  Earlier, on a quieter machine (load 2.3-2.6), show took 0.88 s and status 1.41-1.49 s
+  wall: about 0.8 and 0.9 s expected now, not measured quiet here; what is left is the
+  imports (about 0.5 s quiet) and, for status, the plan (each trial's config validated by
+  pydantic, about 25 us, and hashed).
 - Driver memory (this round): Tune keeps, for every Trial of the run until it ends, a
   running analysis (max/min/mean, last-5/10 windows) of every numeric field of every
   result (ray/tune/trainable/metadata.py): with the reports' 25-30 numeric fields at the
