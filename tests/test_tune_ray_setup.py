@@ -7,25 +7,153 @@ import textwrap
 
 import pytest
 
+# One embedded Ray for the slow tests below (each start costs seconds of CI): it reports its
+# auth mode, then runs two actors that each get SIGTERM inside a weakref callback, as
+# _SIGTERM_IN_A_CALLBACK below: one with the hook the trial workers install, one without.
+_EMBEDDED = textwrap.dedent(
+    """
+    import os, signal, time, weakref
+    import ray
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+    from hidden_core.tune.ray_setup import EmbeddedRay, quiet_sigterm_exit
+
+    @ray.remote(num_cpus=0)
+    class Worker:
+        def pid(self):
+            return os.getpid()
+
+        def sigterm_in_a_callback(self, hook):
+            if hook:
+                quiet_sigterm_exit()
+
+            class Thing:
+                pass
+
+            def callback(_ref):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(2)
+
+            thing = Thing()
+            ref = weakref.ref(thing, callback)
+            del thing
+            return "went on"
+
+    embedded = EmbeddedRay(num_cpus=1)
+    embedded.start()
+    try:
+        print("token auth:", get_authentication_mode() == AuthenticationMode.TOKEN)
+        for hook in (True, False):
+            worker = Worker.remote()
+            print("hook" if hook else "ray's handler alone", "pid", ray.get(worker.pid.remote()), flush=True)
+            try:
+                print("returned:", ray.get(worker.sigterm_in_a_callback.remote(hook)), flush=True)
+            except ray.exceptions.RayActorError as lost:
+                print("lost:", type(lost).__name__, flush=True)
+        time.sleep(2)  # the workers' last lines reach this driver
+    finally:
+        embedded.stop()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def embedded_run():
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    out = subprocess.run([sys.executable, "-c", _EMBEDDED], capture_output=True, text=True, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
 
 @pytest.mark.slow
-def test_embedded_ray_starts_with_token_auth_and_without_the_opt_out_notice():
+def test_embedded_ray_starts_with_token_auth_and_without_the_opt_out_notice(embedded_run):
     """Every local sweep printed Ray's 'Set RAY_AUTH_MODE=disabled to opt out'; token auth
     itself must stay on."""
-    code = textwrap.dedent(
+    assert "token auth: True" in embedded_run.stdout
+    assert "opt out" not in embedded_run.stderr and "RAY_AUTH_MODE" not in embedded_run.stderr, embedded_run.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_ray_worker_with_the_hook_ends_quietly_on_sigterm_in_a_callback(embedded_run):
+    """A sweep's end printed a trial worker's "Exception ignored in ... WeakSet ... SystemExit:
+    1" (Ray 2.60's own SIGTERM handler). With the hook the worker ends quietly and its actor
+    is lost (as any worker ended mid-trial: Tune retries it); without it, Ray's handler alone
+    prints the traceback and the worker goes on - which shows this test meets the real case."""
+    lines = embedded_run.stdout.splitlines()
+    hooked = next(line.split()[-1] for line in lines if line.startswith("hook pid"))
+    alone = next(line.split()[-1] for line in lines if line.startswith("ray's handler alone pid"))
+    assert "lost: ActorDiedError" in lines, embedded_run.stdout
+    assert "returned: went on" in lines, embedded_run.stdout  # Ray's handler alone: the exit was lost
+    assert f"pid={hooked})" not in embedded_run.stderr + embedded_run.stdout, embedded_run.stderr[-3000:]
+    said = [line for line in (embedded_run.stderr + embedded_run.stdout).splitlines() if f"pid={alone})" in line]
+    assert any("Exception ignored" in line for line in said) and any("SystemExit: 1" in line for line in said), embedded_run.stderr[-3000:]
+
+# A weakref callback that receives SIGTERM while it runs: what a trial worker met at a sweep's
+# end (the raylet ending it while a WeakSet's _remove ran). The callback sends the signal
+# itself, so that it lands inside the callback every time.
+_SIGTERM_IN_A_CALLBACK = """
+import os, signal, time, weakref
+{install}
+class Thing:
+    pass
+
+def callback(_ref):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(2)  # the handler runs here, inside the callback
+
+thing = Thing()
+ref = weakref.ref(thing, callback)
+del thing
+print("went on after SIGTERM", flush=True)
+"""
+
+
+def test_sigterm_inside_a_weakref_callback_ends_a_worker_quietly():
+    """Ray's worker loop turns SIGTERM into SystemExit(1) (ray/_private/worker.py
+    sigterm_handler; here the same handler, without starting Ray); inside a weakref callback
+    Python printed "Exception ignored in ... SystemExit: 1" and the process went on. With
+    the hook every trial worker installs, it exits at once, quietly, with code 1 (a worker
+    ended mid-trial is lost, as before: Tune retries its trial)."""
+    install = textwrap.dedent(
         """
-        from ray._raylet import AuthenticationMode, get_authentication_mode
-        from hidden_core.tune.ray_setup import EmbeddedRay
-        ray = EmbeddedRay(num_cpus=1)
-        ray.start()
-        try:
-            print("token auth:", get_authentication_mode() == AuthenticationMode.TOKEN)
-        finally:
-            ray.stop()
+        import sys
+        from hidden_core.tune.ray_setup import quiet_sigterm_exit
+
+        def ray_sigterm_handler(signum, frame):  # ray._raylet.raise_sys_exit_with_custom_error_message
+            error = SystemExit(1)
+            error.ray_terminate_msg = "The process receives a SIGTERM."
+            raise error
+
+        signal.signal(signal.SIGTERM, ray_sigterm_handler)
+        quiet_sigterm_exit()
+        quiet_sigterm_exit()  # installing twice changes nothing
         """
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "token auth: True" in out.stdout
-    assert "opt out" not in out.stderr and "RAY_AUTH_MODE" not in out.stderr, out.stderr[-3000:]
+    out = subprocess.run([sys.executable, "-c", _SIGTERM_IN_A_CALLBACK.format(install=install)], capture_output=True,
+                         text=True, timeout=60)
+    assert "Exception ignored" not in out.stderr and "SystemExit" not in out.stderr, out.stderr[-3000:]
+    assert out.stderr == "" and out.stdout == "", (out.stdout, out.stderr)
+    assert out.returncode == 1
+
+
+def test_other_unraisable_exceptions_still_reach_the_previous_hook():
+    code = textwrap.dedent(
+        """
+        import sys, weakref
+        from hidden_core.tune.ray_setup import quiet_sigterm_exit
+        quiet_sigterm_exit()
+
+        class Thing:
+            pass
+
+        def callback(_ref):
+            raise ValueError("a real bug in a callback")
+
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing
+        print("went on", flush=True)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "went on" in out.stdout
+    assert "Exception ignored" in out.stderr and "ValueError: a real bug in a callback" in out.stderr

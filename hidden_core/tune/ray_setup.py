@@ -67,6 +67,39 @@ WORKER_ENV = {
 }
 
 
+def quiet_sigterm_exit() -> None:
+    """In a trial worker: a SIGTERM that lands where Python cannot raise ends the process
+    quietly instead of printing a traceback and going on.
+
+    Ray's worker loop turns SIGTERM into SystemExit(1) (ray/_private/worker.py,
+    ``sigterm_handler``). When the raylet ends the workers at a sweep's end, a worker may be
+    tearing itself down, and the signal then lands inside a weakref callback (a WeakSet's
+    ``_remove``) or a finalizer: Python cannot raise there, so it prints "Exception ignored in
+    ... SystemExit: 1" (streamed to the user's terminal) and the exit is lost. This hook
+    (sys.unraisablehook, which may be set from any thread, unlike a signal handler: trials
+    run in Tune's runner thread) ends the process there with the SystemExit's code, as the
+    signal meant. A worker so ended mid-trial dies like any lost worker (Tune retries the
+    trial). Every other unraisable exception goes to the hook that was in place. Idempotent."""
+    previous = sys.unraisablehook
+    if getattr(previous, "hidden_quiet_exit", False):
+        return
+
+    # defaults bind what the hook uses: it may run while the interpreter clears module globals
+    def hook(unraisable: Any, _previous: Any = previous, _exit: Any = os._exit, _sys: Any = sys) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, SystemExit):
+            code = getattr(unraisable.exc_value, "code", 1)
+            for stream in (_sys.stdout, _sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # a closed or missing stream: nothing to flush
+                    pass
+            _exit(code if isinstance(code, int) else (0 if code is None else 1))
+        _previous(unraisable)
+
+    hook.hidden_quiet_exit = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def embedded_root() -> Path:
     """Where embedded Rays keep their temp dirs: $HIDDEN_RAY_TEMP, else ~/.cache/hidden/ray,
     else (a home too deep for Ray's socket paths) a folder of this user's in the system temp

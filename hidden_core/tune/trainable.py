@@ -42,6 +42,7 @@ from hidden_core.checkpoint import history as checkpoint_history
 from hidden_core.tune import report_codec
 from hidden_core.tune.checkpoints import STAGED_SUBNET, TrialCheckpoint, upload_file
 from hidden_core.tune.planning import planned_epochs
+from hidden_core.tune.ray_setup import quiet_sigterm_exit
 from hidden_core.tune.sweep_data import data_key
 
 MAX_ERROR_CHARS = 8000
@@ -86,6 +87,12 @@ def _node() -> str:
     return _NODE[0]
 
 
+def _in_ray_worker() -> bool:
+    import ray
+
+    return getattr(ray._private.worker.global_worker, "mode", None) == ray.WORKER_MODE
+
+
 def _release_memory() -> None:
     """Between trials on a reused actor: give the last trial's GPU memory back (a full
     garbage collection only where it matters: on a GPU, CPU tensors are freed by refcount)."""
@@ -105,6 +112,8 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     from hidden_core.config import RunOptions, TrialConfig
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per persisted checkpoint
+    if _in_ray_worker():  # not in a test's process calling this directly
+        quiet_sigterm_exit()  # no "Exception ignored ... SystemExit" when Ray ends this worker
 
     trial_config = TrialConfig.model_validate(config["trial"])
     run_values = dict(config["run"])
