@@ -157,3 +157,26 @@ def test_other_unraisable_exceptions_still_reach_the_previous_hook():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "went on" in out.stdout
     assert "Exception ignored" in out.stderr and "ValueError: a real bug in a callback" in out.stderr
+
+
+def test_tuner_fit_skips_the_callback_tag_that_imports_the_tracker_integrations():
+    """Tune tags its callbacks for Ray's usage statistics on every fit (a sweep always passes
+    its own callback), importing Ray's tracker integrations and mlflow and wandb with them:
+    seconds of the driver's CPU before the first trial. The sweep's fit runs without that
+    tag; outside it Tune's function is back."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from ray.air._internal import usage
+        from hidden_core.tune.ray_setup import without_callback_telemetry
+
+        original = usage.tag_callbacks
+        with without_callback_telemetry():
+            usage.tag_callbacks([object()])  # what ray/tune/tune.py calls in Tuner.fit
+        print("integrations imported:", any(m.startswith("ray.air.integrations.") for m in sys.modules))
+        print("restored:", usage.tag_callbacks is original)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "integrations imported: False" in out.stdout and "restored: True" in out.stdout, out.stdout

@@ -5,6 +5,10 @@ data set before anything starts (once per data set); load_data loads each distin
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from hidden_core import data as data_module
@@ -50,7 +54,28 @@ def test_check_data_refuses_a_missing_torchvision_data_set_before_loading(tmp_pa
 
 
 def test_check_data_asks_once_per_data_set(monkeypatch):
+    """Once per torchvision data set; data sets generated offline need no look."""
     asked = []
     monkeypatch.setattr(data_module, "check_data_available", lambda config, run: asked.append(config.dataset))
-    check_data([make_config(dataset="digits", seed=s) for s in range(5)] + [make_config(dataset="mnist1d")], RUN)
-    assert asked == ["digits", "mnist1d"]
+    configs = [make_config(dataset="cifar10", model="convnet", seed=s) for s in range(3)] + [make_config(dataset="digits")]
+    check_data(configs + [make_config(dataset="cifar100", model="convnet"), make_config(dataset="mnist1d")], RUN)
+    assert asked == ["cifar10", "cifar100"]
+
+
+def test_check_data_of_generated_data_sets_does_not_import_torch():
+    """The driver checks the data before Ray starts, in its main thread: importing torch there
+    (hidden_core.data, seconds) held Ray's start back, while the data thread that loads the
+    splits imports it anyway, in parallel with Ray's start (runner._run)."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from hidden_core.config import RunOptions, make_config
+        from hidden_core.tune.sweep_data import check_data
+
+        check_data([make_config(dataset="mnist1d"), make_config(dataset="digits")], RunOptions(device="cpu").model_dump(mode="json"))
+        print("torch imported:", "torch" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "torch imported: False" in out.stdout

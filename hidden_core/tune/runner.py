@@ -364,7 +364,8 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         )
         _Signals.in_fit = True
         try:
-            tuner.fit()
+            with ray_setup.without_callback_telemetry():
+                tuner.fit()
         finally:
             _Signals.in_fit = False
         report.fit_seconds += time.perf_counter() - fit_started

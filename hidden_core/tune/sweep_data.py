@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hidden_core.config import RunOptions, TrialConfig
+from hidden_core.config import DATASET_INFO, RunOptions, TrialConfig
 
 
 def data_key(trial: dict[str, Any]) -> tuple:
@@ -16,14 +16,20 @@ def data_key(trial: dict[str, Any]) -> tuple:
 
 
 def check_data(configs: Iterable[TrialConfig], run_values: dict[str, Any]) -> None:
+    """Fail before anything starts when a torchvision data set is missing. Only those need a
+    look (data sets generated offline are always there), so a sweep of none does not import
+    torch (hidden_core.data) here: the driver's data thread imports it while Ray starts."""
+    first = {}
+    for config in configs:
+        first.setdefault(config.dataset, config)
+    needed = [config for dataset, config in first.items() if DATASET_INFO[dataset].torchvision]
+    if not needed:
+        return
     from hidden_core.data import check_data_available
 
     run = RunOptions.model_validate(run_values)
-    seen = set()
-    for config in configs:
-        if config.dataset not in seen:
-            seen.add(config.dataset)
-            check_data_available(config, run)
+    for config in needed:
+        check_data_available(config, run)
 
 
 def load_data(configs: Iterable[TrialConfig], run_values: dict[str, Any]) -> dict[tuple, Any]:
