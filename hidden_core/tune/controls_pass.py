@@ -2,15 +2,17 @@
 learns a mask or signs is evaluated against its controls (hidden_core/subnet/controls.py), and
 the rows go to the store's controls table, which `hidden results` shows as trial columns.
 
-Runs in the driver, after the trials (run_sweep calls `run` under the sweep's lease), in this
-process on `subnet_controls.device`: evaluation is a few forward passes per control, small
-next to training, and needs no Ray. The store is the only state: a trial's rows (every
-control and draw it lacks) are written in one part file once they are all computed, so a
-killed pass loses at most the trial it was on, and the next run computes only the
-(trial, control, draw) rows the store lacks. Draws are seeded by trial and draw number, so
-those rows are the ones an uninterrupted pass would have written.
+Runs after the trials (run_sweep, under the sweep's lease). Where the sweep's Ray is up, each
+trial is one Ray task on the sweep's resources (hidden_core/tune/controls_tasks.py), several
+at once; without Ray (nothing left to train) in this process, one trial at a time. Either way
+the driver is the only writer and the store is the only state: a trial's rows (every control
+and draw it lacks) are written in one part file once they are all computed, so a killed pass
+loses at most the trials in flight, and the next run computes only the (trial, control,
+draw) rows the store lacks. Draws are seeded by trial and draw number, so those rows are the
+ones an uninterrupted pass would have written, and both ways write the same rows.
 
-Imports no Ray; torch only when there is something to evaluate.
+This module is the Ray-free part (what is pending, scoring one trial, recording its rows);
+it imports no Ray, and torch only when there is something to evaluate.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +53,18 @@ class ControlsPassReport:
     rows: int = 0  # control rows written
     seconds: float = 0.0
     skipped: list[str] = field(default_factory=list)  # trial_ids whose file could not be used (logged)
+    at_once: int = 1  # trials evaluated at the same time: 1 in this process, the Ray tasks in flight otherwise
+
+
+@dataclass
+class TrialOutcome:
+    """One trial's evaluation: its rows (control, draw, val_acc, test_acc) and the device
+    they were computed on, or the problem that stopped it (the trial is retried next run)."""
+
+    trial_id: str
+    rows: list[dict] = field(default_factory=list)
+    device: str = ""
+    problem: str | None = None
 
 
 def pending(spec: SweepSpec, store: ResultStore) -> list[ControlsWork]:
@@ -77,8 +92,14 @@ def pending(spec: SweepSpec, store: ResultStore) -> list[ControlsWork]:
     return work
 
 
-def run(spec: SweepSpec, store: ResultStore, out: Any = None) -> ControlsPassReport:
-    """Compute and store every missing control row of the sweep (see `pending`)."""
+def run(spec: SweepSpec, store: ResultStore, out: Any = None,
+        evaluate: Callable[[SweepSpec, ResultStore, list[ControlsWork]], Iterable[TrialOutcome]] | None = None,
+        how: str = "in this process") -> ControlsPassReport:
+    """Compute and store every missing control row of the sweep (see `pending`).
+
+    `evaluate(spec, store, work)` yields each trial's TrialOutcome as it is ready, in any
+    order (default: `in_process`, one trial at a time; controls_tasks: Ray tasks); `how`
+    says which in the first line printed. Each trial's rows are written as it arrives."""
     report = ControlsPassReport()
     work = pending(spec, store)
     if not work:
@@ -86,35 +107,72 @@ def run(spec: SweepSpec, store: ResultStore, out: Any = None) -> ControlsPassRep
     started = time.perf_counter()
     out = out if out is not None else sys.stdout
     options = spec.subnet_controls
-    print(f"controls: evaluating {len(work)} trials against their controls ({options.draws} draws, device {options.device})", file=out, flush=True)
-    from hidden_core.subnet.controls import score_controls
-    from hidden_core.subnet.evaluate import Evaluator
-    from hidden_core.subnet.fileformat import SubnetFormatError, read_subnet_file
-
-    data_root = spec.run_options().data_root
-    for item in work:
-        try:
-            with _local_file(store, store.subnet_path(spec.name, item.trial_id)) as local:
-                f = read_subnet_file(local)
-            if f.config.trial_id != item.trial_id:
-                raise SubnetFormatError(local, f"holds trial {f.config.trial_id}, not {item.trial_id}")
-            # data.load_data keeps the last splits loaded: the trials of a sweep share them
-            evaluator = Evaluator(f, device=options.device, data_root=data_root)
-            rows = score_controls(f, evaluator, item.missing)
-        except Exception as err:  # a damaged file, missing data, no memory: reported, never lost (the next run retries it)
-            problem = "; ".join(err.problems) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
-            log.warning("controls of trial %s skipped: %s", item.trial_id, problem)
-            print(f"controls: trial {item.trial_id} skipped ({problem}); the next run of the sweep tries it again", file=out, flush=True)
-            report.skipped.append(item.trial_id)
-            continue
-        device = str(evaluator.device)
-        store.write_controls(spec.name, [{"trial_id": item.trial_id, "trial_write_id": item.trial_write_id, "device": device, **r} for r in rows])
-        report.trials += 1
-        report.rows += len(rows)
+    print(f"controls: evaluating {len(work)} trials against their controls ({options.draws} draws, device {options.device}, {how})",
+          file=out, flush=True)
+    items = {item.trial_id: item for item in work}
+    for outcome in (evaluate or in_process)(spec, store, work):
+        record(spec, store, items[outcome.trial_id], outcome, report, out)
     store.compact_controls(spec.name)
     report.seconds = time.perf_counter() - started
     print(f"controls: {report.trials} trials, {report.rows} rows in {report.seconds:.1f}s (`hidden results show {spec.name}` shows them)", file=out, flush=True)
     return report
+
+
+def record(spec: SweepSpec, store: ResultStore, item: ControlsWork, outcome: TrialOutcome, report: ControlsPassReport, out: Any) -> None:
+    """Write one trial's rows in one part file (the driver is the store's only writer), or
+    report why it has none: a damaged file, missing data, no memory are reported, never lost
+    (the next run retries the trial)."""
+    if outcome.problem is not None:
+        log.warning("controls of trial %s skipped: %s", item.trial_id, outcome.problem)
+        print(f"controls: trial {item.trial_id} skipped ({outcome.problem}); the next run of the sweep tries it again", file=out, flush=True)
+        report.skipped.append(item.trial_id)
+        return
+    store.write_controls(spec.name, [{"trial_id": item.trial_id, "trial_write_id": item.trial_write_id, "device": outcome.device, **r}
+                                     for r in outcome.rows])
+    report.trials += 1
+    report.rows += len(outcome.rows)
+
+
+def problem_text(err: BaseException) -> str:
+    return "; ".join(err.problems) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+
+
+def score_trial(item: ControlsWork, path: str, read: Callable[[], Any], device: str, data_root: str | None,
+                data_for: Callable[[Any], Any] | None = None) -> TrialOutcome:
+    """Evaluate one trial's missing (control, draw) rows. `path`: its file in the store (for
+    messages); `read()`: the file as a SubnetFile;
+    `data_for(config)`: its DataSplits when the caller holds them (None: loaded here). Any
+    error comes back as the outcome's problem; an interrupt goes through."""
+    from hidden_core.subnet import controls  # looked up at the call: tests replace score_controls
+    from hidden_core.subnet.evaluate import Evaluator
+    from hidden_core.subnet.fileformat import SubnetFormatError
+
+    try:
+        f = read()
+        if f.config.trial_id != item.trial_id:
+            raise SubnetFormatError(path, f"holds trial {f.config.trial_id}, not {item.trial_id}")
+        # without data_for, data.load_data keeps the last splits loaded: the trials of a sweep share them
+        evaluator = Evaluator(f, device=device, data_root=data_root, data=data_for(f.config) if data_for is not None else None)
+        rows = controls.score_controls(f, evaluator, item.missing)
+    except Exception as err:
+        return TrialOutcome(item.trial_id, problem=problem_text(err))
+    return TrialOutcome(item.trial_id, rows=rows, device=str(evaluator.device))
+
+
+def in_process(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) -> Iterator[TrialOutcome]:
+    """The trials one at a time in this process, on `subnet_controls.device`."""
+    from hidden_core.subnet.fileformat import read_subnet_file
+
+    data_root = spec.run_options().data_root
+
+    def reader(item: ControlsWork) -> Callable[[], Any]:
+        def read() -> Any:
+            with _local_file(store, store.subnet_path(spec.name, item.trial_id)) as local:
+                return read_subnet_file(local)
+        return read
+
+    for item in work:
+        yield score_trial(item, store.subnet_path(spec.name, item.trial_id), reader(item), spec.subnet_controls.device, data_root)
 
 
 def _exists(store: ResultStore, path: str) -> bool:
