@@ -1,6 +1,8 @@
 """One real sweep with subnet_controls on a local Ray (MNIST-1D MLP, 2 trials, 2 epochs): the
-runner's controls pass stores each trial's controls after the trials, a re-run computes
-nothing, and a re-run after the controls were lost computes exactly them again."""
+runner's controls pass stores each trial's controls after the trials, as Ray tasks two at a
+time on the sweep's Ray, a re-run computes nothing, and a re-run after the controls were lost
+(nothing to train: no Ray, the pass in this process, one trial at a time) computes exactly
+the same rows again."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def test_sweep_with_subnet_controls(tmp_path: Path):
     report = run_sweep(spec, results, progress=False, num_cpus=2, out=out)
     assert report.counts["completed"] == 2
     assert report.controls.trials == 2 and report.controls.rows == 7 + 8 and report.controls.skipped == []
+    assert report.controls.at_once == 2 and "device cpu, Ray tasks of 1 CPU, up to 2 at once)" in out.getvalue()
     store = ResultStore(results)
     trials = store.load_trials("ctl").set_index("method")
     for method in ("edge_popup", "sign_flip"):
@@ -44,7 +47,13 @@ def test_sweep_with_subnet_controls(tmp_path: Path):
     again = run_sweep(spec, results, progress=False, num_cpus=2)
     assert again.to_run == 0 and again.controls is None  # nothing to train, nothing missing
     shutil.rmtree(results / "ctl" / "controls")  # as if the driver died before the pass
-    resumed = run_sweep(spec, results, progress=False, num_cpus=2)
+    out = io.StringIO()
+    resumed = run_sweep(spec, results, progress=False, num_cpus=2, out=out)
     assert resumed.to_run == 0 and resumed.controls.rows == 15
-    columns = ["trial_id", "control", "draw", "val_acc", "test_acc"]
-    pd.testing.assert_frame_equal(store.load_controls("ctl")[columns], rows[columns])  # seeded: identical numbers
+    assert resumed.controls.at_once == 1 and "device cpu, in this process)" in out.getvalue()
+    columns = ["trial_id", "control", "draw", "val_acc", "test_acc", "device"]
+
+    def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[columns].sort_values(columns[:3]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(ordered(store.load_controls("ctl")), ordered(rows))  # seeded: the Ray tasks' rows exactly

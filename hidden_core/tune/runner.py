@@ -198,7 +198,8 @@ def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.
         if todo.count:
             store.mark_sweep(spec.name)  # the folder is a sweep from now on (paths.SWEEP_MARKER)
             _run(spec, store, results_root, todo, report, options, checked=checked)
-        report.controls = controls_pass.run(spec, store, out=options.out)  # the spec's subnet_controls, after the trials
+        if report.controls is None:  # not run as Ray tasks by _run (nothing was trained): in this process
+            report.controls = controls_pass.run(spec, store, out=options.out)  # the spec's subnet_controls, after the trials
     report.wall_seconds = time.perf_counter() - started
     return report
 
@@ -273,6 +274,9 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         tune_dir = _tune_dir(ray_started)
         _fit(spec, store, results_root, todo, report, options, run_values=run_values, data_refs=data_refs, tune_dir=tune_dir,
              started=started)
+        from hidden_core.tune import controls_tasks
+
+        report.controls = controls_tasks.run(spec, store, data_refs=data_refs, out=options.out)  # on the sweep's Ray, before it stops
     finally:
         loader.join()
         if tune_dir is not None and not isinstance(ray_started, ray_setup.EmbeddedRay):
