@@ -1,7 +1,7 @@
 """`make bench`: every bench module, each figure with its target, and benchmarks/RESULTS.md.
 
     python -m benchmarks.run_all [--device cpu|cuda] [--quick] [--threads N]
-                                 [--peak-tflops X] [--only methods,data,store,sweep,demo,vectorized,hostile_inputs,scale]
+                                 [--peak-tflops X] [--only methods,data,store,sweep,demo,vectorized,hostile_inputs,scale,controls]
 
 Each bench module `benchmarks/bench_<name>.py` has `run(...) -> list[dict]` returning rows
 {name, value, unit, target, met}; this driver passes it whichever of device / quick it
@@ -29,7 +29,7 @@ import torch
 
 from benchmarks.common import cpu_model, device_name, format_rows, set_threads
 
-MODULES = ("methods", "data", "store", "sweep", "demo", "vectorized", "hostile_inputs", "scale")
+MODULES = ("methods", "data", "store", "sweep", "demo", "vectorized", "hostile_inputs", "scale", "controls")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = """# Benchmark results
 

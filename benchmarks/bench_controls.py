@@ -1,0 +1,125 @@
+"""The controls pass (the spec's subnet_controls): its wall time as Ray tasks against the
+in-process pass, one trial at a time, on the same sweep's trials.
+
+    python -m benchmarks.bench_controls [--quick]
+
+One sweep of MNIST-1D MLPs like the demo's (2 hidden layers of 100 x width units; edge_popup
+and sign_flip at widths 1, 2, 4, 8, seeds 0-2; 3 epochs; one CPU per trial, as many at once
+as the machine has cores) with the demo's `subnet_controls: {draws: 3}` on the CPU, in a
+fresh store and a fresh embedded Ray: 24 trials (--quick: widths 1 and 4, 12 trials). After
+the trials the sweep runs its controls pass as Ray tasks on the sweep's Ray (after: the
+figure is its own wall time, from the pass's report, Ray's start not in it: the trials
+started it). Then, Ray stopped, the controls table is removed and the pass runs again in
+this process, one trial at a time, as every sweep did before (before: the driver's data is
+still loaded, as it was after a sweep, and torch uses this process's default threads, as
+a driver does); then once more with one torch thread, for information (intra-op threads on
+a loaded machine mostly wait for a core: see common.DEFAULT_THREADS). Every pass must write
+the same rows (checked; seeded by trial and draw).
+
+Target: after < before. Printed beside it: the speed-up, trials per second each way, the
+tasks at once, and the load average (other jobs share these cores: one pass each, so a
+busy spell during one of them shows in the ratio).
+
+`run(quick)` returns report rows for benchmarks.run_all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import sys
+import tempfile
+
+from benchmarks.common import format_rows, info, row
+
+DRAWS = 3
+EPOCHS = 3
+WIDTHS = {"full": (1, 2, 4, 8), "quick": (1, 4), "tiny": (0.5,)}
+SEEDS = {"full": (0, 1, 2), "quick": (0, 1, 2), "tiny": (0,)}
+
+
+def spec(size: str, epochs: int = EPOCHS) -> dict:
+    return {
+        "name": "bench_controls",
+        "base": {"dataset": "mnist1d", "model": "mlp", "depth": 2, "epochs": epochs, "batch_size": 128, "optimizer": "adam", "lr": 0.003},
+        "grid": {"method": ["edge_popup", "sign_flip"], "width": list(WIDTHS[size]), "seed": list(SEEDS[size])},
+        "resources": {"cpu": 1},
+        "report_every_s": 0,
+        "subnet_controls": {"draws": DRAWS, "device": "cpu"},
+    }
+
+
+def measure(size: str, epochs: int = EPOCHS) -> list[dict]:
+    import torch
+
+    from hidden_core.spec import parse_spec
+    from hidden_core.store import ResultStore
+    from hidden_core.tune import controls_pass
+    from hidden_core.tune.runner import run_sweep
+
+    cores = os.cpu_count() or 1
+    sweep = parse_spec(spec(size, epochs))
+    columns = ["trial_id", "control", "draw", "val_acc", "test_acc", "device"]
+    with tempfile.TemporaryDirectory() as results:
+        load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        report = run_sweep(sweep, results, progress=False, num_cpus=cores, out=io.StringIO())
+        after = report.controls
+        store = ResultStore(results)
+        tasks_rows = store.load_controls(sweep.name)[columns].sort_values(columns[:3]).reset_index(drop=True)
+        load_between = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        threads = torch.get_num_threads()
+        passes = {}
+        try:
+            for n_threads in dict.fromkeys((cores, 1)):  # a driver's default (the bench runner sets 1), then one thread
+                shutil.rmtree(os.path.join(results, sweep.name, "controls"), ignore_errors=True)
+                torch.set_num_threads(n_threads)
+                passes[n_threads] = controls_pass.run(sweep, ResultStore(results), out=io.StringIO())
+                rows = ResultStore(results).load_controls(sweep.name)[columns].sort_values(columns[:3]).reset_index(drop=True)
+                passes[n_threads].same = rows.equals(tasks_rows)
+        finally:
+            torch.set_num_threads(threads)
+        before, single = passes[cores], passes[1]
+    n = len(report.trials)
+    same = all(p.same and p.trials == n and not p.skipped for p in passes.values()) and after.trials == n and not after.skipped
+    label = f"controls pass, {n}-trial sweep ({DRAWS} draws, {after.rows} rows)"
+    ratio = after.seconds / before.seconds if before.seconds else float("nan")
+    return [
+        info(f"{label}: trials' training seconds (sum) / Tune phase wall", f"{report.train_seconds:.1f} / {report.fit_seconds:.1f}", "s"),
+        info(f"{label}: before, in the driver one trial at a time ({cores} torch threads)", round(before.seconds, 1), "s"),
+        info(f"{label}: before, in the driver one trial at a time (1 torch thread)", round(single.seconds, 1), "s"),
+        info(f"{label}: after, as Ray tasks of 1 CPU, {after.at_once} at once", round(after.seconds, 1), "s"),
+        info(f"{label}: trials per second before / after", f"{before.trials / before.seconds:.2f} / {after.trials / after.seconds:.2f}"
+             if before.seconds and after.seconds else "n/a"),
+        info(f"{label}: speed-up (before / after)", round(1 / ratio, 2) if ratio else "n/a", "x"),
+        row(f"{label}: after / before wall", round(ratio, 3), "", "< 1", ratio < 1),
+        row(f"{label}: the Ray tasks' rows equal the in-process rows", "yes" if same else "NO", "", "identical", same),
+        info(f"{label}: load average (1 min) before the sweep / before the in-process pass", f"{load_before:.1f} / {load_between:.1f}"),
+    ]
+
+
+def run(quick: bool = False, tiny: bool = False) -> list[dict]:
+    if tiny:
+        return measure("tiny", epochs=1)
+    return measure("quick" if quick else "full")
+
+
+NOTES = """\
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from benchmarks.common import set_threads
+
+    set_threads(None)  # as run_all does
+    print(format_rows(run(quick=args.quick, tiny=args.tiny)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
