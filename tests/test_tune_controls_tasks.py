@@ -71,6 +71,23 @@ def test_in_flight_limit_is_twice_what_the_nodes_hold():
     assert controls_tasks.in_flight_limit(controls_tasks.TaskPlan(4, 0, "cpu", 4), [{"CPU": 2.0}]) == 2  # never 0
 
 
+def test_a_task_no_node_holds_is_never_submitted(tmp_path, monkeypatch):
+    """device cuda on a cluster without a GPU: the task would wait for ever; the pass runs in
+    the driver instead (as before tasks), and says so."""
+    plan = controls_tasks.task_plan(_spec("cuda"), 0)
+    assert not controls_tasks.fits(plan, [{"CPU": 16.0}]) and controls_tasks.fits(plan, [{"CPU": 16.0}, {"CPU": 1.0, "GPU": 1.0}])
+    assert controls_tasks.fits(controls_tasks.task_plan(_spec("cpu", cpu=2), 0), [{"CPU": 2.0}])
+    from hidden_core.tune import ray_setup
+
+    monkeypatch.setattr(ray_setup, "cluster_nodes", lambda: [{"CPU": 4.0}])
+    monkeypatch.setattr(controls_tasks, "gather", lambda *a: pytest.fail("a task was submitted"))
+    store = _store(tmp_path / "r", methods=("edge_popup",))
+    out = io.StringIO()
+    report = controls_tasks.run(_spec("cuda"), store, out=out)
+    assert "in this process: no node holds a task of 1 CPU, 1 GPU" in out.getvalue() and report.at_once == 1
+    assert report.trials + len(report.skipped) == 1  # scored, or skipped where this machine has no CUDA
+
+
 # ---- the task body ----------------------------------------------------------------------------
 def test_task_body_gives_the_in_process_rows_and_fetches_the_sweep_data_once(tmp_path, monkeypatch):
     spec = _spec()

@@ -196,8 +196,9 @@ MAX_CONTROL_DRAWS = 100  # each draw re-evaluates every trial three times (rando
 class SubnetControls(_Strict):
     """``subnet_controls: {draws: 5, device: auto}``: after the trials, every final trial
     whose method learns a mask or signs (records.CONTROLLED_METHODS) is evaluated against
-    its controls (hidden_core/subnet/controls.py), `draws` draws each, on `device` of the
-    driver; the results are stored per trial (hidden_core/tune/controls_pass.py). Not part
+    its controls (hidden_core/subnet/controls.py), `draws` draws each, on `device` (as Ray
+    tasks on the sweep's resources, or in the driver when nothing was trained); the results
+    are stored per trial (hidden_core/tune/controls_pass.py, controls_tasks.py). Not part
     of any trial's identity: turning it on re-runs no trial."""
 
     draws: int = Field(5, ge=1, le=MAX_CONTROL_DRAWS)

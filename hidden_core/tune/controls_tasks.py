@@ -64,6 +64,12 @@ def in_flight_limit(plan: TaskPlan, nodes: list[dict[str, float]]) -> int:
     return 2 * capacity(SimpleNamespace(resources=SimpleNamespace(cpu=plan.num_cpus, gpu=plan.num_gpus)), nodes)
 
 
+def fits(plan: TaskPlan, nodes: list[dict[str, float]]) -> bool:
+    """Whether some node can hold one task (a GPU share needs a node with a GPU: a task no
+    node can hold would wait for ever)."""
+    return any(n.get("CPU", 0.0) + 1e-9 >= plan.num_cpus and n.get("GPU", 0.0) + 1e-9 >= plan.num_gpus for n in nodes)
+
+
 def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | None = None, out: Any = None) -> ControlsPassReport:
     """controls_pass.run with the trials evaluated as Ray tasks (Ray must be up)."""
     from hidden_core.tune.ray_setup import cluster_nodes
@@ -72,6 +78,8 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
         return ControlsPassReport()
     nodes = cluster_nodes()
     plan = task_plan(spec, sum(n.get("GPU", 0.0) for n in nodes))
+    if not fits(plan, nodes):  # e.g. device cuda on a cluster without a GPU: the driver's pass, as before tasks
+        return controls_pass.run(spec, store, out=out, how=f"in this process: no node holds a task of {plan.num_cpus:g} CPU, {plan.num_gpus:g} GPU")
     limit = in_flight_limit(plan, nodes)
 
     def evaluate(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) -> Iterator[TrialOutcome]:
