@@ -11,10 +11,10 @@ the trials the sweep runs its controls pass as Ray tasks on the sweep's Ray (aft
 figure is its own wall time, from the pass's report, Ray's start not in it: the trials
 started it). Then, Ray stopped, the controls table is removed and the pass runs again in
 this process, one trial at a time, as every sweep did before (before: the driver's data is
-still loaded, as it was after a sweep, and torch uses this process's default threads, as
-a driver does); then once more with one torch thread, for information (intra-op threads on
-a loaded machine mostly wait for a core: see common.DEFAULT_THREADS). Every pass must write
-the same rows (checked; seeded by trial and draw).
+still loaded, as it was after a sweep, and torch has one thread per core, a driver's
+default); then once more as the in-process pass now runs where no Ray is up (a trial's
+torch threads: 1; intra-op threads on a loaded machine mostly wait for a core), for
+information. Every pass must write the same rows (checked; seeded by trial and draw).
 
 Target: after < before. Printed beside it: the speed-up, trials per second each way, the
 tasks at once, and the load average (other jobs share these cores: one pass each, so a
@@ -52,8 +52,6 @@ def spec(size: str, epochs: int = EPOCHS) -> dict:
 
 
 def measure(size: str, epochs: int = EPOCHS) -> list[dict]:
-    import torch
-
     from hidden_core.spec import parse_spec
     from hidden_core.store import ResultStore
     from hidden_core.tune import controls_pass
@@ -69,18 +67,16 @@ def measure(size: str, epochs: int = EPOCHS) -> list[dict]:
         store = ResultStore(results)
         tasks_rows = store.load_controls(sweep.name)[columns].sort_values(columns[:3]).reset_index(drop=True)
         load_between = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        threads = torch.get_num_threads()
         passes = {}
-        try:
-            for n_threads in dict.fromkeys((cores, 1)):  # a driver's default (the bench runner sets 1), then one thread
-                shutil.rmtree(os.path.join(results, sweep.name, "controls"), ignore_errors=True)
-                torch.set_num_threads(n_threads)
-                passes[n_threads] = controls_pass.run(sweep, ResultStore(results), out=io.StringIO())
-                rows = ResultStore(results).load_controls(sweep.name)[columns].sort_values(columns[:3]).reset_index(drop=True)
-                passes[n_threads].same = rows.equals(tasks_rows)
-        finally:
-            torch.set_num_threads(threads)
-        before, single = passes[cores], passes[1]
+        # before: as every sweep ran it, in the driver with its default torch threads (one per
+        # core); then the in-process pass as it is now (a trial's threads: 1)
+        for name, threads in (("before", cores), ("now", None)):
+            shutil.rmtree(os.path.join(results, sweep.name, "controls"), ignore_errors=True)
+            passes[name] = controls_pass.run(sweep, ResultStore(results), out=io.StringIO(),
+                                             evaluate=lambda s, st, w, t=threads: controls_pass.in_process(s, st, w, threads=t))
+            rows = ResultStore(results).load_controls(sweep.name)[columns].sort_values(columns[:3]).reset_index(drop=True)
+            passes[name].same = rows.equals(tasks_rows)
+        before, single = passes["before"], passes["now"]
     n = len(report.trials)
     same = all(p.same and p.trials == n and not p.skipped for p in passes.values()) and after.trials == n and not after.skipped
     label = f"controls pass, {n}-trial sweep ({DRAWS} draws, {after.rows} rows)"
@@ -88,12 +84,13 @@ def measure(size: str, epochs: int = EPOCHS) -> list[dict]:
     return [
         info(f"{label}: trials' training seconds (sum) / Tune phase wall", f"{report.train_seconds:.1f} / {report.fit_seconds:.1f}", "s"),
         info(f"{label}: before, in the driver one trial at a time ({cores} torch threads)", round(before.seconds, 1), "s"),
-        info(f"{label}: before, in the driver one trial at a time (1 torch thread)", round(single.seconds, 1), "s"),
+        info(f"{label}: now without Ray, in the driver one trial at a time (1 torch thread)", round(single.seconds, 1), "s"),
         info(f"{label}: after, as Ray tasks of 1 CPU, {after.at_once} at once", round(after.seconds, 1), "s"),
         info(f"{label}: trials per second before / after", f"{before.trials / before.seconds:.2f} / {after.trials / after.seconds:.2f}"
              if before.seconds and after.seconds else "n/a"),
         info(f"{label}: speed-up (before / after)", round(1 / ratio, 2) if ratio else "n/a", "x"),
         row(f"{label}: after / before wall", round(ratio, 3), "", "< 1", ratio < 1),
+        info(f"{label}: after / now without Ray (both 1 thread per trial)", round(after.seconds / single.seconds, 3) if single.seconds else "n/a"),
         row(f"{label}: the Ray tasks' rows equal the in-process rows", "yes" if same else "NO", "", "identical", same),
         info(f"{label}: load average (1 min) before the sweep / before the in-process pass", f"{load_before:.1f} / {load_between:.1f}"),
     ]

@@ -2,8 +2,9 @@
 the pass over a store: rows, resume, kill, stale rows, a damaged file): what `pending`
 leaves out (no subnet_controls in the spec, a sweep not in the store yet, a trial whose
 method trained its kept weights: Gem-Miner fine-tuned), a file that holds another trial
-(skipped and retried, never scored under the wrong name), and a store that is not a local
-folder (its files are read through a temporary local copy, removed afterwards)."""
+(skipped and retried, never scored under the wrong name), a store that is not a local
+folder (its files are read through a temporary local copy, removed afterwards), and the
+in-process pass's torch threads (a trial's, put back afterwards)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,29 @@ def test_a_store_that_is_not_a_local_folder_is_read_through_a_removed_copy(tmp_p
     columns = ["trial_id", "control", "draw", "val_acc", "test_acc"]
     mine = remote.load_controls("s")[columns].sort_values(columns[:3]).reset_index(drop=True)
     assert mine.equals(local.load_controls("s")[columns].sort_values(columns[:3]).reset_index(drop=True))
+
+
+def test_the_in_process_pass_scores_with_a_trials_threads_and_puts_them_back(tmp_path, monkeypatch):
+    """The driver's default intra-op threads made the pass 5x slower on a loaded 2-core
+    machine (benchmarks/bench_controls.py): it scores with `resources.threads`, as a Ray
+    task does, and this process's setting is back afterwards."""
+    import torch
+
+    from hidden_core.subnet import controls
+
+    store = ResultStore(tmp_path / "r", compact_every=None)
+    _write(store, method="edge_popup")
+    seen, real = [], controls.score_controls
+    monkeypatch.setattr(controls, "score_controls", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        two = parse_spec({**BASE, "resources": {"cpu": 2}, "subnet_controls": {"draws": 1, "device": "cpu"}})
+        assert controls_pass.run(two, store, out=io.StringIO()).trials == 1
+        assert seen == [2] and torch.get_num_threads() == 3
+        other = ResultStore(tmp_path / "other", compact_every=None)
+        _write(other, method="edge_popup")
+        assert controls_pass.run(SPEC, other, out=io.StringIO()).trials == 1  # resources.cpu 1
+        assert seen == [2, 1] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(saved)

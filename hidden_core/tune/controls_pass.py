@@ -159,8 +159,14 @@ def score_trial(item: ControlsWork, path: str, read: Callable[[], Any], device: 
     return TrialOutcome(item.trial_id, rows=rows, device=str(evaluator.device))
 
 
-def in_process(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) -> Iterator[TrialOutcome]:
-    """The trials one at a time in this process, on `subnet_controls.device`."""
+def in_process(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], threads: int | None = None) -> Iterator[TrialOutcome]:
+    """The trials one at a time in this process, on `subnet_controls.device`, with `threads`
+    torch CPU threads (default: a trial's, `resources.threads`, as each Ray task has; put
+    back afterwards). More intra-op threads than a trial's do not pay on these small
+    evaluations and, on a loaded machine, mostly wait for cores: the 24-trial sweep of
+    benchmarks/bench_controls.py took 124 s with the driver's default 2 against 23 s with 1."""
+    import torch
+
     from hidden_core.subnet.fileformat import read_subnet_file
 
     data_root = spec.run_options().data_root
@@ -171,8 +177,13 @@ def in_process(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) ->
                 return read_subnet_file(local)
         return read
 
-    for item in work:
-        yield score_trial(item, store.subnet_path(spec.name, item.trial_id), reader(item), spec.subnet_controls.device, data_root)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads or spec.resources.threads)
+    try:
+        for item in work:
+            yield score_trial(item, store.subnet_path(spec.name, item.trial_id), reader(item), spec.subnet_controls.device, data_root)
+    finally:
+        torch.set_num_threads(saved)
 
 
 def _exists(store: ResultStore, path: str) -> bool:
