@@ -171,7 +171,7 @@ class _FakeRay:
 
         return Task()
 
-    def wait(self, refs, num_returns):
+    def wait(self, refs, num_returns, timeout):
         first = min(refs, key=lambda r: self.finish.index(self.results[r][0].trial_id))
         self.out.remove(first)
         return [first], [r for r in refs if r != first]
@@ -205,13 +205,22 @@ def test_gather_keeps_at_most_limit_out_yields_as_they_finish_and_reports_lost_t
     assert fake.most_out == 2 and fake.cancelled == []
     assert [o.trial_id for o in outcomes if o.problem] == [ids[2]] and "the worker died" in outcomes[1].problem
 
-    # the pass stops (an interrupt while gathering): the tasks still out are cancelled
+    # the pass stops (an exception while recording): the tasks still out are cancelled
     fake = _FakeRay(finish)
     monkeypatch.setitem(sys.modules, "ray", fake)
     running = controls_tasks.gather(_spec(), store, work, plan, 3, {})
     next(running)
     running.close()
     assert sorted(fake.cancelled) == sorted(f"ref-{i}" for i in ids[:3] if i != ids[2])
+
+    # the driver got a signal (stop() true) after the first outcome: nothing more comes, nothing is left out
+    fake = _FakeRay(finish)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    outcomes = []
+    for o in controls_tasks.gather(_spec(), store, work, plan, 3, {}, stop=lambda: bool(outcomes)):
+        outcomes.append(o)
+    assert [o.trial_id for o in outcomes] == [ids[2]]
+    assert sorted(fake.cancelled) == sorted(f"ref-{i}" for i in ids[:2])
 
 
 def test_run_records_each_outcome_as_it_arrives_and_a_killed_pass_keeps_them(tmp_path):

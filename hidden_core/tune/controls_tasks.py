@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -70,8 +70,14 @@ def fits(plan: TaskPlan, nodes: list[dict[str, float]]) -> bool:
     return any(n.get("CPU", 0.0) + 1e-9 >= plan.num_cpus and n.get("GPU", 0.0) + 1e-9 >= plan.num_gpus for n in nodes)
 
 
-def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | None = None, out: Any = None) -> ControlsPassReport:
-    """controls_pass.run with the trials evaluated as Ray tasks (Ray must be up)."""
+WAIT_S = 0.25  # how often the gathering loop asks `stop` while it waits
+
+
+def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | None = None, out: Any = None,
+        stop: Callable[[], bool] = lambda: False) -> ControlsPassReport:
+    """controls_pass.run with the trials evaluated as Ray tasks (Ray must be up). `stop()`
+    true (the driver got SIGINT / SIGTERM): no more is gathered, the tasks still out are
+    cancelled, and the rows written so far stay."""
     from hidden_core.tune.ray_setup import cluster_nodes
 
     if spec.subnet_controls is None:
@@ -83,7 +89,7 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
     limit = in_flight_limit(plan, nodes)
 
     def evaluate(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) -> Iterator[TrialOutcome]:
-        return gather(spec, store, work, plan, limit, data_refs or {})
+        return gather(spec, store, work, plan, limit, data_refs or {}, stop)
 
     how = f"Ray tasks of {plan.num_cpus:g} CPU{f', {plan.num_gpus:g} GPU' if plan.num_gpus else ''}, up to {limit // 2} at once"
     report = controls_pass.run(spec, store, out=out, evaluate=evaluate, how=how)
@@ -92,10 +98,10 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
 
 
 def gather(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], plan: TaskPlan, limit: int,
-           data_refs: dict[tuple, Any]) -> Iterator[TrialOutcome]:
+           data_refs: dict[tuple, Any], stop: Callable[[], bool] = lambda: False) -> Iterator[TrialOutcome]:
     """Submit a task per trial (at most `limit` not yet gathered) and yield each outcome as
     it finishes. A task that Ray itself lost (its worker died, retries spent) is that
-    trial's problem. Leaving early (an interrupt) cancels the tasks still out."""
+    trial's problem. Leaving early (`stop()` true, an exception) cancels the tasks still out."""
     import ray
 
     task = ray.remote(evaluate_task).options(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
@@ -104,6 +110,8 @@ def gather(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], plan: 
     out: dict[Any, ControlsWork] = {}
     try:
         while queue or out:
+            if stop():
+                return
             while queue and len(out) < limit:
                 item = queue.pop()
                 path = store.subnet_path(spec.name, item.trial_id)
@@ -116,12 +124,15 @@ def gather(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], plan: 
                 out[task.remote(item, path, blob, plan.device, plan.threads, data_root, data_refs)] = item
             if not out:
                 continue
-            [done], _ = ray.wait(list(out), num_returns=1)
-            item = out.pop(done)
+            ready, _ = ray.wait(list(out), num_returns=1, timeout=WAIT_S)
+            if not ready:
+                continue
+            item = out.pop(ready[0])
             try:
-                yield ray.get(done)
+                outcome = ray.get(ready[0])
             except (ray.exceptions.RayError, OSError) as err:
-                yield TrialOutcome(item.trial_id, problem=controls_pass.problem_text(err))
+                outcome = TrialOutcome(item.trial_id, problem=controls_pass.problem_text(err))
+            yield outcome
     finally:
         for ref in out:
             with contextlib.suppress(Exception):

@@ -276,7 +276,13 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
              started=started)
         from hidden_core.tune import controls_tasks
 
-        report.controls = controls_tasks.run(spec, store, data_refs=data_refs, out=options.out)  # on the sweep's Ray, before it stops
+        _Signals.in_fit = True  # as in Tune's loop (a handler raising inside ray.wait comes out a SystemError): the pass stops at its next wait
+        try:  # on the sweep's Ray, before it stops
+            report.controls = controls_tasks.run(spec, store, data_refs=data_refs, out=options.out, stop=lambda: _Signals.received is not None)
+        finally:
+            _Signals.in_fit = False
+        if _Signals.received is not None:
+            raise SweepInterrupted(_Signals.received)
     finally:
         loader.join()
         if tune_dir is not None and not isinstance(ray_started, ray_setup.EmbeddedRay):
