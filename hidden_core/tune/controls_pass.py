@@ -159,8 +159,9 @@ def score_trial(item: ControlsWork, path: str, read: Callable[[], Any], device: 
     return TrialOutcome(item.trial_id, rows=rows, device=str(evaluator.device))
 
 
-def in_process(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], threads: int | None = None) -> Iterator[TrialOutcome]:
-    """The trials one at a time in this process, on `subnet_controls.device`, with `threads`
+def in_process(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], threads: int | None = None,
+               device: str | None = None) -> Iterator[TrialOutcome]:
+    """The trials one at a time in this process, on `device` (default `subnet_controls.device`), with `threads`
     torch CPU threads (default: a trial's, `resources.threads`, as each Ray task has; put
     back afterwards). More intra-op threads than a trial's do not pay on these small
     evaluations and, on a loaded machine, mostly wait for cores: the 24-trial sweep of
@@ -181,7 +182,7 @@ def in_process(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], th
     torch.set_num_threads(threads or spec.resources.threads)
     try:
         for item in work:
-            yield score_trial(item, store.subnet_path(spec.name, item.trial_id), reader(item), spec.subnet_controls.device, data_root)
+            yield score_trial(item, store.subnet_path(spec.name, item.trial_id), reader(item), device or spec.subnet_controls.device, data_root)
     finally:
         torch.set_num_threads(saved)
 

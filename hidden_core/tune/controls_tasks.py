@@ -12,13 +12,21 @@ killed pass loses at most the trials in flight. Scoring is controls_pass.score_t
 in-process pass's own, seeded by trial and draw: both ways write the same rows.
 
 At most twice the tasks that fit run or wait at once, so the driver holds only their files.
+
+A worker pays its start (a new process importing torch: WORKER_START_S) before its first
+trial, which a small pass never earns back (2 small trials: 0.2 s in the driver, 6.7 s as
+tasks on the loaded 2-core machine). So on the CPU the driver, already warm, scores the
+first trials itself, timing them, and sends the rest to tasks as soon as `worth_tasks` says
+they end sooner that way (on a GPU device every trial is a task: the driver may have no GPU).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -71,6 +79,17 @@ def fits(plan: TaskPlan, nodes: list[dict[str, float]]) -> bool:
 
 
 WAIT_S = 0.25  # how often the gathering loop asks `stop` while it waits
+# What a task's worker costs before its first trial: a new process importing torch and this
+# package (1.6 + 0.5 s on an idle core, 5-10 s on the loaded 2-core machine) and fetching the
+# data. On the CPU the pass scores trials in the driver (warm: torch, the data) while
+# `worth_tasks` says that is sooner; 0 sends every trial to a task at once.
+WORKER_START_S = 5.0
+
+
+def worth_tasks(rest: int, seconds_per_trial: float, slots: int) -> bool:
+    """Whether `rest` trials of `seconds_per_trial` each end sooner as tasks, `slots` at
+    once after WORKER_START_S, than one at a time in the driver."""
+    return rest * seconds_per_trial * (1 - 1 / max(slots, 1)) > WORKER_START_S
 
 
 def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | None = None, out: Any = None,
@@ -87,13 +106,30 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
     if not fits(plan, nodes):  # e.g. device cuda on a cluster without a GPU: the driver's pass, as before tasks
         return controls_pass.run(spec, store, out=out, how=f"in this process: no node holds a task of {plan.num_cpus:g} CPU, {plan.num_gpus:g} GPU")
     limit = in_flight_limit(plan, nodes)
+    slots = limit // 2
+    tasks = f"Ray tasks of {plan.num_cpus:g} CPU{f', {plan.num_gpus:g} GPU' if plan.num_gpus else ''}, up to {slots} at once"
+    # the driver can score CPU trials as a task would (same device, same threads, same rows)
+    probing = WORKER_START_S > 0 and plan.device == "cpu"
+    sent = [0]
 
     def evaluate(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) -> Iterator[TrialOutcome]:
-        return gather(spec, store, work, plan, limit, data_refs or {}, stop)
+        rest, seconds = list(work), []
+        while rest and probing and not stop() and not (seconds and worth_tasks(len(rest), min(seconds), slots)):
+            here = controls_pass.in_process(spec, store, [rest.pop(0)], threads=plan.threads, device=plan.device)
+            started = time.perf_counter()
+            outcome = next(here)
+            seconds.append(time.perf_counter() - started)
+            here.close()
+            yield outcome
+        if rest and not stop():
+            if seconds:
+                print(f"controls: the other {len(rest)} trials as {tasks} ({min(seconds):.2f} s a trial here)", file=out or sys.stdout, flush=True)
+            sent[0] = len(rest)
+            yield from gather(spec, store, rest, plan, limit, data_refs or {}, stop)
 
-    how = f"Ray tasks of {plan.num_cpus:g} CPU{f', {plan.num_gpus:g} GPU' if plan.num_gpus else ''}, up to {limit // 2} at once"
+    how = f"in this process while that is sooner, else {tasks}" if probing else tasks
     report = controls_pass.run(spec, store, out=out, evaluate=evaluate, how=how)
-    report.at_once = max(1, min(limit // 2, report.trials + len(report.skipped)))
+    report.at_once = max(1, min(slots, sent[0]))
     return report
 
 
