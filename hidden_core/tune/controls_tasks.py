@@ -16,8 +16,8 @@ At most twice the tasks that fit run or wait at once, so the driver holds only t
 A worker pays its start (a new process importing torch: WORKER_START_S) before its first
 trial, which a small pass never earns back (2 small trials: 0.2 s in the driver, 6.7 s as
 tasks on the loaded 2-core machine). So on the CPU the driver, already warm, scores the
-first trials itself, timing them, and sends the rest to tasks as soon as `worth_tasks` says
-they end sooner that way (on a GPU device every trial is a task: the driver may have no GPU).
+first trials itself, timing them (two at least), and sends the rest to tasks as soon as
+`worth_tasks` says they end sooner that way (on a GPU device every trial is a task: the driver may have no GPU).
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
 
     def evaluate(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) -> Iterator[TrialOutcome]:
         rest, seconds = list(work), []
-        while rest and probing and not stop() and not (seconds and worth_tasks(len(rest), min(seconds), slots)):
+        # decided on the faster of at least two trials: the first also pays the driver's imports of the scoring code
+        while rest and probing and not stop() and not (len(seconds) >= 2 and worth_tasks(len(rest), min(seconds), slots)):
             here = controls_pass.in_process(spec, store, [rest.pop(0)], threads=plan.threads, device=plan.device)
             started = time.perf_counter()
             outcome = next(here)
