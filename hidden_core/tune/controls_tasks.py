@@ -16,7 +16,7 @@ At most twice the tasks that fit run or wait at once, so the driver holds only t
 A worker pays its start (a new process importing torch: WORKER_START_S) before its first
 trial, which a small pass never earns back (2 small trials: 0.2 s in the driver, 6.7 s as
 tasks on the loaded 2-core machine). So on the CPU the driver, already warm, scores the
-first trials itself, timing them (two at least), and sends the rest to tasks as soon as
+first trials itself, timing them (PROBE_TRIALS at least), and sends the rest to tasks as soon as
 `worth_tasks` says they end sooner that way (on a GPU device every trial is a task: the driver may have no GPU).
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -80,10 +81,12 @@ def fits(plan: TaskPlan, nodes: list[dict[str, float]]) -> bool:
 
 WAIT_S = 0.25  # how often the gathering loop asks `stop` while it waits
 # What a task's worker costs before its first trial: a new process importing torch and this
-# package (1.6 + 0.5 s on an idle core, 5-10 s on the loaded 2-core machine) and fetching the
-# data. On the CPU the pass scores trials in the driver (warm: torch, the data) while
-# `worth_tasks` says that is sooner; 0 sends every trial to a task at once.
-WORKER_START_S = 5.0
+# package (1.6 + 0.5 s on an idle core, 5-10 s on the loaded 2-core machine, where every
+# trial a task took 8-10 s longer than the driver's pass) and fetching the data. On the CPU
+# the pass scores trials in the driver (warm: torch, the data) while `worth_tasks` says that
+# is sooner; 0 sends every trial to a task at once.
+WORKER_START_S = 8.0
+PROBE_TRIALS = 3  # trials the driver times before deciding (their median: trials differ in size)
 
 
 def worth_tasks(rest: int, seconds_per_trial: float, slots: int) -> bool:
@@ -114,8 +117,8 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
 
     def evaluate(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) -> Iterator[TrialOutcome]:
         rest, seconds = list(work), []
-        # decided on the faster of at least two trials: the first also pays the driver's imports of the scoring code
-        while rest and probing and not stop() and not (len(seconds) >= 2 and worth_tasks(len(rest), min(seconds), slots)):
+        # decided on the median of PROBE_TRIALS trials, not the first alone: it also pays the driver's imports of the scoring code
+        while rest and probing and not stop() and not (len(seconds) >= PROBE_TRIALS and worth_tasks(len(rest), statistics.median(seconds), slots)):
             here = controls_pass.in_process(spec, store, [rest.pop(0)], threads=plan.threads, device=plan.device)
             started = time.perf_counter()
             outcome = next(here)
@@ -124,7 +127,7 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
             yield outcome
         if rest and not stop():
             if seconds:
-                print(f"controls: the other {len(rest)} trials as {tasks} ({min(seconds):.2f} s a trial here)", file=out or sys.stdout, flush=True)
+                print(f"controls: the other {len(rest)} trials as {tasks} ({statistics.median(seconds):.2f} s a trial here)", file=out or sys.stdout, flush=True)
             sent[0] = len(rest)
             yield from gather(spec, store, rest, plan, limit, data_refs or {}, stop)
 
