@@ -7,9 +7,10 @@ One sweep of MNIST-1D MLPs like the demo's (2 hidden layers of 100 x width units
 and sign_flip at widths 1, 2, 4, 8, seeds 0-2; 3 epochs; one CPU per trial, as many at once
 as the machine has cores) with the demo's `subnet_controls: {draws: 3}` on the CPU, in a
 fresh store and a fresh embedded Ray: 24 trials (--quick: widths 1 and 4, 12 trials). After
-the trials the sweep runs its controls pass as Ray tasks on the sweep's Ray (after: the
-figure is its own wall time, from the pass's report, Ray's start not in it: the trials
-started it). Then, Ray stopped, the controls table is removed and the pass runs again in
+the trials the sweep runs its controls pass on the sweep's Ray, as Ray tasks with the driver
+scoring beside them (after: the figure is its own wall time, from the pass's report, Ray's
+start not in it: the trials started it); then, for information, with every trial a task
+(new workers on a fresh embedded Ray, its start not timed). Then, Ray stopped, the controls table is removed and the pass runs again in
 this process, one trial at a time, as every sweep did before (before: the driver's data is
 still loaded, as it was after a sweep, and torch has one thread per core, a driver's
 default); then once more as the in-process pass now runs where no Ray is up (a trial's
@@ -58,7 +59,7 @@ def _rows(results: str, sweep: str, columns: list[str]):
 
 
 def all_tasks(sweep, results: str, cores: int):
-    """The pass with every trial a Ray task (controls_tasks.WORKER_START_S 0), on a fresh
+    """The pass with every trial a Ray task (controls_tasks.DRIVER_SCORES off), on a fresh
     embedded Ray (new workers, as in a sweep) with the data in its object store; Ray's own
     start is not timed (a sweep's pass finds Ray up)."""
     from hidden_core.store import ResultStore
@@ -68,15 +69,15 @@ def all_tasks(sweep, results: str, cores: int):
     shutil.rmtree(os.path.join(results, sweep.name, "controls"), ignore_errors=True)
     ray = ray_setup.EmbeddedRay(cores)
     ray.start()
-    saved = controls_tasks.WORKER_START_S
+    saved = controls_tasks.DRIVER_SCORES
     try:
         import ray as ray_module
 
         data_refs = {k: ray_module.put(v) for k, v in load_data([t.config for t in sweep.plan().trials], sweep.run_options().model_dump(mode="json")).items()}
-        controls_tasks.WORKER_START_S = 0
+        controls_tasks.DRIVER_SCORES = False
         return controls_tasks.run(sweep, ResultStore(results), data_refs=data_refs, out=io.StringIO())
     finally:
-        controls_tasks.WORKER_START_S = saved
+        controls_tasks.DRIVER_SCORES = saved
         ray.stop()
 
 
@@ -115,8 +116,7 @@ def measure(size: str, epochs: int = EPOCHS) -> list[dict]:
         info(f"{label}: before, in the driver one trial at a time ({cores} torch threads)", round(before.seconds, 1), "s"),
         info(f"{label}: now without Ray, in the driver one trial at a time (1 torch thread)", round(single.seconds, 1), "s"),
         info(f"{label}: every trial a Ray task of 1 CPU, {forced.at_once} at once (new workers)", round(forced.seconds, 1), "s"),
-        info(f"{label}: after, the sweep's pass ({'in the driver, then ' if after.at_once > 1 else ''}"
-             f"{f'Ray tasks, {after.at_once} at once' if after.at_once > 1 else 'in the driver: tasks would not pay'})", round(after.seconds, 1), "s"),
+        info(f"{label}: after, the sweep's pass (Ray tasks and the driver, {after.at_once} at once)", round(after.seconds, 1), "s"),
         info(f"{label}: trials per second before / after", f"{before.trials / before.seconds:.2f} / {after.trials / after.seconds:.2f}"
              if before.seconds and after.seconds else "n/a"),
         info(f"{label}: speed-up (before / after)", round(1 / ratio, 2) if ratio else "n/a", "x"),

@@ -1,6 +1,6 @@
 """One real sweep with subnet_controls on a local Ray (MNIST-1D MLP, 2 trials, 2 epochs): the
 runner's controls pass stores each trial's controls after the trials, as Ray tasks two at a
-time on the sweep's Ray (all of them: controls_tasks.WORKER_START_S 0), a re-run computes nothing, and a re-run after the controls were lost
+time on the sweep's Ray (all of them: controls_tasks.DRIVER_SCORES off), a re-run computes nothing, and a re-run after the controls were lost
 (nothing to train: no Ray, the pass in this process, one trial at a time) computes exactly
 the same rows again."""
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def test_sweep_with_subnet_controls(tmp_path: Path, monkeypatch):
     from hidden_core.tune import controls_tasks
 
-    monkeypatch.setattr(controls_tasks, "WORKER_START_S", 0)  # every trial as a Ray task (two would stay in the driver)
+    monkeypatch.setattr(controls_tasks, "DRIVER_SCORES", False)  # every trial as a Ray task (the driver would score one or both)
     spec = parse_spec({
         "name": "ctl",
         "base": {"dataset": "mnist1d", "model": "mlp", "epochs": 2, "width": 0.5, "optimizer": "adam", "lr": 0.01},

@@ -88,43 +88,31 @@ def test_a_task_no_node_holds_is_never_submitted(tmp_path, monkeypatch):
     assert report.trials + len(report.skipped) == 1  # scored, or skipped where this machine has no CUDA
 
 
-def test_the_driver_scores_while_that_is_sooner_then_sends_the_rest_to_tasks(tmp_path, monkeypatch):
-    """On the CPU the driver (warm) scores the first trials itself (PROBE_TRIALS at least) while
-    `worth_tasks` says a worker's start does not pay; from then on the rest go to tasks. With WORKER_START_S 0
-    every trial goes to a task; on a GPU device too (the driver may have none)."""
-    assert not controls_tasks.worth_tasks(24, 0.43, 2)  # the bench's 24 small trials on 2 cores: 5.2 s saved < 8 s
-    assert controls_tasks.worth_tasks(24, 0.43, 16) and controls_tasks.worth_tasks(200, 0.43, 2) and not controls_tasks.worth_tasks(500, 9.0, 1)
+def test_the_driver_scores_beside_the_tasks_on_the_cpu_only(tmp_path, monkeypatch):
+    """On the CPU the driver scores trials beside the tasks, as a task would (the rows of a
+    trial it scores are a task's: same device and threads); on a GPU device, or with
+    DRIVER_SCORES off, only tasks do (the driver may have no GPU)."""
     from hidden_core.tune import ray_setup
 
-    monkeypatch.setattr(ray_setup, "cluster_nodes", lambda: [{"CPU": 2.0}])
-    sent = []
+    monkeypatch.setattr(ray_setup, "cluster_nodes", lambda: [{"CPU": 2.0, "GPU": 1.0}])
+    seen = []
 
-    def gather(spec, store, work, plan, limit, data_refs, stop):
-        sent.append([w.trial_id for w in work])
-        return iter([TrialOutcome(w.trial_id, problem="sent") for w in work])
+    def gather(spec, store, work, plan, limit, data_refs, stop, driver, counts):
+        seen.append((plan.device, driver))
+        counts["sent"] = len(work) - 1
+        return iter([driver(work[0]), *[TrialOutcome(w.trial_id, problem="sent") for w in work[1:]]] if driver else [])
 
     monkeypatch.setattr(controls_tasks, "gather", gather)
-    store = _store(tmp_path / "r", methods=("edge_popup",), seeds=(0, 1, 2, 3, 4))
-    ids = [w.trial_id for w in controls_pass.pending(_spec(), store)]
-
-    monkeypatch.setattr(controls_tasks, "WORKER_START_S", 1e-9)  # any trial's time pays for a worker: switch once PROBE_TRIALS are timed
+    store = _store(tmp_path / "r", methods=("edge_popup",), seeds=(0, 1, 2))
     out = io.StringIO()
-    report = controls_tasks.run(_spec(), store, out=out)
-    probed = controls_tasks.PROBE_TRIALS
-    assert sent == [ids[probed:]] and report.trials == probed and report.skipped == ids[probed:] and report.at_once == 2
-    assert "in this process while that is sooner, else Ray tasks of 1 CPU, up to 2 at once" in out.getvalue()
-    assert f"controls: the other {5 - probed} trials as Ray tasks of 1 CPU, up to 2 at once (" in out.getvalue()
-
-    sent.clear()
-    monkeypatch.setattr(controls_tasks, "WORKER_START_S", 1e9)  # never pays: all in the driver, no task
-    report = controls_tasks.run(_spec(), store, out=io.StringIO())
-    assert sent == [] and report.trials == 5 - probed and report.at_once == 1 and controls_pass.pending(_spec(), store) == []
-
-    sent.clear()
-    other = _store(tmp_path / "other", methods=("edge_popup",), seeds=(0, 1))
-    monkeypatch.setattr(controls_tasks, "WORKER_START_S", 0)  # every trial to a task
-    report = controls_tasks.run(_spec(), other, out=io.StringIO())
-    assert len(sent) == 1 and len(sent[0]) == 2 and report.trials == 0
+    report = controls_tasks.run(_spec("cpu"), store, out=out)
+    assert report.trials == 1 and len(report.skipped) == 2 and report.at_once == 3  # 2 tasks and the driver
+    assert "device cpu, Ray tasks of 1 CPU, up to 2 at once, and this process meanwhile)" in out.getvalue()
+    assert store.load_controls("s")["device"].tolist() == ["cpu"] * 4  # found + 3 controls, scored in this process on the task's device
+    controls_tasks.run(_spec("cuda"), store, out=io.StringIO())
+    monkeypatch.setattr(controls_tasks, "DRIVER_SCORES", False)
+    controls_tasks.run(_spec("cpu"), store, out=io.StringIO())
+    assert [(d, f is not None) for d, f in seen] == [("cpu", True), ("cuda", False), ("cpu", False)]
 
 
 # ---- the task body ----------------------------------------------------------------------------
@@ -188,8 +176,8 @@ class _FakeRay:
     """Tasks run when submitted; ray.wait hands them back in the order `finish` gives
     (by trial_id's position in it), so the loop's own order is what is tested."""
 
-    def __init__(self, finish: list[str], lost: set[str] = frozenset()):
-        self.finish, self.lost = finish, lost
+    def __init__(self, finish: list[str], lost: set[str] = frozenset(), never: set[str] = frozenset()):
+        self.finish, self.lost, self.never = finish, lost, never  # never: tasks that do not end (workers still starting)
         self.results, self.out, self.most_out, self.cancelled = {}, [], 0, []
         self.exceptions = types.SimpleNamespace(RayError=_RayError)
         self.init = _no_init
@@ -211,7 +199,10 @@ class _FakeRay:
         return Task()
 
     def wait(self, refs, num_returns, timeout):
-        first = min(refs, key=lambda r: self.finish.index(self.results[r][0].trial_id))
+        ending = [r for r in refs if self.results[r][0].trial_id not in self.never]
+        if not ending:
+            return [], refs
+        first = min(ending, key=lambda r: self.finish.index(self.results[r][0].trial_id))
         self.out.remove(first)
         return [first], [r for r in refs if r != first]
 
@@ -221,8 +212,10 @@ class _FakeRay:
             raise _RayError("the worker died")
         return outcome
 
-    def cancel(self, ref, force):
+    def cancel(self, ref, force=False):
         self.cancelled.append(ref)
+        if ref in self.out:
+            self.out.remove(ref)
 
 
 def _outcome(item, path, blob, device, threads, data_root, data_refs):
@@ -233,33 +226,61 @@ def test_gather_keeps_at_most_limit_out_yields_as_they_finish_and_reports_lost_t
     store = _store(tmp_path / "r", methods=("edge_popup",), seeds=(0, 1, 2, 3, 4))
     work = controls_pass.pending(_spec(), store)
     ids = [w.trial_id for w in work]
-    finish = ids[::-1]
-    fake = _FakeRay(finish, lost={ids[2]})
+    fake = _FakeRay(ids, lost={ids[2]})
     monkeypatch.setitem(sys.modules, "ray", fake)
     monkeypatch.setattr(controls_tasks, "evaluate_task", _outcome)
     plan = controls_tasks.TaskPlan(1, 0, "cpu", 1)
     outcomes = list(controls_tasks.gather(_spec(), store, work, plan, 2, {}))
-    # two out at once, the later submitted finishing first: the first trial waits until the end
-    assert [o.trial_id for o in outcomes] == [ids[1], ids[2], ids[3], ids[4], ids[0]]
+    # tasks take trials from the end, two out at once, the one submitted later ending first
+    assert [o.trial_id for o in outcomes] == [ids[3], ids[2], ids[1], ids[0], ids[4]]
     assert fake.most_out == 2 and fake.cancelled == []
     assert [o.trial_id for o in outcomes if o.problem] == [ids[2]] and "the worker died" in outcomes[1].problem
 
     # the pass stops (an exception while recording): the tasks still out are cancelled
-    fake = _FakeRay(finish)
+    fake = _FakeRay(ids)
     monkeypatch.setitem(sys.modules, "ray", fake)
     running = controls_tasks.gather(_spec(), store, work, plan, 3, {})
-    next(running)
+    assert next(running).trial_id == ids[2]
     running.close()
-    assert sorted(fake.cancelled) == sorted(f"ref-{i}" for i in ids[:3] if i != ids[2])
+    assert sorted(fake.cancelled) == sorted(f"ref-{i}" for i in ids[3:])
 
     # the driver got a signal (stop() true) after the first outcome: nothing more comes, nothing is left out
-    fake = _FakeRay(finish)
+    fake = _FakeRay(ids)
     monkeypatch.setitem(sys.modules, "ray", fake)
     outcomes = []
     for o in controls_tasks.gather(_spec(), store, work, plan, 3, {}, stop=lambda: bool(outcomes)):
         outcomes.append(o)
     assert [o.trial_id for o in outcomes] == [ids[2]]
-    assert sorted(fake.cancelled) == sorted(f"ref-{i}" for i in ids[:2])
+    assert sorted(fake.cancelled) == sorted(f"ref-{i}" for i in ids[3:])
+
+
+def test_the_driver_never_waits_for_a_starting_worker(tmp_path, monkeypatch):
+    """With the driver scoring: it takes trials from the front while tasks take them from the
+    end, and with none left it takes back a task that has not ended (cancelled) while no task
+    has ended yet (workers still starting); once one has, it takes back only a queued one."""
+    store = _store(tmp_path / "r", methods=("edge_popup",), seeds=(0, 1, 2, 3, 4))
+    work = controls_pass.pending(_spec(), store)
+    ids = [w.trial_id for w in work]
+    monkeypatch.setattr(controls_tasks, "evaluate_task", _outcome)
+    plan = controls_tasks.TaskPlan(1, 0, "cpu", 1)
+
+    def driver(item):
+        return TrialOutcome(item.trial_id, rows=[], device="driver")
+
+    # no worker ever starts: the driver scores every trial, taking back the two tasks
+    fake = _FakeRay(ids, never=set(ids))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    outcomes = list(controls_tasks.gather(_spec(), store, work[:3], plan, 4, {}, driver=driver))
+    assert [(o.trial_id, o.device) for o in outcomes] == [(ids[0], "driver"), (ids[1], "driver"), (ids[2], "driver")]
+    assert fake.cancelled == [f"ref-{ids[1]}", f"ref-{ids[2]}"]  # the last submitted first (ids[2] went out first, from the end)
+
+    # workers up: tasks end, the driver keeps scoring from the front, takes back no running task
+    fake = _FakeRay(ids)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    counts = {}
+    outcomes = list(controls_tasks.gather(_spec(), store, work, plan, 2, {}, driver=driver, counts=counts))
+    assert sorted(o.trial_id for o in outcomes) == sorted(ids) and fake.cancelled == []
+    assert [o.trial_id for o in outcomes if o.device == "driver"][0] == ids[0] and counts["sent"] == sum(o.device == "cpu" for o in outcomes)
 
 
 def test_run_records_each_outcome_as_it_arrives_and_a_killed_pass_keeps_them(tmp_path):

@@ -13,21 +13,20 @@ in-process pass's own, seeded by trial and draw: both ways write the same rows.
 
 At most twice the tasks that fit run or wait at once, so the driver holds only their files.
 
-A worker pays its start (a new process importing torch: WORKER_START_S) before its first
-trial, which a small pass never earns back (2 small trials: 0.2 s in the driver, 6.7 s as
-tasks on the loaded 2-core machine). So on the CPU the driver, already warm, scores the
-first trials itself, timing them (PROBE_TRIALS at least), and sends the rest to tasks as soon as
-`worth_tasks` says they end sooner that way (on a GPU device every trial is a task: the driver may have no GPU).
+A worker pays its start (a new process importing torch) before its first trial, which a
+small pass never earns back (2 small trials: 0.2 s in the driver, 6.7 s as tasks on the
+loaded 2-core machine). So on the CPU the driver, already warm, scores trials too, from the
+other end of the list, whenever it is free: a pass ends no later than the driver alone
+would end it (the workers' start only competes for cores), and the tasks add their cores as
+they come up. On a GPU device only tasks score (the driver may have no GPU).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import statistics
-import sys
 import tempfile
-import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -80,19 +79,10 @@ def fits(plan: TaskPlan, nodes: list[dict[str, float]]) -> bool:
 
 
 WAIT_S = 0.25  # how often the gathering loop asks `stop` while it waits
-# What a task's worker costs before its first trial: a new process importing torch and this
-# package (1.6 + 0.5 s on an idle core, 5-10 s on the loaded 2-core machine, where every
-# trial a task took 8-10 s longer than the driver's pass) and fetching the data. On the CPU
-# the pass scores trials in the driver (warm: torch, the data) while `worth_tasks` says that
-# is sooner; 0 sends every trial to a task at once.
-WORKER_START_S = 8.0
-PROBE_TRIALS = 3  # trials the driver times before deciding (their median: trials differ in size)
-
-
-def worth_tasks(rest: int, seconds_per_trial: float, slots: int) -> bool:
-    """Whether `rest` trials of `seconds_per_trial` each end sooner as tasks, `slots` at
-    once after WORKER_START_S, than one at a time in the driver."""
-    return rest * seconds_per_trial * (1 - 1 / max(slots, 1)) > WORKER_START_S
+# Whether the driver scores trials too, on the CPU: it is warm (torch, the data loaded) while
+# a task's worker first starts a process and imports torch (2-3 s on an idle core, 5-10 s on
+# the loaded 2-core machine), which a small pass never earns back. False: only tasks.
+DRIVER_SCORES = True
 
 
 def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | None = None, out: Any = None,
@@ -111,48 +101,49 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
     limit = in_flight_limit(plan, nodes)
     slots = limit // 2
     tasks = f"Ray tasks of {plan.num_cpus:g} CPU{f', {plan.num_gpus:g} GPU' if plan.num_gpus else ''}, up to {slots} at once"
-    # the driver can score CPU trials as a task would (same device, same threads, same rows)
-    probing = WORKER_START_S > 0 and plan.device == "cpu"
-    sent = [0]
+    driver = None
+    if DRIVER_SCORES and plan.device == "cpu":  # the driver scores as a task does (same device, threads, rows); it may have no GPU
+
+        def driver(item: ControlsWork) -> TrialOutcome:
+            here = controls_pass.in_process(spec, store, [item], threads=plan.threads, device=plan.device)
+            try:
+                return next(here)
+            finally:
+                here.close()
+
+    counts = {"sent": 0}
 
     def evaluate(spec: SweepSpec, store: ResultStore, work: list[ControlsWork]) -> Iterator[TrialOutcome]:
-        rest, seconds = list(work), []
-        # decided on the median of PROBE_TRIALS trials, not the first alone: it also pays the driver's imports of the scoring code
-        while rest and probing and not stop() and not (len(seconds) >= PROBE_TRIALS and worth_tasks(len(rest), statistics.median(seconds), slots)):
-            here = controls_pass.in_process(spec, store, [rest.pop(0)], threads=plan.threads, device=plan.device)
-            started = time.perf_counter()
-            outcome = next(here)
-            seconds.append(time.perf_counter() - started)
-            here.close()
-            yield outcome
-        if rest and not stop():
-            if seconds:
-                print(f"controls: the other {len(rest)} trials as {tasks} ({statistics.median(seconds):.2f} s a trial here)", file=out or sys.stdout, flush=True)
-            sent[0] = len(rest)
-            yield from gather(spec, store, rest, plan, limit, data_refs or {}, stop)
+        return gather(spec, store, work, plan, limit, data_refs or {}, stop, driver=driver, counts=counts)
 
-    how = f"in this process while that is sooner, else {tasks}" if probing else tasks
+    how = f"{tasks}, and this process meanwhile" if driver is not None else tasks
     report = controls_pass.run(spec, store, out=out, evaluate=evaluate, how=how)
-    report.at_once = max(1, min(slots, sent[0]))
+    report.at_once = max(1, min(slots, counts["sent"]) + (1 if driver is not None else 0))
     return report
 
 
 def gather(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], plan: TaskPlan, limit: int,
-           data_refs: dict[tuple, Any], stop: Callable[[], bool] = lambda: False) -> Iterator[TrialOutcome]:
-    """Submit a task per trial (at most `limit` not yet gathered) and yield each outcome as
-    it finishes. A task that Ray itself lost (its worker died, retries spent) is that
-    trial's problem. Leaving early (`stop()` true, an exception) cancels the tasks still out."""
+           data_refs: dict[tuple, Any], stop: Callable[[], bool] = lambda: False,
+           driver: Callable[[ControlsWork], TrialOutcome] | None = None, counts: dict[str, int] | None = None) -> Iterator[TrialOutcome]:
+    """Yield each trial's outcome as it is ready: tasks (at most `limit` not yet gathered)
+    take trials from the end of `work`; `driver`, when given, scores one from the front
+    whenever it is free, so it never waits for a worker: with none left, it takes back the
+    task submitted last (cancelled; before any task has ended, whichever it is, since the
+    workers may still be starting; after, only one still queued). A task that Ray itself
+    lost (its worker died, retries spent) is that trial's problem. Leaving early (`stop()`
+    true, an exception) cancels the tasks still out."""
     import ray
 
     task = ray.remote(evaluate_task).options(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
     data_root = spec.run_options().data_root
-    queue = list(reversed(work))
+    queue = deque(work)
     out: dict[Any, ControlsWork] = {}
+    counts = counts if counts is not None else {}
+    counts.setdefault("sent", 0)
+    slots, warm = max(1, limit // 2), False
     try:
-        while queue or out:
-            if stop():
-                return
-            while queue and len(out) < limit:
+        while (queue or out) and not stop():
+            while len(queue) > (1 if driver is not None else 0) and len(out) < limit:  # one trial at least stays for the driver
                 item = queue.pop()
                 path = store.subnet_path(spec.name, item.trial_id)
                 try:
@@ -162,17 +153,30 @@ def gather(spec: SweepSpec, store: ResultStore, work: list[ControlsWork], plan: 
                     yield TrialOutcome(item.trial_id, problem=controls_pass.problem_text(err))
                     continue
                 out[task.remote(item, path, blob, plan.device, plan.threads, data_root, data_refs)] = item
-            if not out:
+                counts["sent"] += 1
+            if not out and not queue:
+                break
+            free = driver is not None and (queue or (out and (not warm or len(out) > slots)))
+            ready = ray.wait(list(out), num_returns=len(out), timeout=0 if free else WAIT_S)[0] if out else []
+            for ref in ready:
+                item = out.pop(ref)
+                warm = True
+                try:
+                    outcome = ray.get(ref)
+                except (ray.exceptions.RayError, OSError) as err:
+                    outcome = TrialOutcome(item.trial_id, problem=controls_pass.problem_text(err))
+                yield outcome
+            if not free or stop():
                 continue
-            ready, _ = ray.wait(list(out), num_returns=1, timeout=WAIT_S)
-            if not ready:
+            if queue:
+                item = queue.popleft()
+            elif out and (not warm or len(out) > slots):
+                ref, item = out.popitem()  # the one submitted last
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+            else:
                 continue
-            item = out.pop(ready[0])
-            try:
-                outcome = ray.get(ready[0])
-            except (ray.exceptions.RayError, OSError) as err:
-                outcome = TrialOutcome(item.trial_id, problem=controls_pass.problem_text(err))
-            yield outcome
+            yield driver(item)
     finally:
         for ref in out:
             with contextlib.suppress(Exception):
