@@ -134,6 +134,29 @@ def run(quick: bool = False, tiny: bool = False) -> list[dict]:
 
 
 NOTES = """\
+- Runs on the shared 2-core machine (load average 4-12 from other jobs), 24 trials, 252
+  rows, the pass's wall time: before (the driver, torch's default 2 threads) 51-139 s; the
+  driver with one thread 9.8-22.7 s; every trial a Ray task, two at once, new workers
+  12.3-29.4 s; after (tasks with the driver scoring beside them) 11.0 s against 62.2 s
+  before in the last run (5.7x). Every pass wrote identical rows.
+- Most of the gain is the threads: two intra-op threads on a loaded 2-core machine mostly
+  wait for a core (as common.DEFAULT_THREADS says of training steps). Each way now scores
+  with a trial's threads (resources.cpu).
+- What the tasks cost before their first trial: a new worker process importing torch and
+  this package, 5-10 s here under load (1.6 + 0.5 s on an idle core), against about 0.4 s
+  per trial of this sweep; on 2 cores that start eats what the second core gives (every
+  trial a task: 1.1-2.6x the driver's one-thread pass). So the driver scores trials beside
+  the tasks (from the other end of the list, taking back tasks not yet begun while no
+  worker is up): on 2 cores the pass ends with the driver's pace at worst, and on a cluster
+  the tasks add its cores. A decision from timed trials was tried first and chose wrong
+  under load (wide trials first, Tune's teardown still running): 19.9-21.5 s.
+- Not overlapped with trials still running: a trial's controls need its final row and
+  subnet file, both made by the driver's Tune callback (driver_state), vectorized cells end
+  several trials at once, and with reuse_actors Tune hands a finished trial's CPUs straight
+  to the next trial, so a controls task would get a CPU only in the sweep's tail; the
+  workers' start would then land in the Tune phase. What would close the workers' start:
+  scoring on the sweep's own warm workers (the long-lived trial workers of issue 23's warm
+  start) instead of new processes.
 """
 
 
