@@ -8,6 +8,7 @@ controls_pass.run recording each outcome as it arrives."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -90,7 +91,8 @@ def test_a_task_no_node_holds_is_never_submitted(tmp_path, monkeypatch):
 
 def test_the_driver_scores_beside_the_tasks_on_the_cpu_only(tmp_path, monkeypatch):
     """On the CPU the driver scores trials beside the tasks, as a task would (the rows of a
-    trial it scores are a task's: same device and threads); on a GPU device, or with
+    trial it scores are a task's: same device and threads), inside the runner's
+    `scoring_here` (a signal interrupts it at once); on a GPU device, or with
     DRIVER_SCORES off, only tasks do (the driver may have no GPU)."""
     from hidden_core.tune import ray_setup
 
@@ -104,9 +106,17 @@ def test_the_driver_scores_beside_the_tasks_on_the_cpu_only(tmp_path, monkeypatc
 
     monkeypatch.setattr(controls_tasks, "gather", gather)
     store = _store(tmp_path / "r", methods=("edge_popup",), seeds=(0, 1, 2))
-    out = io.StringIO()
-    report = controls_tasks.run(_spec("cpu"), store, out=out)
+    out, entered = io.StringIO(), []
+
+    @contextlib.contextmanager
+    def scoring_here():  # the runner's: signals raise at once while the driver scores
+        entered.append("in")
+        yield
+        entered.append("out")
+
+    report = controls_tasks.run(_spec("cpu"), store, out=out, scoring_here=scoring_here)
     assert report.trials == 1 and len(report.skipped) == 2 and report.at_once == 3  # 2 tasks and the driver
+    assert entered == ["in", "out"]  # around the driver's one trial
     assert "device cpu, Ray tasks of 1 CPU, up to 2 at once, and this process meanwhile)" in out.getvalue()
     assert store.load_controls("s")["device"].tolist() == ["cpu"] * 4  # found + 3 controls, scored in this process on the task's device
     controls_tasks.run(_spec("cuda"), store, out=io.StringIO())

@@ -86,10 +86,12 @@ DRIVER_SCORES = True
 
 
 def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | None = None, out: Any = None,
-        stop: Callable[[], bool] = lambda: False) -> ControlsPassReport:
+        stop: Callable[[], bool] = lambda: False,
+        scoring_here: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> ControlsPassReport:
     """controls_pass.run with the trials evaluated as Ray tasks (Ray must be up). `stop()`
     true (the driver got SIGINT / SIGTERM): no more is gathered, the tasks still out are
-    cancelled, and the rows written so far stay."""
+    cancelled, and the rows written so far stay. The driver scores its own trials inside
+    `scoring_here()` (the runner's: a signal then interrupts the trial at once)."""
     from hidden_core.tune.ray_setup import cluster_nodes
 
     if spec.subnet_controls is None:
@@ -107,7 +109,8 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
         def driver(item: ControlsWork) -> TrialOutcome:
             here = controls_pass.in_process(spec, store, [item], threads=plan.threads, device=plan.device)
             try:
-                return next(here)
+                with scoring_here():
+                    return next(here)
             finally:
                 here.close()
 

@@ -276,9 +276,20 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
              started=started)
         from hidden_core.tune import controls_tasks
 
+        @contextlib.contextmanager
+        def scoring_here() -> Iterator[None]:  # the driver scoring a trial itself: a signal raises at once, as outside Tune
+            _Signals.in_fit = False
+            try:
+                if _Signals.received is not None:
+                    raise SweepInterrupted(_Signals.received)
+                yield
+            finally:
+                _Signals.in_fit = True
+
         _Signals.in_fit = True  # as in Tune's loop (a handler raising inside ray.wait comes out a SystemError): the pass stops at its next wait
         try:  # on the sweep's Ray, before it stops
-            report.controls = controls_tasks.run(spec, store, data_refs=data_refs, out=options.out, stop=lambda: _Signals.received is not None)
+            report.controls = controls_tasks.run(spec, store, data_refs=data_refs, out=options.out, stop=lambda: _Signals.received is not None,
+                                                 scoring_here=scoring_here)
         finally:
             _Signals.in_fit = False
         if _Signals.received is not None:
