@@ -99,7 +99,8 @@ def run(spec: SweepSpec, store: ResultStore, *, data_refs: dict[tuple, Any] | No
     nodes = cluster_nodes()
     plan = task_plan(spec, sum(n.get("GPU", 0.0) for n in nodes))
     if not fits(plan, nodes):  # e.g. device cuda on a cluster without a GPU: the driver's pass, as before tasks
-        return controls_pass.run(spec, store, out=out, how=f"in this process: no node holds a task of {plan.num_cpus:g} CPU, {plan.num_gpus:g} GPU")
+        with scoring_here():
+            return controls_pass.run(spec, store, out=out, how=f"in this process: no node holds a task of {plan.num_cpus:g} CPU, {plan.num_gpus:g} GPU")
     limit = in_flight_limit(plan, nodes)
     slots = limit // 2
     tasks = f"Ray tasks of {plan.num_cpus:g} CPU{f', {plan.num_gpus:g} GPU' if plan.num_gpus else ''}, up to {slots} at once"
