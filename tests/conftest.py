@@ -30,6 +30,21 @@ def ray_root():
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture
+def mkstemp_calls(monkeypatch):
+    """The paths of every temporary file tempfile.mkstemp makes during the test (to check
+    that copies of a store's files are made, kept out of messages, and removed)."""
+    made, real = [], tempfile.mkstemp
+
+    def recorded(*args, **kwargs):
+        fd, name = real(*args, **kwargs)
+        made.append(name)
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", recorded)
+    return made
+
+
 def _starts_a_sweep(args) -> bool:
     words = [str(a) for a in (args if isinstance(args, list | tuple) else [args])]
     return any(w.endswith("reproduce") or w == "hidden_core.reproduce" for w in words) or ("sweep" in words and "run" in words)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 
 import pyarrow.fs as pafs
 
@@ -72,7 +71,7 @@ def test_a_file_of_another_trial_is_skipped_and_retried(tmp_path):
     assert store.load_controls("s").empty and [w.trial_id for w in controls_pass.pending(SPEC, store)] == [mine]
 
 
-def test_a_store_that_is_not_a_local_folder_is_read_through_a_removed_copy(tmp_path, monkeypatch):
+def test_a_store_that_is_not_a_local_folder_is_read_through_a_removed_copy(tmp_path, mkstemp_calls):
     """A store on another file system (here a pyarrow sub-tree file system, as an object
     store is): safetensors reads local files, so each trial's file is copied to a temporary
     file for the evaluation, which is gone afterwards; the rows are those of a local store."""
@@ -82,14 +81,7 @@ def test_a_store_that_is_not_a_local_folder_is_read_through_a_removed_copy(tmp_p
     (tmp_path / "remote").mkdir()
     remote = ResultStore("r", filesystem=pafs.SubTreeFileSystem(str(tmp_path / "remote"), pafs.LocalFileSystem()), compact_every=None)
     assert _write(remote, tmp_path / "remote", method="edge_popup") == trial
-    copies, real = [], tempfile.mkstemp
-
-    def recorded(*args, **kwargs):
-        fd, name = real(*args, **kwargs)
-        copies.append(name)
-        return fd, name
-
-    monkeypatch.setattr(tempfile, "mkstemp", recorded)
+    copies = mkstemp_calls
     report = controls_pass.run(SPEC, remote, out=io.StringIO())
     assert report.trials == 1 and report.skipped == []
     copied = [c for c in copies if c.endswith(".safetensors")]

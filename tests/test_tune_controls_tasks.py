@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
 import types
 
 import pytest
@@ -154,20 +153,13 @@ def test_task_body_gives_the_in_process_rows_and_fetches_the_sweep_data_once(tmp
     assert _rows(store).equals(_rows(reference))
 
 
-def test_task_body_names_the_store_file_and_leaves_no_copy(tmp_path, monkeypatch):
+def test_task_body_names_the_store_file_and_leaves_no_copy(tmp_path, mkstemp_calls):
     store = _store(tmp_path / "r", methods=("edge_popup",))
     [item] = controls_pass.pending(_spec(), store)
     path = store.subnet_path("s", item.trial_id)
     blob = bytearray(open(path, "rb").read())
     blob[-1] ^= 0xFF  # a flipped bit in the last tensor
-    copies, real = [], tempfile.mkstemp
-
-    def recorded(*args, **kwargs):
-        fd, name = real(*args, **kwargs)
-        copies.append(name)
-        return fd, name
-
-    monkeypatch.setattr(tempfile, "mkstemp", recorded)
+    copies = mkstemp_calls
     outcome = controls_tasks.evaluate_task(item, path, bytes(blob), "cpu", 1, None, {})
     assert outcome.rows == [] and f"subnet file {path}: " in outcome.problem and "sha256 does not match" in outcome.problem
     assert len(copies) == 1 and copies[0] not in outcome.problem and not os.path.exists(copies[0])
