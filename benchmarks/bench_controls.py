@@ -139,6 +139,13 @@ NOTES = """\
   driver with one thread 9.8-22.7 s; every trial a Ray task, two at once, new workers
   12.3-29.4 s; after (tasks with the driver scoring beside them) 11.0 s against 62.2 s
   before in the last run (5.7x). Every pass wrote identical rows.
+- Alone on the machine (the table above, load 1.4-2.2) the old pass is the fastest: 4.6 s
+  with torch's two threads against 5.9 s with one, 5.7 s as tasks and 6.0 s after (1.3x:
+  missed). A pass of about 5 s is too short to pay a new worker's start, and with nothing
+  else running the driver's second thread is free. The gain is under load (above: 62 -> 11 s)
+  and on a cluster, where the tasks add cores. What would make it a gain here too: scoring a
+  trial's controls in its own trial worker right after it ends (torch, the data and the
+  network already there), reported with its final row.
 - Most of the gain is the threads: two intra-op threads on a loaded 2-core machine mostly
   wait for a core (as common.DEFAULT_THREADS says of training steps). Each way now scores
   with a trial's threads (resources.cpu).

@@ -323,9 +323,10 @@ NOTES = """\
   result processing, scheduling). At 1,000 the first and last tenth of the trials cost
   18.9 / 18.3 ms (an earlier 1,000-trial run under heavier load, load average up to 9.6:
   16.2 / 19.1 ms, 17.5 ms overall, 1.27x its 100-trial run's 13.8 ms).
-- Not measured here: 5,000 and 10,000 trials (about 5 and 10 minutes of both shared cores
-  each at this rate); the bench runs them in `make bench`. `sweep status` and `results
-  show` (this round): the CLI imports only the module of the command given (before: every
+- 100, 1,000, 5,000 and 10,000 trials were run on 2026-12-07 (03:03-03:20 UTC, load 2.5-7:
+  the rows above in RESULTS.md): driver CPU per trial 17.9 / 21.0 / 22.5 / 17.5 ms, the
+  first and last tenth of the 10,000 17.8 / 17.5 ms, so the per-trial driver work does not
+  grow with the sweep. `sweep status` and `results show` (this round): the CLI imports only the module of the command given (before: every
   command module, `hidden train`'s flags built from the config models among them, and the
   package metadata for --version); status reads the trials once (the tables read them
   again); analysis.tables.cell_axes (three calls a status) and results show's varying
@@ -368,11 +369,12 @@ NOTES = """\
   optimizer (torch's _disable_dynamo wrappers on Optimizer methods import it on first
   call; torch 2.14 has no setting that skips the import: TORCHDYNAMO_DISABLE acts after
   it), paid once per worker process (actors are reused), not per trial: not changed.
-  Tracker integrations (wandb, mlflow, comet, aim) are imported by Tune's telemetry
+  Tracker integrations (wandb, mlflow, comet, aim) were imported by Tune's telemetry
   (ray.air._internal.usage.tag_callbacks) in the driver on every Tuner.fit given any
-  callback (a sweep always passes its own), with no switch in Ray 2.60
-  (RAY_USAGE_STATS_ENABLED does not gate it): 0.45 s of one driver profile, once per
-  sweep; not changed. A worker imports none of them (a slow test checks it).
+  callback, 2.2-5.5 s of driver CPU under load before the first actor: the sweep now
+  skips that usage tag during its fit (ray_setup.without_callback_telemetry; a tracker
+  the spec configures still imports its own integration). A worker imports none of them
+  (a slow test checks it).
 """
 
 
