@@ -40,7 +40,7 @@ def test_sigterm_then_sigint_end_the_sweep_with_one_line_and_a_clean_state(tmp_p
     spec = tmp_path / "sigs.yaml"
     spec.write_text(yaml.safe_dump({
         "name": "sigs",
-        "base": {"dataset": "mnist1d", "model": "mlp", "width": 0.25, "epochs": 400, "optimizer": "adam", "lr": 0.01},
+        "base": {"dataset": "mnist1d", "model": "mlp", "width": 0.25, "epochs": 150, "optimizer": "adam", "lr": 0.01},
         "grid": {"method": ["edge_popup"], "keep_fraction": [0.3, 0.5, 0.7], "seed": [0]},  # 3 cells: 3 Tune trials, one at a time
         "report_every_s": 0, "max_concurrent": 1,
     }))
