@@ -316,13 +316,14 @@ class _TrialConfigCore(BaseModel):
         return self
 
     # ---- identity -----------------------------------------------------------------------
-    def _used_fields(self) -> frozenset[str]:
-        return METHOD_FIELDS[self.method] | DIST_FIELDS.get(self.weight_dist, frozenset())
+    def unused_fields(self) -> frozenset[str]:
+        """Method/distribution options this config's method and distribution do not read."""
+        return (METHOD_SPECIFIC_FIELDS | DIST_SPECIFIC_FIELDS) - (METHOD_FIELDS[self.method] | DIST_FIELDS.get(self.weight_dist, frozenset()))
 
     def normalized(self) -> TrialConfig:  # type: ignore[valid-type]
         """The same trial with every method/distribution option it does not read reset to its
         default: two configs that differ only there are the same trial."""
-        unused = (METHOD_SPECIFIC_FIELDS | DIST_SPECIFIC_FIELDS) - self._used_fields()
+        unused = self.unused_fields()
         defaults = _field_defaults()
         reset = {name: defaults[name] for name in unused if getattr(self, name) != defaults[name]}
         return self.model_copy(update=reset) if reset else self  # (most are at their defaults: no copy)
@@ -333,7 +334,7 @@ class _TrialConfigCore(BaseModel):
         is left out as a default is, without making the normalized copy (planning a sweep
         of 5,000 trials calls this once a trial)."""
         defaults = _normalized_defaults()
-        unused = (METHOD_SPECIFIC_FIELDS | DIST_SPECIFIC_FIELDS) - self._used_fields()
+        unused = self.unused_fields()
         out: dict[str, Any] = {}
         values = self.model_dump()
         for name in _sorted_fields():

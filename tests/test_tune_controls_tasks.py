@@ -22,7 +22,7 @@ from hidden_core.paths import trial_subnet_path
 from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
 from hidden_core.subnet.state import save_subnet
-from hidden_core.tune import controls_pass, controls_tasks
+from hidden_core.tune import controls_pass, controls_tasks, sweep_data
 from hidden_core.tune.controls_pass import TrialOutcome
 
 BASE = {"name": "s", "base": {"dataset": "digits", "epochs": 4, "width": 0.3}, "grid": {"method": ["edge_popup", "sign_flip"]}}
@@ -139,7 +139,7 @@ def test_task_body_gives_the_in_process_rows_and_fetches_the_sweep_data_once(tmp
     fetched = []
     fake_ray = types.SimpleNamespace(get=lambda ref: fetched.append(ref) or splits, init=_no_init)
     monkeypatch.setitem(sys.modules, "ray", fake_ray)
-    monkeypatch.setattr(controls_tasks, "_DATA_CACHE", {})
+    monkeypatch.setattr(sweep_data, "_WORKER_SPLITS", {})
     refs = {("digits", make_config().val_fraction, make_config().split_seed): "the-ref"}
     outcomes = []
     for item in work:

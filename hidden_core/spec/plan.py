@@ -12,10 +12,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from hidden_core.config import (
-    DIST_FIELDS,
-    DIST_SPECIFIC_FIELDS,
-    METHOD_FIELDS,
-    METHOD_SPECIFIC_FIELDS,
     TrialConfig,
     canonical_trial_id,
     identity_hash,
@@ -92,8 +88,7 @@ def cell_id(config: TrialConfig, searched: Iterable[str] = (), canonical: dict[s
 
 def unused_fields(config: TrialConfig) -> frozenset[str]:
     """Method/distribution options this config's method and distribution do not read."""
-    used = METHOD_FIELDS[config.method] | DIST_FIELDS.get(config.weight_dist, frozenset())
-    return (METHOD_SPECIFIC_FIELDS | DIST_SPECIFIC_FIELDS) - used
+    return config.unused_fields()
 
 
 def planned_upper_bound(grid: Mapping[str, Sequence[Any]], samples_per_cell: int = 1) -> int:

@@ -37,10 +37,7 @@ from hidden_core.spec import SweepSpec
 from hidden_core.store import ResultStore
 from hidden_core.tune import controls_pass
 from hidden_core.tune.controls_pass import ControlsPassReport, ControlsWork, TrialOutcome
-from hidden_core.tune.sweep_data import data_key
-
-_DATA_CACHE: dict[tuple, Any] = {}  # a worker process's splits, by data key (a sweep's tasks share them)
-_MAX_CACHED = 4  # data keys kept per worker: memory bounded on many-dataset sweeps
+from hidden_core.tune.sweep_data import worker_splits
 
 
 @dataclass(frozen=True)
@@ -203,25 +200,9 @@ def evaluate_task(item: ControlsWork, path: str, blob: bytes, device: str, threa
             dst.write(blob)
         del blob
         outcome = controls_pass.score_trial(item, path, lambda: read_subnet_file(local), device, data_root,
-                                            data_for=lambda config: _splits(config, data_refs))
+                                            data_for=lambda config: worker_splits(config.model_dump(), data_refs))
     finally:
         os.unlink(local)
     if outcome.problem is not None:
         outcome.problem = outcome.problem.replace(local, path)
     return outcome
-
-
-def _splits(config: Any, data_refs: dict[tuple, Any]) -> Any:
-    """The trial's DataSplits from the sweep's object-store references (once per worker
-    process), or None (the Evaluator loads it: a trial of an earlier run on other data)."""
-    key = data_key(config.model_dump())
-    if key not in _DATA_CACHE:
-        ref = data_refs.get(key)
-        if ref is None:
-            return None
-        import ray
-
-        if len(_DATA_CACHE) >= _MAX_CACHED:
-            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-        _DATA_CACHE[key] = ray.get(ref)
-    return _DATA_CACHE[key]

@@ -4,7 +4,7 @@ store (the trainable fetches each split once per worker)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hidden_core.config import DATASET_INFO, RunOptions, TrialConfig
@@ -13,6 +13,31 @@ from hidden_core.config import DATASET_INFO, RunOptions, TrialConfig
 def data_key(trial: dict[str, Any]) -> tuple:
     """The DataSplits.key a trial's config needs (dataset, val_fraction, split_seed)."""
     return (trial["dataset"], float(trial["val_fraction"]), int(trial["split_seed"]))
+
+
+# this worker process's splits by data key: a Ray worker's trials (trainable.py) and controls
+# tasks (controls_tasks.py) fetch each from the object store once
+_WORKER_SPLITS: dict[tuple, Any] = {}
+MAX_WORKER_SPLITS = 4  # data keys a worker keeps: its memory bounded on many-dataset sweeps
+
+
+def worker_splits(trial: Mapping[str, Any], data_refs: Mapping[tuple, Any] | None) -> Any:
+    """In a Ray worker: the DataSplits `trial` (a TrialConfig dict) needs, from the sweep's
+    object-store references, fetched once per process; None where the sweep put none for it
+    (the caller loads it)."""
+    if not data_refs:
+        return None
+    key = data_key(trial)
+    if key not in _WORKER_SPLITS:
+        ref = data_refs.get(key)
+        if ref is None:
+            return None
+        import ray
+
+        if len(_WORKER_SPLITS) >= MAX_WORKER_SPLITS:
+            _WORKER_SPLITS.pop(next(iter(_WORKER_SPLITS)))
+        _WORKER_SPLITS[key] = ray.get(ref)
+    return _WORKER_SPLITS[key]
 
 
 def check_data(configs: Iterable[TrialConfig], run_values: dict[str, Any]) -> None:

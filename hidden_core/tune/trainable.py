@@ -43,11 +43,9 @@ from hidden_core.tune import report_codec
 from hidden_core.tune.checkpoints import STAGED_SUBNET, TrialCheckpoint, upload_file
 from hidden_core.tune.planning import planned_epochs
 from hidden_core.tune.ray_setup import quiet_sigterm_exit
-from hidden_core.tune.sweep_data import data_key
+from hidden_core.tune.sweep_data import worker_splits
 
 MAX_ERROR_CHARS = 8000
-
-_DATA_CACHE: dict[tuple, Any] = {}
 
 
 def core_train() -> Callable[..., Any]:
@@ -60,22 +58,6 @@ def node_name() -> str:
     from hidden_core.cluster import node_name as cluster_node_name
 
     return cluster_node_name()
-
-
-def _splits(trial: dict[str, Any], data_refs: dict[tuple, Any] | None) -> Any:
-    if not data_refs:
-        return None
-    key = data_key(trial)
-    if key not in _DATA_CACHE:
-        ref = data_refs.get(key)
-        if ref is None:
-            return None
-        import ray
-
-        if len(_DATA_CACHE) >= 4:  # keep a worker's memory bounded on many-dataset sweeps
-            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-        _DATA_CACHE[key] = ray.get(ref)
-    return _DATA_CACHE[key]
 
 
 _NODE: list[str] = []
@@ -123,7 +105,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
         from hidden_core.tune.cells import cell_trainable
 
         common = {"node": _node(), "device": run_values.get("device", "cpu"), "torch_version": torch.__version__, "threads": threads}
-        cell_trainable(config, _splits(config["trial"], data_refs), common, error_text)
+        cell_trainable(config, worker_splits(config["trial"], data_refs), common, error_text)
         return
 
     checkpoint = TrialCheckpoint(config["checkpoint_dir"], config["trial_id"])
@@ -163,7 +145,7 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
     train = train_fn or core_train()
     try:
         try:
-            data = _splits(config["trial"], data_refs)
+            data = worker_splits(config["trial"], data_refs)
             result = train(trial_config, run, data=data, on_epoch=on_epoch)
         except Exception as err:  # a trial that raises fails; the sweep goes on
             text = error_text(err)
