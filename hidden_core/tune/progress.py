@@ -10,16 +10,18 @@ accuracies shown are the leaders that fit, then "+N" for the rest.
 ETA (EtaModel): each trial to run is known by its planned epochs, its parameter count and
 the run it trains in (one Tune trial: a trial, or the seeds of a vectorized cell, which end
 together in a burst). Runs are timed as they end and a run's seconds per seed-epoch are
-fitted as its method's factor x (a + b x parameters) (least squares over the runs timed,
-a, b >= 0): the wide trials a sweep starts with (dearest first) do not make the narrow ones
-left look as slow, and a cell of three seeds counts as three trials of work done in one
-run's time. The runs left are then scheduled as the runner does (dearest first, each on the
-first free slot of the concurrency); a run in flight counts by what it has left, its
-predicted seconds less the seconds since `tick` first saw it running (without that: the one
-a slot took when the last trial ended counted whole, the others half done, which misjudged
-the tail of a sweep: 27 of 30 simulated demos within 1.5x, worst 0.50, against 29 of 30,
-worst 0.65); the ETA is when the last one ends.
-Checked on a simulated sweep in tests/test_progress.py. Shown once a run has ended ('ETA ?'
+fitted as a + slope[method] x parameters (EtaModel.rate: a fixed part shared by the methods,
+a part growing with the network per method, least squares on relative errors): the wide
+trials a sweep starts with (dearest first) do not make the narrow ones left look as slow,
+the runner's first run is the cheapest cell (the probe, planning.longest_first) so the
+fixed part is timed early, and a cell of three seeds counts as three trials of work done
+in one run's time. The runs left are then scheduled as the runner does (dearest first,
+each on the first free slot of the concurrency); a run in flight counts by what it has
+left, its predicted seconds less the seconds since `tick` first saw it running (without
+that: the one a slot took when the last trial ended counted whole, the others half done,
+which misjudged the tail of a sweep: 27 of 30 simulated demos within 1.5x, worst 0.50,
+against 29 of 30, worst 0.65); the ETA is when the last one ends.
+Checked on a simulated sweep in tests/test_progress.py. Shown once runs of two sizes (2x apart) have ended ('ETA ?'
 before). A progress object started without the plan's work falls
 back on the mean trial duration times the trials left over the concurrency (eta_seconds).
 Pruned, failed and diverged counts appear once they are not zero.
@@ -246,25 +248,39 @@ class EtaModel:
         record[1] += work.epochs
         record[2] += work.epochs * work.params
 
-    def rate(self) -> tuple[float, float, dict[str, float]] | None:
-        """(a, b, factor): seconds per seed-epoch = factor[method] x (a + b x parameters),
-        fitted over the timed runs weighted by their seed-epochs (methods differ in cost at
-        one size: a mask's sort, a frozen body's short backward pass); None before any run is
-        timed. A method not timed yet has factor 1."""
-        timed = [(d / e, pe / e, e, self.run_method.get(r, "")) for r, (d, e, pe) in self.runs.items() if d > 0 and e > 0]
+    def rate(self) -> dict[str, tuple[float, float]] | None:
+        """Per method (a, b): seconds per seed-epoch = a + b x parameters, fitted over the
+        method's timed runs by least squares on relative errors (weights seed-epochs / y^2: a
+        run of 0.6 s counts as much as one of 19 s), a, b >= 0; None before any run is timed.
+        Each method has a line of its own, timed at both ends of its sizes from early on: the
+        runner starts each method's cheapest cell first (planning.longest_first). A method
+        timed at sizes less than 2x apart keeps the mean line's shape, scaled through its
+        runs; one not timed yet takes the mean line. None also while no sizes 2x apart are
+        timed. Measured on `make demo`'s timings: one line for all
+        methods times one factor per method (a mask's sort, a frozen body's short backward
+        pass), fitted by absolute errors, gave ETA/time left 0.40-0.58 after a quarter (the
+        fixed part was lost in the wide runs' noise); with one probe and a line per method
+        see tests/test_progress.py."""
+        timed: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        for r, (d, e, pe) in self.runs.items():
+            if d > 0 and e > 0:
+                y = d / e
+                timed[self.run_method.get(r, "")].append((y, pe / e, e / (y * y)))
         if not timed:
             return None
-        factor: dict[str, float] = defaultdict(lambda: 1.0)
-        a = b = 0.0
-        for _ in range(5):  # alternate: the line given the factors, the factors given the line
-            a, b = _line_fit([(y / factor[m], x, n) for y, x, n, m in timed])
-            ratios: dict[str, list[float]] = defaultdict(list)
-            for y, x, _, m in timed:
-                ratios[m].append(y / (a + b * x) if a + b * x > 0 else 1.0)
-            raw = {m: sum(v) / len(v) for m, v in ratios.items()}
-            mean = sum(raw.values()) / len(raw)
-            factor = defaultdict(lambda: 1.0, {m: v / mean for m, v in raw.items()})
-        return a, b, factor
+        lines = {m: _line_fit(points) for m, points in timed.items() if _spread(points)}
+        pooled = [p for points in timed.values() for p in points]
+        if lines:
+            mean = (sum(a for a, _ in lines.values()) / len(lines), sum(b for _, b in lines.values()) / len(lines))
+        elif _spread(pooled):  # no method timed at two sizes: one line through them all
+            mean = _line_fit(pooled)
+        else:  # one size timed: how the cost grows is not known yet ('ETA ?'; a slope fitted
+            return None  # over 1,875 and 1,975 parameters once said 49 minutes for 2)
+        for m, points in timed.items():
+            if m not in lines:
+                scale = _mean_ratio(points, mean)
+                lines[m] = (mean[0] * scale, mean[1] * scale)
+        return defaultdict(lambda: mean, lines)
 
     def eta(self, running: int, concurrency: int, elapsed: dict[str, float] | None = None) -> float | None:
         """The end of the runs left, scheduled as the runner does: dearest first, each on the
@@ -276,10 +292,10 @@ class EtaModel:
         rate = self.rate()
         if rate is None:
             return None
-        a, b, factor = rate
         runs: dict[str, float] = defaultdict(float)
         for w in [*self.pending.values(), *self.samples]:
-            runs[w.run] += w.epochs * factor[w.method] * (a + b * w.params)
+            a, b = rate[w.method]
+            runs[w.run] += w.epochs * (a + b * w.params)
         slots = max(1, concurrency)
         flying_known = {r: max(0.0, runs[r] - seconds) for r, seconds in (elapsed or {}).items() if r in runs}
         if flying_known:
@@ -314,6 +330,18 @@ def _line_fit(points: list[tuple[float, float, float]]) -> tuple[float, float]:
     if my - b * mx < 0:
         return 0.0, sum(y * x * n for y, x, n in points) / sum(x * x * n for _, x, n in points)
     return my - b * mx, b
+
+
+def _spread(points: list[tuple[float, float, float]]) -> bool:
+    """Whether the sizes (x) of `points` span at least a factor 2: enough to fit a line's slope."""
+    xs = [x for _, x, _ in points]
+    return min(xs) > 0 and max(xs) >= 2 * min(xs)
+
+
+def _mean_ratio(points: list[tuple[float, float, float]], line: tuple[float, float]) -> float:
+    """The weighted mean of y / (a + b x) over (y, x, weight): how much dearer these runs are than `line`."""
+    ratios = [(y / (line[0] + line[1] * x), n) for y, x, n in points if line[0] + line[1] * x > 0]
+    return sum(r * n for r, n in ratios) / sum(n for _, n in ratios) if ratios else 1.0
 
 
 def eta_seconds(durations: list[float], left: int, running: int, concurrency: int) -> float | None:
