@@ -1,25 +1,28 @@
-"""The controls pass (the spec's subnet_controls): its wall time as Ray tasks against the
-in-process pass, one trial at a time, on the same sweep's trials.
+"""The controls of a sweep (the spec's subnet_controls): the wall time they add to a sweep
+now (scored in each trial's own worker as it ends) against the in-process pass after the
+trials, one trial at a time, as every sweep ran it before.
 
     python -m benchmarks.bench_controls [--quick]
 
 One sweep of MNIST-1D MLPs like the demo's (2 hidden layers of 100 x width units; edge_popup
 and sign_flip at widths 1, 2, 4, 8, seeds 0-2; 3 epochs; one CPU per trial, as many at once
 as the machine has cores) with the demo's `subnet_controls: {draws: 3}` on the CPU, in a
-fresh store and a fresh embedded Ray: 24 trials (--quick: widths 1 and 4, 12 trials). After
-the trials the sweep runs its controls pass on the sweep's Ray, as Ray tasks with the driver
-scoring beside them (after: the figure is its own wall time, from the pass's report, Ray's
-start not in it: the trials started it); then, for information, with every trial a task
-(new workers on a fresh embedded Ray, its start not timed). Then, Ray stopped, the controls table is removed and the pass runs again in
-this process, one trial at a time, as every sweep did before (before: the driver's data is
-still loaded, as it was after a sweep, and torch has one thread per core, a driver's
-default); then once more as the in-process pass now runs where no Ray is up (a trial's
-torch threads: 1; intra-op threads on a loaded machine mostly wait for a core), for
-information. Every pass must write the same rows (checked; seeded by trial and draw).
+fresh store and a fresh embedded Ray: 24 trials (--quick: widths 1 and 4, 12 trials). After:
+the seconds the trials' workers spent scoring (each in its trial's slot, which the next trial
+waits for) over the slots, plus the pass after the trials (what the workers did not score:
+nothing here). For information, the same sweep without subnet_controls in another fresh store:
+the Tune phases' difference is the direct measure, but one sweep each way on a shared machine
+carries seconds of noise (a 2-trial sweep: -6.4 s). Then, for information, the pass with every trial a Ray task (new
+workers on a fresh embedded Ray, its start not timed), as sweeps ran it last round. Then,
+Ray stopped, the controls table is removed and the pass runs again in this process, one
+trial at a time, as every sweep did before (before: the driver's data is still loaded, as it
+was after a sweep, and torch has one thread per core, a driver's default); then once more
+as the in-process pass now runs where no Ray is up (a trial's torch threads: 1), for
+information. Every way must write the same rows (checked; seeded by trial and draw).
 
-Target: after < before. Printed beside it: the speed-up, trials per second each way, the
-tasks at once, and the load average (other jobs share these cores: one pass each, so a
-busy spell during one of them shows in the ratio).
+Target: after < before. Printed beside it: the workers' scoring seconds (their sum: inside
+the trials, on the cores the trials hold), the speed-up, and the load average (other jobs
+share these cores: one sweep each way, so a busy spell during one shows in the ratio).
 
 `run(quick)` returns report rows for benchmarks.run_all.
 """
@@ -89,41 +92,55 @@ def measure(size: str, epochs: int = EPOCHS) -> list[dict]:
 
     cores = os.cpu_count() or 1
     sweep = parse_spec(spec(size, epochs))
+    plain = parse_spec({k: v for k, v in spec(size, epochs).items() if k != "subnet_controls"})
     columns = ["trial_id", "control", "draw", "val_acc", "test_acc", "device"]
+    load = lambda: os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")  # noqa: E731
+    with tempfile.TemporaryDirectory() as bare:
+        load_plain = load()
+        without = run_sweep(plain, bare, progress=False, num_cpus=cores, out=io.StringIO())
     with tempfile.TemporaryDirectory() as results:
-        load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        load_before = load()
         report = run_sweep(sweep, results, progress=False, num_cpus=cores, out=io.StringIO())
-        after = report.controls
+        in_trials, left = report.controls_in_trials, report.controls
         store = ResultStore(results)
-        tasks_rows = store.load_controls(sweep.name)[columns].sort_values(columns[:3]).reset_index(drop=True)
-        load_between = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        worker_rows = store.load_controls(sweep.name)[columns].sort_values(columns[:3]).reset_index(drop=True)
+        load_between = load()
         passes = {"tasks": all_tasks(sweep, results, cores)}
-        passes["tasks"].same = _rows(results, sweep.name, columns).equals(tasks_rows)
+        passes["tasks"].same = _rows(results, sweep.name, columns).equals(worker_rows)
         # before: as every sweep ran it, in the driver with its default torch threads (one per
         # core); then the in-process pass as it is now (a trial's threads: 1)
         for name, threads in (("before", cores), ("now", None)):
             shutil.rmtree(os.path.join(results, sweep.name, "controls"), ignore_errors=True)
             passes[name] = controls_pass.run(sweep, ResultStore(results), out=io.StringIO(),
                                              evaluate=lambda s, st, w, t=threads: controls_pass.in_process(s, st, w, threads=t))
-            passes[name].same = _rows(results, sweep.name, columns).equals(tasks_rows)
+            passes[name].same = _rows(results, sweep.name, columns).equals(worker_rows)
         before, single, forced = passes["before"], passes["now"], passes["tasks"]
     n = len(report.trials)
-    same = all(p.same and p.trials == n and not p.skipped for p in passes.values()) and after.trials == n and not after.skipped
-    label = f"controls pass, {n}-trial sweep ({DRAWS} draws, {after.rows} rows)"
-    ratio = after.seconds / before.seconds if before.seconds else float("nan")
+    same = all(p.same and p.trials == n and not p.skipped for p in passes.values()) and in_trials.trials == n and not in_trials.skipped
+    label = f"controls, {n}-trial sweep ({DRAWS} draws, {in_trials.rows} rows)"
+    # the wall the controls add: each worker scores its trial's controls in its trial's slot
+    # (the next trial waits for it), so their seconds over the slots, plus the pass after
+    added = in_trials.seconds / max(1, report.concurrency) + (left.seconds if left is not None else 0.0)
+    direct = report.fit_seconds - without.fit_seconds + (left.seconds if left is not None else 0.0)
+    ratio = added / before.seconds if before.seconds else float("nan")
     return [
-        info(f"{label}: trials' training seconds (sum) / Tune phase wall", f"{report.train_seconds:.1f} / {report.fit_seconds:.1f}", "s"),
+        info(f"{label}: Tune phase wall with / without subnet_controls", f"{report.fit_seconds:.1f} / {without.fit_seconds:.1f}", "s"),
+        info(f"{label}: trials' training seconds (sum) with / without", f"{report.train_seconds:.1f} / {without.train_seconds:.1f}", "s"),
+        info(f"{label}: scored in the trials' own workers as they ended: trials, seconds (sum)",
+             f"{in_trials.trials}, {in_trials.seconds:.1f}", "s"),
+        info(f"{label}: the pass after the trials (what no worker scored): trials, wall",
+             f"{left.trials if left is not None else 0}, {left.seconds if left is not None else 0.0:.1f}", "s"),
         info(f"{label}: before, in the driver one trial at a time ({cores} torch threads)", round(before.seconds, 1), "s"),
         info(f"{label}: now without Ray, in the driver one trial at a time (1 torch thread)", round(single.seconds, 1), "s"),
-        info(f"{label}: every trial a Ray task of 1 CPU, {forced.at_once} at once (new workers)", round(forced.seconds, 1), "s"),
-        info(f"{label}: after, the sweep's pass (Ray tasks and the driver, {after.at_once} at once)", round(after.seconds, 1), "s"),
-        info(f"{label}: trials per second before / after", f"{before.trials / before.seconds:.2f} / {after.trials / after.seconds:.2f}"
-             if before.seconds and after.seconds else "n/a"),
-        info(f"{label}: speed-up (before / after)", round(1 / ratio, 2) if ratio else "n/a", "x"),
+        info(f"{label}: every trial a Ray task of 1 CPU, {forced.at_once} at once (new workers; last round's pass)", round(forced.seconds, 1), "s"),
+        info(f"{label}: the Tune phase with less without, + the pass after (one sweep each: noise of seconds)", round(direct, 1), "s"),
+        info(f"{label}: after, the wall the controls add (the workers' scoring seconds / {report.concurrency} slots + the pass after)",
+             round(added, 2), "s"),
+        info(f"{label}: speed-up (before / after)", round(1 / ratio, 2) if ratio and ratio > 0 else "n/a", "x"),
         row(f"{label}: after / before wall", round(ratio, 3), "", "< 1", ratio < 1),
-        info(f"{label}: every trial a task / in the driver (both 1 thread per trial)", round(forced.seconds / single.seconds, 3) if single.seconds else "n/a"),
-        row(f"{label}: the Ray tasks' rows equal the in-process rows", "yes" if same else "NO", "", "identical", same),
-        info(f"{label}: load average (1 min) before the sweep / before the in-process pass", f"{load_before:.1f} / {load_between:.1f}"),
+        row(f"{label}: the workers' rows equal the Ray tasks' and the in-process rows", "yes" if same else "NO", "", "identical", same),
+        info(f"{label}: load average (1 min) before the sweep without / with / before the in-process pass",
+             f"{load_plain:.1f} / {load_before:.1f} / {load_between:.1f}"),
     ]
 
 

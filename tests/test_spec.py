@@ -289,8 +289,21 @@ def test_trials_start_dearest_first_with_a_cells_seeds_together(tmp_path: Path):
     spec = parse_spec({"name": "x", "base": {"dataset": "mnist1d", "model": "mlp"},
                        "grid": {"width": [1, 4], "epochs": [2, 8], "seed": [0, 1]}})
     order = [(t.config.width, t.config.epochs, t.config.seed) for t in longest_first(plan_todo(spec, ResultStore(tmp_path)).trials)]
-    # 4x width is ~10x the parameters of 1x: 2 epochs of it cost more than 8 of the narrow one
-    assert order == [(4.0, 8, 0), (4.0, 8, 1), (4.0, 2, 0), (4.0, 2, 1), (1.0, 8, 0), (1.0, 8, 1), (1.0, 2, 0), (1.0, 2, 1)]
+    # 4x width is ~10x the parameters of 1x: 2 epochs of it cost more than 8 of the narrow
+    # one; after the first wave (one slot: one cell), the probe (the cheapest cell) runs
+    assert order == [(4.0, 8, 0), (4.0, 8, 1), (1.0, 2, 0), (1.0, 2, 1), (4.0, 2, 0), (4.0, 2, 1), (1.0, 8, 0), (1.0, 8, 1)]
+
+
+def test_each_methods_cheapest_and_median_cells_run_after_the_first_wave(tmp_path: Path):
+    """The ETA's probes (planning.longest_first): per method its cheapest cell, and with 5
+    cells or more its median one, right after the first `slots` cells; the rest dearest first."""
+    spec = parse_spec({"name": "x", "base": {"dataset": "mnist1d", "model": "mlp"},
+                       "grid": {"method": ["dense", "edge_popup"], "width": [0.25, 0.5, 1, 2, 4]}})
+    trials = longest_first(plan_todo(spec, ResultStore(tmp_path)).trials, slots=2)
+    order = [(t.config.method, t.config.width) for t in trials]
+    assert order[:2] == [("dense", 4.0), ("edge_popup", 4.0)]  # the first wave: the dearest, one per slot
+    assert set(order[2:6]) == {("dense", 0.25), ("dense", 1.0), ("edge_popup", 0.25), ("edge_popup", 1.0)}
+    assert order[6:] == [("dense", 2.0), ("edge_popup", 2.0), ("dense", 0.5), ("edge_popup", 0.5)]
 
 
 # ---- skipping what the store holds -----------------------------------------------------------

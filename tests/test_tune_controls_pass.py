@@ -115,3 +115,35 @@ def test_the_in_process_pass_scores_with_a_trials_threads_and_puts_them_back(tmp
         assert seen == [2, 1] and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(saved)
+
+
+def test_the_worker_plan_covers_the_controlled_trials_a_worker_can_score():
+    """What a trial's worker scores as it ends (worker_plan): a controlled method's trial, on
+    cpu or auto, or cuda when the trials hold a GPU share; the pass after the trials takes
+    the rest (no controls asked, a method without controls or that trained its kept weights,
+    cuda for CPU trials, mps)."""
+    import pytest
+
+    def plan(method="edge_popup", controls=("cpu", 1), gpu=0.0, **fields):
+        spec = parse_spec({**BASE, "resources": {"cpu": 1, "gpu": gpu}, **({"subnet_controls": {"draws": controls[1], "device": controls[0]}} if controls else {})})
+        return controls_pass.worker_plan(spec, make_config(method=method, dataset="digits", **fields).model_dump(mode="json"))
+
+    assert plan() == {"draws": 1, "device": "cpu"} and plan(controls=("auto", 3)) == {"draws": 3, "device": "auto"}
+    assert plan("sign_flip") == {"draws": 1, "device": "cpu"}
+    assert plan(controls=None) is None and plan("dense") is None
+    assert plan("gem_miner", gem_miner_finetune_epochs=2) is None and plan("gem_miner") is not None
+    assert plan(controls=("cuda", 1)) is None and plan(controls=("cuda", 1), gpu=0.5) == {"draws": 1, "device": "cuda"}
+    assert plan(controls=("mps", 1)) is None
+
+
+def test_a_workers_controls_travel_in_the_final_report_and_are_checked():
+    from hidden_core.tune import report_codec
+
+    entry = report_codec.controls_entry([{"control": "found", "draw": 0, "val_acc": 0.5, "test_acc": 0.4}], "cpu", None, 0.25)
+    report = report_codec.decode(report_codec.final_report({"val_acc": 0.5, report_codec.CONTROLS: entry}, [], {}))
+    assert report_codec.controls_in(report.fields) == entry
+    assert report_codec.controls_in({}) is None
+    import pytest
+
+    with pytest.raises(report_codec.ReportError, match="controls"):
+        report_codec.controls_in({report_codec.CONTROLS: {"rows": "x", "device": "cpu", "problem": None, "seconds": 0}})

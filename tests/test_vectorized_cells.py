@@ -112,3 +112,32 @@ def test_checkpoints_follow_the_run_option_checkpoint_every_s_not_the_reports(tm
     monkeypatch.setattr(SeedStack, "save_checkpoint", counting)
     _run(monkeypatch, trial, load_data(config, RUN))
     assert saved == [e for e in saved_epochs for _ in entries]
+
+
+def test_a_cells_ended_seeds_carry_their_controls_scored_as_the_pass_scores_them(tmp_path, monkeypatch):
+    """With a controls plan (controls_pass.worker_plan), each seed that ended scores its
+    controls in the cell's worker from its own subnet file: the rows the pass after the
+    trials computes (seeded by trial and draw); a pruned seed carries none (the pass scores
+    it once the driver has made its file)."""
+    from hidden_core.subnet.controls import method_draws
+    from hidden_core.subnet.fileformat import read_subnet_file
+    from hidden_core.tune.controls_pass import ControlsWork, score_trial
+
+    config, entries, trial = _cell(tmp_path, [0, 1, 2])
+    trial["controls"] = {"draws": 2, "device": "cpu"}
+    data = load_data(config, RUN)
+
+    def prune_seed_1_at_epoch_1(report):
+        if report["kind"] == REPORT_EPOCH and report["epoch"] == 1:
+            write_prune_decision(entries[1]["checkpoint_dir"], 1)
+
+    final = _run(monkeypatch, trial, data, prune_seed_1_at_epoch_1)[-1]["seeds"]
+    assert report_codec.CONTROLS not in final[entries[1]["trial_id"]]
+    for entry in (entries[0], entries[2]):
+        carried = report_codec.controls_in(final[entry["trial_id"]])
+        assert carried["problem"] is None and carried["device"] == "cpu" and carried["seconds"] > 0
+        path = entry["subnet_path"]
+        # the pass's way: the stored file read again, the data loaded by the evaluator itself
+        alone = score_trial(ControlsWork(entry["trial_id"], "", "edge_popup", method_draws("edge_popup", 2)), path,
+                            lambda path=path: read_subnet_file(path), "cpu", None)
+        assert carried["rows"] == alone.rows and len(alone.rows) == 7  # found + 3 controls x 2 draws

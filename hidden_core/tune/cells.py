@@ -46,7 +46,7 @@ from hidden_core.records import (
     REPORT_FINAL,
     SELECTION_METRIC,
 )
-from hidden_core.tune.report_codec import cell_report, seed_entry
+from hidden_core.tune.report_codec import CONTROLS, cell_report, seed_entry
 
 PRUNE_DECISION_FILE = paths.PRUNE_DECISION_FILE
 
@@ -166,7 +166,14 @@ def cell_trainable(config: dict[str, Any], data: Any, common: dict[str, Any], re
                 if result.status != PRUNED and seed in subnet_paths and subnet_paths[seed] != seeds[seed]["subnet_path"]:
                     upload_file(subnet_paths[seed], seeds[seed]["subnet_path"])
                 rows = [r.to_dict() for r in result.history]
-                payload[trial_ids[seed]] = entry(seed, kind=REPORT_FINAL, **result.to_dict(), epochs=rows)
+                extra = {}
+                if config.get("controls") and result.status != PRUNED and seed in subnet_paths and os.path.exists(subnet_paths[seed]):
+                    # the seed's controls here, while torch, the data and its file are at hand (controls_pass.worker_plan)
+                    from hidden_core.tune.controls_pass import score_in_worker
+
+                    extra[CONTROLS] = score_in_worker(trial_ids[seed], cell_config.method, config["controls"], subnet_paths[seed],
+                                                      data, config["run"].get("data_root"))
+                payload[trial_ids[seed]] = entry(seed, kind=REPORT_FINAL, **result.to_dict(), **extra, epochs=rows)
             best = [r.best_val_acc for r in results.values()]
             final = cell_report(REPORT_FINAL, payload, max(best, default=float("nan")), common, status=COMPLETED)
         results = None

@@ -133,6 +133,50 @@ def record(spec: SweepSpec, store: ResultStore, item: ControlsWork, outcome: Tri
     report.rows += len(outcome.rows)
 
 
+def worker_plan(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any] | None:
+    """What a trial's worker scores right after training, carried in its Tune config: the
+    draws of each control (every row of its method's table: a trial that runs has none
+    stored) and the device, or None where the pass after
+    the trials does it (no `subnet_controls`, a method without controls, a device the
+    trial's worker may not hold: cuda for a trial without a GPU, mps).
+
+    Why in the worker: torch, the data and the subnetwork's file are all there, and the
+    pass after the trials paid a new worker process per core (5-10 s under load) and ran
+    after the last trial: on `make demo`, 7.5 s of its 127 s."""
+    options = spec.subnet_controls
+    if options is None or config.get("method") not in CONTROLLED_METHODS or controls_of(config["method"], config) is None:
+        return None
+    device = options.device
+    if not (device in ("auto", "cpu") or (device.startswith("cuda") and spec.resources.gpu > 0)):
+        return None
+    return {"draws": options.draws, "device": device}
+
+
+def score_in_worker(trial_id: str, method: str, plan: dict[str, Any], subnet_file: str, data: Any, data_root: str | None) -> dict[str, Any]:
+    """In a trial's worker, right after `train` wrote its subnet file (`subnet_file`, a
+    local path): the trial's controls (worker_plan's), scored as the pass scores them
+    (score_trial, seeded by trial and draw: the same rows), as the final report's
+    report_codec.controls_entry. The driver writes the rows after the trial's own row."""
+    from hidden_core.subnet.fileformat import read_subnet_file
+    from hidden_core.tune.report_codec import controls_entry
+
+    started = time.perf_counter()
+    item = ControlsWork(trial_id, "", method, method_draws(method, int(plan["draws"])))
+    outcome = score_trial(item, subnet_file, lambda: read_subnet_file(subnet_file), plan["device"], data_root,
+                          data_for=lambda _config: data)
+    return controls_entry(outcome.rows, outcome.device, outcome.problem, time.perf_counter() - started)
+
+
+def record_from_worker(spec: SweepSpec, store: ResultStore, trial_id: str, write_id: str, method: str, entry: dict[str, Any],
+                       report: ControlsPassReport, out: Any) -> None:
+    """Write the controls a trial's worker scored (report_codec.controls_entry), now that
+    the trial's row (`write_id`) is in the store; a problem is reported and left to the
+    pass after the trials, as record does."""
+    outcome = TrialOutcome(trial_id, rows=list(entry["rows"]), device=entry["device"], problem=entry["problem"])
+    record(spec, store, ControlsWork(trial_id, write_id, method, []), outcome, report, out)
+    report.seconds += float(entry["seconds"])  # the workers' seconds (in parallel, inside the trials)
+
+
 def problem_text(err: BaseException) -> str:
     return "; ".join(err.problems) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
 

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import math
+import sys
 import threading
 import time
 from collections import deque
@@ -53,7 +54,7 @@ from hidden_core.records import (
 )
 from hidden_core.spec import PlannedTrial, SearchPoint, SweepSpec
 from hidden_core.store import ResultStore
-from hidden_core.tune import checkpoints, report_codec
+from hidden_core.tune import checkpoints, controls_pass, report_codec
 from hidden_core.tune.planning import Cell, Todo
 from hidden_core.tune.report import TrialSummary
 
@@ -108,6 +109,7 @@ class SweepRuntime:
         self.live: dict[str, Any] = {}
         self.report_every_s = spec.report_every_s
         self.lock = threading.RLock()
+        self.controls = controls_pass.ControlsPassReport()  # the controls the trials' workers scored (worker_plan)
 
     # -- planning --
     def load(self, todo: Todo) -> None:
@@ -183,9 +185,11 @@ class SweepRuntime:
         return None
 
     def _suggestion(self, config: TrialConfig, trial_id: str, cell: str, number: int | None, params: dict[str, Any]) -> dict[str, Any]:
+        trial = config.model_dump(mode="json")
         return {
-            "trial": config.model_dump(mode="json"),
+            "trial": trial,
             "run": self.run_values,
+            "controls": controls_pass.worker_plan(self.spec, trial),  # scored in the trial's worker as it ends
             "trial_id": trial_id,
             "cell_id": cell,
             "optuna_number": number,
@@ -328,7 +332,7 @@ class SweepRuntime:
             except Exception as err:  # the row goes without it; trial_final tries again and keeps the checkpoint if it fails
                 log.warning("could not keep the subnet file of trial %s: %s", rec.trial_id, err)
         try:
-            self.store.write_trial(self.spec.name, row, epochs)
+            write_id = self.store.write_trial(self.spec.name, row, epochs)
         except OSError as err:
             if err.errno == errno.ENOSPC:  # every later write would fail too: stop the sweep with one line
                 from hidden_core.tune.report import StoreFull
@@ -340,6 +344,10 @@ class SweepRuntime:
             log.exception("could not write trial %s to the store; it re-runs next time", rec.trial_id)
             return
         rec.written = True
+        controls = report_codec.controls_in(rec.final) if rec.final is not None and status in FINAL_STATUSES and row.get(SUBNET_FILE) else None
+        if controls is not None:  # scored in its worker: the rows go in beside the trial's own (the pass after the trials skips it)
+            controls_pass.record_from_worker(self.spec, self.store, rec.trial_id, write_id, rec.config.get("method", "?"), controls,
+                                             self.controls, getattr(self.progress, "out", None) or sys.stdout)
         if status in FINAL_STATUSES:
             self.final_ids.add(rec.trial_id)
             try:

@@ -104,18 +104,24 @@ def planned_epochs(config: TrialConfig) -> int:
     return config.epochs
 
 
-def longest_first(trials: list[PlannedTrial]) -> list[PlannedTrial]:
+def longest_first(trials: list[PlannedTrial], slots: int = 1) -> list[PlannedTrial]:
     """`trials` dearest first by expected cost, planned epochs x parameters (a stable sort:
     a cell's seeds stay together). A sweep then ends on its cheapest trials, so no core idles
     long while the last big one finishes (longest-processing-time-first scheduling).
 
-    One exception, the probes: each method's cheapest cell goes first. The progress line's
-    ETA (progress.EtaModel) fits each method's cost per seed-epoch as a fixed part plus a
-    part growing with the parameters; timed on wide runs alone the fixed part is lost in
-    their noise, and the narrow runs that end a sweep were predicted at a third of their
-    time (measured on `make demo`: ETA/time left 0.40-0.58 after a quarter). A method's
-    cheapest cell is its shortest run, so the probes cost the makespan little (`make demo`:
-    7 runs of 0.6-0.9 s).
+    One exception, the probes: each method's cheapest cell, and with 5 cells or more its
+    median cell, run right after the first `slots` cells (the first wave, one per slot of
+    the concurrency). The progress line's ETA (progress.EtaModel) fits each method's cost
+    per seed-epoch as a fixed part plus a part growing with the parameters; timed on wide
+    runs alone the fixed part is lost in their noise, and the narrow runs that end a sweep
+    were predicted at a third of their time (`make demo`'s timings replayed: ETA/time left
+    0.40-0.58 after a quarter); with the cheapest cells alone, the line through a narrow and
+    a wide run overestimates the middle (the widest runs cost more than in proportion:
+    caches), 0.98-1.50; with the median cells too, 0.86-1.25. Not in the first wave: a
+    worker's first run carries its start-up (imports, data: 3.5 s measured on the demo, 7x
+    a narrow run), which would read as the fixed part. The probes are short runs; the queue
+    after them is still dearest first, so the makespan does not change (the demo's timings
+    rescheduled: 95.9 s as run, 95.5 s with the probes).
 
     Imports torch (parameter counts on the meta device): the runner orders its queue with it
     once the data thread has imported torch, not before Ray starts."""
@@ -130,9 +136,17 @@ def longest_first(trials: list[PlannedTrial]) -> list[PlannedTrial]:
         return planned_epochs(trial.config) * sizes[key]
 
     ordered = sorted(trials, key=cost, reverse=True)
-    cheapest = {t.config.method: t.cell_id for t in ordered}  # the last cell of each method
-    probes = set(cheapest.values())
-    return [t for t in ordered if t.cell_id in probes] + [t for t in ordered if t.cell_id not in probes]
+    cells = list(dict.fromkeys(t.cell_id for t in ordered))  # dearest first
+    first_wave = set(cells[:max(1, slots)])
+    by_method: dict[str, list[str]] = {}
+    for t in ordered:
+        if t.cell_id not in by_method.setdefault(t.config.method, []):
+            by_method[t.config.method].append(t.cell_id)
+    probes = {c for mine in by_method.values() for c in ([mine[-1], mine[len(mine) // 2]] if len(mine) >= 5 else mine[-1:])}
+    probes -= first_wave
+    groups = ([t for t in ordered if t.cell_id in first_wave], [t for t in ordered if t.cell_id in probes],
+              [t for t in ordered if t.cell_id not in probes and t.cell_id not in first_wave])
+    return [t for group in groups for t in group]
 
 
 def plan_todo(spec: SweepSpec, store: ResultStore, *, vectorize: bool = True) -> Todo:

@@ -254,9 +254,9 @@ class EtaModel:
         run of 0.6 s counts as much as one of 19 s), a, b >= 0; None before any run is timed.
         Each method has a line of its own, timed at both ends of its sizes from early on: the
         runner starts each method's cheapest cell first (planning.longest_first). A method
-        timed at sizes less than 2x apart keeps the mean line's shape, scaled through its
-        runs; one not timed yet takes the mean line. None also while no sizes 2x apart are
-        timed. Measured on `make demo`'s timings: one line for all
+        timed at sizes less than 2x apart, or not within 4x of the largest network it has
+        left, keeps the mean line's shape, scaled through its runs; one not timed yet takes
+        the mean line. None while no method (nor all pooled) is so timed. Measured on `make demo`'s timings: one line for all
         methods times one factor per method (a mask's sort, a frozen body's short backward
         pass), fitted by absolute errors, gave ETA/time left 0.40-0.58 after a quarter (the
         fixed part was lost in the wide runs' noise); with one probe and a line per method
@@ -268,14 +268,23 @@ class EtaModel:
                 timed[self.run_method.get(r, "")].append((y, pe / e, e / (y * y)))
         if not timed:
             return None
-        lines = {m: _line_fit(points) for m, points in timed.items() if _spread(points)}
+        reach: dict[str, int] = defaultdict(int)  # the largest network each method has left
+        for w in [*self.pending.values(), *self.samples]:
+            reach[w.method] = max(reach[w.method], w.params)
+
+        def fits(points: list[tuple[float, float, float]], largest: int) -> bool:
+            """Sizes 2x apart, the largest within 4x of the largest left: a slope fitted on
+            narrow runs alone is noise when extrapolated 40x (a simulated demo: 2x the time)."""
+            return _spread(points) and 4 * max(x for _, x, _ in points) >= largest
+
+        lines = {m: _line_fit(points) for m, points in timed.items() if fits(points, reach[m])}
         pooled = [p for points in timed.values() for p in points]
         if lines:
             mean = (sum(a for a, _ in lines.values()) / len(lines), sum(b for _, b in lines.values()) / len(lines))
-        elif _spread(pooled):  # no method timed at two sizes: one line through them all
+        elif fits(pooled, max(reach.values(), default=0)):  # no method timed at two sizes: one line through them all
             mean = _line_fit(pooled)
-        else:  # one size timed: how the cost grows is not known yet ('ETA ?'; a slope fitted
-            return None  # over 1,875 and 1,975 parameters once said 49 minutes for 2)
+        else:  # how the cost grows is not known yet ('ETA ?'; a slope fitted over 1,875 and
+            return None  # 1,975 parameters once said 49 minutes for 2)
         for m, points in timed.items():
             if m not in lines:
                 scale = _mean_ratio(points, mean)

@@ -44,7 +44,8 @@ class SweepReport:
     fit_seconds: float = 0.0  # inside Tuner.fit
     trials: list[TrialSummary] = field(default_factory=list)
     unfinished: int = 0  # started but not ended (interrupted): the next run resumes them
-    controls: Any = None  # controls_pass.ControlsPassReport when the spec has subnet_controls
+    controls: Any = None  # controls_pass.ControlsPassReport when the spec has subnet_controls: the pass after the trials
+    controls_in_trials: Any = None  # controls_pass.ControlsPassReport: the controls the trials' own workers scored as they ended
 
     @property
     def counts(self) -> dict[str, int]:
@@ -76,6 +77,7 @@ class SweepReport:
             "health_flagged": len(self.flagged),
             TRAIN_SECONDS: self.train_seconds, "efficiency": self.efficiency, "unfinished": self.unfinished,
             **({"controls": vars(self.controls)} if self.controls is not None else {}),
+            **({"controls_in_trials": vars(self.controls_in_trials)} if self.controls_in_trials is not None else {}),
         }
 
 

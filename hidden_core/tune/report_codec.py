@@ -21,7 +21,10 @@ through `decode`. Inside the payload:
   TrialResult's fields, a failed one its ``error``;
 - or a vectorized cell's ``seeds``: per seed's trial_id its entry (its epochs since the
   last report, ``started_at``, ``resumed_from``, and at the end its own ``kind`` with its
-  result, its ``status`` or its ``error``).
+  result, its ``status`` or its ``error``);
+- a final report (a seed's final entry) may carry ``controls``: its subnetwork scored
+  against its controls in the trial's worker (controls_entry: the rows, the device, or the
+  problem that stopped it; controls_pass.score_in_worker).
 
 `decode` checks what it reads: a report whose kind is unknown or whose JSON is not what a
 report carries raises ReportError naming the field (a driver and workers running different
@@ -54,6 +57,7 @@ SEEDS = "seeds"  # a vectorized cell's per-seed entries, by trial_id
 PAYLOAD = "payload"  # every field but the kind and the selection metric, as one JSON object
 ERROR = "error"  # a failed report's error text
 STATUS = "status"  # a final report's trial status (records.STATUSES)
+CONTROLS = "controls"  # a final report's (a cell seed's) controls scored in the trial's worker: controls_entry
 _ENDINGS = (REPORT_FINAL, REPORT_FAILED)
 
 
@@ -119,6 +123,27 @@ def seed_entry(epochs: Sequence[Mapping[str, Any]], **fields: Any) -> dict[str, 
     resumed_from; at its end kind=REPORT_FINAL with its result or status, or
     kind=REPORT_FAILED with its error)."""
     return {**fields, EPOCHS: list(epochs)}
+
+
+def controls_entry(rows: Sequence[Mapping[str, Any]], device: str, problem: str | None, seconds: float) -> dict[str, Any]:
+    """A trial's controls scored in its worker: its control rows (control, draw, val_acc,
+    test_acc), the device they were computed on, or the problem that stopped them, and the
+    seconds the scoring took."""
+    return {"rows": [dict(r) for r in rows], "device": device, "problem": problem, "seconds": float(seconds)}
+
+
+def controls_in(fields: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The controls_entry a final report's (or a seed entry's) fields carry, checked; None
+    when it carries none (the controls pass after the trials scores that trial)."""
+    entry = fields.get(CONTROLS)
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("rows"), list) or not isinstance(entry.get("device"), str) \
+            or not all(isinstance(r, dict) for r in entry["rows"]) or not isinstance(entry.get("problem"), str | None) \
+            or not isinstance(entry.get("seconds"), int | float):
+        raise ReportError(f"report {CONTROLS}: expected {{rows: [objects], device: text, problem: text or null, seconds: number}}, "
+                          f"got {entry!r:.200}")
+    return entry
 
 
 def cell_report(kind: str, seeds: Mapping[str, Mapping[str, Any]], value: float, common: Mapping[str, Any], **extra: Any) -> dict[str, Any]:

@@ -267,9 +267,9 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         loader.join()
         if "error" in data_box:
             raise data_box["error"]
-        todo.trials = longest_first(todo.trials)  # torch is imported by now (the data thread)
         data_refs = {key: ray.put(splits) for key, splits in data_box.pop("data").items()}
         report.concurrency = min(max(1, options.max_concurrent or spec.max_concurrent or ray_setup.capacity(spec, nodes)), max(todo.tune_count, 1))
+        todo.trials = longest_first(todo.trials, slots=report.concurrency)  # torch is imported by now (the data thread)
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(report.concurrency)
         tune_dir = _tune_dir(ray_started)
         _fit(spec, store, results_root, todo, report, options, run_values=run_values, data_refs=data_refs, tune_dir=tune_dir,
@@ -286,6 +286,11 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
             finally:
                 _Signals.in_fit = True
 
+        in_trials = report.controls_in_trials
+        if in_trials is not None and (in_trials.trials or in_trials.skipped):
+            store.compact_controls(spec.name)  # one part file a trial, written as the trials ended
+            print(f"controls: {in_trials.trials} trials scored in their own workers as they ended, {in_trials.rows} rows "
+                  f"({in_trials.seconds:.1f}s of the trials' time)", file=options.out or sys.stdout, flush=True)
         _Signals.in_fit = True  # as in Tune's loop (a handler raising inside ray.wait comes out a SystemError): the pass stops at its next wait
         try:  # on the sweep's Ray, before it stops
             report.controls = controls_tasks.run(spec, store, data_refs=data_refs, out=options.out, stop=lambda: _Signals.received is not None,
@@ -395,6 +400,8 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         report.unfinished = runtime.unfinished()
     finally:
         report.trials = list(runtime.summaries)
+        if spec.subnet_controls is not None:
+            report.controls_in_trials = runtime.controls
         report.resumed = sum(1 for s in report.trials if s.resumed_from_epoch)
         if progress_obj is not None:
             progress_obj.finish()

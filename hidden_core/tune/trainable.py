@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -154,6 +155,12 @@ def sweep_trainable(config: dict[str, Any], data_refs: dict[tuple, Any] | None =
             if local_subnet and local_subnet != subnet_path:
                 upload_file(local_subnet, subnet_path)
             summary = result.to_dict()
+            if config.get("controls") and local_subnet and os.path.exists(local_subnet):
+                # its controls here, while torch, the data and the file are at hand (controls_pass.worker_plan)
+                from hidden_core.tune.controls_pass import score_in_worker
+
+                summary[report_codec.CONTROLS] = score_in_worker(config["trial_id"], trial_config.method, config["controls"],
+                                                                 local_subnet, data, run_values.get("data_root"))
             records = [r.to_dict() for r in getattr(result, "history", [])] or history
             final = report_codec.final_report(summary, records, common)
         # clean up before the last report: the actor takes its next trial right after it
