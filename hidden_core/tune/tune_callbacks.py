@@ -70,15 +70,23 @@ def forget_results(trial: Any) -> None:
     last result (Tune calls them first) and the driver has decoded it into its own record
     (driver_state.py): the analysis and the report's payload (a final report's whole
     history) go, so what an ended trial holds does not grow with its epochs or fields.
-    What is left of the last result (kind, val_acc, Tune's own fields) stays for Tune's
-    ResultGrid at the end of the run."""
+    So do three copies of its config that only a running trial's console output or
+    population-based training read (measured with tracemalloc on a 300-trial scale run:
+    11.8 of the 21.2 KiB the driver's Python heap grew by per trial): the `config` Tune
+    puts in every result (the trial keeps its own `config`), the searcher's flattened
+    `evaluated_params`, and the `experiment_tag` built from them. What is left of the last
+    result (kind, val_acc, Tune's own fields) stays for Tune's ResultGrid at the end of the
+    run."""
     metadata = getattr(trial, "run_metadata", None)
     if metadata is None:  # not a Tune Trial (a test's stand-in)
         return
     metadata.metric_analysis.clear()
     metadata.metric_n_steps.clear()
     metadata.last_result.pop(PAYLOAD, None)
+    metadata.last_result.pop("config", None)
     metadata.invalidate_cache()
+    trial.evaluated_params = {}
+    trial.experiment_tag = ""
 
 
 def trial_name(trial: Any) -> str:
