@@ -178,8 +178,9 @@ def test_tune_experiment_state_is_not_snapshotted_during_the_run(monkeypatch):
 
 def test_planning_computes_each_trial_configs_identity_once(monkeypatch):
     """`sweep status` and every run plan the whole sweep: a trial's identity (canonical: a
-    dump of the config, normalized) is computed once, for both its trial_id and its cell
-    (twice before: once for each hash)."""
+    dump of the config, normalized) is computed at most once, for both its trial_id and its
+    cell (twice before: once for each hash; now once per cell and per seed of the first
+    cell: a cell's other seeds change only the seed of its canonical form)."""
     from benchmarks.bench_scale import spec
     from hidden_core.config import TrialConfig
 
@@ -193,8 +194,9 @@ def test_planning_computes_each_trial_configs_identity_once(monkeypatch):
     monkeypatch.setattr(TrialConfig, "canonical", counted)
     plan = parse_spec(spec(300)).plan()
     assert len(plan.trials) == 300
-    assert calls[0] == 300
-    assert [t.trial_id for t in plan.trials[:3]] == [t.config.trial_id for t in plan.trials[:3]]
+    assert calls[0] <= 300
+    monkeypatch.setattr(TrialConfig, "canonical", canonical)
+    assert [t.trial_id for t in plan.trials] == [t.config.trial_id for t in plan.trials]
 
 
 @pytest.mark.slow

@@ -268,6 +268,69 @@ def test_search_points_and_unused_search_fields():
     assert spec.search["keep_fraction"].distribution().low == 0.1
 
 
+# ---- planning one validation per cell (spec.plan.expand's by_cell) ------------------------------
+_BY_CELL_SPECS = [
+    # methods (a mapping value among them) x weight distributions x widths x seeds (0 the default, a
+    # repeated seed, a seed only the first cell has in common with none): duplicates by normalization
+    {"name": "x", "base": {"epochs": 2},
+     "grid": {"method": ["dense", {"method": "edge_popup", "optimizer": "adam", "lr": 0.003}, "sign_flip", "bn_only"],
+              "weight_dist": ["kaiming_normal", "signed_constant"], "keep_fraction": [0.3, 0.5], "width": [0.5, 1],
+              "seed": [3, 0, 7, 3]}},
+    # a search: points of (cell, seed) for the methods that read the searched field, trials for the others
+    {"name": "x", "grid": {"seed": [1, 0, 2], "method": ["dense", "edge_popup"], "model": ["mlp", "convnet"], "depth": [2, 4]},
+     "search": {"keep_fraction": {"type": "float", "low": 0.1, "high": 0.9}}, "samples_per_cell": 2},
+]
+
+
+def _plan_facts(plan):
+    return (plan.trials, [t.config.model_fields_set for t in plan.trials], plan.points, plan.axes, plan.combinations, plan.duplicates)
+
+
+@pytest.mark.parametrize("spec", [*SWEEPS, *sorted((ROOT / "sweeps" / "repro").glob("*.yaml")), *_BY_CELL_SPECS],
+                         ids=lambda s: s.stem if isinstance(s, Path) else "crossed")
+def test_planning_by_cell_gives_the_plan_of_every_trial_validated(spec):
+    """The plan validates one config per grid cell and copies it for the cell's other
+    seeds: the same trials (configs, ids, cells, points), in the same order, as validating
+    every combination's config."""
+    from hidden_core.spec.plan import expand
+
+    parsed = load_spec(spec) if isinstance(spec, Path) else parse_spec(spec)
+    by_cell, problems = expand(parsed)
+    each, each_problems = expand(parsed, by_cell=False)
+    assert problems == each_problems == []
+    assert _plan_facts(by_cell) == _plan_facts(each)
+    assert [t.trial_id for t in by_cell.trials] == [t.config.trial_id for t in by_cell.trials]
+
+
+def test_planning_validates_one_config_per_cell(monkeypatch):
+    """`sweep status` and every run plan the whole sweep: 300 trials (100 seeds x 3 learning
+    rates) validate the first cell's 100 seeds and one config for each other cell, not 300
+    configs (most of a 5,000-trial status's own time before)."""
+    from benchmarks.bench_scale import spec
+
+    calls = [0]
+    validate = TrialConfig.model_validate
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return validate(*args, **kwargs)
+
+    parsed = parse_spec(spec(300))  # its field checks validate a config per grid value; not counted below
+    parsed._plan = None
+    monkeypatch.setattr(TrialConfig, "model_validate", counted)
+    assert parsed.plan().total == 300
+    assert calls[0] == 100 + 2
+
+
+def test_an_invalid_combination_is_reported_as_when_every_trial_is_validated():
+    """A combination that fails validation in a later cell than the first: the problems, in
+    their order, are those of validating every trial."""
+    with pytest.raises(ConfigError) as err:
+        parse_spec({"name": "x", "grid": {"model": ["mlp", "convnet"], "depth": [2, 3, 5], "seed": [0, 1, 2]}})
+    assert err.value.problems == ["grid.depth[1]: 3: convnet takes an even number of conv layers >= 2 (2, 4, 6, 8, ...)",
+                                  "grid.depth[2]: 5: convnet takes an even number of conv layers >= 2 (2, 4, 6, 8, ...)"]
+
+
 def test_run_options_follow_resources():
     spec = parse_spec({"name": "x", "grid": {"width": [1]}, "resources": {"cpu": 2, "gpu": 0.5}, "run": {"amp": False}})
     run = spec.run_options()

@@ -98,12 +98,93 @@ def planned_upper_bound(grid: Mapping[str, Sequence[Any]], samples_per_cell: int
 
 
 # ---- expansion -----------------------------------------------------------------------------
-def expand(spec: SweepSpec) -> tuple[Plan, list[str]]:
-    """The spec's Plan and the problems only crossed values have (an invalid combination)."""
+def expand(spec: SweepSpec, *, by_cell: bool = True) -> tuple[Plan, list[str]]:
+    """The spec's Plan and the problems only crossed values have (an invalid combination).
+
+    by_cell (the default): with a plain `seed` axis, each grid cell's config is validated
+    once and its other seeds are copies of it with their seed (the seeds themselves
+    validated with the first cell, as every trial is without by_cell): `sweep status` and
+    every run plan the whole sweep, and validating each of 5,000 trial configs was most of
+    a status's own time. Exact because a seed is read by no check but its own bounds and
+    by no normalization (TrialConfig: only its field validator sees it; tests/test_spec.py
+    compares both ways on every spec in sweeps/). Any invalid combination falls back to
+    the trial-by-trial expansion, so problems are found and worded exactly as before."""
     axes = list(spec.grid)
     if "seed" in axes:  # seeds of one cell next to each other
         axes.remove("seed")
         axes.append("seed")
+    seeds = spec.grid.get("seed", ())
+    if by_cell and len(seeds) > 1 and not any(isinstance(v, Mapping) for v in seeds):
+        plan = _expand_by_cell(spec, axes[:-1])
+        if plan is not None:
+            return plan, []
+    return _expand_each(spec, axes)
+
+
+def _combination(spec: SweepSpec, axes: Sequence[str], combo: Sequence[int]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The config values (base, then each axis' value) and the displayed grid point of one
+    combination of axis value indices."""
+    values = dict(spec.base)
+    point = []
+    for axis, index in zip(axes, combo, strict=True):
+        value = spec.grid[axis][index]
+        if isinstance(value, Mapping):
+            values.update(value)
+            point.append((axis, dict(value)))
+        else:
+            values[axis] = value
+            point.append((axis, value))
+    return values, point
+
+
+def _expand_by_cell(spec: SweepSpec, cell_axes: Sequence[str]) -> Plan | None:
+    """expand's plan, one config validation per grid cell (see expand); None when a
+    combination is invalid (the caller then expands trial by trial for the problems)."""
+    searched = tuple(spec.search)
+    seeds = spec.grid["seed"]
+    trials: dict[str, PlannedTrial] = {}
+    points: dict[tuple[str, int], SearchPoint] = {}
+    combinations = 0
+    # per seed of the axis: its validated value and its entry in a canonical form (none at
+    # the default), read off the first cell's configs, each validated in full
+    seed_values: list[int] = []
+    seed_entries: list[dict[str, Any]] = []
+    for combo in itertools.product(*(range(len(spec.grid[a])) for a in cell_axes)):
+        values, point = _combination(spec, cell_axes, combo)
+        try:
+            if not seed_values:
+                configs = [TrialConfig.model_validate({**values, "seed": seed}).normalized() for seed in seeds]
+                canonicals = [config.canonical() for config in configs]
+                seed_values = [config.seed for config in configs]
+                seed_entries = [{"seed": c["seed"]} if "seed" in c else {} for c in canonicals]
+            else:
+                first = TrialConfig.model_validate({**values, "seed": seeds[0]}).normalized()
+                configs = [first, *(first.model_copy(update={"seed": seed}) for seed in seed_values[1:])]
+                canonicals = [first.canonical()]
+        except ValidationError:
+            return None
+        common = {k: v for k, v in canonicals[0].items() if k != "seed"}  # the cell's canonical form but its seed
+        cell = cell_id(configs[0], searched, canonicals[0])
+        space = tuple(n for n in searched if n not in unused_fields(configs[0]))
+        for i, config in enumerate(configs):
+            combinations += 1
+            trial_point = (*point, ("seed", seeds[i]))
+            if space:
+                key = (cell, config.seed)
+                if key not in points:
+                    points[key] = SearchPoint(config, cell, space, spec.samples_per_cell, trial_point)
+                continue
+            canonical = canonicals[i] if i < len(canonicals) else {**common, **seed_entries[i]}
+            if (trial_id := canonical_trial_id(canonical)) not in trials:
+                trials[trial_id] = PlannedTrial(config, trial_id, cell, trial_point)
+    if not trials and not points:
+        return None
+    axis_counts = {a: len(spec.grid[a]) for a in spec.grid}
+    return Plan(list(trials.values()), list(points.values()), axis_counts, combinations, combinations - len(trials) - len(points))
+
+
+def _expand_each(spec: SweepSpec, axes: Sequence[str]) -> tuple[Plan, list[str]]:
+    """expand, validating every combination's config."""
     searched = tuple(spec.search)
     trials: dict[str, PlannedTrial] = {}
     points: dict[tuple[str, int], SearchPoint] = {}
@@ -113,16 +194,7 @@ def expand(spec: SweepSpec) -> tuple[Plan, list[str]]:
     extra = 0
     for combo in itertools.product(*(range(len(spec.grid[a])) for a in axes)):
         combinations += 1
-        values = dict(spec.base)
-        point = []
-        for axis, index in zip(axes, combo, strict=True):
-            value = spec.grid[axis][index]
-            if isinstance(value, Mapping):
-                values.update(value)
-                point.append((axis, dict(value)))
-            else:
-                values[axis] = value
-                point.append((axis, value))
+        values, point = _combination(spec, axes, combo)
         try:
             config = TrialConfig.model_validate(values).normalized()
         except ValidationError:
