@@ -1,6 +1,7 @@
 """Driver scale: what one sweep driver costs per trial as the sweep grows.
 
     python -m benchmarks.bench_scale [--quick] [--sizes 100,1000,5000] [--profile FILE]
+    python -m benchmarks.bench_scale --synthetic 5000,10000 [--rounds 5]   # the CLI's figures alone
 
 A scale run of near-free trials through the real driver path (spec -> plan -> embedded Ray
 -> Tune with the sweep's searcher, scheduler and callback -> store rows): the smallest MLP
@@ -25,7 +26,10 @@ the subnets folder holds one file per trial by design), and the wall time of `hi
 results show` and `hidden sweep status` (each a fresh CLI process, as a user runs them; the
 median of 3), beside `hidden results --help` (the CLI's start alone: what does not grow
 with the store). The full run also times both commands on a synthetic store of 10,000
-trials (`synthetic_store`: spec(10000)'s rows written at once, nothing run).
+trials (`synthetic_store`: spec(10000)'s rows written at once, nothing run). `--synthetic
+SIZES` runs only that, on a synthetic store of each size (seconds, not the scale run's
+minutes: what to rerun after a change to `sweep status` or `results show`), each command
+the median of `--rounds` fresh processes.
 
 Targets: per-trial driver CPU at the largest size at most 1.5x that at the smallest; the
 driver's memory growth per trial at the largest size at most RSS_TARGET_KIB; show and
@@ -224,9 +228,10 @@ def measure(trials: int, *, cli: bool, profile: str | None = None) -> dict:
     return figures
 
 
-def cli_figures(trials: int, results: str, tmp: str, env: dict[str, str]) -> dict:
-    """`results show` and `sweep status` (fresh CLI processes, median of 3) on the store of
-    spec(trials) in `results`, the CLI's start alone beside them, and each command's own work."""
+def cli_figures(trials: int, results: str, tmp: str, env: dict[str, str], rounds: int = 3) -> dict:
+    """`results show` and `sweep status` (fresh CLI processes, median of `rounds`) on the
+    store of spec(trials) in `results`, the CLI's start alone beside them, and each
+    command's own work."""
     import yaml
 
     spec_path = os.path.join(tmp, f"{SWEEP}.yaml")
@@ -234,34 +239,41 @@ def cli_figures(trials: int, results: str, tmp: str, env: dict[str, str]) -> dic
     root = ["--results", results]
     shown = subprocess.run([sys.executable, "-m", "hidden_core.cli", "results", "show", SWEEP, *root, "--format", "csv"],
                            env=env, check=True, capture_output=True, text=True).stdout
+    load_before = load_average()
     return {
         "rows_shown": max(len(shown.strip().splitlines()) - 1, 0),
-        "show_s": cli_seconds(["results", "show", SWEEP, *root], env),
-        "status_s": cli_seconds(["sweep", "status", spec_path, *root], env),
-        "cli_start_s": cli_seconds(["results", "--help"], env),  # the CLI's own start: imports, no store
-        "show_own_s": command_seconds(["results", "show", SWEEP, *root], env),
-        "status_own_s": command_seconds(["sweep", "status", spec_path, *root], env),
-        "load": load_average(),
+        "rounds": rounds,
+        "show_s": cli_seconds(["results", "show", SWEEP, *root], env, rounds),
+        "status_s": cli_seconds(["sweep", "status", spec_path, *root], env, rounds),
+        "cli_start_s": cli_seconds(["results", "--help"], env, rounds),  # the CLI's own start: imports, no store
+        "show_own_s": command_seconds(["results", "show", SWEEP, *root], env, rounds),
+        "status_own_s": command_seconds(["sweep", "status", spec_path, *root], env, rounds),
+        "load": f"{load_before} -> {load_average()}",
     }
 
 
-def measure_synthetic(trials: int) -> dict:
+def measure_synthetic(trials: int, rounds: int = 3) -> dict:
     """cli_figures on a synthetic store of `trials` (synthetic_store: written, not run)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         results = os.path.join(tmp, "results")
         synthetic_store(trials, results)
-        return {"trials": trials, **cli_figures(trials, results, tmp, env)}
+        return {"trials": trials, **cli_figures(trials, results, tmp, env, rounds)}
 
 
 def cli_rows(label: str, f: dict) -> list[dict]:
+    rounds = f.get("rounds", 3)
     return [
         info(f"{label}: `hidden results --help` wall (the CLI's start alone, no store read)", round(f["cli_start_s"], 2), "s"),
         info(f"{label}: rows `results show` printed", f["rows_shown"], ""),
-        row(f"{label}: `hidden results show` wall (fresh CLI process, median of 3)", round(f["show_s"], 2), "s", f"< {CLI_TARGET_S}", f["show_s"] < CLI_TARGET_S),
-        row(f"{label}: `hidden sweep status` wall (fresh CLI process, median of 3)", round(f["status_s"], 2), "s", f"< {CLI_TARGET_S}", f["status_s"] < CLI_TARGET_S),
+        row(f"{label}: `hidden results show` wall (fresh CLI process, median of {rounds})", round(f["show_s"], 2), "s", f"< {CLI_TARGET_S}", f["show_s"] < CLI_TARGET_S),
+        row(f"{label}: `hidden sweep status` wall (fresh CLI process, median of {rounds})", round(f["status_s"], 2), "s", f"< {CLI_TARGET_S}", f["status_s"] < CLI_TARGET_S),
         info(f"{label}: `results show` / `sweep status`, the command's own work after the CLI's imports", f"{f['show_own_s']:.2f} / {f['status_own_s']:.2f}", "s"),
     ]
+
+
+def synthetic_rows(f: dict) -> list[dict]:
+    return cli_rows(f"scale, synthetic store of {f['trials']} trials (written, not run; load {f['load']})", f)
 
 
 def rows_for(measured: list[dict], synthetic: dict | None = None) -> list[dict]:
@@ -288,7 +300,7 @@ def rows_for(measured: list[dict], synthetic: dict | None = None) -> list[dict]:
         rows.append(info(f"{label}: files after `results compact`, by folder", ", ".join(f"{k}: {v}" for k, v in sorted(large["files"].items())), ""))
         rows += cli_rows(label, large)
     if synthetic is not None:
-        rows += cli_rows(f"scale, synthetic store of {synthetic['trials']} trials (written, not run; load {synthetic['load']})", synthetic)
+        rows += synthetic_rows(synthetic)
     return rows
 
 
@@ -384,7 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default=None, help="comma-separated trial counts (default 100,1000,5000; --quick 100,300)")
     parser.add_argument("--profile", default=None, help="cProfile the driver of the largest size into this file")
+    parser.add_argument("--synthetic", default=None, metavar="SIZES",
+                        help="comma-separated trial counts: only time `results show` and `sweep status` on a synthetic store of each (no scale run)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --synthetic: fresh CLI processes per figure (the median is reported)")
     args = parser.parse_args(argv)
+    if args.synthetic:
+        print(format_rows([r for n in args.synthetic.split(",") for r in synthetic_rows(measure_synthetic(int(n), args.rounds))]))
+        return 0
     if args.profile:
         sizes = tuple(int(s) for s in (args.sizes or "100").split(","))
         measured = [measure(n, cli=False, profile=args.profile if i == len(sizes) - 1 else None) for i, n in enumerate(sizes)]
