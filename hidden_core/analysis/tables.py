@@ -39,10 +39,19 @@ def comparable(column: pd.Series) -> pd.Series:
     """`column` with values that compare and hash as they read: a list or array (a list
     column such as step_milestones) as a tuple; the rest as they are (a missing value is one
     value of its own). What tells configs apart without writing every value as text (about
-    0.4 s for `hidden sweep status` on 5,000 trials)."""
+    0.4 s for `hidden sweep status` on 5,000 trials). A list comprehension, not Series.map
+    (a third of the time: cell_axes makes each list column comparable, three times a status)."""
     if column.dtype != object:
         return column
-    return column.map(lambda v: tuple(v.tolist() if isinstance(v, np.ndarray) else v) if isinstance(v, list | tuple | np.ndarray) else v)
+    return pd.Series([_hashable(v) for v in column.tolist()], index=column.index, name=column.name, dtype=object)
+
+
+def _hashable(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return value
 
 
 def cell_keys(trials: pd.DataFrame) -> list[str]:
