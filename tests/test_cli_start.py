@@ -52,7 +52,7 @@ def _imported(args: list[str]) -> tuple[str, list[str]]:
             "with contextlib.redirect_stdout(out): code = main(sys.argv[1:])\n"
             "assert code == 0, code\n"
             "print(out.getvalue())\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m.startswith('hidden_core.cli.')))\n")
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m.startswith('hidden_core.cli.') or m == 'hidden_core.tune.runner'))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
     *out, modules = done.stdout.strip().splitlines()
@@ -65,6 +65,15 @@ def test_sweep_status_imports_its_own_command_and_no_torch_or_ray(scale_store):
     results, spec_path = scale_store
     out, modules = _imported(["sweep", "status", spec_path, "--results", results])
     assert "100 trials planned = 100 final" in out
+    assert modules == ["hidden_core.cli.sweep_cmd"]
+
+
+def test_sweep_status_watch_imports_no_run_module(scale_store):
+    """--watch took plan_todo from the runner module (the run's lease, controls pass and
+    Ray setup modules with it); planning has it."""
+    results, spec_path = scale_store
+    out, modules = _imported(["sweep", "status", spec_path, "--results", results, "--watch", "--interval", "1"])
+    assert "every trial is final (100 of 100)" in out
     assert modules == ["hidden_core.cli.sweep_cmd"]
 
 

@@ -231,8 +231,9 @@ def _watch(spec: Any, store: Any, interval: float) -> int:
 
     import pandas as pd
 
+    # planning's plan_todo, not runner's: runner imports the run's modules (lease, controls pass, Ray setup)
+    from hidden_core.tune.planning import plan_todo
     from hidden_core.tune.progress import store_line
-    from hidden_core.tune.runner import plan_todo
 
     if not interval > 0:
         raise ConfigError([f"--interval: {interval} must be > 0 seconds"])
