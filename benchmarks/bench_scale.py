@@ -355,6 +355,36 @@ NOTES = """\
   wall: about 0.8 and 0.9 s expected now, not measured quiet here; what is left is the
   imports (about 0.5 s quiet) and, for status, the plan (each trial's config validated by
   pydantic, about 25 us, and hashed).
+- `sweep status` at 5,000 and 10,000 trials (issue 23, 2026-12-07 04:42-05:30 UTC; the
+  synthetic stores of `bench_scale.synthetic_store`, rerun with `python -m
+  benchmarks.bench_scale --synthetic 5000,10000 --rounds 5`). Before (main 1462c25): 1.52 s
+  at 5,000 (load 1.0-1.1, above), 1.76 s here at load 2.1 (median of 5; 10,000: 1.93 s);
+  in one process at 5,000 (load 2-3.5): imports 0.66-0.8 s, the spec and its plan 0.35-0.46
+  s, the store's trials and the counts 0.07-0.1 s, the tables 0.1-0.2 s; Python's cyclic
+  garbage collector 120-170 ms of CPU of it (two full collections walking every object the
+  imports and the plan made, 70-90 ms). Changed: the plan validates one config per grid
+  cell (the first cell's for every seed) and copies it for the cell's other seeds with
+  their seed (a seed is read by no check but its own bounds and by no normalization; an
+  invalid combination falls back to validating every trial, so problems read as before;
+  tests/test_spec.py compares both ways on every spec in sweeps/ and on crossed specs with
+  duplicates, mapping values and a search): the plan of 5,000 trials 0.26 -> 0.06 s, 10,000
+  about 0.5 -> 0.14 s; status pauses the collector while the spec, its plan and the
+  command's modules load, then freezes what they made (gc.freeze; collector time 3-5 ms);
+  the counts look each row's trial_id up in the plan's ids (pandas' isin on a text column
+  made an Arrow scalar of each id: 40 ms at 10,000, now 1.5 ms); analysis.tables.comparable
+  is a list comprehension (cell_axes, three times a status: 13.6 -> 6 ms at 10,000). The
+  same status text byte for byte on both stores. After (bench rows above, load 3.3-3.4):
+  status 0.85 s at 5,000 (met), 1.1 s at 10,000; results show 0.74 / 1.0 s. Interleaved
+  with main, fresh processes, 7 rounds each at nice 10, load 3.1-3.5: as this machine runs
+  them (PYTHONDONTWRITEBYTECODE=1: hidden_core's 33 modules compiled from source at every
+  start), 5,000: 1.84 -> 1.19 s (CPU 1.76 -> 1.08 s), 10,000: 2.35 -> 1.28 s (2.21 -> 1.24);
+  with bytecode cached as an installed package has it, 5,000: 1.63 -> 0.97 s (CPU 1.52 ->
+  0.84), 10,000: 2.02 -> 1.08 s (1.88 -> 1.00). Peak RSS unchanged (210 MB at 5,000). What
+  is left: the imports (pandas, pyarrow, pydantic and yaml alone take 0.58 s of CPU at load
+  7; hidden_core's own compile 0.1-0.2 s without bytecode, store.where and
+  store.maintenance among it though status uses neither), at 10,000 the plan's copy and
+  hash per trial (0.14 s) and the tables (about 0.1 s: width_table's loop over the groups
+  20-30 ms, cell_axes three times).
 - Driver memory (this round): Tune keeps, for every Trial of the run until it ends, a
   running analysis (max/min/mean, last-5/10 windows) of every numeric field of every
   result (ray/tune/trainable/metadata.py): with the reports' 25-30 numeric fields at the
