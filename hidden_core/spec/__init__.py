@@ -65,8 +65,9 @@ before anything is written or started:
   ``max_trials`` (default ``DEFAULT_MAX_TRIALS``; raise it in the spec or with
   ``hidden sweep run --max-trials``). 10,000 is far above every sweep in sweeps/ (at most a
   few hundred) and a sweep of 10,000 ten-second trials is already 28 CPU-hours; planning
-  costs about 150 us and 2.6 KB per trial, so the cap keeps a typo (10,000 seeds x 1,000
-  split seeds) from eating the driver's memory.
+  costs about 50 us per trial (about 12 us where a grid cell has many seeds: one config
+  validated per cell, ``plan.expand``) and 2.6 KB, so the cap keeps a typo (10,000 seeds x
+  1,000 split seeds) from eating the driver's memory.
 
 One job per module: ``model`` (SweepSpec and its parts: every key declared once), ``validate``
 (file or mapping -> SweepSpec, every problem at its path), ``plan`` (expansion, trial and cell
