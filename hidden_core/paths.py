@@ -15,6 +15,7 @@
     <results>/<sweep>/analysis/                `hidden analyze` outputs (local stores)
     <results>/specs/, reproduce_timings.json   `hidden reproduce`'s specs as run and its timings
     FILE.controls.csv                          `hidden subnet controls FILE.safetensors`'s table, beside FILE
+    <data root>/generated/<name>-<version>-<key>.npz  a data set generated offline (MNIST-1D), kept for the next process (data.py)
 
 Only the store, the checkpoints and the subnet files are durable state of a run; Tune's own bookkeeping stays
 in a driver-local folder (ray_setup.py) and is never restored.
@@ -50,6 +51,8 @@ CONTROLS_SUFFIX = ".controls.csv"
 # Under the results root, outside any sweep: what `hidden reproduce` keeps (reproduce.py).
 REPRO_SPECS_DIR = "specs"  # the specs as run (the chosen lr per cell, the seeds)
 REPRO_TIMINGS_FILE = "reproduce_timings.json"  # wall seconds of the runs that made each sweep's trials
+# Under the data root (data.default_data_root): data sets generated offline, kept for the next process.
+GENERATED_DATA_DIR = "generated"
 # Everything a sweep folder may hold: `hidden results delete` removes the folder with all of it.
 SWEEP_ENTRIES = (*TABLE_DIRS, CONTROLS_DIR, CHECKPOINTS_DIR, SUBNETS_DIR, LEASE_FILE, STUDIES_FILE, ANALYSIS_DIR, SWEEP_MARKER)
 

@@ -135,3 +135,28 @@ def test_download_leaves_no_lock_file_behind(tmp_path, capsys):
     with pytest.raises(ConfigError):  # a failed load removes it too
         load_data(make_config(dataset="fashion_mnist"), make_run_options(data_root=str(tmp_path), download=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]
+
+
+def test_mnist1d_is_generated_once_per_data_root_and_read_back_identical(tmp_path, monkeypatch):
+    """Generating MNIST-1D costs 2.3 s of CPU in every process that loads it; the first one
+    keeps it under the data root (<root>/generated/, keyed by mnist1d's version and its
+    arguments), later ones read the same arrays back. A damaged file is made again; a root
+    that cannot be written only costs the time."""
+    import mnist1d.data
+
+    from hidden_core import data
+
+    made = []
+    generate = mnist1d.data.make_dataset
+    monkeypatch.setattr(mnist1d.data, "make_dataset", lambda args: made.append(1) or generate(args))
+    monkeypatch.setenv("HIDDEN_DATA_ROOT", str(tmp_path / "root"))
+    first = data._mnist1d()
+    again = data._mnist1d()
+    assert len(made) == 1 and all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    (kept,) = (tmp_path / "root" / "generated").iterdir()
+    assert kept.name.startswith("mnist1d-") and kept.suffix == ".npz"
+    assert [p.name for p in kept.parent.iterdir()] == [kept.name]  # no temporary file left
+    kept.write_bytes(b"not an npz")
+    assert all(torch.equal(a, b) for a, b in zip(data._mnist1d(), first, strict=True)) and len(made) == 2
+    monkeypatch.setenv("HIDDEN_DATA_ROOT", str(kept))  # a file, not a folder: nothing can be written under it
+    assert all(torch.equal(a, b) for a, b in zip(data._mnist1d(), first, strict=True)) and len(made) == 3
