@@ -23,9 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_sweep_with_subnet_controls(tmp_path: Path, monkeypatch):
-    from hidden_core.tune import controls_tasks
-
-    from hidden_core.tune import controls_pass
+    from hidden_core.tune import controls_pass, controls_tasks
 
     monkeypatch.setattr(controls_tasks, "DRIVER_SCORES", False)  # the pass's trials as Ray tasks (the driver would score them)
     in_worker = controls_pass.worker_plan

@@ -122,7 +122,6 @@ def test_the_worker_plan_covers_the_controlled_trials_a_worker_can_score():
     cpu or auto, or cuda when the trials hold a GPU share; the pass after the trials takes
     the rest (no controls asked, a method without controls or that trained its kept weights,
     cuda for CPU trials, mps)."""
-    import pytest
 
     def plan(method="edge_popup", controls=("cpu", 1), gpu=0.0, **fields):
         spec = parse_spec({**BASE, "resources": {"cpu": 1, "gpu": gpu}, **({"subnet_controls": {"draws": controls[1], "device": controls[0]}} if controls else {})})
