@@ -151,36 +151,25 @@ def run(quick: bool = False, tiny: bool = False) -> list[dict]:
 
 
 NOTES = """\
-- Runs on the shared 2-core machine (load average 4-12 from other jobs), 24 trials, 252
-  rows, the pass's wall time: before (the driver, torch's default 2 threads) 51-139 s; the
-  driver with one thread 9.8-22.7 s; every trial a Ray task, two at once, new workers
-  12.3-29.4 s; after (tasks with the driver scoring beside them) 11.0 s against 62.2 s
-  before in the last run (5.7x). Every pass wrote identical rows.
-- Alone on the machine (the table above, load 1.4-2.2) the old pass is the fastest: 4.6 s
-  with torch's two threads against 5.9 s with one, 5.7 s as tasks and 6.0 s after (1.3x:
-  missed). A pass of about 5 s is too short to pay a new worker's start, and with nothing
-  else running the driver's second thread is free. The gain is under load (above: 62 -> 11 s)
-  and on a cluster, where the tasks add cores. What would make it a gain here too: scoring a
-  trial's controls in its own trial worker right after it ends (torch, the data and the
-  network already there), reported with its final row.
-- Most of the gain is the threads: two intra-op threads on a loaded 2-core machine mostly
-  wait for a core (as common.DEFAULT_THREADS says of training steps). Each way now scores
-  with a trial's threads (resources.cpu).
-- What the tasks cost before their first trial: a new worker process importing torch and
-  this package, 5-10 s here under load (1.6 + 0.5 s on an idle core), against about 0.4 s
-  per trial of this sweep; on 2 cores that start eats what the second core gives (every
-  trial a task: 1.1-2.6x the driver's one-thread pass). So the driver scores trials beside
-  the tasks (from the other end of the list, taking back tasks not yet begun while no
-  worker is up): on 2 cores the pass ends with the driver's pace at worst, and on a cluster
-  the tasks add its cores. A decision from timed trials was tried first and chose wrong
-  under load (wide trials first, Tune's teardown still running): 19.9-21.5 s.
-- Not overlapped with trials still running: a trial's controls need its final row and
-  subnet file, both made by the driver's Tune callback (driver_state), vectorized cells end
-  several trials at once, and with reuse_actors Tune hands a finished trial's CPUs straight
-  to the next trial, so a controls task would get a CPU only in the sweep's tail; the
-  workers' start would then land in the Tune phase. What would close the workers' start:
-  scoring on the sweep's own warm workers (the long-lived trial workers of issue 23's warm
-  start) instead of new processes.
+- This round (2026-12-07, alone on the machine, load 1.6-1.9): each trial's controls are
+  scored in its own worker as it ends (controls_pass.worker_plan / score_in_worker): torch,
+  the data and the subnet file are already there, and the scoring runs in the trial's slot
+  while the other slot trains. The 24 trials' scoring took 5.7 s of the workers' time, 2.84 s
+  of wall over the 2 slots, against 4.7 s for the driver's pass after the trials (torch's 2
+  threads), 6.1 s for that pass with one thread and 5.8 s as Ray tasks: 1.66x (met). The
+  direct measure, the Tune phase with subnet_controls less the one without, was 1.8 s (one
+  sweep each: seconds of noise, -6.4 s on a 2-trial sweep). `make demo`: 36 trials, 372 rows,
+  3.0 s of the call's wall (the pass after the trials took 6.1-7.5 s before). The rows are
+  the same whichever way they are scored (seeded by trial and draw; checked above and in
+  tests/test_subnet_controls_sweep_e2e.py).
+- Last round, the pass after the trials as Ray tasks with the driver scoring beside them
+  (still what runs for the trials no worker scored): under load 4-12, 62.2 s before (the
+  driver, torch's default 2 threads) -> 11.0 s; alone on the machine 4.6 s -> 6.0 s
+  (missed): a pass of about 5 s cannot pay a new worker's start (a process importing torch:
+  1.6 + 0.5 s on an idle core, 5-10 s under load).
+- Most of last round's gain under load was the threads: two intra-op threads on a loaded
+  2-core machine mostly wait for a core (as common.DEFAULT_THREADS says of training steps).
+  Each way scores with a trial's threads (resources.cpu).
 """
 
 

@@ -120,6 +120,30 @@ def run(quick: bool = False, tiny: bool = False) -> list[dict]:
 
 
 NOTES = """\
+- This round (2026-12-07, alone on the machine, load 0.5-1.0, two runs of the module): call
+  to first trial 10.05 and 8.28 s (last round 12.51 s): MNIST-1D is now generated once per
+  machine (data.generated_arrays: 1.66 s -> 3 ms in a process), which left the driver's data
+  thread 2.3 s of CPU lighter beside Ray's start. Tune-phase efficiency 0.653 / 0.687 (1-s
+  trials) and 0.786 / 0.798 (13-s trials; these trials trained in 9.6-10.4 s against 11.5 s
+  last round, so the same fixed start is a larger share). What the Tune phase loses is the
+  first wave: each slot's first trial waits for a new worker process importing torch, Ray
+  Tune and the core train (about 4 s of CPU each, beside the driver's own); per trial after
+  it, 0.031 s (1-s trials) and 0.127 s (13-s trials) go outside training.
+- Tried this round, not merged (branch i23f): Ray started in a background thread 0.5-0.85 s
+  after the call (before: 2.7-4.2 s), its first workers importing torch, Ray Tune and the
+  core train through Ray's worker-setup hook, Tune's trial actors placed on them (its
+  env-var runtime_env left out) and the driver waiting for them before Tuner.fit. Old and
+  new code alternated at load 1.0-1.9: first trial 12.4, 10.6, 10.8, 8.8, 9.0 s before
+  against 11.3, 14.1, 10.2, 12.4, 9.4 s after; Tune-phase efficiency 0.67 -> 0.72 only
+  because the warm-up moved out of the Tune phase, not out of the call. On 2 cores the
+  early start competes with the driver's torch import (Ray's start took 4.0-6.2 s instead of
+  2.7-4.5 s). The timeline of one call (load 3.1) shows the floor: about 18 CPU-seconds
+  before the first trial (the driver about 7.5: torch 2, MNIST-1D 2.3, Ray Tune 1.6; Ray's
+  processes about 3; each warm worker about 4), about 9 s on 2 cores, about 8 with MNIST-1D
+  cached. What would close 6 s: fewer CPU-seconds before the first trial, e.g. Ray started
+  without the agents a sweep does not use (dashboard, runtime-env agent) and a trial worker
+  that imports only what the trial uses (torch._dynamo comes with torch.optim's first
+  optimizer, 2.3 s idle).
 - Where a sweep's time went outside training (16 trials of 8 epochs, MNIST-1D MLPs, 2 at
   once, 2 shared cores; the core train wrapped with phase timers in the workers and a Tune
   callback timing the driver's side; measured 2026-12-02, per trial): checkpoint writes
@@ -130,8 +154,8 @@ NOTES = """\
 - Fixed costs measured then (issue 23): each sweep's Tune phase starts a new worker process
   per concurrent trial that imports Ray Tune and torch (about 6.7 s) and torch._dynamo
   (torch.optim imports it on the first optimizer: 2.3 s on an idle core); Tune's usage
-  telemetry imports Ray's tracker integrations on every Tuner.fit (0.5-2 s); generating
-  MNIST-1D takes 2.3 s of CPU per sweep (overlapped with Ray's start); a bare ray.init takes
+  telemetry imports Ray's tracker integrations on every Tuner.fit (0.5-2 s; skipped since);
+  generating MNIST-1D took 2.3 s of CPU per sweep (cached since); a bare ray.init takes
   about 4.1 s on this machine.
 """
 
