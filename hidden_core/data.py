@@ -143,24 +143,30 @@ def generated_arrays(name: str, key: str, generate: Any) -> dict[str, np.ndarray
     a process made them before (the key names the generator's version and arguments), else
     generated and written there (atomically: a reader never sees half a file). A file that
     cannot be read is made again; a data root that cannot be written only costs the time."""
+    import tempfile
+
     from hidden_core import paths
 
     path = default_data_root() / paths.GENERATED_DATA_DIR / f"{name}-{key}.npz"
     try:
         with np.load(path, allow_pickle=False) as stored:
             return {k: stored[k] for k in stored.files}
-    except (OSError, ValueError, EOFError):  # not there yet, or damaged: make it again
+    except Exception:  # not there yet, or damaged (a truncated zip raises BadZipFile): make it again
         pass
     arrays = generate()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before it is named: a crash leaves the old name or the whole file
         os.replace(tmp, path)
     except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     return arrays
 
 

@@ -156,7 +156,11 @@ def test_mnist1d_is_generated_once_per_data_root_and_read_back_identical(tmp_pat
     (kept,) = (tmp_path / "root" / "generated").iterdir()
     assert kept.name.startswith("mnist1d-") and kept.suffix == ".npz"
     assert [p.name for p in kept.parent.iterdir()] == [kept.name]  # no temporary file left
+    whole = kept.read_bytes()
     kept.write_bytes(b"not an npz")
     assert all(torch.equal(a, b) for a, b in zip(data._mnist1d(), first, strict=True)) and len(made) == 2
-    monkeypatch.setenv("HIDDEN_DATA_ROOT", str(kept))  # a file, not a folder: nothing can be written under it
+    kept.write_bytes(whole[: len(whole) // 2])  # truncated (a zip without its end: BadZipFile)
     assert all(torch.equal(a, b) for a, b in zip(data._mnist1d(), first, strict=True)) and len(made) == 3
+    assert kept.read_bytes() == whole
+    monkeypatch.setenv("HIDDEN_DATA_ROOT", str(kept))  # a file, not a folder: nothing can be written under it
+    assert all(torch.equal(a, b) for a, b in zip(data._mnist1d(), first, strict=True)) and len(made) == 4

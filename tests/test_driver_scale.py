@@ -19,7 +19,7 @@ from hidden_core.spec import parse_spec
 from hidden_core.store import ResultStore
 from hidden_core.tune.driver_state import SweepRuntime
 from hidden_core.tune.pruning import PruningScheduler
-from hidden_core.tune.tune_callbacks import SweepCallback
+from hidden_core.tune.tune_callbacks import ConfigCopiesCleanup, SweepCallback
 
 
 class CountingTrial:
@@ -301,6 +301,8 @@ def test_an_ended_trial_keeps_the_same_small_state_however_long_it_ran(tmp_path:
         record = runtime.records[trial.trial_id]
         assert record.written and record.epochs == {} and record.final is None
         assert trial.metric_analysis == {} and PAYLOAD not in trial.last_result and SELECTION_METRIC in trial.last_result
+        assert trial.evaluated_params  # still there for the trackers' callbacks (Ray's TensorBoard logger writes them as hparams)
+        ConfigCopiesCleanup().on_trial_complete(0, [], trial)  # the run's last callback (runner.py)
         # the copies of its config that only a running trial's console output reads (tracemalloc: 11.8 of 21.2 KiB a trial)
         assert "config" not in trial.last_result and trial.evaluated_params == {} and trial.experiment_tag == ""
         assert trial.config["trial_id"] == f"t{epochs:02d}"  # the trial's own config stays
@@ -367,3 +369,35 @@ def test_the_scale_bench_prints_each_target_with_met_or_missed():
     }
     assert sum("driver peak RSS" in name for name in rows) == 3
     assert sum(1 for name in rows if "synthetic store of 10000" in name and rows[name]["target"]) == 2
+
+
+def test_a_workers_controls_that_cannot_be_written_never_stop_the_trials_ending(tmp_path: Path, monkeypatch):
+    """A trial's controls scored in its worker are written after its row and its ending
+    (subnet file kept, checkpoint gone, summary, progress); a store error writing them (an
+    S3 503, say) is logged and left to the pass after the trials, never raised out of Tune's
+    callback (which would retry a trial whose row is final)."""
+    import json
+
+    from hidden_core.tune import checkpoints, report_codec
+
+    runtime = _runtime(tmp_path)
+    monkeypatch.setattr(checkpoints, "keep_subnet", lambda *a, **k: "kept")  # the trial's subnet file is there
+    ended = []
+    monkeypatch.setattr(checkpoints, "trial_final", lambda *a, **k: ended.append(a[2]))
+
+    def unavailable(*a, **k):
+        raise OSError(5, "S3: 503 Slow Down")
+
+    monkeypatch.setattr(runtime.store, "write_controls", unavailable)
+    trial = _tune_trial("ray02", {"trial": {"dataset": "digits", "model": "mlp", "epochs": 2, "method": "edge_popup"}, "cell_id": "c",
+                                  "trial_id": "t02"})
+    callback = SweepCallback(runtime)
+    callback.on_trial_start(0, [], trial)
+    reports = _reports(2)
+    payload = json.loads(reports[-1][report_codec.PAYLOAD])
+    payload[report_codec.CONTROLS] = report_codec.controls_entry([{"control": "found", "draw": 0, "val_acc": 0.5, "test_acc": 0.5}], "cpu", None, 0.1)
+    for report in [*reports[:-1], {**reports[-1], report_codec.PAYLOAD: json.dumps(payload)}]:
+        callback.on_trial_result(0, [], trial, report)
+    callback.on_trial_complete(0, [], trial)
+    assert runtime.records["ray02"].written and ended == ["t02"] and runtime.final_ids == {"t02"} and len(runtime.summaries) == 1
+    assert runtime.controls.trials == 0  # not written: the pass after the trials finds it pending

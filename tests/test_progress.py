@@ -342,3 +342,34 @@ def test_tick_times_the_runs_in_flight_and_forgets_those_that_ended():
     # b has run 30 s of its 40 on one slot, c waits for the other: 10 s and 40 s left
     assert model.eta(running=1, concurrency=2, elapsed={"b": 30.0}) == pytest.approx(40.0)
     assert model.eta(running=1, concurrency=1, elapsed={"b": 30.0}) == pytest.approx(50.0)
+
+
+def test_eta_of_a_sweep_of_one_architecture_is_its_flat_rate():
+    """Every run the same size (an lr, method or seed sweep): nothing to extrapolate, so the
+    ETA is the timed rate from the first run on, not 'ETA ?' for the whole run."""
+    from hidden_core.tune.progress import EtaModel, Work
+
+    model = EtaModel({f"t{i}": Work(10, 5000, f"t{i}", "dense") for i in range(20)}, [])
+    model.ended("t0", "t0", 10.0)
+    assert model.eta(running=0, concurrency=2) == pytest.approx(19 * 10.0 / 2, rel=0.06)  # 10 waves of 2, the last one alone
+    mixed = EtaModel({f"t{i}": Work(10, 5000 if i % 2 else 6000, f"t{i}", "dense") for i in range(4)}, [])
+    mixed.ended("t0", "t0", 12.0)  # 6,000 parameters: the 5,000 left lie within the sizes timed, give or take 25%
+    assert mixed.eta(running=0, concurrency=1) == pytest.approx(36.0)
+
+
+def test_a_pruned_trial_counts_the_epochs_it_ran():
+    """A trial pruned at 3 of 30 epochs is not 10x faster: the ETA counts its epochs run."""
+    from hidden_core.tune.progress import EtaModel, Work
+
+    work = {**{f"p{i}": Work(30, 1000, f"p{i}", "dense") for i in range(4)}, **{f"w{i}": Work(30, 4000, f"w{i}", "dense") for i in range(4)}}
+    progress = Progress(load_spec("sweeps/quickstart.yaml"), out=io.StringIO(), interval_s=1e9)
+    progress.start(len(work), 1, work=(work, []))
+    # 0.5 + 0.001 x parameters seconds a seed-epoch: 4.5 s at 4,000 parameters, 1.5 s at 1,000
+    for trial_id, seconds in (("w0", 135.0), ("p0", 18.0), ("p1", 18.0)):
+        status, run = ("completed", 30) if trial_id == "w0" else ("pruned", 12)
+        progress.on_trial_end(SimpleNamespace(trial_id=trial_id, run=trial_id, status=status, method="dense", best_val_acc=0.5,
+                                              started_at=0.0, finished_at=seconds, train_seconds=seconds, epochs_run=run))
+    # left on one slot: 3 runs at 4,000 (135 s each) and 2 at 1,000 (45 s each); the pruned runs
+    # counted at 30 epochs would make the narrow ones 0.6 s a seed-epoch and bend the line
+    assert progress.eta_seconds() == pytest.approx(3 * 135 + 2 * 45, rel=0.02)
+    assert isinstance(progress.model, EtaModel)

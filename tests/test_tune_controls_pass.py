@@ -127,11 +127,13 @@ def test_the_worker_plan_covers_the_controlled_trials_a_worker_can_score():
         spec = parse_spec({**BASE, "resources": {"cpu": 1, "gpu": gpu}, **({"subnet_controls": {"draws": controls[1], "device": controls[0]}} if controls else {})})
         return controls_pass.worker_plan(spec, make_config(method=method, dataset="digits", **fields).model_dump(mode="json"))
 
-    assert plan() == {"draws": 1, "device": "cpu"} and plan(controls=("auto", 3)) == {"draws": 3, "device": "auto"}
-    assert plan("sign_flip") == {"draws": 1, "device": "cpu"}
+    assert plan() == {"draws": 1, "device": "cpu"} and plan("sign_flip") == {"draws": 1, "device": "cpu"}
+    # auto as the pass's tasks resolve it: the GPU share the trial holds, else the CPU (never a GPU it did not reserve)
+    assert plan(controls=("auto", 3)) == {"draws": 3, "device": "cpu"} and plan(controls=("auto", 3), gpu=0.5) == {"draws": 3, "device": "cuda"}
     assert plan(controls=None) is None and plan("dense") is None
     assert plan("gem_miner", gem_miner_finetune_epochs=2) is None and plan("gem_miner") is not None
-    assert plan(controls=("cuda", 1)) is None and plan(controls=("cuda", 1), gpu=0.5) == {"draws": 1, "device": "cuda"}
+    assert plan(controls=("cuda", 1)) is None and plan(controls=("cuda:1", 1), gpu=0.5) == {"draws": 1, "device": "cuda"}
+    assert plan(controls=("cpu", 1), gpu=0.5) == {"draws": 1, "device": "cpu"}
     assert plan(controls=("mps", 1)) is None
 
 

@@ -146,10 +146,12 @@ def worker_plan(spec: SweepSpec, config: dict[str, Any]) -> dict[str, Any] | Non
     options = spec.subnet_controls
     if options is None or config.get("method") not in CONTROLLED_METHODS or controls_of(config["method"], config) is None:
         return None
-    device = options.device
-    if not (device in ("auto", "cpu") or (device.startswith("cuda") and spec.resources.gpu > 0)):
+    device, gpu = options.device, spec.resources.gpu > 0
+    if device == "mps" or (device.startswith("cuda") and not gpu):
         return None
-    return {"draws": options.draws, "device": device}
+    # as the pass's tasks resolve it (controls_tasks.task_plan): the GPU the trial holds, else
+    # the CPU; never 'auto' in a worker, which would find a GPU the trial did not reserve
+    return {"draws": options.draws, "device": "cuda" if gpu and device != "cpu" else "cpu"}
 
 
 def score_in_worker(trial_id: str, method: str, plan: dict[str, Any], subnet_file: str, data: Any, data_root: str | None) -> dict[str, Any]:
@@ -161,9 +163,12 @@ def score_in_worker(trial_id: str, method: str, plan: dict[str, Any], subnet_fil
     from hidden_core.tune.report_codec import controls_entry
 
     started = time.perf_counter()
-    item = ControlsWork(trial_id, "", method, method_draws(method, int(plan["draws"])))
-    outcome = score_trial(item, subnet_file, lambda: read_subnet_file(subnet_file), plan["device"], data_root,
-                          data_for=lambda _config: data)
+    try:
+        item = ControlsWork(trial_id, "", method, method_draws(method, int(plan["draws"])))
+        outcome = score_trial(item, subnet_file, lambda: read_subnet_file(subnet_file), plan["device"], data_root,
+                              data_for=lambda _config: data)
+    except Exception as err:  # never the trial's failure: the pass after the trials scores it
+        outcome = TrialOutcome(trial_id, problem=problem_text(err))
     return controls_entry(outcome.rows, outcome.device, outcome.problem, time.perf_counter() - started)
 
 
@@ -173,7 +178,11 @@ def record_from_worker(spec: SweepSpec, store: ResultStore, trial_id: str, write
     the trial's row (`write_id`) is in the store; a problem is reported and left to the
     pass after the trials, as record does."""
     outcome = TrialOutcome(trial_id, rows=list(entry["rows"]), device=entry["device"], problem=entry["problem"])
-    record(spec, store, ControlsWork(trial_id, write_id, method, []), outcome, report, out)
+    if outcome.problem is not None:  # the pass after the trials, in this same run, scores it
+        log.warning("controls of trial %s not scored in its worker (%s); the pass after the trials scores them", trial_id, outcome.problem)
+        report.skipped.append(trial_id)
+    else:
+        record(spec, store, ControlsWork(trial_id, write_id, method, []), outcome, report, out)
     report.seconds += float(entry["seconds"])  # the workers' seconds (in parallel, inside the trials)
 
 

@@ -344,10 +344,7 @@ class SweepRuntime:
             log.exception("could not write trial %s to the store; it re-runs next time", rec.trial_id)
             return
         rec.written = True
-        controls = report_codec.controls_in(rec.final) if rec.final is not None and status in FINAL_STATUSES and row.get(SUBNET_FILE) else None
-        if controls is not None:  # scored in its worker: the rows go in beside the trial's own (the pass after the trials skips it)
-            controls_pass.record_from_worker(self.spec, self.store, rec.trial_id, write_id, rec.config.get("method", "?"), controls,
-                                             self.controls, getattr(self.progress, "out", None) or sys.stdout)
+        controls = rec.final if rec.final is not None and status in FINAL_STATUSES and row.get(SUBNET_FILE) else None
         if status in FINAL_STATUSES:
             self.final_ids.add(rec.trial_id)
             try:
@@ -363,9 +360,23 @@ class SweepRuntime:
             run=rec.ray_id.split("/", 1)[0],  # seed_key: '<run>/<trial_id>'
         )
         self.summaries.append(summary)
+        if controls is not None:
+            self._write_worker_controls(rec, write_id, controls)
         rec.release()
         if self.progress is not None:
             self.progress.on_trial_end(summary)
+
+    def _write_worker_controls(self, rec: TrialRecord, write_id: str, final: dict[str, Any]) -> None:
+        """The controls the trial's worker scored (controls_pass.worker_plan), written after
+        the trial's own row is done with. Never stops the sweep or the trial's ending: what
+        cannot be read or written is logged and left to the pass after the trials."""
+        try:
+            entry = report_codec.controls_in(final)
+            if entry is not None:
+                controls_pass.record_from_worker(self.spec, self.store, rec.trial_id, write_id, rec.config.get("method", "?"), entry,
+                                                 self.controls, getattr(self.progress, "out", None) or sys.stdout)
+        except Exception as err:
+            log.warning("controls of trial %s not written (%s); the pass after the trials scores them", rec.trial_id, err)
 
     def trial_row(self, rec: TrialRecord, status: str, epochs: list[dict[str, Any]], error: str | None) -> dict[str, Any]:
         row: dict[str, Any] = {"trial_id": rec.trial_id, "cell_id": rec.cell_id, "status": status}

@@ -21,7 +21,7 @@ left, its predicted seconds less the seconds since `tick` first saw it running (
 that: the one a slot took when the last trial ended counted whole, the others half done,
 which misjudged the tail of a sweep: 27 of 30 simulated demos within 1.5x, worst 0.50,
 against 29 of 30, worst 0.65); the ETA is when the last one ends.
-Checked on a simulated sweep in tests/test_progress.py. Shown once runs of two sizes (2x apart) have ended ('ETA ?'
+Checked on a simulated sweep in tests/test_progress.py. Shown once runs of two sizes (2x apart) have ended, or of the only sizes left ('ETA ?'
 before). A progress object started without the plan's work falls
 back on the mean trial duration times the trials left over the concurrency (eta_seconds).
 Pruned, failed and diverged counts appear once they are not zero.
@@ -110,7 +110,9 @@ class Progress:
         if duration is not None:
             self.durations.append(duration)
         if self.model is not None:
-            self.model.ended(summary.trial_id, getattr(summary, "run", "") or summary.trial_id, duration)
+            stopped_early = summary.status != COMPLETED and getattr(summary, "epochs_run", None) is not None
+            self.model.ended(summary.trial_id, getattr(summary, "run", "") or summary.trial_id, duration,
+                             summary.epochs_run if stopped_early else None)
         if summary.best_val_acc is not None and math.isfinite(summary.best_val_acc):
             if summary.best_val_acc > self.best.get(summary.method, -1.0):
                 self.best[summary.method] = summary.best_val_acc
@@ -235,18 +237,22 @@ class EtaModel:
         self.runs: dict[str, list[float]] = {}  # run -> [seconds, seed-epochs, parameter-epochs]
         self.run_method: dict[str, str] = {}
 
-    def ended(self, trial_id: str, run: str, duration: float | None) -> None:
+    def ended(self, trial_id: str, run: str, duration: float | None, epochs_run: int | None = None) -> None:
+        """`epochs_run`: what a trial that stopped early (pruned, failed, diverged) trained,
+        counted instead of its planned epochs (a trial pruned at 3 of 30 epochs is not 10x
+        faster)."""
         work = self.pending.pop(trial_id, None)
         if work is None and self.samples:
             work = self.samples.pop(0)
         if work is None:
             return
+        epochs = work.epochs if epochs_run is None else max(0, min(work.epochs, int(epochs_run)))
         record = self.runs.setdefault(run, [0.0, 0.0, 0.0])
         self.run_method[run] = work.method
         if duration is not None:  # the seeds of one run end together: the run took the longest
             record[0] = max(record[0], duration)
-        record[1] += work.epochs
-        record[2] += work.epochs * work.params
+        record[1] += epochs
+        record[2] += epochs * work.params
 
     def rate(self) -> dict[str, tuple[float, float]] | None:
         """Per method (a, b): seconds per seed-epoch = a + b x parameters, fitted over the
@@ -269,19 +275,26 @@ class EtaModel:
         if not timed:
             return None
         reach: dict[str, int] = defaultdict(int)  # the largest network each method has left
+        least: dict[str, float] = defaultdict(lambda: math.inf)  # and the smallest
         for w in [*self.pending.values(), *self.samples]:
             reach[w.method] = max(reach[w.method], w.params)
+            least[w.method] = min(least[w.method], w.params)
 
-        def fits(points: list[tuple[float, float, float]], largest: int) -> bool:
-            """Sizes 2x apart, the largest within 4x of the largest left: a slope fitted on
-            narrow runs alone is noise when extrapolated 40x (a simulated demo: 2x the time)."""
-            return _spread(points) and 4 * max(x for _, x, _ in points) >= largest
+        def fits(points: list[tuple[float, float, float]], smallest: float, largest: int) -> bool:
+            """Sizes 2x apart, the largest within 4x of the largest left (a slope fitted on
+            narrow runs alone is noise when extrapolated 40x: a simulated demo took 2x the
+            time); or every size left within the sizes timed, give or take 25% (a sweep of
+            one architecture: its flat rate, nothing to extrapolate)."""
+            xs = [x for _, x, _ in points]
+            if _spread(points) and 4 * max(xs) >= largest:
+                return True
+            return largest > 0 and min(xs) <= 1.25 * smallest and largest <= 1.25 * max(xs)
 
-        lines = {m: _line_fit(points) for m, points in timed.items() if fits(points, reach[m])}
+        lines = {m: _line_fit(points) for m, points in timed.items() if fits(points, least[m], reach[m])}
         pooled = [p for points in timed.values() for p in points]
         if lines:
             mean = (sum(a for a, _ in lines.values()) / len(lines), sum(b for _, b in lines.values()) / len(lines))
-        elif fits(pooled, max(reach.values(), default=0)):  # no method timed at two sizes: one line through them all
+        elif fits(pooled, min(least.values(), default=math.inf), max(reach.values(), default=0)):  # one line through them all
             mean = _line_fit(pooled)
         else:  # how the cost grows is not known yet ('ETA ?'; a slope fitted over 1,875 and
             return None  # 1,975 parameters once said 49 minutes for 2)

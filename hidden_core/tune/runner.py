@@ -344,7 +344,12 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
     from hidden_core.tune.pruning import CellStudies, PruningScheduler, default_study_storage
     from hidden_core.tune.search import SweepSearcher
     from hidden_core.tune.trainable import sweep_trainable
-    from hidden_core.tune.tune_callbacks import SweepCallback, trial_dirname, trial_name
+    from hidden_core.tune.tune_callbacks import (
+        ConfigCopiesCleanup,
+        SweepCallback,
+        trial_dirname,
+        trial_name,
+    )
 
     studies = None
     if spec.pruner.enabled or spec.search:
@@ -383,7 +388,7 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
                 name=TUNE_EXPERIMENT,
                 storage_path=tune_dir,
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                callbacks=[SweepCallback(runtime), *options.callbacks],
+                callbacks=[SweepCallback(runtime), *options.callbacks, ConfigCopiesCleanup()],  # the cleanup after the trackers
                 stop=_signal_stopper(),
                 verbose=0,
             ),
