@@ -45,6 +45,7 @@ from hidden_core.records import (
     BEST_VAL_ACC,
     COMPLETED,
     DIVERGED,
+    EPOCHS_RUN,
     FAILED,
     PRUNED,
     TEST_METRIC,
@@ -110,7 +111,7 @@ class Progress:
         if duration is not None:
             self.durations.append(duration)
         if self.model is not None:
-            stopped_early = summary.status != COMPLETED and getattr(summary, "epochs_run", None) is not None
+            stopped_early = summary.status != COMPLETED and getattr(summary, EPOCHS_RUN, None) is not None
             self.model.ended(summary.trial_id, getattr(summary, "run", "") or summary.trial_id, duration,
                              summary.epochs_run if stopped_early else None)
         if summary.best_val_acc is not None and math.isfinite(summary.best_val_acc):
