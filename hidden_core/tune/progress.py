@@ -262,7 +262,7 @@ class EtaModel:
         Each method has a line of its own, timed at both ends of its sizes from early on: the
         runner starts each method's cheapest cell first (planning.longest_first). A method
         timed at sizes less than 2x apart, or not within 4x of the largest network it has
-        left, keeps the mean line's shape, scaled through its runs; one not timed yet takes
+        left, keeps the mean line's shape, scaled through its widest runs; one not timed yet takes
         the mean line. None while no method (nor all pooled) is so timed. Measured on `make demo`'s timings: one line for all
         methods times one factor per method (a mask's sort, a frozen body's short backward
         pass), fitted by absolute errors, gave ETA/time left 0.40-0.58 after a quarter (the
@@ -301,7 +301,11 @@ class EtaModel:
             return None  # 1,975 parameters once said 49 minutes for 2)
         for m, points in timed.items():
             if m not in lines:
-                scale = _mean_ratio(points, mean)
+                # through its widest runs: the closest to what it has left (its narrow ones are
+                # mostly the fixed part: on `make demo` they put edge_popup at 1.5x dense where its
+                # widest cells cost 1.9x; ETA/time left 0.66 -> 0.73 at the low end)
+                top = max(x for _, x, _ in points)
+                scale = _mean_ratio([p for p in points if p[1] * 1.25 >= top], mean)
                 lines[m] = (mean[0] * scale, mean[1] * scale)
         return defaultdict(lambda: mean, lines)
 
