@@ -1,6 +1,7 @@
 """Data sets: offline ones for real, torchvision ones from small files written here in each
 data set's own on-disk format; device-side batching and augmentation."""
 
+import os
 import pickle
 import struct
 
@@ -164,3 +165,18 @@ def test_mnist1d_is_generated_once_per_data_root_and_read_back_identical(tmp_pat
     assert kept.read_bytes() == whole
     monkeypatch.setenv("HIDDEN_DATA_ROOT", str(kept))  # a file, not a folder: nothing can be written under it
     assert all(torch.equal(a, b) for a, b in zip(data._mnist1d(), first, strict=True)) and len(made) == 4
+
+
+def test_mnist1d_read_back_imports_neither_mnist1d_data_nor_scipy(tmp_path):
+    """A process that finds MNIST-1D kept under the data root never imports the generator
+    (mnist1d.data, and scipy with it: about 1 s of CPU in each sweep's driver)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HIDDEN_DATA_ROOT": str(tmp_path)}
+    code = ("import sys; from hidden_core import data; x = data._mnist1d(); "
+            "print(len(x[0]), 'mnist1d.data' in sys.modules, 'scipy' in sys.modules)")
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert first[0] == again[0] == "4000" and first[1] == "True"  # the first process generated it
+    assert again[1:] == ["False", "False"]

@@ -180,3 +180,63 @@ def test_tuner_fit_skips_the_callback_tag_that_imports_the_tracker_integrations(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "integrations imported: False" in out.stdout and "restored: True" in out.stdout, out.stdout
+
+
+def test_trial_actors_skip_tunes_runtime_env_only_where_the_embedded_workers_already_have_it(monkeypatch):
+    """Tune registers every trainable with an env_vars runtime_env; an embedded Ray's workers
+    already have those values (EmbeddedRay.worker_env), so the sweep registers it without
+    one. A variable set after Ray started, or a cluster, keeps Tune's own registration."""
+    from ray.tune.execution import class_cache
+
+    from hidden_core.tune import ray_setup
+
+    class Trainable:
+        pass
+
+    embedded = ray_setup.EmbeddedRay(1)
+    embedded.worker_env = {**os.environ, **ray_setup.EMBEDDED_WORKER_ENV}
+    original = class_cache._ActorClassCache.get
+    with ray_setup.trials_on_started_workers(embedded):
+        assert class_cache._ActorClassCache().get(Trainable)._default_options.get("runtime_env") is None
+        monkeypatch.setenv("RAY_CHDIR_TO_TRIAL_DIR", "1")  # set after Ray started: the workers lack it
+        options = class_cache._ActorClassCache().get(Trainable)._default_options
+        assert options["runtime_env"]["env_vars"]["RAY_CHDIR_TO_TRIAL_DIR"] == "1"
+    assert class_cache._ActorClassCache.get is original
+    with ray_setup.trials_on_started_workers(True):  # a cluster: Tune's own registration
+        assert class_cache._ActorClassCache.get is original
+
+
+@pytest.mark.slow  # a real embedded Ray and one Tune trial (seconds)
+def test_a_tune_trial_runs_on_a_worker_the_raylet_started_with_the_sweeps_ray(ray_root, monkeypatch):
+    """Before: Tune's runtime_env sent each trial to a new process (setup_worker, the runtime
+    env agent, a second Python start) while the raylet's own workers sat idle."""
+    import time
+
+    import ray
+    from ray import tune
+
+    from hidden_core.tune import ray_setup
+
+    monkeypatch.setenv("HIDDEN_RAY_TEMP", str(ray_root))
+
+    def trainable(config):
+        tune.report({"pid": os.getpid()})
+
+    embedded = ray_setup.EmbeddedRay(1)
+    embedded.start()
+    try:
+        deadline = time.monotonic() + 60
+        workers: set[int] = set()
+        while not workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = {pid for pid in ray_setup.processes_of(embedded.folder)
+                       if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"ray::IDLE")}  # started and registered
+        assert workers, "the raylet started no Python worker"
+        tuner = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}), tune_config=tune.TuneConfig(num_samples=1),
+                           run_config=tune.RunConfig(storage_path=os.path.join(embedded.folder, "tune"), verbose=0))
+        with ray_setup.without_callback_telemetry(), ray_setup.trials_on_started_workers(embedded):
+            results = tuner.fit()
+        assert results[0].metrics["pid"] in workers
+        assert ray.is_initialized()
+    finally:
+        embedded.stop()

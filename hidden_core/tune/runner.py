@@ -273,7 +273,7 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(report.concurrency)
         tune_dir = _tune_dir(ray_started)
         _fit(spec, store, results_root, todo, report, options, run_values=run_values, data_refs=data_refs, tune_dir=tune_dir,
-             started=started)
+             started=started, ray_started=ray_started)
         from hidden_core.tune import controls_tasks
 
         @contextlib.contextmanager
@@ -335,7 +335,8 @@ def _signal_stopper() -> Any:
 
 
 def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, options: SweepOptions, *,
-         run_values: dict[str, Any], data_refs: dict[tuple, Any], tune_dir: str, started: float) -> None:
+         run_values: dict[str, Any], data_refs: dict[tuple, Any], tune_dir: str, started: float,
+         ray_started: ray_setup.EmbeddedRay | bool = False) -> None:
     from ray import tune
 
     from hidden_core.tune.driver_state import SweepRuntime
@@ -395,7 +396,7 @@ def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
         )
         _Signals.in_fit = True
         try:
-            with ray_setup.without_callback_telemetry():
+            with ray_setup.without_callback_telemetry(), ray_setup.trials_on_started_workers(ray_started):
                 tuner.fit()
         finally:
             _Signals.in_fit = False
