@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from hidden_core import checkpoint as checkpoints
-from hidden_core import health
+from hidden_core import eager_optim, health
 from hidden_core.checkpoint import (
     CheckpointMismatch as CheckpointMismatch,  # re-exported (cli/train_cmd.py)
 )
@@ -119,9 +119,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(config: TrialConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """torch.optim's SGD or Adam (eager_optim: the same classes without their torch._dynamo import)."""
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return eager_optim.make(torch.optim.SGD, params, lr=config.lr, momentum=config.momentum,
+                                nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
+    return eager_optim.make(torch.optim.Adam, params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def make_schedule(config: TrialConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:

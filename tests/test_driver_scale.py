@@ -169,7 +169,7 @@ def test_tune_experiment_state_is_not_snapshotted_during_the_run(monkeypatch):
     """The sweep never restores Tune's experiment state (runner.py), so its snapshot (every
     trial's state as JSON: work that grows with the trials in the run) is taken once, at
     the end, not every 10 s or more as Tune's default does."""
-    from hidden_core.tune.tune_callbacks import TUNE_ENV
+    from hidden_core.tune.ray_setup import TUNE_ENV
 
     hour = 3600
     assert _snapshots_over("auto", hour, monkeypatch) >= hour // 20  # Tune's default: the test can tell

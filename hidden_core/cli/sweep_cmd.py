@@ -69,8 +69,8 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     if args.num_cpus is not None and not 1 <= args.num_cpus <= 1024:
         raise ConfigError([f"--num-cpus: {args.num_cpus} is not in [1, 1024]"])
     store = _store(args.results)
-    largest = plan_footprint(spec.plan())
     if args.dry_run:
+        largest = plan_footprint(spec.plan())
         for line in describe_todo(spec, plan_todo(spec, store)):
             print(line)
         if largest is not None:
@@ -88,20 +88,26 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
         if problems := storage_url_problems(args.study_storage, "--study-storage"):
             raise ConfigError(problems)
     require_writable(store)
-    _machine_checks(spec, args, largest)
+    _machine_checks(spec, args, None)  # all but the largest trial's memory, before Ray starts
     from hidden_core.tune.report import SweepStopped
+    from hidden_core.tune.runner import ray_started_early
+
+    def memory_check() -> None:  # the largest trial's size imports torch: an embedded Ray starts meanwhile
+        if args.address is None:  # a cluster's nodes are checked when the run joins it
+            _machine_checks(spec, args, plan_footprint(spec.plan()), memory_only=True)
 
     try:
-        report = run_sweep(
-            spec,
-            store.uri,
-            address=args.address,
-            study_storage=args.study_storage,
-            progress=not args.quiet,
-            skip_resource_check=args.skip_resource_check,
-            max_concurrent=args.max_concurrent,
-            num_cpus=args.num_cpus,
-        )
+        with ray_started_early(spec, store, address=args.address, num_cpus=args.num_cpus, check=memory_check):
+            report = run_sweep(
+                spec,
+                store.uri,
+                address=args.address,
+                study_storage=args.study_storage,
+                progress=not args.quiet,
+                skip_resource_check=args.skip_resource_check,
+                max_concurrent=args.max_concurrent,
+                num_cpus=args.num_cpus,
+            )
     except SweepStopped as stop:  # SIGINT / SIGTERM / a full disk: one line, the run already cleaned up
         import shlex
 
@@ -133,13 +139,18 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     return 1 if report.unfinished else 0
 
 
-def _machine_checks(spec: Any, args: argparse.Namespace, largest: Any) -> None:
+def _machine_checks(spec: Any, args: argparse.Namespace, largest: Any, *, memory_only: bool = False) -> None:
     """What this machine must have for the run, checked by the run and by --dry-run alike
     (ConfigError, exit 2): the controls pass's device (it runs in this process); without
-    --address, memory for the largest trial and the CPUs/GPUs one trial asks for. With
-    --address the cluster's nodes are checked when the run joins it."""
+    --address, memory for the largest trial (`largest`: None skips it) and the CPUs/GPUs one
+    trial asks for. With --address the cluster's nodes are checked when the run joins it.
+    `memory_only`: the largest trial's memory alone (the run checks the rest first)."""
     from hidden_core.footprint import require_device, require_fit
 
+    if memory_only:
+        if largest is not None:
+            require_fit(largest[0], spec.resources.device, largest[1])
+        return
     if spec.subnet_controls is not None:
         try:
             require_device(spec.subnet_controls.device)

@@ -35,8 +35,9 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ ROOT_VAR = "HIDDEN_RAY_TEMP"  # where embedded Rays keep their temp dirs (defaul
 _MAX_ROOT_CHARS = 48  # Ray's socket paths (<root>/<run>/session_<43 chars>/sockets/plasma_store) stay < 108
 
 AUTH_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+RAY_WORKER_LOGGER = "ray._private.worker"  # ray.init's notice when it is called off the main thread
 
 
 class _DropAuthDefaultNotice(logging.Filter):
@@ -61,9 +63,28 @@ class _DropAuthDefaultNotice(logging.Filter):
         return "to opt out" not in record.getMessage()
 
 
+class _DropOffMainThreadNotice(logging.Filter):
+    """Drops ray.init's warning that it set no SIGTERM handler because it runs off the main
+    thread (BackgroundStart): the sweep's own SIGINT/SIGTERM handlers are in place (runner.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
 # Worker-side environment (trial processes):
 WORKER_ENV = {
     "RAY_CHDIR_TO_TRIAL_DIR": "0",  # keep the working directory: relative data paths work
+}
+# Driver-side environment for Tune (set before Tune reads it, unless the user set it):
+TUNE_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no per-trial JSON/CSV/TensorBoard files: the store is the record
+    "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0: Tune prints nothing; progress.py prints one line
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "RAY_DEDUP_LOGS": "1",
+    # Tune's experiment-state snapshot (every trial's state as JSON, for Tune's own resume)
+    # is never restored here (runner.py): one at the end instead of one every 10 s or more,
+    # which cost up to 5% of the driver's time, growing with the trials in the run
+    "TUNE_GLOBAL_CHECKPOINT_S": "86400",
 }
 # What Tune sends as every trial actor's runtime_env (ray.tune.execution.class_cache
 # .DEFAULT_ENV_VARS): an embedded Ray's workers inherit it from the raylet instead, so that a
@@ -279,8 +300,9 @@ class EmbeddedRay:
                 os.environ[key] = value
         ray_constants.ENABLE_RAY_CLUSTER = False  # read at import; the driver may have imported Ray already
         self.worker_env = dict(os.environ)
-        notice = _DropAuthDefaultNotice()
+        notice, off_main = _DropAuthDefaultNotice(), _DropOffMainThreadNotice()
         logging.getLogger(AUTH_SETUP_LOGGER).addFilter(notice)
+        logging.getLogger(RAY_WORKER_LOGGER).addFilter(off_main)
         try:
             ray.init(
                 address="local", num_cpus=self.num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
@@ -291,6 +313,7 @@ class EmbeddedRay:
             raise
         finally:
             logging.getLogger(AUTH_SETUP_LOGGER).removeFilter(notice)
+            logging.getLogger(RAY_WORKER_LOGGER).removeFilter(off_main)
 
     def stop(self) -> None:
         import ray
@@ -313,6 +336,68 @@ class EmbeddedRay:
         self._saved_env.clear()
         with contextlib.suppress(OSError):
             self.root.rmdir()  # only when empty: other drivers may be using it
+
+
+class BackgroundStart:
+    """start_ray in a thread of its own, so that a driver goes on with its own start (torch's
+    import, the largest trial's size, the plan, the lease) while Ray's processes come up:
+    most of ray.init's 2-4 s is waiting for them (measured on this 2-core machine: the
+    driver's CPU is idle for about 2 s of it).
+
+        early = BackgroundStart(None, num_cpus=2, then=import_tune)
+        ...                                   # the driver's own work
+        started = early.result()              # what start_ray returned; its error re-raised
+        ...                                   # the caller stops it when done, then:
+        early.stop()                          # (or, not taken: ends what it started)
+
+    `then` runs in that thread after the start (not when it failed). `taken` is set once
+    `result()` handed the Ray over (its new owner stops it).
+
+    The thread lives until `stop()`: Ray starts its GCS and raylet with the parent-death
+    signal (PR_SET_PDEATHSIG), which Linux sends when the *thread* that started them ends,
+    so a thread that returned after ray.init would take the new Ray down with it."""
+
+    def __init__(self, address: str | None, num_cpus: int | None = None, *, then: Callable[[], Any] | None = None):
+        self.address, self.num_cpus, self.then = address, num_cpus, then
+        self.taken = False
+        self._started: EmbeddedRay | bool = False
+        self._error: BaseException | None = None
+        self._ready, self._release = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._start, name="hidden-ray-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            # looked up now: benchmarks/common.py times start_ray by replacing it in this module
+            self._started = sys.modules[__name__].start_ray(self.address, self.num_cpus)
+            if self.then is not None:
+                self.then()  # more of the driver's start, off its main thread (Tune's import)
+        except BaseException as err:  # re-raised by result() in the driver's thread
+            self._error = err
+        finally:
+            self._ready.set()
+        self._release.wait()  # see the class docstring: Ray's processes live as long as this thread
+
+    def result(self) -> EmbeddedRay | bool:
+        """Wait for the start; return what start_ray returned (the caller stops it now)."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        self.taken = True
+        return self._started
+
+    def stop(self) -> None:
+        """End the Ray this start made, unless result() handed it over, and the thread once no
+        Ray it started runs. Waits for the start to end first (Ray's processes cannot be
+        stopped half started). Idempotent."""
+        self._ready.wait()
+        if not self.taken and self._started:
+            stop_ray(self._started)
+            self._started = False
+        if self.taken and self._started and ray_initialized():
+            return  # its owner keeps it running (run_sweep's keep_ray): so does the thread
+        self._release.set()
+        self._thread.join()
 
 
 def ray_initialized() -> bool:

@@ -11,7 +11,12 @@ Flow of one run:
 3. Read the store (planning.py): trials already final (completed | pruned | diverged) are
    skipped; with `search`, each grid point only asks for the samples it still lacks.
 4. Start an embedded Ray or join the cluster (ray_setup.py) and check that some node can
-   hold one trial; the data goes into the object store meanwhile.
+   hold one trial; the data goes into the object store meanwhile. An embedded Ray starts
+   early, in the background (ray_setup.BackgroundStart), as soon as the spec is valid and
+   there is something to run: right after the local checks here, or, from the CLI, before
+   the largest trial's size is measured (`ray_started_early`). A refusal after that (the
+   lease of another driver, a trial too big for this machine) stops that Ray before the
+   command exits: nothing is written and no Ray process is left.
 5. One Tune run over what is left; the seeds of a grid cell run as one vectorized Tune trial
    where the spec's `vectorize` says so (cells.py), each seed still its own trial. Each trial checkpoints into its own folder keyed by its
    trial_id (checkpoints.py) and resumes from it whoever starts it: Tune's retry after a
@@ -127,6 +132,7 @@ class _Signals:
     received: int | None = None  # the first signal
     in_fit = False  # Tune is running: the signal stops it through _SignalStopper, not an exception
     install: Callable[[], Any] = staticmethod(lambda: None)
+    depth = 0  # nested _signals_end_sweep blocks (ray_started_early around run_sweep): the outer one rules
 
 
 @contextlib.contextmanager
@@ -138,7 +144,7 @@ def _signals_end_sweep() -> Iterator[None]:
     `_SignalStopper` stops every trial at Tune's next step; run_sweep raises after the fit.
     Tune's own SIGINT handler is off (it would print a Tuner.restore hint: a re-run is the
     resume). A second signal gets the default action. Only in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or _Signals.depth:
         yield
         return
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -158,48 +164,120 @@ def _signals_end_sweep() -> Iterator[None]:
 
     _Signals.received, _Signals.in_fit, _Signals.install = None, False, install
     install()
+    _Signals.depth += 1
     try:
         yield
     finally:
+        _Signals.depth -= 1
         _Signals.install = staticmethod(lambda: None)
         for s, previous in saved.items():
             signal.signal(s, previous if previous is not None else signal.SIG_DFL)
 
 
+# The embedded Ray `ray_started_early` started for the run_sweep inside its block, with the
+# num_cpus it was started for: run_sweep takes it (and then stops it itself).
+_EARLY: list[tuple[ray_setup.BackgroundStart, int | None]] = []
+
+
+@contextlib.contextmanager
+def ray_started_early(spec: SweepSpec, store: ResultStore, *, address: str | None = None, num_cpus: int | None = None,
+                      check: Callable[[], Any] | None = None) -> Iterator[None]:
+    """Start the embedded Ray of the run_sweep call this block makes now, in the background,
+    so that Ray's processes come up while `check` runs: the caller's checks that import
+    torch (the CLI measures the largest trial). Only for an embedded Ray (`address` None)
+    with trials to run, and only when torch is not imported yet (else `check` takes
+    milliseconds and runs first: nothing to overlap, no Ray for a refusal). Leaving the block
+    stops that Ray unless run_sweep took it over; a refused check (any exception) therefore
+    leaves no Ray. SIGINT / SIGTERM in the block raise SweepInterrupted at once (as in
+    run_sweep, which the block may contain)."""
+    with _signals_end_sweep():
+        early = None
+        if check is not None and _torch_imported():
+            check()
+            check = None
+        if address is None and not _EARLY and not ray_setup.ray_initialized() and _count_to_run(spec, store):
+            early = _start_early(num_cpus)
+            _EARLY.append((early, num_cpus))
+        try:
+            if check is not None:
+                check()
+            yield
+        finally:
+            if early is not None:
+                _EARLY.clear()
+                early.stop()  # a no-op once run_sweep took it
+
+
+def _torch_imported() -> bool:
+    return "torch" in sys.modules
+
+
+def _count_to_run(spec: SweepSpec, store: ResultStore) -> int:
+    """Tune trials a run of `spec` would start now (0: nothing to train, no Ray needed)."""
+    if spec.name not in store.sweeps():  # a new sweep: all of it (no store to read)
+        return spec.plan().total
+    return plan_todo(spec, store).tune_count
+
+
+def _start_early(num_cpus: int | None) -> ray_setup.BackgroundStart:
+    """An embedded Ray started in the background, Tune's environment set first (Ray's start
+    reads some of it) and Tune's modules imported in that thread once Ray is up."""
+    _prepare_tune()
+    return ray_setup.BackgroundStart(None, num_cpus, then=_import_fit_modules)
+
+
+def _take_early(options: SweepOptions) -> ray_setup.BackgroundStart | None:
+    """The early start `ray_started_early` made for this call, if it fits its options."""
+    if _EARLY and options.address is None and _EARLY[0][1] == options.num_cpus:
+        return _EARLY.pop()[0]
+    return None
+
+
 def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.PathLike[str] | None, report: SweepReport,
                options: SweepOptions, started: float) -> SweepReport:
-    if not isinstance(spec, SweepSpec):
-        spec = load_spec(spec)
-    results_root = paths.normalize_root(os.fspath(results_root) if results_root is not None else default_results_root())
-    plan = spec.plan()
-    store = ResultStore(results_root)
-    report.sweep, report.planned = spec.name, plan.total
-    vectorize = options.train_fn is None  # a replacement train function trains one seed: no cell runs vectorized
-    todo = plan_todo(spec, store, vectorize=vectorize)
-    report.skipped, report.to_run = todo.skipped, todo.count
-    if todo.count == 0 and not controls_pass.pending(spec, store) and not checkpoints.trial_folders(results_root, spec.name):
-        release_dead_lease(results_root, spec.name)  # a driver killed after its last trial: the ended sweep keeps no lease
-        report.wall_seconds = time.perf_counter() - started
-        return report
-    from hidden_core.tune.trackers import tracker_callbacks
-
-    # a missing tracker extra fails here, before the lease and Ray
-    options = dataclasses.replace(options, callbacks=(*options.callbacks, *tracker_callbacks(spec.loggers, results_root, spec.name)))
-    # a cluster that will not let this driver in fails here, before anything is written
-    checked = False
-    if options.address is None and not options.skip_resource_check:  # refused here, before the lease writes anything
-        check_resources(spec, ray_setup.local_nodes(spec.resources.gpu > 0))
-    if options.address and not ray_setup.ray_initialized():
-        options, checked = dataclasses.replace(options, address=ray_setup.check_address(options.address)), True
-    with SweepLease(results_root, spec.name):
-        todo = plan_todo(spec, store, vectorize=vectorize)  # again, now that no other driver can change it
-        _finish_killed_driver(spec, store, results_root)
+    early = _take_early(options)  # Ray started by ray_started_early around this call
+    try:
+        if not isinstance(spec, SweepSpec):
+            spec = load_spec(spec)
+        results_root = paths.normalize_root(os.fspath(results_root) if results_root is not None else default_results_root())
+        plan = spec.plan()
+        store = ResultStore(results_root)
+        report.sweep, report.planned = spec.name, plan.total
+        vectorize = options.train_fn is None  # a replacement train function trains one seed: no cell runs vectorized
+        todo = plan_todo(spec, store, vectorize=vectorize)
         report.skipped, report.to_run = todo.skipped, todo.count
-        if todo.count:
-            store.mark_sweep(spec.name)  # the folder is a sweep from now on (paths.SWEEP_MARKER)
-            _run(spec, store, results_root, todo, report, options, checked=checked)
-        if report.controls is None:  # not run as Ray tasks by _run (nothing was trained): in this process
-            report.controls = controls_pass.run(spec, store, out=options.out)  # the spec's subnet_controls, after the trials
+        if todo.count == 0 and not controls_pass.pending(spec, store) and not checkpoints.trial_folders(results_root, spec.name):
+            release_dead_lease(results_root, spec.name)  # a driver killed after its last trial: the ended sweep keeps no lease
+            report.wall_seconds = time.perf_counter() - started
+            return report
+        from hidden_core.tune.trackers import tracker_callbacks
+
+        # a missing tracker extra fails here, before the lease and Ray
+        options = dataclasses.replace(options, callbacks=(*options.callbacks, *tracker_callbacks(spec.loggers, results_root, spec.name)))
+        # a cluster that will not let this driver in fails here, before anything is written
+        checked = False
+        if options.address is None and not options.skip_resource_check:  # refused here, before the lease writes anything
+            check_resources(spec, ray_setup.local_nodes(spec.resources.gpu > 0))
+        if options.address and not ray_setup.ray_initialized():
+            options, checked = dataclasses.replace(options, address=ray_setup.check_address(options.address)), True
+        if early is None and todo.tune_count and options.address is None and not ray_setup.ray_initialized():
+            # Ray's processes come up while the lease is taken and the store read again; a refusal
+            # from here on stops them (the finally below)
+            early = _start_early(options.num_cpus)
+        with SweepLease(results_root, spec.name):
+            todo = plan_todo(spec, store, vectorize=vectorize)  # again, now that no other driver can change it
+            _finish_killed_driver(spec, store, results_root)
+            report.skipped, report.to_run = todo.skipped, todo.count
+            if todo.count:
+                store.mark_sweep(spec.name)  # the folder is a sweep from now on (paths.SWEEP_MARKER)
+                _run(spec, store, results_root, todo, report, options, checked=checked, early=early)
+            if early is not None:
+                early.stop()  # nothing was trained after all (another driver finished it); a no-op once _run took it
+            if report.controls is None:  # not run as Ray tasks by _run (nothing was trained): in this process
+                report.controls = controls_pass.run(spec, store, out=options.out)  # the spec's subnet_controls, after the trials
+    finally:
+        if early is not None:
+            early.stop()  # a refusal or an error: the Ray started early goes (a no-op once _run took it over)
     report.wall_seconds = time.perf_counter() - started
     return report
 
@@ -228,27 +306,34 @@ def _finish_killed_driver(spec: SweepSpec, store: ResultStore, results_root: str
                     "their subnet files are made and checkpoints removed: %s", spec.name, len(done), ", ".join(done[:10]))
 
 
-def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, options: SweepOptions, *,
-         checked: bool) -> None:
-    from hidden_core.tune.sweep_data import check_data, load_data
-    from hidden_core.tune.tune_callbacks import TUNE_ENV
-
-    started = time.perf_counter()
-    for k, v in TUNE_ENV.items():
+def _prepare_tune() -> None:
+    """Tune's driver-side settings: before Ray's start and Tune's import (in _run, or before
+    an early start)."""
+    for k, v in ray_setup.TUNE_ENV.items():
         os.environ.setdefault(k, v)
     # with the per-trial loggers off, Tune's end-of-run analysis has no files to read
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
+def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, options: SweepOptions, *,
+         checked: bool, early: ray_setup.BackgroundStart | None = None) -> None:
+    from hidden_core.tune.sweep_data import check_data, load_data
+
+    started = time.perf_counter()
+    _prepare_tune()
     run_values = spec.run_options().model_dump(mode="json")
     configs = [t.config for t in todo.trials] + [p.template for p, _ in todo.points]
     check_data(configs, run_values)
 
     # Ray start-up and data loading overlap: the data thread imports torch and builds the
-    # splits while the Ray processes come up.
+    # splits while the Ray processes come up, then imports what _fit uses (Ray Tune: about
+    # 0.9 s of the driver's CPU, which ray.init's waits for its processes leave free).
     data_box: dict[str, Any] = {}
 
     def load() -> None:
         try:
             data_box["data"] = load_data(configs, run_values)
+            _import_fit_modules()
         except BaseException as err:  # re-raised in the main thread
             data_box["error"] = err
 
@@ -257,7 +342,10 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
     ray_started: ray_setup.EmbeddedRay | bool = False
     tune_dir = None
     try:
-        ray_started = ray_setup.start_ray(options.address, options.num_cpus, checked=checked)
+        if early is not None:
+            ray_started = early.result()  # its thread also imported Tune's modules
+        else:
+            ray_started = ray_setup.start_ray(options.address, options.num_cpus, checked=checked)
         _Signals.install()  # ray.init may have put its own in place
         import ray
 
@@ -332,6 +420,13 @@ def _signal_stopper() -> Any:
             return _Signals.received is not None
 
     return _SignalStopper()
+
+
+def _import_fit_modules() -> None:
+    """The modules _fit imports (Ray Tune with them), imported ahead (runner._run's data thread)."""
+    import ray.tune  # noqa: F401
+
+    from hidden_core.tune import driver_state, progress, pruning, search, trainable, tune_callbacks  # noqa: F401
 
 
 def _fit(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, report: SweepReport, options: SweepOptions, *,

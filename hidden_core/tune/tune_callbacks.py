@@ -1,5 +1,6 @@
 """The Tune glue of a sweep: the callback that writes each trial to the store as it ends and
-ticks the progress line, the trial names Tune shows, and the environment Tune reads.
+ticks the progress line, and the trial names Tune shows (the environment Tune reads is
+ray_setup.TUNE_ENV).
 
 Extra callbacks (experiment trackers) are appended by run_sweep's `callbacks` argument.
 """
@@ -14,19 +15,6 @@ from hidden_core.tune.report_codec import PAYLOAD
 
 if TYPE_CHECKING:
     from hidden_core.tune.driver_state import SweepRuntime
-
-# Driver-side environment for Tune (set before Tune reads it, unless the user set it):
-TUNE_ENV = {
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no per-trial JSON/CSV/TensorBoard files: the store is the record
-    "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0: Tune prints nothing; progress.py prints one line
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "RAY_DEDUP_LOGS": "1",
-    # Tune's experiment-state snapshot (every trial's state as JSON, for Tune's own resume)
-    # is never restored here (runner.py): one at the end instead of one every 10 s or more,
-    # which cost up to 5% of the driver's time, growing with the trials in the run
-    "TUNE_GLOBAL_CHECKPOINT_S": "86400",
-}
-
 
 class SweepCallback(Callback):
     """Writes each trial to the store as it ends, and ticks the progress line."""
