@@ -120,30 +120,43 @@ def run(quick: bool = False, tiny: bool = False) -> list[dict]:
 
 
 NOTES = """\
-- This round (2026-12-07, alone on the machine, load 0.5-1.0, two runs of the module): call
-  to first trial 10.05 and 8.28 s (last round 12.51 s): MNIST-1D is now generated once per
-  machine (data.generated_arrays: 1.66 s -> 3 ms in a process), which left the driver's data
-  thread 2.3 s of CPU lighter beside Ray's start. Tune-phase efficiency 0.653 / 0.687 (1-s
-  trials) and 0.786 / 0.798 (13-s trials; these trials trained in 9.6-10.4 s against 11.5 s
-  last round, so the same fixed start is a larger share). What the Tune phase loses is the
-  first wave: each slot's first trial waits for a new worker process importing torch, Ray
-  Tune and the core train (about 4 s of CPU each, beside the driver's own); per trial after
-  it, 0.031 s (1-s trials) and 0.127 s (13-s trials) go outside training.
-- Tried this round, not merged (branch i23f): Ray started in a background thread 0.5-0.85 s
-  after the call (before: 2.7-4.2 s), its first workers importing torch, Ray Tune and the
-  core train through Ray's worker-setup hook, Tune's trial actors placed on them (its
-  env-var runtime_env left out) and the driver waiting for them before Tuner.fit. Old and
-  new code alternated at load 1.0-1.9: first trial 12.4, 10.6, 10.8, 8.8, 9.0 s before
-  against 11.3, 14.1, 10.2, 12.4, 9.4 s after; Tune-phase efficiency 0.67 -> 0.72 only
-  because the warm-up moved out of the Tune phase, not out of the call. On 2 cores the
-  early start competes with the driver's torch import (Ray's start took 4.0-6.2 s instead of
-  2.7-4.5 s). The timeline of one call (load 3.1) shows the floor: about 18 CPU-seconds
-  before the first trial (the driver about 7.5: torch 2, MNIST-1D 2.3, Ray Tune 1.6; Ray's
-  processes about 3; each warm worker about 4), about 9 s on 2 cores, about 8 with MNIST-1D
-  cached. What would close 6 s: fewer CPU-seconds before the first trial, e.g. Ray started
-  without the agents a sweep does not use (dashboard, runtime-env agent) and a trial worker
-  that imports only what the trial uses (torch._dynamo comes with torch.optim's first
-  optimizer, 2.3 s idle).
+- This round (2026-12-07 afternoon, alone on the machine, load 1.0-1.5, two runs of the
+  module): call to first trial 6.89 / 6.94 s (1-s trials) and 6.84 / 6.51 s (13-s trials),
+  the morning's 10.05 / 8.28 s; Tune-phase efficiency 0.775 / 0.777 (was 0.653 / 0.687) and
+  0.844 / 0.848 (was 0.786 / 0.798); whole call 0.507 / 0.51 and 0.717 / 0.724. What
+  changed, each measured on its own with 3 short sweeps (first trial):
+  (1) Tune's trial actors run on the Python workers the raylet starts with Ray
+  (ray_setup.trials_on_started_workers): Tune gave every trainable an env_vars
+  runtime_env, so each slot's actor waited for a new process (setup_worker, the runtime-env
+  agent, a second Python start and `import ray`) while the raylet's own workers sat idle:
+  10.1-13.1 -> 7.6-9.6 s; (2) the embedded Ray starts in a background thread 0.5-0.8 s
+  after the call (ray_setup.BackgroundStart, runner.ray_started_early; before: 2.6-3.6 s,
+  after the largest trial's memory check, which imports torch), and Ray Tune is imported
+  while ray.init waits for Ray's processes (about 2 s of it the driver's CPU is idle):
+  7.0-8.4 s; (3) MNIST-1D read back from the data root no longer imports mnist1d.data and
+  scipy (1 s of the driver's CPU beside Ray's start); (4) the trials' optimizers are
+  torch.optim's SGD / Adam without their torch._dynamo import (eager_optim: 1.5-2.3 s of
+  CPU in each worker's first trial, inside the Tune phase: efficiency 0.70-0.73 -> 0.74-0.78
+  with (2)).
+- Why 6 s is still missed (the timeline of one call, sampled every 20 ms in the driver and
+  per process from /proc): the driver's own start ends at 3.8 s (Python and the CLI 0.6 s,
+  torch's import and the memory check 3 s beside Ray's Python-side start, both holding the
+  GIL in turn); ray.init ends at 5.3-5.8 s, of which 1.5-2.4 s waiting for the raylet to
+  register, which waits for Ray's dashboard agent to start (0.7 s on an idle machine,
+  measured in raylet.out; its Python processes, dashboard, autoscaler monitor, log monitor
+  and the two agents, take about 2.5 CPU-s of the 2 cores meanwhile); then Tuner.fit, and
+  the first trial 1.2-2.4 s later, after its worker imported Ray Tune, torch and the
+  trainable (about 2.5 CPU-s each for the 2 workers at once). What would close it: a Ray
+  started without the processes a local sweep does not use (the autoscaler monitor, the
+  dashboard and its agent: not selectable through ray.init in Ray 2.60), or workers that
+  import torch before the driver connects (the raylet starts them only when it does).
+- Tune-phase efficiency: each slot's first trial still waits for its worker's imports
+  (about 2 s of the 13.7 s Tune phase at 1-s trials); per trial after it, 0.029 s (1-s
+  trials) and 0.097 s (13-s trials) go outside training. Tried and not merged (branch
+  i23f, last round): workers that import torch and Ray Tune through Ray's worker-setup hook
+  and a driver that waits for them before Tuner.fit: the import moves out of the Tune phase
+  (efficiency 0.67 -> 0.72) but not out of the call, and on 2 cores it competes with the
+  driver's own start (first trial no better).
 - Where a sweep's time went outside training (16 trials of 8 epochs, MNIST-1D MLPs, 2 at
   once, 2 shared cores; the core train wrapped with phase timers in the workers and a Tune
   callback timing the driver's side; measured 2026-12-02, per trial): checkpoint writes
@@ -151,12 +164,13 @@ NOTES = """\
   trips, 1 s cadence) 0.04-0.08 s; the subnet file 0.02-0.05 s; network build 0.01-0.04 s;
   statistics 0.01 s; final report to the store row 0.02-0.03 s; the next trial on the same
   actor 0.02 s; data to the device 0 (a CPU tensor view; each worker fetches a split once).
-- Fixed costs measured then (issue 23): each sweep's Tune phase starts a new worker process
-  per concurrent trial that imports Ray Tune and torch (about 6.7 s) and torch._dynamo
-  (torch.optim imports it on the first optimizer: 2.3 s on an idle core); Tune's usage
-  telemetry imports Ray's tracker integrations on every Tuner.fit (0.5-2 s; skipped since);
+- Fixed costs measured when issue 23 was filed: each sweep's Tune phase started a new worker
+  process per concurrent trial that imported Ray Tune and torch (about 6.7 s; now the
+  raylet's own workers, about 2.5 CPU-s each) and torch._dynamo (torch.optim imported it on
+  the first optimizer: 2.3 s on an idle core; no longer imported); Tune's usage telemetry
+  imported Ray's tracker integrations on every Tuner.fit (0.5-2 s; skipped since);
   generating MNIST-1D took 2.3 s of CPU per sweep (cached since); a bare ray.init takes
-  about 4.1 s on this machine.
+  2.2-4.1 s on this machine.
 """
 
 
