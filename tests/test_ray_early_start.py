@@ -146,3 +146,30 @@ def test_a_trial_too_big_refused_after_ray_started_early_exits_2_leaving_no_ray_
     assert not any(ray_setup.processes_of(str(ray_root)))
 
 
+
+
+def test_a_signal_during_the_check_is_raised_once_the_check_is_done_not_inside_its_imports(tmp_path, fake_ray, monkeypatch):
+    """The check imports torch while Ray's start imports Ray in its thread. SweepInterrupted
+    raised inside an import (a signal handler runs between any two bytecodes, also while
+    importlib holds its global import lock) left that lock held: the start's thread blocked
+    forever on its next import and `hidden sweep run` hung after Ctrl-C (seen: SIGINT 1.5 s
+    after the call, py-spy showed the start's thread in _get_module_lock and the main thread
+    in BackgroundStart.stop). The signal is now held until the check returns."""
+    import signal
+
+    from hidden_core.tune.report import SweepInterrupted
+
+    monkeypatch.setattr(runner, "_torch_imported", lambda: False)
+    done: list[str] = []
+
+    def check():
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the check (an import, in the CLI) runs
+        time.sleep(0.05)  # the handler runs here at the latest
+        done.append("check")
+
+    entered = False
+    with pytest.raises(SweepInterrupted):  # noqa: PT012
+        with runner.ray_started_early(parse_spec(GRID), ResultStore(str(tmp_path)), num_cpus=1, check=check):
+            entered = True
+    assert done == ["check"] and not entered  # the check ran to its end; the run itself never began
+    assert [c[0] for c in fake_ray] == ["start", "stop"] and runner._EARLY == []

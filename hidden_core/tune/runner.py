@@ -188,8 +188,8 @@ def ray_started_early(spec: SweepSpec, store: ResultStore, *, address: str | Non
     with trials to run, and only when torch is not imported yet (else `check` takes
     milliseconds and runs first: nothing to overlap, no Ray for a refusal). Leaving the block
     stops that Ray unless run_sweep took it over; a refused check (any exception) therefore
-    leaves no Ray. SIGINT / SIGTERM in the block raise SweepInterrupted at once (as in
-    run_sweep, which the block may contain)."""
+    leaves no Ray. SIGINT / SIGTERM in the block raise SweepInterrupted (as in run_sweep,
+    which the block may contain): at once, or, during `check`, once it returned (_signal_held)."""
     with _signals_end_sweep():
         early = None
         if check is not None and _torch_imported():
@@ -200,12 +200,28 @@ def ray_started_early(spec: SweepSpec, store: ResultStore, *, address: str | Non
             _EARLY.append((early, num_cpus))
         try:
             if check is not None:
-                check()
+                with _signal_held() if early is not None else contextlib.nullcontext():
+                    check()
             yield
         finally:
             if early is not None:
                 _EARLY.clear()
                 early.stop()  # a no-op once run_sweep took it
+
+
+@contextlib.contextmanager
+def _signal_held() -> Iterator[None]:
+    """SIGINT / SIGTERM in the block raise SweepInterrupted when it ends, not inside it: the
+    block imports (the CLI's check imports torch) while Ray's start imports in its thread, and
+    an exception raised by the handler inside an import can leave importlib's global lock
+    held, so that the start's thread never ends and BackgroundStart.stop waits for ever."""
+    in_fit, _Signals.in_fit = _Signals.in_fit, True  # the handler records the signal, raises nothing
+    try:
+        yield
+    finally:
+        _Signals.in_fit = in_fit
+    if _Signals.received is not None:
+        raise SweepInterrupted(_Signals.received)
 
 
 def _torch_imported() -> bool:
