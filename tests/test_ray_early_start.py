@@ -173,3 +173,40 @@ def test_a_signal_during_the_check_is_raised_once_the_check_is_done_not_inside_i
             entered = True
     assert done == ["check"] and not entered  # the check ran to its end; the run itself never began
     assert [c[0] for c in fake_ray] == ["start", "stop"] and runner._EARLY == []
+
+
+def test_a_signal_while_a_refusal_waits_for_the_early_ray_still_stops_that_ray(tmp_path, monkeypatch):
+    """A refused check waits for Ray to finish starting, then stops it (seconds, nothing
+    printed yet): a Ctrl-C then used to raise inside that wait, so the Ray went on starting
+    and nothing stopped it (its processes died with the driver, its temp dir stayed)."""
+    import signal
+
+    from hidden_core.tune.report import SweepInterrupted
+
+    calls: list[str] = []
+    go = threading.Event()
+
+    def start_ray(address, num_cpus=None, *, checked=False):
+        go.wait(10)  # Ray's processes still coming up
+        calls.append("start")
+        return FakeStarted()
+
+    monkeypatch.setattr(ray_setup, "start_ray", start_ray)
+    monkeypatch.setattr(ray_setup, "stop_ray", lambda started: calls.append("stop"))
+    monkeypatch.setattr(runner, "_torch_imported", lambda: False)
+
+    def ctrl_c_then_ray_up():
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+        go.set()
+
+    def refuse():
+        threading.Thread(target=ctrl_c_then_ray_up, daemon=True).start()
+        raise ValueError("too big")
+
+    with pytest.raises(SweepInterrupted) as stopped:  # noqa: PT012
+        with runner.ray_started_early(parse_spec(GRID), ResultStore(str(tmp_path)), num_cpus=1, check=refuse):
+            pass
+    assert isinstance(stopped.value.__context__, ValueError)  # the refusal, chained
+    assert calls == ["start", "stop"] and runner._EARLY == []

@@ -206,7 +206,8 @@ def ray_started_early(spec: SweepSpec, store: ResultStore, *, address: str | Non
         finally:
             if early is not None:
                 _EARLY.clear()
-                early.stop()  # a no-op once run_sweep took it
+                with _signal_held():  # stop waits for Ray's start: a signal then must not cut it short
+                    early.stop()  # a no-op once run_sweep took it
 
 
 @contextlib.contextmanager
@@ -214,13 +215,17 @@ def _signal_held() -> Iterator[None]:
     """SIGINT / SIGTERM in the block raise SweepInterrupted when it ends, not inside it: the
     block imports (the CLI's check imports torch) while Ray's start imports in its thread, and
     an exception raised by the handler inside an import can leave importlib's global lock
-    held, so that the start's thread never ends and BackgroundStart.stop waits for ever."""
+    held, so that the start's thread never ends and BackgroundStart.stop waits for ever; or
+    the block is BackgroundStart.stop, which a signal must not cut short (the Ray it waits
+    for would go on starting with nothing left to stop it). Raised in a `finally`, the
+    exception under way (a refusal) is its __context__."""
     in_fit, _Signals.in_fit = _Signals.in_fit, True  # the handler records the signal, raises nothing
+    before = _Signals.received  # a signal received earlier was raised then (or will be, by Tune's loop)
     try:
         yield
     finally:
         _Signals.in_fit = in_fit
-    if _Signals.received is not None:
+    if before is None and _Signals.received is not None:
         raise SweepInterrupted(_Signals.received)
 
 
@@ -293,7 +298,8 @@ def _run_sweep(spec: SweepSpec | str | os.PathLike[str], results_root: str | os.
                 report.controls = controls_pass.run(spec, store, out=options.out)  # the spec's subnet_controls, after the trials
     finally:
         if early is not None:
-            early.stop()  # a refusal or an error: the Ray started early goes (a no-op once _run took it over)
+            with _signal_held():  # stop waits for Ray's start: a signal then must not cut it short
+                early.stop()  # a refusal or an error: the Ray started early goes (a no-op once _run took it over)
     report.wall_seconds = time.perf_counter() - started
     return report
 
