@@ -210,3 +210,29 @@ def test_a_signal_while_a_refusal_waits_for_the_early_ray_still_stops_that_ray(t
             pass
     assert isinstance(stopped.value.__context__, ValueError)  # the refusal, chained
     assert calls == ["start", "stop"] and runner._EARLY == []
+
+
+def test_a_signal_as_the_early_ray_is_handed_over_still_stops_it(tmp_path, fake_ray, monkeypatch):
+    """A signal landing as BackgroundStart.result() returned (taken, but not yet assigned in
+    _run) left that Ray to nobody: _run had no Ray to stop and BackgroundStart.stop leaves a
+    taken Ray to its owner. The hand-over now holds the signal until _run has the Ray."""
+    import signal
+
+    from hidden_core.tune import sweep_data
+    from hidden_core.tune.report import SweepInterrupted
+
+    monkeypatch.setattr(sweep_data, "check_data", lambda *_a, **_k: None)
+    monkeypatch.setattr(sweep_data, "load_data", lambda *_a, **_k: {})
+    monkeypatch.setattr(runner, "_import_fit_modules", lambda: None)
+    result = ray_setup.BackgroundStart.result
+
+    def handed_over_then_signal(self):
+        started = result(self)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here at the latest
+        return started
+
+    monkeypatch.setattr(ray_setup.BackgroundStart, "result", handed_over_then_signal)
+    with pytest.raises(SweepInterrupted):
+        runner.run_sweep(parse_spec(GRID), str(tmp_path), num_cpus=1, progress=False)
+    assert [c[0] for c in fake_ray] == ["start", "stop"] and fake_ray[1][1] is fake_ray[0][2]

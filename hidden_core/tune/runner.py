@@ -365,7 +365,10 @@ def _run(spec: SweepSpec, store: ResultStore, results_root: str, todo: Todo, rep
     tune_dir = None
     try:
         if early is not None:
-            ray_started = early.result()  # its thread also imported Tune's modules
+            # its thread also imported Tune's modules; a signal during the wait or the hand-over
+            # is raised once ray_started holds the Ray (the finally stops it), not in between
+            with _signal_held():
+                ray_started = early.result()
         else:
             ray_started = ray_setup.start_ray(options.address, options.num_cpus, checked=checked)
         _Signals.install()  # ray.init may have put its own in place
