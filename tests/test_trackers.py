@@ -174,6 +174,16 @@ def _wandb_records(path):
             yield record
 
 
+def _wandb_diagnosis(run: str, kinds: list[str]) -> str:
+    """What a W&B run folder holds, for a failed assertion: the record kinds of its run file
+    and the end of W&B's own logs (seen once in CI: a run file without its `run` record)."""
+    logs = []
+    for log in sorted(glob.glob(os.path.join(run, "logs", "*.log"))):
+        with open(log, errors="replace") as f:
+            logs.append(f"--- {os.path.basename(log)}:\n" + "".join(f.readlines()[-15:]))
+    return f"{run}: records {kinds[:12]}{' ...' if len(kinds) > 12 else ''}\n" + "\n".join(logs)
+
+
 @pytest.mark.slow  # reads the module's sweep (Ray): not the unit loop
 def test_wandb_offline_runs_on_disk(sweep):
     import json
@@ -184,9 +194,10 @@ def test_wandb_offline_runs_on_disk(sweep):
     seen = set()
     for run in runs:
         (path,) = glob.glob(os.path.join(run, "run-*.wandb"))
-        name, config, history = None, {}, []
+        name, config, history, kinds = None, {}, [], []
         for record in _wandb_records(path):
             kind = record.WhichOneof("record_type")
+            kinds.append(kind)
             if kind == "run":
                 name = record.run.display_name
                 config.update({i.key: json.loads(i.value_json) for i in record.run.config.update})
@@ -194,7 +205,7 @@ def test_wandb_offline_runs_on_disk(sweep):
                 config.update({i.key: json.loads(i.value_json) for i in record.config.update})
             elif kind == "history":
                 history.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item})
-        assert name in set(trials["trial_id"]) and config["trial_id"] == name
+        assert name in set(trials["trial_id"]) and config["trial_id"] == name, _wandb_diagnosis(run, kinds)
         assert config["method"] == trials[trials.trial_id == name].iloc[0]["method"]
         per_epoch = [(h["training_iteration"], h["val_acc"]) for h in history if "val_acc" in h]
         _same(per_epoch, _epoch_values(epochs, name))
