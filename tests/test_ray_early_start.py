@@ -45,7 +45,7 @@ def fake_ray(monkeypatch):
 
 
 def test_background_start_stops_what_nobody_took_and_leaves_a_taken_ray_to_its_owner(fake_ray):
-    early = ray_setup.BackgroundStart(None, 2)
+    early = ray_setup.BackgroundStart(2)
     early.stop()
     assert [c[0] for c in fake_ray] == ["start", "stop"] and fake_ray[1][1] is fake_ray[0][2]
     early.stop()  # idempotent
@@ -53,7 +53,7 @@ def test_background_start_stops_what_nobody_took_and_leaves_a_taken_ray_to_its_o
 
     fake_ray.clear()
     ran: list[str] = []
-    early = ray_setup.BackgroundStart(None, 2, then=lambda: ran.append(threading.current_thread().name))
+    early = ray_setup.BackgroundStart(2, then=lambda: ran.append(threading.current_thread().name))
     assert early.result() is fake_ray[0][2] and early.taken
     assert ran == ["hidden-ray-start"]  # `then` ran in the start's thread
     assert early._thread.is_alive()  # Ray's processes die with the thread that started them (PR_SET_PDEATHSIG)
@@ -66,7 +66,7 @@ def test_background_start_re_raises_the_start_error_in_the_caller(monkeypatch):
         raise RuntimeError("no Ray today")
 
     monkeypatch.setattr(ray_setup, "start_ray", start_ray)
-    early = ray_setup.BackgroundStart(None)
+    early = ray_setup.BackgroundStart()
     with pytest.raises(RuntimeError, match="no Ray today"):
         early.result()
     early.stop()

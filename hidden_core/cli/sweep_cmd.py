@@ -94,7 +94,7 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
 
     def memory_check() -> None:  # the largest trial's size imports torch: an embedded Ray starts meanwhile
         if args.address is None:  # a cluster's nodes are checked when the run joins it
-            _machine_checks(spec, args, plan_footprint(spec.plan()), memory_only=True)
+            _require_memory(spec, plan_footprint(spec.plan()))
 
     try:
         with ray_started_early(spec, store, address=args.address, num_cpus=args.num_cpus, check=memory_check):
@@ -139,18 +139,13 @@ def run_sweep_cmd(args: argparse.Namespace) -> int:
     return 1 if report.unfinished else 0
 
 
-def _machine_checks(spec: Any, args: argparse.Namespace, largest: Any, *, memory_only: bool = False) -> None:
+def _machine_checks(spec: Any, args: argparse.Namespace, largest: Any) -> None:
     """What this machine must have for the run, checked by the run and by --dry-run alike
     (ConfigError, exit 2): the controls pass's device (it runs in this process); without
-    --address, memory for the largest trial (`largest`: None skips it) and the CPUs/GPUs one
-    trial asks for. With --address the cluster's nodes are checked when the run joins it.
-    `memory_only`: the largest trial's memory alone (the run checks the rest first)."""
-    from hidden_core.footprint import require_device, require_fit
-
-    if memory_only:
-        if largest is not None:
-            require_fit(largest[0], spec.resources.device, largest[1])
-        return
+    --address, memory for the largest trial (`largest`: None skips it; the run checks it
+    apart, while Ray starts) and the CPUs/GPUs one trial asks for. With --address the
+    cluster's nodes are checked when the run joins it."""
+    from hidden_core.footprint import require_device
     if spec.subnet_controls is not None:
         try:
             require_device(spec.subnet_controls.device)
@@ -158,14 +153,21 @@ def _machine_checks(spec: Any, args: argparse.Namespace, largest: Any, *, memory
             raise ConfigError([f"subnet_controls.{p}" for p in err.problems]) from None
     if args.address is not None:
         return
-    if largest is not None:
-        require_fit(largest[0], spec.resources.device, largest[1])
+    _require_memory(spec, largest)
     if not args.skip_resource_check:
         from hidden_core.spec import check_resources
         from hidden_core.tune.ray_setup import local_nodes
 
         check_resources(spec, local_nodes(spec.resources.gpu > 0), where="this machine (a run without --address trains here)",
                         hint="run on a cluster that has them with --address")
+
+
+def _require_memory(spec: Any, largest: Any) -> None:
+    """Memory on this machine for `largest` (footprint.plan_footprint's answer; None: nothing to check)."""
+    from hidden_core.footprint import require_fit
+
+    if largest is not None:
+        require_fit(largest[0], spec.resources.device, largest[1])
 
 
 def status_cmd(args: argparse.Namespace) -> int:

@@ -344,7 +344,7 @@ class BackgroundStart:
     most of ray.init's 2-4 s is waiting for them (measured on this 2-core machine: the
     driver's CPU is idle for about 2 s of it).
 
-        early = BackgroundStart(None, num_cpus=2, then=import_tune)
+        early = BackgroundStart(num_cpus=2, then=import_tune)
         ...                                   # the driver's own work
         started = early.result()              # what start_ray returned; its error re-raised
         ...                                   # the caller stops it when done, then:
@@ -357,8 +357,8 @@ class BackgroundStart:
     signal (PR_SET_PDEATHSIG), which Linux sends when the *thread* that started them ends,
     so a thread that returned after ray.init would take the new Ray down with it."""
 
-    def __init__(self, address: str | None, num_cpus: int | None = None, *, then: Callable[[], Any] | None = None):
-        self.address, self.num_cpus, self.then = address, num_cpus, then
+    def __init__(self, num_cpus: int | None = None, *, then: Callable[[], Any] | None = None):
+        self.num_cpus, self.then = num_cpus, then
         self.taken = False
         self._started: EmbeddedRay | bool = False
         self._error: BaseException | None = None
@@ -369,7 +369,7 @@ class BackgroundStart:
     def _start(self) -> None:
         try:
             # looked up now: benchmarks/common.py times start_ray by replacing it in this module
-            self._started = sys.modules[__name__].start_ray(self.address, self.num_cpus)
+            self._started = sys.modules[__name__].start_ray(None, self.num_cpus)  # an embedded Ray
             if self.then is not None:
                 self.then()  # more of the driver's start, off its main thread (Tune's import)
         except BaseException as err:  # re-raised by result() in the driver's thread

@@ -244,7 +244,7 @@ def _start_early(num_cpus: int | None) -> ray_setup.BackgroundStart:
     """An embedded Ray started in the background, Tune's environment set first (Ray's start
     reads some of it) and Tune's modules imported in that thread once Ray is up."""
     _prepare_tune()
-    return ray_setup.BackgroundStart(None, num_cpus, then=_import_fit_modules)
+    return ray_setup.BackgroundStart(num_cpus, then=_import_fit_modules)
 
 
 def _take_early(options: SweepOptions) -> ray_setup.BackgroundStart | None:
